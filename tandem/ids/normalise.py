@@ -1,0 +1,191 @@
+"""Normalise phones (E.164 via ``phonenumbers``) and e-mails, one value or a column."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat
+from phonenumbers import ValidationResult
+
+DEFAULT_REGION = "RU"
+_EXAMPLES_PER_REASON = 5
+
+_POSSIBLE_REASONS = {
+    ValidationResult.TOO_SHORT: "too short",
+    ValidationResult.TOO_LONG: "too long",
+    ValidationResult.INVALID_COUNTRY_CODE: "invalid country code",
+    ValidationResult.INVALID_LENGTH: "invalid length",
+    ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "local number without area code",
+}
+_EMAIL_LOCAL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
+_EMAIL_DOMAIN = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$")
+
+
+class InvalidIdentifier(ValueError):
+    """A single identifier that cannot be normalised; ``reason`` is a short phrase."""
+
+    def __init__(self, raw: object, reason: str):
+        super().__init__(f"{raw!r}: {reason}")
+        self.raw = raw
+        self.reason = reason
+
+
+def normalise_phone(raw: object, region: str = DEFAULT_REGION) -> str:
+    """Return ``raw`` as an E.164 string (``+79161234567``) or raise ``InvalidIdentifier``.
+
+    National formats (``8 916 123-45-67``, ``(916) 1234567``) are read in ``region``.
+    A number must be valid for its country, not merely the right length.
+    """
+    if raw is None or (isinstance(raw, float) and np.isnan(raw)):
+        raise InvalidIdentifier(raw, "empty")
+    text = str(raw).strip()
+    if not text:
+        raise InvalidIdentifier(raw, "empty")
+    try:
+        number = phonenumbers.parse(text, region)
+    except NumberParseException as exc:
+        raise InvalidIdentifier(raw, _parse_reason(exc)) from None
+    possible = phonenumbers.is_possible_number_with_reason(number)
+    if possible != ValidationResult.IS_POSSIBLE:
+        raise InvalidIdentifier(raw, _POSSIBLE_REASONS.get(possible, "impossible number"))
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidIdentifier(raw, "not a valid number for its country")
+    return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+
+
+def _parse_reason(exc: NumberParseException) -> str:
+    return {
+        NumberParseException.INVALID_COUNTRY_CODE: "invalid country code",
+        NumberParseException.NOT_A_NUMBER: "not a number",
+        NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
+        NumberParseException.TOO_SHORT_NSN: "too short",
+        NumberParseException.TOO_LONG: "too long",
+    }.get(exc.error_type, "not a number")
+
+
+def normalise_inn(raw: object) -> str:
+    """Return the digits of a Russian INN (10 or 12 digits, check digits verified) or raise."""
+    from tandem.ids.inn import inn_is_valid
+
+    if raw is None or (isinstance(raw, float) and np.isnan(raw)):
+        raise InvalidIdentifier(raw, "empty")
+    text = re.sub(r"[\s-]", "", str(raw))
+    if not text:
+        raise InvalidIdentifier(raw, "empty")
+    if not text.isdigit():
+        raise InvalidIdentifier(raw, "not digits")
+    if len(text) not in (10, 12):
+        raise InvalidIdentifier(raw, "wrong length")
+    if not inn_is_valid(text):
+        raise InvalidIdentifier(raw, "bad check digit")
+    return text
+
+
+def normalise_email(raw: object) -> str:
+    """Return ``raw`` trimmed and lower-cased, or raise ``InvalidIdentifier``.
+
+    Nothing is guessed: typos (``gmial.com``) stay as they are and dots or ``+tags``
+    in the local part are kept, because providers differ on what they mean.
+    """
+    if raw is None or (isinstance(raw, float) and np.isnan(raw)):
+        raise InvalidIdentifier(raw, "empty")
+    text = str(raw).strip().lower()
+    if not text:
+        raise InvalidIdentifier(raw, "empty")
+    if text.count("@") != 1:
+        raise InvalidIdentifier(raw, "no @" if "@" not in text else "more than one @")
+    local, domain = text.split("@")
+    if not local:
+        raise InvalidIdentifier(raw, "empty local part")
+    if not _EMAIL_LOCAL.match(local) or local.startswith(".") or local.endswith(".") or ".." in local:
+        raise InvalidIdentifier(raw, "illegal character in local part")
+    if not _EMAIL_DOMAIN.match(domain):
+        raise InvalidIdentifier(raw, "invalid domain")
+    return text
+
+
+@dataclass
+class NormalisationReport:
+    """What a batch normalisation did: counts by outcome, a few examples per reason.
+
+    ``examples[reason]`` holds up to five ``(row, raw value)`` pairs, ``row`` being
+    the 0-based position in the input.
+    """
+
+    kind: str
+    total: int = 0
+    valid: int = 0
+    invalid: Counter = field(default_factory=Counter)
+    examples: dict[str, list[tuple[int, object]]] = field(default_factory=dict)
+
+    @property
+    def n_invalid(self) -> int:
+        return sum(self.invalid.values())
+
+    def merge(self, other: "NormalisationReport", row_offset: int = 0) -> None:
+        """Add ``other`` (a later chunk whose rows start at ``row_offset``) into this report."""
+        self.total += other.total
+        self.valid += other.valid
+        self.invalid.update(other.invalid)
+        for reason, rows in other.examples.items():
+            mine = self.examples.setdefault(reason, [])
+            mine.extend((row + row_offset, raw) for row, raw in rows[: _EXAMPLES_PER_REASON - len(mine)])
+
+    def as_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "total": self.total,
+            "valid": self.valid,
+            "invalid": dict(self.invalid),
+            "examples": {r: [[i, str(v)] for i, v in ex] for r, ex in self.examples.items()},
+        }
+
+    def summary_line(self) -> str:
+        reasons = ", ".join(f"{n} {r}" for r, n in self.invalid.most_common())
+        return f"{self.kind}: {self.valid}/{self.total} valid" + (f"; invalid: {reasons}" if reasons else "")
+
+
+def _normalise_many(values: Iterable[object], one, kind: str) -> tuple[np.ndarray, NormalisationReport]:
+    values = list(values)
+    out = np.empty(len(values), dtype=object)
+    report = NormalisationReport(kind=kind, total=len(values))
+    cache: dict[object, tuple[str | None, str | None]] = {}
+    for row, raw in enumerate(values):
+        key = raw if isinstance(raw, str) or raw is None else repr(raw)
+        hit = cache.get(key)
+        if hit is None:
+            try:
+                hit = (one(raw), None)
+            except InvalidIdentifier as exc:
+                hit = (None, exc.reason)
+            cache[key] = hit
+        value, reason = hit
+        out[row] = value
+        if reason is None:
+            report.valid += 1
+        else:
+            report.invalid[reason] += 1
+            examples = report.examples.setdefault(reason, [])
+            if len(examples) < _EXAMPLES_PER_REASON:
+                examples.append((row, raw))
+    return out, report
+
+
+def normalise_phones(values: Sequence[object], region: str = DEFAULT_REGION) -> tuple[np.ndarray, NormalisationReport]:
+    """Normalise a column of phones; shape ``(n,)`` object array of E.164 strings or ``None``."""
+    return _normalise_many(values, lambda raw: normalise_phone(raw, region), "phone")
+
+
+def normalise_emails(values: Sequence[object]) -> tuple[np.ndarray, NormalisationReport]:
+    """Normalise a column of e-mails; shape ``(n,)`` object array of strings or ``None``."""
+    return _normalise_many(values, normalise_email, "email")
+
+
+def normalise_inns(values: Sequence[object]) -> tuple[np.ndarray, NormalisationReport]:
+    """Normalise a column of INNs; shape ``(n,)`` object array of digit strings or ``None``."""
+    return _normalise_many(values, normalise_inn, "inn")
