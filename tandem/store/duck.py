@@ -13,6 +13,9 @@ from tandem.store.base import TMP_SUFFIX
 from tandem.store.schema import TableSpec
 
 
+_HEADER_BYTES = 3 * 4096    # DuckDB's main header and two database headers precede the blocks
+
+
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -28,6 +31,19 @@ class DuckStore:
         except duckdb.Error as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StoreError(f"{self.path}: cannot open as a DuckDB store ({first})") from None
+        self._check_complete()
+
+    def _check_complete(self) -> None:
+        """Refuse a file cut short (a copy that stopped early): DuckDB would only fail on the lost blocks."""
+        if not self.path.exists():
+            return
+        _, _, block_size, total_blocks, *_ = self.con.execute("PRAGMA database_size").fetchone()
+        expected = _HEADER_BYTES + block_size * total_blocks
+        actual = self.path.stat().st_size
+        if actual < expected:
+            self.con.close()
+            raise StoreError(f"{self.path}: cannot open as a DuckDB store (file is truncated: "
+                             f"{actual:,} of {expected:,} bytes)")
 
     def table_names(self) -> list[str]:
         rows = self.con.execute(
@@ -101,12 +117,12 @@ class DuckStore:
 
     def iter_batches(self, name: str, batch_size: int = 100_000, columns=None) -> Iterator[pa.RecordBatch]:
         self._require(name)
-        reader = self.con.execute(self._select(name, columns)).to_arrow_reader(batch_size)
+        reader = self.con.sql(self._select(name, columns)).to_arrow_reader(batch_size)
         yield from reader
 
     def query(self, sql: str, params: list | None = None) -> pa.Table:
         try:
-            return self.con.execute(sql, params or []).to_arrow_table()
+            return self.con.sql(sql, params=params).to_arrow_table()
         except duckdb.Error as exc:
             raise StoreError(f"{self.location}: query failed: {str(exc).splitlines()[0]}") from None
 

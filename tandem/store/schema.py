@@ -24,7 +24,7 @@ _ALIASES = {
     "TIMESTAMP WITHOUT TIME ZONE": "TIMESTAMP", "DATETIME": "TIMESTAMP", "TIMESTAMP_US": "TIMESTAMP",
 }
 
-_ARROW = {
+ARROW_TYPES = {
     "BIGINT": pa.int64(), "INTEGER": pa.int32(), "DOUBLE": pa.float64(), "VARCHAR": pa.string(),
     "BOOLEAN": pa.bool_(), "DATE": pa.date32(), "TIMESTAMP": pa.timestamp("us"),
 }
@@ -62,7 +62,7 @@ class TableSpec:
         return [c.name for c in self.columns]
 
     def arrow_schema(self) -> pa.Schema:
-        return pa.schema([pa.field(c.name, _ARROW[c.type], nullable=c.nullable) for c in self.columns])
+        return pa.schema([pa.field(c.name, ARROW_TYPES[c.type], nullable=c.nullable) for c in self.columns])
 
     def ddl(self, quote=lambda s: f'"{s}"', type_names: dict[str, str] | None = None) -> str:
         """``CREATE TABLE`` statement; ``type_names`` maps canonical types to a backend's."""

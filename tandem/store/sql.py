@@ -101,26 +101,27 @@ class SqlStore:
             conn.execute(sa.text(f"INSERT INTO {self._quote(table)} ({cols}) VALUES ({params})"), rows)
 
     def read_table(self, name: str, columns: list[str] | None = None) -> pa.Table:
-        return pa.Table.from_batches(list(self.iter_batches(name, columns=columns)), schema=None) \
-            if self.columns(name) is not None else self._missing(name)
+        batches = list(self.iter_batches(name, columns=columns))
+        return pa.Table.from_batches(batches) if batches else pa.Table.from_batches([], self._schema(name, columns))
 
     def iter_batches(self, name: str, batch_size: int = 100_000, columns=None) -> Iterator[pa.RecordBatch]:
         if self.columns(name) is None:
             self._missing(name)
-        cols = ", ".join(self._quote(c) for c in columns) if columns else "*"
-        yield from self._stream(f"SELECT {cols} FROM {self._quote(name)}", batch_size)
+        schema = self._schema(name, columns)
+        cols = ", ".join(self._quote(c) for c in schema.names)
+        yield from self._stream(f"SELECT {cols} FROM {self._quote(name)}", batch_size, schema)
 
     def query(self, sql: str) -> pa.Table:
         batches = list(self._stream(sql, 100_000))
         return pa.Table.from_batches(batches) if batches else pa.table({})
 
-    def _stream(self, sql: str, batch_size: int) -> Iterator[pa.RecordBatch]:
+    def _stream(self, sql: str, batch_size: int, schema: pa.Schema | None = None) -> Iterator[pa.RecordBatch]:
         try:
             with self.engine.connect().execution_options(stream_results=True) as conn:
                 result = conn.execute(sa.text(sql))
                 names = list(result.keys())
                 while rows := result.fetchmany(batch_size):
-                    yield pa.RecordBatch.from_pylist([dict(zip(names, r)) for r in rows])
+                    yield pa.RecordBatch.from_pylist([dict(zip(names, r)) for r in rows], schema=schema)
         except SQLAlchemyError as exc:
             raise StoreError(f"{self.location}: query failed: {_first_line(exc)}") from None
 
@@ -135,8 +136,18 @@ class SqlStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def _schema(self, name: str, columns: list[str] | None) -> pa.Schema:
+        types = self.columns(name)
+        return pa.schema([(c, _arrow_type(types[c])) for c in (columns or list(types))])
+
     def _missing(self, name: str):
         raise StoreError(f"{self.location}: table '{name}' is missing")
+
+
+def _arrow_type(backend_type: str) -> pa.DataType:
+    from tandem.store.schema import ARROW_TYPES, canonical_type
+
+    return ARROW_TYPES.get(canonical_type(backend_type), pa.string())
 
 
 def _column(field: pa.Field):

@@ -50,7 +50,7 @@ def generate_world(persons: int, seed: int, out: str | os.PathLike, config: str 
     started = time.perf_counter()
     out = Path(out)
     with _staging(out) as tmp:
-        progress("calibrating", 0.0)
+        progress("calibrating", 0.01)
         intercepts = calibrate(cfg, seed)
         summary = _write(persons, seed, cfg, intercepts, tmp, progress)
         if evaluate:
@@ -155,7 +155,7 @@ def _truth(p, b: dict, m: dict, reports: dict) -> pa.Table:
         "email_matches": pa.array(same_email.to_numpy()),
         "matchable": pa.array(both & (same_phone | same_email).to_numpy()),
         "application_loan_id": pa.array(app["loan_id"].astype("Int64"), pa.int64()),
-        "true_pd": pa.array(app["true_pd"].to_numpy(), pa.float64()),
+        "true_pd": pa.array(app["true_pd"].to_numpy(), pa.float64(), from_pandas=True),
         "defaulted": pa.array(app["default"].astype("boolean"), pa.bool_()),
     }
     for t in TRAITS:

@@ -41,6 +41,7 @@ def generate_sellers(rng: np.random.Generator, n: int, cfg: dict, business_inter
     seller_id = mix_ids(idx, 1_103_515_245, 12_345)
     weights = np.exp(CATEGORY_BASE)
     category = rng.choice(len(CATEGORY_NAMES), n, p=weights / weights.sum())
+    category[: len(CATEGORY_NAMES)] = np.arange(min(n, len(CATEGORY_NAMES)))   # every category has a seller
     company = rng.random(n) < 0.7
     inn = np.empty(n, dtype=object)
     region_digits = rng.integers(10, 99, n)

@@ -1,0 +1,276 @@
+"""The ``tandem`` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from tandem.console import console, err_console, progress_bar, table
+from tandem.errors import InputError, TandemError
+
+app = typer.Typer(
+    help="Tandem: a bank and a marketplace working on their shared customers without sharing raw rows.\n\n"
+         "Start with `tandem demo`, or `tandem world` to make a synthetic bank + marketplace world.",
+    no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+)
+store_app = typer.Typer(help="Check a party store, import files into it, copy it to another database.",
+                        no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+PARTIES = ("bank", "market")
+
+
+def _party(value: str) -> str:
+    if value not in PARTIES:
+        raise InputError(f"--party must be one of {', '.join(PARTIES)}, got '{value}'")
+    return value
+
+
+@app.command()
+def world(
+    persons: int = typer.Option(..., "--persons", "-n", help="Number of persons in the world (bank clients, "
+                                "marketplace users or both)."),
+    seed: int = typer.Option(1, help="Random seed; the same seed gives the same tables."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write bank.duckdb, market.duckdb, truth.parquet "
+                             "and summary.json into."),
+    config: Optional[Path] = typer.Option(None, help="TOML file overriding the world calibration."),
+    ceiling: bool = typer.Option(True, help="Also train the plaintext LightGBM ceiling (bank-only vs joint AUC)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Generate a synthetic bank + marketplace world with ground truth."""
+    from tandem.world.generate import generate_world
+
+    with progress_bar("world") as update:
+        summary = generate_world(persons, seed, out, config=config, progress=update, evaluate=ceiling)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary, out)
+
+
+@app.command()
+def demo(
+    persons: int = typer.Option(100_000, help="Size of the demo world."),
+    seed: int = typer.Option(7, help="Random seed."),
+    out: Path = typer.Option(Path("demo-world"), help="Where the demo world is written."),
+):
+    """The main job: make a world, show its summary and what joining the two sides is worth."""
+    from tandem.world.generate import generate_world
+
+    console.rule("[bold]Tandem demo")
+    with progress_bar("world") as update:
+        summary = generate_world(persons, seed, out, progress=update)
+    _print_summary(summary, out)
+    gain = summary.get("auc_gain")
+    if gain is not None:
+        console.print(
+            f"\nJoining marketplace behaviour to the bank's data lifts the default model's test AUC from "
+            f"[bold]{summary['auc_bank_only']:.3f}[/] to [bold]{summary['auc_joint']:.3f}[/] "
+            f"([bold green]+{gain:.3f}[/]) on {summary['ceiling_test_rows']:,} held-out shared borrowers.\n"
+            "This is the plaintext ceiling (data pooled by the ground truth); the federated path reaches it "
+            "without pooling.")
+
+
+def _print_summary(s: dict, out: Path) -> None:
+    rows = [[f"bank.{t}", n] for t, n in s["tables"]["bank"].items()]
+    rows += [[f"market.{t}", n] for t, n in s["tables"]["market"].items()]
+    console.print(table(f"World in {out} ({s['persons']:,} persons, seed {s['seed']}, {s['seconds']} s)",
+                        ["table", "rows"], rows))
+    o, c = s["overlap"], s["consent_rates"]
+    console.print(table("Overlap, consent and outcomes", ["measure", "value"], [
+        ["bank clients", o["bank_clients"]], ["marketplace users", o["market_users"]],
+        ["bank clients who use the marketplace", o["shared_persons"]],
+        ["  share of bank clients", o["share_of_bank_clients_on_market"]],
+        ["consent rate, bank", c["bank"]], ["consent rate, marketplace", c["market"]],
+        ["shared and both consented", o["both_consented"]], ["  of which linkable by phone or e-mail", o["matchable"]],
+        ["sellers / at the bank / linkable by INN", f"{o['sellers']:,} / {o['sellers_at_bank']:,} / "
+                                                   f"{o['sellers_matchable']:,}"],
+        ["application loans", s["application_loans"]], ["default rate (90+ DPD in 12 months)", s["default_rate"]],
+    ]))
+    ids = s["identifiers"]
+    console.print(table("Identifiers that do not normalise", ["field", "valid", "invalid (reasons)"], [
+        [k.replace("_", " "), f"{v['valid']:,}/{v['total']:,}",
+         ", ".join(f"{n:,} {r}" for r, n in v["invalid"].items()) or "—"] for k, v in ids.items()
+    ]))
+    if s.get("auc_joint") is not None:
+        console.print(table("Plaintext ceiling: LightGBM test AUC, joined by the ground truth",
+                            ["features", "AUC"], [["bank only", s["auc_bank_only"]],
+                                                  ["bank + marketplace", s["auc_joint"]],
+                                                  ["gain", s["auc_gain"]]]))
+
+
+@store_app.command("check")
+def store_check(
+    target: str = typer.Argument(..., help="DuckDB file or SQLAlchemy URL."),
+    party: str = typer.Option(..., help="Whose schema to check against: bank or market."),
+):
+    """Check that a store has every table and column its party needs, with the right types."""
+    from tandem.store import open_store
+    from tandem.store.base import check_schema
+    from tandem.world.schema import TABLES
+
+    store = open_store(target, read_only=not _is_url(target))
+    try:
+        check_schema(store, TABLES[_party(party)])
+        rows = [[spec.name, store.query(f'SELECT count(*) AS n FROM "{spec.name}"').column(0)[0].as_py()]
+                for spec in TABLES[party]]
+    finally:
+        store.close()
+    console.print(table(f"{target}: schema OK for {party}", ["table", "rows"], rows))
+
+
+@store_app.command("import")
+def store_import(
+    target: str = typer.Argument(..., help="DuckDB file or SQLAlchemy URL to import into."),
+    file: Path = typer.Argument(..., help="Parquet or CSV file."),
+    table_name: str = typer.Option(..., "--table", help="Table to (re)place."),
+    party: Optional[str] = typer.Option(None, help="Check the file against this party's schema for the table."),
+):
+    """Import a Parquet or CSV file as a table (replaces the table atomically)."""
+    from tandem.store import open_store
+    from tandem.store.base import import_file
+    from tandem.world.schema import spec
+
+    table_spec = None
+    if party is not None:
+        try:
+            table_spec = spec(_party(party), table_name)
+        except KeyError:
+            raise InputError(f"--table: {party} has no table '{table_name}'") from None
+    store = open_store(target, create=True)
+    try:
+        n = import_file(store, file, table_name, table_spec)
+    finally:
+        store.close()
+    console.print(f"imported {n:,} rows from {file} into {target} table '{table_name}'")
+
+
+@store_app.command("copy")
+def store_copy(
+    source: str = typer.Argument(..., help="Store to copy from."),
+    dest: str = typer.Argument(..., help="Store to copy into (DuckDB file or SQLAlchemy URL)."),
+    party: str = typer.Option(..., help="Whose tables to copy: bank or market."),
+):
+    """Copy a party's tables from one store to another, in chunks (e.g. a world into PostgreSQL)."""
+    from tandem.store import open_store
+    from tandem.store.base import check_schema
+    from tandem.world.schema import TABLES
+
+    specs = TABLES[_party(party)]
+    src = open_store(source, read_only=not _is_url(source))
+    dst = open_store(dest, create=True)
+    try:
+        check_schema(src, specs)
+        with progress_bar("copy") as update:
+            for i, spec in enumerate(specs):
+                update(spec.name, i / len(specs))
+                dst.write_table(spec.name, src.iter_batches(spec.name, columns=spec.column_names), spec)
+            update("done", 1.0)
+    finally:
+        src.close()
+        dst.close()
+    console.print(f"copied {len(specs)} {party} tables from {source} to {dest}")
+
+
+@app.command()
+def features(
+    store_target: str = typer.Option(..., "--store", help="The party's store (DuckDB file or SQLAlchemy URL)."),
+    party: str = typer.Option(..., help="bank or market."),
+    out: Path = typer.Option(..., "--out", "-o", help="Parquet file to write."),
+    as_of: Optional[str] = typer.Option(None, help="Snapshot date (YYYY-MM-DD); data before it is used. "
+                                        "Default: the world's snapshot."),
+):
+    """Build a party's model features for its own customers, from its own store."""
+    import pyarrow.parquet as pq
+
+    from tandem.features import bank_features, market_features
+    from tandem.store import open_store
+    from tandem.world.config import load_config
+
+    day = _date(as_of) if as_of else load_config()["time"]["snapshot_date"]
+    build = {"bank": bank_features, "market": market_features}[_party(party)]
+    store = open_store(store_target, read_only=not _is_url(store_target))
+    try:
+        result = build(store, day)
+    finally:
+        store.close()
+    _write_parquet_atomically(result, out)
+    console.print(f"wrote {result.num_rows:,} rows x {result.num_columns - 1} features to {out}")
+
+
+@app.command("ids")
+def ids_check(
+    target: str = typer.Argument(..., help="The party's store."),
+    party: str = typer.Option(..., help="bank or market."),
+):
+    """Normalise the party's phones and e-mails and report what cannot be normalised, and why."""
+    from tandem.ids import normalise_emails, normalise_phones
+    from tandem.store import open_store
+
+    table_name = {"bank": "clients", "market": "users"}[_party(party)]
+    store = open_store(target, read_only=not _is_url(target))
+    try:
+        data = store.read_table(table_name, ["phone", "email"])
+    finally:
+        store.close()
+    _, phones = normalise_phones(data.column("phone").to_pylist())
+    _, emails = normalise_emails(data.column("email").to_pylist())
+    rows = []
+    for rep in (phones, emails):
+        rows.append([rep.kind, rep.valid, rep.n_invalid, "; ".join(
+            f"{n:,} {r} (e.g. row {rep.examples[r][0][0]}: {rep.examples[r][0][1]!r})"
+            for r, n in rep.invalid.most_common())])
+    console.print(table(f"{target} {table_name}", ["identifier", "valid", "invalid", "reasons"], rows))
+
+
+def _is_url(target: str) -> bool:
+    return "://" in target and not target.startswith("duckdb://")
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"--as-of must be a date like 2019-01-01, got '{text}'") from None
+
+
+def _write_parquet_atomically(data, out: Path) -> None:
+    import os
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write there ({exc.strerror})") from None
+    try:
+        pq.write_table(data, tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def main() -> None:
+    """Entry point: run the app; errors on bad input print one line and exit 2."""
+    try:
+        app()
+    except TandemError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

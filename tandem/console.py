@@ -1,0 +1,58 @@
+"""Shared terminal output: rich console, tables and a progress bar for long steps."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from rich.console import Console, Group
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextmanager
+def progress_bar(title: str) -> Iterator:
+    """Yield ``update(step, fraction)`` that drives one bar on stderr (``--json`` output stays clean).
+
+    The bar appears on the first update, so an argument error is not preceded by an empty bar.
+    """
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                   TextColumn("{task.fields[step]}"), TimeElapsedColumn(), console=err_console)
+    task = None
+
+    def update(step: str, fraction: float) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task(title, total=1.0, step="")
+        bar.update(task, completed=fraction, step=step)
+
+    try:
+        yield update
+    finally:
+        if task is not None:
+            bar.stop()
+
+
+def table(title: str, columns: list[str], rows: list[list], justify_numbers: bool = True) -> Group:
+    """A titled table; the title is its own line so that it never wraps to the table's width."""
+    t = Table()
+    for i, c in enumerate(columns):
+        t.add_column(c, justify="right" if justify_numbers and i > 0 else "left")
+    for r in rows:
+        t.add_row(*[_fmt(v) for v in r])
+    return Group(Text(title, style="bold"), t)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, bool) or v is None:
+        return "—" if v is None else str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 10 else f"{v:,.1f}"
+    return str(v)

@@ -1,0 +1,42 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tandem.world.generate import generate_world
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+    """Run ``tandem ARGS`` in a separate process, as a user would."""
+    proc = subprocess.run([sys.executable, "-m", "tandem.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"tandem {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory) -> Path:
+    """A 6,000-person world (no ceiling): the shared input of fast tests. Treat as read-only."""
+    out = tmp_path_factory.mktemp("small") / "world"
+    generate_world(6000, 11, out, evaluate=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server started by the project's script; skipped (with the reason) only outside CI."""
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "postgres.sh"), "start"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        reason = f"cannot start PostgreSQL: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else '?'}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        print(reason)
+        pytest.skip(reason)
+    url, datadir = proc.stdout.strip().splitlines()[-1].split()
+    yield url
+    subprocess.run(["bash", str(ROOT / "scripts" / "postgres.sh"), "stop", datadir], capture_output=True)

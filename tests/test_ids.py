@@ -1,0 +1,102 @@
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tandem.ids import (InvalidIdentifier, normalise_email, normalise_emails, normalise_inn, normalise_phone,
+                        normalise_phones)
+from tandem.ids.inn import complete_inn
+from tandem.world.market import MARKET_PHONE_STYLES
+from tandem.world.persons import format_phones, phone_number
+
+
+@pytest.mark.parametrize("raw", ["+7 (916) 123-45-67", "89161234567", "8 916 123 45 67", "8(916)1234567",
+                                 "+79161234567", "916-123-45-67", "  +7 916 1234567 ", "7 916 123 45 67"])
+def test_russian_phone_formats_normalise_to_one_e164(raw):
+    assert normalise_phone(raw) == "+79161234567"
+
+
+@pytest.mark.parametrize("raw,reason", [
+    ("", "empty"), (None, "empty"), (math.nan, "empty"), ("   ", "empty"),
+    ("123", "too short"), ("hello", "not a number"), ("8916123456", "not a valid number for its country"),
+    ("+7916123456789001122334", "too long"), ("+79161234567890", "invalid length"),
+])
+def test_invalid_phones_raise_with_a_reason(raw, reason):
+    with pytest.raises(InvalidIdentifier) as err:
+        normalise_phone(raw)
+    assert err.value.reason == reason
+
+
+def test_foreign_numbers_keep_their_country():
+    assert normalise_phone("+1 202 555 0143") == "+12025550143"
+    assert normalise_phone("8 017 212 34 56", region="BY") == "+375172123456"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 5_000_000), min_size=1, max_size=20), st.integers(0, 2**31))
+def test_every_world_phone_style_normalises_to_the_same_number(indices, seed):
+    national = phone_number(np.array(indices, dtype=np.int64))
+    rng = np.random.default_rng(seed)
+    expected = [f"+7{n}" for n in national]
+    for style in MARKET_PHONE_STYLES + ["8digits"]:
+        written = format_phones(rng, national, [style], [1.0])
+        assert list(normalise_phones(written)[0]) == expected
+
+
+def test_batch_report_counts_invalid_values_by_reason_with_rows():
+    values, report = normalise_phones(["89161234567", "123", None, "+7 (916) 123-45-67", "123"])
+    assert list(values) == ["+79161234567", None, None, "+79161234567", None]
+    assert report.total == 5 and report.valid == 2 and report.n_invalid == 3
+    assert report.invalid == {"too short": 2, "empty": 1}
+    assert report.examples["too short"] == [(1, "123"), (4, "123")]
+    assert "2/5 valid" in report.summary_line()
+
+
+def test_report_merge_offsets_rows():
+    _, a = normalise_emails(["a@b.ru", "bad"])
+    _, b = normalise_emails(["worse", "c@d.ru"])
+    a.merge(b, row_offset=2)
+    assert a.total == 4 and a.valid == 2
+    assert a.examples["no @"] == [(1, "bad"), (2, "worse")]
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("Ivan.Petrov@Mail.RU", "ivan.petrov@mail.ru"), ("  anna_k+shop@Yandex.ru ", "anna_k+shop@yandex.ru"),
+    ("ivan@gmial.com", "ivan@gmial.com"),   # typos are kept, never guessed
+])
+def test_emails_are_trimmed_and_lower_cased_only(raw, expected):
+    assert normalise_email(raw) == expected
+
+
+@pytest.mark.parametrize("raw,reason", [
+    ("", "empty"), (None, "empty"), ("ivan.mail.ru", "no @"), ("a@@b.ru", "more than one @"),
+    ("@mail.ru", "empty local part"), ("iv an@mail.ru", "illegal character in local part"),
+    ("ivan..p@mail.ru", "illegal character in local part"), ("ivan@mail", "invalid domain"),
+    ("ivan@-mail.ru", "invalid domain"),
+])
+def test_invalid_emails_raise_with_a_reason(raw, reason):
+    with pytest.raises(InvalidIdentifier) as err:
+        normalise_email(raw)
+    assert err.value.reason == reason
+
+
+def test_inn_check_digits():
+    assert normalise_inn("7707083893") == "7707083893"          # a real company INN
+    assert normalise_inn(" 77 07 083893 ") == "7707083893"
+    assert normalise_inn("500100732259") == "500100732259"      # a real sole-trader INN
+    for raw, reason in [("7707083894", "bad check digit"), ("77070838", "wrong length"), ("77O7083893", "not digits")]:
+        with pytest.raises(InvalidIdentifier) as err:
+            normalise_inn(raw)
+        assert err.value.reason == reason
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 9), min_size=9, max_size=9) | st.lists(st.integers(0, 9), min_size=10, max_size=10))
+def test_completed_inns_validate_and_any_last_digit_change_does_not(body):
+    inn = complete_inn(np.array([body]))[0]
+    assert normalise_inn(inn) == inn
+    wrong = inn[:-1] + str((int(inn[-1]) + 1) % 10)
+    with pytest.raises(InvalidIdentifier):
+        normalise_inn(wrong)
