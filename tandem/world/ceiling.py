@@ -19,8 +19,10 @@ from tandem.store import open_store
 from tandem.world.config import load_config
 
 TEST_FRACTION = 0.3
-LGB_PARAMS = dict(n_estimators=400, learning_rate=0.03, num_leaves=15, min_child_samples=50, subsample=0.8,
-                  subsample_freq=1, colsample_bytree=0.8, reg_lambda=1.0, n_jobs=2, verbose=-1)
+LGB_ROUNDS = 400
+LGB_PARAMS = dict(objective="binary", learning_rate=0.03, num_leaves=15, min_data_in_leaf=50,
+                  bagging_fraction=0.8, bagging_freq=1, feature_fraction=0.8, lambda_l2=1.0, num_threads=2,
+                  verbose=-1)
 
 
 def joined_frame(world: str | Path, as_of=None) -> tuple[pd.DataFrame, list[str], list[str]]:
@@ -60,8 +62,8 @@ def ceiling_aucs(world: str | Path, seed: int = 0) -> dict:
     out = {"ceiling_rows": int(len(frame)), "ceiling_test_rows": int(test.sum()),
            "ceiling_test_defaults": int(y[test].sum())}
     for name, cols in (("auc_bank_only", bank_cols), ("auc_joint", bank_cols + market_cols)):
-        model = lgb.LGBMClassifier(random_state=seed, **LGB_PARAMS)
-        model.fit(frame.loc[~test, cols], y[~test])
-        out[name] = round(roc_auc(y[test], model.predict_proba(frame.loc[test, cols])[:, 1]), 4)
+        train = lgb.Dataset(frame.loc[~test, cols].astype(float), y[~test])
+        model = lgb.train({**LGB_PARAMS, "seed": seed}, train, num_boost_round=LGB_ROUNDS)
+        out[name] = round(roc_auc(y[test], model.predict(frame.loc[test, cols].astype(float))), 4)
     out["auc_gain"] = round(out["auc_joint"] - out["auc_bank_only"], 4)
     return out
