@@ -73,7 +73,7 @@ def demo(
             f"\nJoining marketplace behaviour to the bank's data lifts the default model's test AUC from "
             f"[bold]{summary['auc_bank_only']:.3f}[/] to [bold]{summary['auc_joint']:.3f}[/] "
             f"([bold green]+{gain:.3f}[/]) on {summary['ceiling_test_rows']:,} held-out shared borrowers.\n"
-            "This is the plaintext ceiling (data pooled by the ground truth); the federated path reaches it "
+            "This is the plaintext ceiling (data pooled by the ground truth): the federated path must reach it "
             "without pooling.")
 
 

@@ -1,0 +1,75 @@
+"""X25519 as a commutative blinding group for ECDH-PSI.
+
+An identifier is hashed (SHA-512 with a domain separator and a per-run salt, first 32
+bytes) to an X25519 u-coordinate; blinding is the X25519 function with a secret scalar.
+For clamped scalars ``a``, ``b`` the x-only ladder commutes: ``X(a, X(b, P)) ==
+X(b, X(a, P))``, so a value blinded by both parties is the same whoever went first.
+
+Points travel as concatenated 32-byte strings (shape ``(n * 32,)`` bytes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Iterable
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+POINT_BYTES = 32
+SCALAR_BYTES = 32
+_DOMAIN = b"tandem/psi/x25519/v1\x00"
+
+
+class InvalidPoint(ValueError):
+    """A received value is not usable as a group element (opaque on purpose)."""
+
+    def __init__(self):
+        super().__init__("received a malformed group element")
+
+
+def new_secret() -> bytes:
+    """A fresh secret scalar (32 random bytes; X25519 clamps it)."""
+    return os.urandom(SCALAR_BYTES)
+
+
+def hash_to_points(key_name: str, salt: bytes, values: Iterable[str]) -> bytes:
+    """Hash normalised identifiers to u-coordinates; returns ``n * 32`` bytes in input order.
+
+    ``key_name`` (``phone``, ``email``, ``inn``) separates domains so that equal strings
+    under different keys never collide; ``salt`` is agreed per run.
+    """
+    prefix = _DOMAIN + key_name.encode() + b"\x00" + salt
+    sha = hashlib.sha512
+    return b"".join(sha(prefix + v.encode("utf-8")).digest()[:POINT_BYTES] for v in values)
+
+
+def blind(secret: bytes, points: bytes) -> bytes:
+    """Multiply every point in ``points`` (``n * 32`` bytes) by ``secret``; same order.
+
+    Raises ``InvalidPoint`` if the input is not whole points or a point is of low order.
+    """
+    if len(points) % POINT_BYTES:
+        raise InvalidPoint()
+    key = X25519PrivateKey.from_private_bytes(secret)
+    exchange = key.exchange
+    from_bytes = X25519PublicKey.from_public_bytes
+    try:
+        return b"".join(exchange(from_bytes(points[i:i + POINT_BYTES])) for i in range(0, len(points), POINT_BYTES))
+    except ValueError:
+        raise InvalidPoint() from None
+
+
+def hash_and_blind(secret: bytes, key_name: str, salt: bytes, values: list[str]) -> bytes:
+    """``blind(secret, hash_to_points(...))`` in one step (one trip to a worker process)."""
+    return blind(secret, hash_to_points(key_name, salt, values))
+
+
+def link_digest(key_name: str, doubly_blinded: bytes) -> bytes:
+    """A 16-byte link id from a value both parties blinded: the same on both sides, opaque to anyone else."""
+    return hashlib.sha256(b"tandem/link-id/v1\x00" + key_name.encode() + b"\x00" + doubly_blinded).digest()[:16]
+
+
+def run_salt(initiator_nonce: bytes, responder_nonce: bytes) -> bytes:
+    """The per-run hashing salt both parties derive from each other's nonce."""
+    return hashlib.sha256(b"tandem/psi/salt/v1\x00" + initiator_nonce + responder_nonce).digest()

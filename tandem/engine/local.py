@@ -1,0 +1,58 @@
+"""A process pool for CPU-bound chunks (within one party: nothing here crosses a party boundary)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Callable, Sequence
+
+
+class LocalEngine:
+    """Run a function over chunks on ``workers`` processes (default: all cores).
+
+    Workers are started with ``spawn``, never ``fork``: a node has gRPC threads, which
+    must not be forked. ``workers=0`` runs chunks inline (tests, tiny inputs).
+    """
+
+    def __init__(self, workers: int | None = None):
+        self.workers = (os.cpu_count() or 1) if workers is None else workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def submit(self, fn: Callable, *args) -> Future:
+        """Start ``fn(*args)``; inline engines return an already finished future."""
+        if self.workers == 0:
+            f: Future = Future()
+            try:
+                f.set_result(fn(*args))
+            except BaseException as exc:   # the caller sees it on result()
+                f.set_exception(exc)
+            return f
+        return self._executor().submit(fn, *args)
+
+    def map(self, fn: Callable, chunks: Sequence, *extra) -> list:
+        """``[fn(chunk, *extra) for chunk in chunks]``, in parallel, in order."""
+        futures = [self.submit(fn, chunk, *extra) for chunk in chunks]
+        return [f.result() for f in futures]
+
+    def split(self, n: int) -> list[slice]:
+        """Slices cutting ``n`` items into one piece per worker."""
+        parts = max(1, self.workers)
+        step = -(-n // parts) if n else 1
+        return [slice(i, min(i + step, n)) for i in range(0, n, step)] or [slice(0, 0)]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

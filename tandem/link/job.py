@@ -1,0 +1,101 @@
+"""The multi-key link job, run identically by both sides over a ``Session``.
+
+For each entity, keys run in the agreed priority (e.g. phone, then e-mail). A record
+linked on a higher-priority key takes no part in later keys, on either side; values that
+several records share within one side are left out of that key. Both rules depend only
+on a side's own data, so both sides apply them identically and every link is one-to-one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from tandem.crypto.psi_group import new_secret
+from tandem.link.records import EntityRecords
+from tandem.protocols.errors import RemoteProtocolError
+from tandem.protocols.psi import Blinder, KeyRun, State
+from tandem.protocols.wire import LinkRequest
+from tandem.transport.session import Session
+
+PROTOCOL = "psi/1"
+Progress = Callable[[str, float], None]     # (what, fraction of this key done)
+
+
+@dataclass
+class EntityOutcome:
+    """One entity's result on this side: the link rows (unless count-only) and counts per key."""
+
+    entity: str
+    consented: int
+    per_key: dict[str, dict] = field(default_factory=dict)
+    rows: pa.Table | None = None
+
+    @property
+    def linked(self) -> int:
+        return sum(k["matched"] for k in self.per_key.values())
+
+
+def parse_keys(request: LinkRequest) -> dict[str, list[str]]:
+    """``["customers:phone", "customers:email", "sellers:inn"]`` -> ``{"customers": ["phone", "email"], ...}``."""
+    out: dict[str, list[str]] = {e: [] for e in request.entities}
+    for item in request.keys:
+        entity, _, key = item.partition(":")
+        if entity not in out or not key:
+            raise RemoteProtocolError(f"malformed LinkRequest: key '{item}' names no requested entity")
+        out[entity].append(key)
+    return out
+
+
+def run_entity(session: Session, records: EntityRecords, entity: str, keys: list[str], *, initiator: bool,
+               count_only: bool, blinder: Blinder, progress: Progress | None = None,
+               secrets: Callable[[str, str], bytes] | None = None) -> EntityOutcome:
+    """Link one entity over all its keys, in order. ``secrets(entity, key)`` gives the scalar
+    (fresh per run unless incremental mode keeps one)."""
+    outcome = EntityOutcome(entity, records.total)
+    linked: set[int] = set()
+    link_ids, local_ids, matched_on = [], [], []
+    for key in keys:
+        values, ids = records.candidates(key, set() if count_only else linked)
+        started = time.perf_counter()
+        run = KeyRun(session.id, entity, key, values, initiator=initiator, count_only=count_only,
+                     secret=secrets(entity, key) if secrets else new_secret(), blinder=blinder)
+        drive(run, session, lambda f, k=key: progress and progress(f"{entity}/{k}", f))
+        result = run.result
+        rep = records.reports[key]
+        outcome.per_key[key] = {"candidates": len(values), "matched": result.intersection,
+                                "invalid": rep.invalid, "duplicate_records": rep.duplicate_records,
+                                "seconds": round(time.perf_counter() - started, 2)}
+        if not count_only:
+            matched = ids[result.positions]
+            linked.update(int(i) for i in matched)
+            link_ids += result.link_ids
+            local_ids.append(matched)
+            matched_on += [key] * len(matched)
+    if not count_only:
+        outcome.rows = pa.table({
+            "link_id": pa.array(link_ids, pa.string()),
+            "local_id": pa.array(np.concatenate(local_ids) if local_ids else np.array([], np.int64), pa.int64()),
+            "matched_on": pa.array(matched_on, pa.string()),
+        })
+    return outcome
+
+
+def drive(run: KeyRun, session: Session, progress: Callable[[float], None] | None = None) -> None:
+    """Move one ``KeyRun`` to completion: our own chunks go out while the peer's are answered."""
+    session.send_all(run.start())
+    while run.state is not State.DONE:
+        if run.has_work():
+            session.send_all(run.poll())
+            msg = session.poll()
+        else:
+            msg = session.recv()
+        if msg is not None:
+            session.send_all(run.receive(msg))
+        if progress and run.state is State.EXCHANGING:
+            total = len(run._values) + run._peer_size
+            progress((run._sent_own + run._peer_received) / total if total else 1.0)

@@ -1,0 +1,182 @@
+"""The wire format of every message between nodes: typed, versioned, never pickled.
+
+A frame is ``b"TDM"``, one byte of wire version, one byte of message type, a 4-byte
+big-endian header length, a UTF-8 JSON header, then a binary payload (for PSI:
+concatenated 32-byte group elements). Decoding checks every field's type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from tandem.protocols.errors import RemoteProtocolError
+
+MAGIC = b"TDM"
+WIRE_VERSION = 1
+_HEAD = struct.Struct(">3sBBI")
+MAX_HEADER = 64 * 1024
+
+_TYPES: dict[int, type] = {}
+
+
+def message(code: int):
+    """Register a frozen dataclass as message type ``code``."""
+    def wrap(cls):
+        cls = dataclass(frozen=True)(cls)
+        cls.CODE = code
+        _TYPES[code] = cls
+        return cls
+    return wrap
+
+
+class Message:
+    """Base of all messages: a ``session`` id and an optional binary ``payload``."""
+
+    CODE: ClassVar[int]
+    PAYLOAD: ClassVar[bool] = False
+
+    def encode(self) -> bytes:
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "payload"}
+        header = json.dumps(fields, separators=(",", ":")).encode()
+        payload = getattr(self, "payload", b"") or b""
+        return _HEAD.pack(MAGIC, WIRE_VERSION, self.CODE, len(header)) + header + payload
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @property
+    def records(self) -> int:
+        """How many records this message carries (for the audit log)."""
+        return 0
+
+
+def decode(frame: bytes) -> Message:
+    """Parse one frame; raise ``RemoteProtocolError`` naming what is wrong."""
+    if len(frame) < _HEAD.size:
+        raise RemoteProtocolError("malformed message: shorter than a frame header")
+    magic, version, code, hlen = _HEAD.unpack_from(frame)
+    if magic != MAGIC:
+        raise RemoteProtocolError("malformed message: not a Tandem frame")
+    if version != WIRE_VERSION:
+        raise RemoteProtocolError(f"peer speaks wire version {version}, this node speaks {WIRE_VERSION}")
+    cls = _TYPES.get(code)
+    if cls is None:
+        raise RemoteProtocolError(f"malformed message: unknown message type {code}")
+    if hlen > MAX_HEADER or _HEAD.size + hlen > len(frame):
+        raise RemoteProtocolError("malformed message: bad header length")
+    try:
+        header = json.loads(frame[_HEAD.size:_HEAD.size + hlen])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise RemoteProtocolError(f"malformed {cls.__name__}: header is not JSON") from None
+    payload = frame[_HEAD.size + hlen:]
+    if not isinstance(header, dict):
+        raise RemoteProtocolError(f"malformed {cls.__name__}: header is not an object")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name == "payload":
+            kwargs["payload"] = payload
+            continue
+        if f.name not in header:
+            raise RemoteProtocolError(f"malformed {cls.__name__}: missing field '{f.name}'")
+        value = header[f.name]
+        if not _type_ok(value, f.type):
+            raise RemoteProtocolError(f"malformed {cls.__name__}: field '{f.name}' has the wrong type")
+        kwargs[f.name] = value
+    if payload and "payload" not in kwargs:
+        raise RemoteProtocolError(f"malformed {cls.__name__}: unexpected payload")
+    return cls(**kwargs)
+
+
+def _type_ok(value, annotation) -> bool:
+    kinds = {"str": str, "int": int, "bool": bool, "list[str]": list, "dict[str, int]": dict}
+    expected = kinds.get(str(annotation).replace("'", ""))
+    if expected is None:
+        return True
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is list:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if expected is dict:
+        return isinstance(value, dict) and all(isinstance(v, int) for v in value.values())
+    return isinstance(value, expected)
+
+
+# --- link job and PSI messages -------------------------------------------------------------
+
+@message(1)
+class LinkRequest(Message):
+    """Initiator -> responder: link these entities on these keys, in this priority."""
+    session: str
+    protocol: str                  # "psi/1"
+    entities: list[str]            # "customers", "sellers"
+    keys: list[str]                # flattened "entity:key" in priority order
+    count_only: bool
+    incremental: bool
+
+
+@message(2)
+class LinkAccept(Message):
+    session: str
+
+
+@message(3)
+class KeyStart(Message):
+    """Both sides, at the start of one (entity, key) run: a nonce for the salt and the set size."""
+    session: str
+    entity: str
+    key: str
+    nonce: str                     # hex, 16 bytes
+    size: int
+
+
+@message(4)
+class Blinded(Message):
+    """A chunk of the sender's own set, blinded with its secret."""
+    session: str
+    entity: str
+    key: str
+    seq: int
+    last: bool
+    payload: bytes = field(default=b"", repr=False)
+    PAYLOAD = True
+
+    @property
+    def records(self) -> int:
+        return len(self.payload) // 32
+
+
+@message(5)
+class Reblinded(Message):
+    """The receiver's chunk ``seq`` blinded again with the sender's secret (same order, or sorted in count-only)."""
+    session: str
+    entity: str
+    key: str
+    seq: int
+    last: bool
+    payload: bytes = field(default=b"", repr=False)
+    PAYLOAD = True
+
+    @property
+    def records(self) -> int:
+        return len(self.payload) // 32
+
+
+@message(6)
+class KeyDone(Message):
+    """Both sides, after matching: the size of the intersection each found (they must agree)."""
+    session: str
+    entity: str
+    key: str
+    intersection: int
+
+
+@message(7)
+class Abort(Message):
+    """Terminal: the sender stopped; ``reason`` is one line for the other side's operator."""
+    session: str
+    reason: str

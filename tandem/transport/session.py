@@ -1,0 +1,53 @@
+"""A protocol session over a channel: the one place where messages leave a node (and are audited)."""
+
+from __future__ import annotations
+
+from tandem.audit import AuditLog
+from tandem.protocols.errors import RemoteProtocolError
+from tandem.protocols.wire import Abort, Message, decode
+from tandem.transport.base import Channel, TransportError
+
+
+class Session:
+    """Send and receive typed messages with one peer; every frame sent or received is audited."""
+
+    def __init__(self, channel: Channel, session_id: str, protocol: str, audit: AuditLog | None, timeout: float):
+        self.channel, self.id, self.protocol, self.audit, self.timeout = channel, session_id, protocol, audit, timeout
+        self.peer = channel.peer
+
+    def send(self, msg: Message) -> None:
+        frame = msg.encode()
+        self._audit("out", msg, len(frame))
+        self.channel.send(frame)
+
+    def send_all(self, msgs: list[Message]) -> None:
+        for m in msgs:
+            self.send(m)
+
+    def recv(self) -> Message:
+        return self._decode(self.channel.recv(self.timeout))
+
+    def poll(self) -> Message | None:
+        frame = self.channel.poll()
+        return None if frame is None else self._decode(frame)
+
+    def abort(self, reason: str) -> None:
+        """Tell the peer we stopped (best effort: the peer may already be gone)."""
+        try:
+            self.send(Abort(self.id, reason[:500]))
+        except TransportError:
+            pass
+
+    def _decode(self, frame: bytes) -> Message:
+        msg = decode(frame)
+        self._audit("in", msg, len(frame))
+        if getattr(msg, "session", self.id) != self.id:
+            raise RemoteProtocolError(f"peer {self.peer} sent a message of another session")
+        if isinstance(msg, Abort):
+            raise RemoteProtocolError(f"peer {self.peer} stopped: {msg.reason}")
+        return msg
+
+    def _audit(self, direction: str, msg: Message, nbytes: int) -> None:
+        if self.audit is not None:
+            self.audit.record(direction=direction, peer=self.peer, protocol=self.protocol, session=self.id,
+                              message=msg.name, nbytes=nbytes, records=msg.records)
