@@ -229,6 +229,132 @@ def ids_check(
     console.print(table(f"{target} {table_name}", ["identifier", "valid", "invalid", "reasons"], rows))
 
 
+@app.command()
+def certs(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for ca.pem, ca.key and NODE.pem/NODE.key."),
+    nodes: list[str] = typer.Argument(..., help="Node names (each certificate's CN), e.g. bank market."),
+):
+    """Create a development certificate authority (unless OUT has one) and a certificate per node."""
+    from tandem.crypto.tls import make_ca, make_node_cert
+
+    try:
+        if not (out / "ca.pem").exists():
+            make_ca(out)
+        for node in nodes:
+            make_node_cert(out, node, out / "ca.pem", out / "ca.key")
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write certificates ({exc.strerror})") from None
+    console.print(f"certificates for {', '.join(nodes)} in {out} (CA: {out / 'ca.pem'})")
+
+
+@app.command()
+def node(
+    config: Path = typer.Option(..., "--config", "-c", help="The node's TOML config."),
+    link: Optional[str] = typer.Option(None, "--link", help="Start a link run with this peer, then exit."),
+    entities: str = typer.Option("customers,sellers", help="What to link: customers, sellers or both."),
+    count_only: bool = typer.Option(False, "--count-only", help="Learn only the size of the overlap."),
+    once: bool = typer.Option(False, "--once", help="Serve one session, then exit (status 1 if it failed)."),
+    events: bool = typer.Option(False, "--events", help="Print progress and results as JSON lines."),
+):
+    """Run a party's node: serve peers over gRPC with mutual TLS, or start a link run."""
+    from tandem.node import Node, json_events, load_node_config
+
+    cfg = load_node_config(config)
+    emit = json_events() if events else None
+    n = Node(cfg, emit)
+    try:
+        n.start()
+        if link:
+            if events:
+                n.link(link, entities.split(","), count_only)
+            else:
+                with progress_bar(f"{cfg.name} <-> {link}") as update:
+                    n.events = lambda e: e.get("event") == "progress" and update(e["what"], e["fraction"])
+                    result = n.link(link, entities.split(","), count_only)
+                _print_link_result({cfg.name: result})
+            return
+        if not events:
+            console.print(f"node {cfg.name} listening on port {n.server.port}; Ctrl-C stops it")
+        while not (once and n.finished.is_set()):
+            n.finished.wait(0.5)
+        if n.failure:
+            raise TandemError(n.failure)
+    except TandemError as exc:
+        if emit:
+            emit({"event": "error", "node": cfg.name, "message": str(exc)})
+        raise
+    finally:
+        n.close()
+
+
+@app.command("link")
+def link_cmd(
+    world_dir: Path = typer.Option(..., "--world", "-w", help="A world folder (from `tandem world`)."),
+    count_only: bool = typer.Option(False, "--count-only", help="Both sides learn only the size of the overlap."),
+    entities: str = typer.Option("customers,sellers", help="What to link: customers, sellers or both."),
+    as_json: bool = typer.Option(False, "--json", help="Print counts per key and time taken as JSON."),
+    timeout: float = typer.Option(60.0, help="Seconds a node waits for its peer before giving up."),
+):
+    """Link a world's bank and marketplace: two nodes, separate processes, mutual TLS on loopback."""
+    import time as _time
+
+    from tandem.link.local import link_world
+
+    started = _time.perf_counter()
+    with progress_bar("link") as update:
+        def on_event(node_name, event):
+            if event.get("event") == "progress" and node_name == "bank":
+                update(event["what"], event["fraction"])
+
+        results = link_world(world_dir, entities=entities.split(","), count_only=count_only, timeout_s=timeout,
+                             on_event=on_event)
+    seconds = round(_time.perf_counter() - started, 2)
+    if as_json:
+        bank = results["bank"]
+        print(json.dumps({"count_only": count_only, "seconds": seconds, "protocol_seconds": bank["seconds"],
+                          "entities": {e: {"linked": v["linked"], "consented": v["consented"],
+                                           "keys": {k: kv["matched"] for k, kv in v["keys"].items()}}
+                                       for e, v in bank["entities"].items()}}, indent=2))
+    else:
+        _print_link_result(results)
+        console.print(f"done in {seconds} s")
+
+
+def _print_link_result(results: dict) -> None:
+    for node_name, r in results.items():
+        rows = []
+        for entity, v in r["entities"].items():
+            for key, kv in v["keys"].items():
+                rows.append([f"{entity} / {key}", kv["candidates"], kv["matched"], kv["duplicate_records"],
+                             sum(kv["invalid"].values())])
+            if v["linked"] is not None:
+                rows.append([f"{entity} linked", v["consented"], v["linked"], "", ""])
+        title = f"{node_name}: {'overlap only' if r['count_only'] else 'links written'} with {r['peer']}"
+        console.print(table(title, ["entity / key", "candidates", "matched", "duplicates", "invalid"], rows))
+
+
+@app.command()
+def audit(
+    log: Path = typer.Argument(..., help="An audit log (STATE_DIR/audit.jsonl) or a node config (.toml)."),
+    last: int = typer.Option(50, help="Show the last N entries (0: all)."),
+):
+    """Print a node's audit log: every message that left (or reached) the node."""
+    from tandem.audit import read_audit
+
+    if log.suffix == ".toml":
+        from tandem.node import load_node_config
+
+        log = load_node_config(log).audit_path
+    entries, torn = read_audit(log)
+    shown = entries[-last:] if last else entries
+    rows = [[e["time"], e["direction"], e["peer"], e["protocol"], e["message"], e["bytes"], e["records"],
+             e["session"][:8]] for e in shown]
+    console.print(table(f"{log}: {len(entries)} entries" + (f" ({torn} torn lines skipped)" if torn else ""),
+                        ["time", "dir", "peer", "protocol", "message", "bytes", "records", "session"], rows))
+    out_bytes = sum(e["bytes"] for e in entries if e["direction"] == "out")
+    console.print(f"sent {out_bytes:,} bytes in {sum(e['direction'] == 'out' for e in entries):,} messages")
+
+
 def _is_url(target: str) -> bool:
     return "://" in target and not target.startswith("duckdb://")
 

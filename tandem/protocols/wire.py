@@ -180,3 +180,15 @@ class Abort(Message):
     """Terminal: the sender stopped; ``reason`` is one line for the other side's operator."""
     session: str
     reason: str
+
+
+def peek(frame: bytes) -> tuple[int, str | None]:
+    """``(message type, session)`` from a frame's header without decoding the payload; ``(0, None)`` if unreadable."""
+    try:
+        magic, _version, code, hlen = _HEAD.unpack_from(frame)
+        if magic != MAGIC or hlen > MAX_HEADER:
+            return 0, None
+        session = json.loads(frame[_HEAD.size:_HEAD.size + hlen]).get("session")
+        return code, session if isinstance(session, str) else None
+    except (struct.error, ValueError, AttributeError):
+        return 0, None

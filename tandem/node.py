@@ -1,0 +1,255 @@
+"""A party's long-running process: config, keys and certificates, store, audit log, services.
+
+    tandem node --config bank.toml                 serve: answer link requests from peers
+    tandem node --config bank.toml --link market   start a link run with peer ``market``, then exit
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as pysecrets
+import sys
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tandem.audit import AuditLog
+from tandem.engine import LocalEngine
+from tandem.errors import InputError, TandemError
+from tandem.link.blinder import EngineBlinder
+from tandem.link.job import PROTOCOL, EntityOutcome, parse_keys, run_entity
+from tandem.link.records import PRESETS, EntitySource, load_records
+from tandem.protocols.errors import RemoteProtocolError
+from tandem.protocols.wire import LinkAccept, LinkRequest
+from tandem.store import open_store
+from tandem.store.schema import Column, TableSpec
+from tandem.transport.grpc_node import GrpcChannel, Inboxes, NodeServer, PeerClient, TlsFiles
+from tandem.transport.session import Session
+
+ENTITIES = ("customers", "sellers")
+LINK_TABLE = {e: TableSpec(f"link_{e}", (Column("link_id", "VARCHAR", False), Column("local_id", "BIGINT", False),
+                                         Column("matched_on", "VARCHAR", False))) for e in ENTITIES}
+Events = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """A node's settings; paths are resolved against the config file's folder."""
+
+    name: str
+    listen: str
+    store: str
+    state_dir: Path
+    tls: TlsFiles
+    peers: dict[str, str]                       # name -> address
+    sources: dict[str, EntitySource]            # entity -> where its records are
+    keys: dict[str, list[str]]                  # entity -> key priority
+    timeout_s: float = 60.0
+    workers: int | None = None
+    path: Path = field(default=Path("."))
+
+    @property
+    def audit_path(self) -> Path:
+        return self.state_dir / "audit.jsonl"
+
+
+def load_node_config(path: str | os.PathLike) -> NodeConfig:
+    """Read and check a node's TOML config; every error names the file and the key."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read node config ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    base = path.parent
+
+    def need(section: str, key: str, kind=str):
+        value = raw.get(section, {}).get(key)
+        if not isinstance(value, kind):
+            raise InputError(f"{path}: [{section}] {key} is missing or not a {kind.__name__}")
+        return value
+
+    def resolve(p: str) -> Path:
+        return (base / p).resolve() if not os.path.isabs(p) else Path(p)
+
+    node = raw.get("node", {})
+    preset = node.get("preset", "bank")
+    if preset not in PRESETS:
+        raise InputError(f"{path}: [node] preset must be one of {', '.join(PRESETS)}")
+    peers = raw.get("peers", {})
+    if not isinstance(peers, dict) or not all(isinstance(v, dict) and isinstance(v.get("address"), str)
+                                               for v in peers.values()):
+        raise InputError(f"{path}: each [peers.NAME] needs an address = \"host:port\"")
+    link = raw.get("link", {})
+    keys = {e: list(link.get(f"{e}_keys", list(PRESETS[preset][e].keys))) for e in ENTITIES}
+    for e, ks in keys.items():
+        unknown = [k for k in ks if k not in PRESETS[preset][e].keys]
+        if unknown:
+            raise InputError(f"{path}: [link] {e}_keys has unknown key(s) {', '.join(unknown)}")
+    store = need("node", "store")
+    return NodeConfig(
+        name=need("node", "name"), listen=need("node", "listen"),
+        store=store if "://" in store else str(resolve(store)),
+        state_dir=resolve(node.get("state_dir", f"state-{node.get('name', 'node')}")),
+        tls=TlsFiles(resolve(need("tls", "ca")), resolve(need("tls", "cert")), resolve(need("tls", "key"))),
+        peers={n: v["address"] for n, v in peers.items()},
+        sources=dict(PRESETS[preset]), keys=keys,
+        timeout_s=float(node.get("timeout_s", 60)), workers=node.get("workers"), path=path,
+    )
+
+
+class Node:
+    """One party's node: serves peers, runs link jobs, writes results into its own store."""
+
+    def __init__(self, config: NodeConfig, events: Events | None = None):
+        self.config = config
+        self.events = events or (lambda e: None)
+        self.audit = AuditLog(config.audit_path, config.name)
+        self.inboxes = Inboxes(self._on_new_session)
+        self.server = NodeServer(config.name, config.listen, config.tls, set(config.peers), self.inboxes)
+        self.clients = {n: PeerClient(n, a, config.tls) for n, a in config.peers.items()}
+        self.engine = LocalEngine(config.workers)
+        self.blinder = EngineBlinder(self.engine)
+        self.finished = threading.Event()
+        self.failure: str | None = None
+        self._lock = threading.Lock()          # one job at a time: the store has one writer
+
+    def start(self) -> None:
+        self.server.start()
+        self.events({"event": "ready", "node": self.config.name, "port": self.server.port})
+
+    def close(self) -> None:
+        self.server.stop()
+        for c in self.clients.values():
+            c.close()
+        self.engine.close()
+        self.audit.close()
+
+    # --- initiator ---------------------------------------------------------------------------
+
+    def link(self, peer: str, entities: list[str], count_only: bool = False) -> dict:
+        """Run a link job with ``peer`` as initiator; return the result (also written to the store)."""
+        if peer not in self.clients:
+            raise InputError(f"{self.config.path}: no peer named '{peer}' (known: {', '.join(self.clients) or 'none'})")
+        bad = [e for e in entities if e not in ENTITIES]
+        if bad:
+            raise InputError(f"unknown entity '{bad[0]}'; use {', '.join(ENTITIES)}")
+        session_id = pysecrets.token_hex(16)
+        request = LinkRequest(session_id, PROTOCOL, entities,
+                              [f"{e}:{k}" for e in entities for k in self.config.keys[e]], count_only, False)
+        session = self._session(peer, session_id)
+        try:
+            with self._lock:
+                records = self._load(entities, parse_keys(request))
+                session.send(request)
+                reply = session.recv()
+                if not isinstance(reply, LinkAccept):
+                    raise RemoteProtocolError(f"peer {peer} answered {reply.name} to a link request")
+                return self._run(session, request, records, initiator=True)
+        except TandemError as exc:
+            session.abort(str(exc))
+            raise
+        finally:
+            session.channel.close()
+
+    # --- responder ---------------------------------------------------------------------------
+
+    def _on_new_session(self, session_id: str, peer: str) -> None:
+        threading.Thread(target=self._respond, args=(session_id, peer), daemon=True,
+                         name=f"session-{session_id[:8]}").start()
+
+    def _respond(self, session_id: str, peer: str) -> None:
+        session = self._session(peer, session_id)
+        try:
+            with self._lock:
+                request = session.recv()
+                if not isinstance(request, LinkRequest):
+                    raise RemoteProtocolError(f"peer {peer} opened a session with {request.name}")
+                if request.protocol != PROTOCOL:
+                    raise RemoteProtocolError(f"peer {peer} speaks {request.protocol}, this node speaks {PROTOCOL}")
+                keys = parse_keys(request)
+                for entity, ks in keys.items():
+                    if entity not in ENTITIES:
+                        raise RemoteProtocolError(f"peer {peer} asked to link unknown entity '{entity}'")
+                    unknown = [k for k in ks if k not in self.config.sources[entity].keys]
+                    if unknown:
+                        raise RemoteProtocolError(f"peer {peer} asked to link {entity} on {unknown[0]}, "
+                                                  f"which this node has no column for")
+                records = self._load(request.entities, keys)
+                session.send(LinkAccept(session_id))
+                self._run(session, request, records, initiator=False)
+        except TandemError as exc:
+            self.failure = str(exc)
+            self.events({"event": "error", "node": self.config.name, "message": str(exc)})
+            session.abort(str(exc))
+        except Exception as exc:   # a bug must still end the session visibly, not hang the peer
+            self.failure = f"internal error: {type(exc).__name__}: {exc}"
+            self.events({"event": "error", "node": self.config.name, "message": self.failure})
+            session.abort(self.failure)
+        finally:
+            session.channel.close()
+            self.finished.set()
+
+    # --- shared ------------------------------------------------------------------------------
+
+    def _session(self, peer: str, session_id: str) -> Session:
+        channel = GrpcChannel(self.clients[peer], self.inboxes, session_id, self.config.timeout_s)
+        return Session(channel, session_id, PROTOCOL, self.audit, self.config.timeout_s)
+
+    def _load(self, entities: list[str], keys: dict[str, list[str]]) -> dict:
+        store = open_store(self.config.store, read_only="://" not in self.config.store)
+        try:
+            return {e: load_records(store, self.config.sources[e], keys[e]) for e in entities}
+        finally:
+            store.close()
+
+    def _run(self, session: Session, request: LinkRequest, records: dict, initiator: bool) -> dict:
+        started = time.perf_counter()
+        keys = parse_keys(request)
+        outcomes: list[EntityOutcome] = []
+        last = [0.0]
+
+        def progress(what: str, fraction: float) -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.3 or fraction >= 1.0:
+                last[0] = now
+                self.events({"event": "progress", "node": self.config.name, "what": what, "fraction": fraction})
+
+        for entity in request.entities:
+            outcomes.append(run_entity(session, records[entity], entity, keys[entity], initiator=initiator,
+                                       count_only=request.count_only, blinder=self.blinder, progress=progress))
+        if not request.count_only:
+            self._write(outcomes)
+        result = {
+            "node": self.config.name, "peer": session.peer, "session": session.id,
+            "count_only": request.count_only, "seconds": round(time.perf_counter() - started, 2),
+            "entities": {o.entity: {"consented": o.consented, "linked": None if request.count_only else o.linked,
+                                    "keys": o.per_key} for o in outcomes},
+        }
+        self.events({"event": "result", **result})
+        return result
+
+    def _write(self, outcomes: list[EntityOutcome]) -> None:
+        store = open_store(self.config.store, create=True)
+        try:
+            for o in outcomes:
+                store.write_table(LINK_TABLE[o.entity].name, o.rows, LINK_TABLE[o.entity])
+        finally:
+            store.close()
+
+
+def json_events(stream=sys.stdout) -> Events:
+    """Events as JSON lines (read by ``tandem link --world``)."""
+    lock = threading.Lock()
+
+    def emit(event: dict) -> None:
+        with lock:
+            stream.write(json.dumps(event) + "\n")
+            stream.flush()
+
+    return emit

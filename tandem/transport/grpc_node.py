@@ -1,0 +1,192 @@
+"""Nodes talking over gRPC with mutual TLS.
+
+Every node is a server with one method, ``/tandem.v1.Node/Deliver`` (a frame in, an
+empty reply out), and a client of its peers' servers. A frame is routed by its session
+id into that session's inbox. The peer's identity is the common name of the client
+certificate that the TLS handshake verified against the configured CA; frames from
+anyone else are refused.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import grpc
+
+from tandem.protocols.wire import LinkRequest, peek
+from tandem.transport.base import TransportError
+
+DELIVER = "/tandem.v1.Node/Deliver"
+PING = "/tandem.v1.Node/Ping"
+MAX_FRAME = 64 * 1024 * 1024
+_OPTIONS = [("grpc.max_receive_message_length", MAX_FRAME), ("grpc.max_send_message_length", MAX_FRAME)]
+PING_EVERY_S = 2.0
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+    def read(self) -> tuple[bytes, bytes, bytes]:
+        try:
+            return self.ca.read_bytes(), self.cert.read_bytes(), self.key.read_bytes()
+        except OSError as exc:
+            raise TransportError(f"{exc.filename}: cannot read TLS file ({exc.strerror})") from None
+
+
+class Inboxes:
+    """Frames waiting per session; a ``LinkRequest`` for an unknown session opens one."""
+
+    def __init__(self, on_new_session: Callable[[str, str], None] | None):
+        self._queues: dict[str, tuple[str, queue.Queue]] = {}
+        self._lock = threading.Lock()
+        self._on_new = on_new_session
+
+    def open(self, session: str, peer: str) -> queue.Queue:
+        with self._lock:
+            return self._queues.setdefault(session, (peer, queue.Queue()))[1]
+
+    def close(self, session: str) -> None:
+        with self._lock:
+            self._queues.pop(session, None)
+
+    def deliver(self, peer: str, frame: bytes) -> str | None:
+        """Route ``frame``; return an error text for the sender, or ``None``."""
+        code, session = peek(frame)
+        if session is None:
+            return "malformed frame: no session id"
+        with self._lock:
+            entry = self._queues.get(session)
+            is_new = entry is None and code == LinkRequest.CODE and self._on_new is not None
+            if is_new:
+                entry = self._queues[session] = (peer, queue.Queue())
+        if entry is None:
+            return f"unknown session {session[:16]}"
+        if entry[0] != peer:
+            return "session belongs to another peer"
+        entry[1].put(frame)
+        if is_new:
+            self._on_new(session, peer)
+        return None
+
+
+class NodeServer:
+    """The gRPC server of a node: mutual TLS, peers identified by certificate CN."""
+
+    def __init__(self, name: str, listen: str, tls: TlsFiles, peers: set[str], inboxes: Inboxes):
+        self.name, self.peers, self.inboxes = name, peers, inboxes
+        ca, cert, key = tls.read()
+        creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=_OPTIONS)
+        handler = grpc.method_handlers_generic_handler("tandem.v1.Node", {
+            "Deliver": grpc.unary_unary_rpc_method_handler(self._deliver),
+            "Ping": grpc.unary_unary_rpc_method_handler(self._ping),
+        })
+        self._server.add_generic_rpc_handlers((handler,))
+        try:
+            self.port = self._server.add_secure_port(listen, creds)
+        except RuntimeError as exc:
+            raise TransportError(f"cannot listen on {listen}: {exc}") from None
+        if self.port == 0:
+            raise TransportError(f"cannot listen on {listen} (address in use?)")
+
+    def start(self) -> None:
+        self._server.start()
+
+    def stop(self, grace: float = 1.0) -> None:
+        self._server.stop(grace).wait()
+
+    def _peer(self, context) -> str:
+        names = context.auth_context().get("x509_common_name") or [b""]
+        peer = names[0].decode(errors="replace")
+        if peer not in self.peers:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"node {self.name} does not know peer '{peer}'")
+        return peer
+
+    def _deliver(self, frame: bytes, context) -> bytes:
+        error = self.inboxes.deliver(self._peer(context), frame)
+        if error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, error)
+        return b""
+
+    def _ping(self, _request: bytes, context) -> bytes:
+        self._peer(context)
+        return b""
+
+
+class PeerClient:
+    """The client side towards one peer (one TLS channel, reused by all sessions)."""
+
+    def __init__(self, name: str, address: str, tls: TlsFiles):
+        self.name, self.address = name, address
+        ca, cert, key = tls.read()
+        creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+        self._channel = grpc.secure_channel(address, creds, options=_OPTIONS + [
+            ("grpc.ssl_target_name_override", name)])
+        self._deliver = self._channel.unary_unary(DELIVER)
+        self._ping = self._channel.unary_unary(PING)
+
+    def deliver(self, frame: bytes, timeout: float) -> None:
+        self._call(self._deliver, frame, timeout)
+
+    def ping(self, timeout: float) -> None:
+        self._call(self._ping, b"", timeout)
+
+    def _call(self, method, payload: bytes, timeout: float) -> None:
+        try:
+            method(payload, timeout=timeout, wait_for_ready=False)
+        except grpc.RpcError as exc:
+            code, detail = exc.code(), (exc.details() or "").strip()
+            if code == grpc.StatusCode.UNAVAILABLE:
+                hint = " (TLS handshake failed or the peer is down)" if "handshake" in detail.lower() or \
+                    "ssl" in detail.lower() or "connect" in detail.lower() else ""
+                raise TransportError(f"peer {self.name} at {self.address} is unreachable{hint}: "
+                                     f"{detail.splitlines()[0] if detail else code.name}") from None
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise TransportError(f"peer {self.name} at {self.address} did not answer within {timeout:g} s") \
+                    from None
+            raise TransportError(f"peer {self.name} refused the message: {detail or code.name}") from None
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class GrpcChannel:
+    """A ``Channel`` for one session with one peer: frames out by RPC, frames in from the inbox."""
+
+    def __init__(self, client: PeerClient, inboxes: Inboxes, session: str, timeout: float):
+        self.peer = client.name
+        self._client, self._inboxes, self._session, self._timeout = client, inboxes, session, timeout
+        self._queue = inboxes.open(session, client.name)
+
+    def send(self, frame: bytes) -> None:
+        self._client.deliver(frame, self._timeout)
+
+    def poll(self) -> bytes | None:
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
+
+    def recv(self, timeout: float) -> bytes:
+        """Wait for a frame; ping the peer while waiting so a dead peer is noticed in seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TransportError(f"peer {self.peer} sent nothing for {timeout:g} s")
+            try:
+                return self._queue.get(timeout=min(PING_EVERY_S, left))
+            except queue.Empty:
+                self._client.ping(timeout=min(PING_EVERY_S * 2, self._timeout))
+
+    def close(self) -> None:
+        self._inboxes.close(self._session)
