@@ -45,6 +45,28 @@ def test_every_world_phone_style_normalises_to_the_same_number(indices, seed):
         assert list(normalise_phones(written)[0]) == expected
 
 
+@settings(max_examples=2000, deadline=None)
+@given(st.sampled_from(["", "+7", "8", "7", "+8", "9", "+7 ", "8 ", "+1"]),
+       st.text(alphabet="0123456789", min_size=8, max_size=12),
+       st.sampled_from(["plain", "spaced", "dashed", "bracketed"]))
+def test_fast_path_agrees_with_the_full_parser(prefix, digits, style):
+    from tandem.ids.normalise import _parse_phone
+
+    body = {"plain": digits, "spaced": " ".join(digits[i:i + 3] for i in range(0, len(digits), 3)),
+            "dashed": "-".join(digits[i:i + 2] for i in range(0, len(digits), 2)),
+            "bracketed": f"({digits[:3]}) {digits[3:]}"}[style]
+    text = prefix + body
+    try:
+        full = _parse_phone(text, text.strip(), "RU")
+    except InvalidIdentifier as exc:
+        full = exc.reason
+    try:
+        fast = normalise_phone(text)
+    except InvalidIdentifier as exc:
+        fast = exc.reason
+    assert fast == full, text
+
+
 def test_batch_report_counts_invalid_values_by_reason_with_rows():
     values, report = normalise_phones(["89161234567", "123", None, "+7 (916) 123-45-67", "123"])
     assert list(values) == ["+79161234567", None, None, "+79161234567", None]

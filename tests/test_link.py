@@ -1,0 +1,193 @@
+"""Linking on real, separate node processes over loopback with mutual TLS."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from tandem.audit import read_audit
+from tandem.crypto.tls import make_ca, make_node_cert
+from tandem.link.local import write_configs
+from tandem.world.generate import generate_world
+
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def world20k(tmp_path_factory):
+    out = tmp_path_factory.mktemp("w20k") / "world"
+    generate_world(20_000, 1, out, evaluate=False)
+    return out
+
+
+@pytest.fixture
+def world(world20k, tmp_path):
+    """A private copy (tests write link tables and certificates into it)."""
+    dst = tmp_path / "world"
+    shutil.copytree(world20k, dst)
+    return dst
+
+
+def _links(world, party, entity="customers"):
+    con = duckdb.connect(str(world / f"{party}.duckdb"), read_only=True)
+    try:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if f"link_{entity}" not in tables:
+            return None
+        return con.execute(f"SELECT * FROM link_{entity}").df()
+    finally:
+        con.close()
+
+
+def test_link_equals_the_truth_and_honours_consent(world):
+    proc = run_cli("link", "--world", str(world), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    truth = pq.read_table(world / "truth.parquet").to_pandas()
+    bank, market = _links(world, "bank"), _links(world, "market")
+    pairs = bank.merge(market, on="link_id", suffixes=("_b", "_m"))
+    assert len(pairs) == len(bank) == len(market) and bank["link_id"].is_unique
+    assert (pairs["matched_on_b"] == pairs["matched_on_m"]).all()
+    both = truth.dropna(subset=["bank_client_id", "market_user_id"])
+    same_person = set(zip(both["bank_client_id"].astype("int64"), both["market_user_id"].astype("int64")))
+    correct = sum((b, m) in same_person for b, m in zip(pairs["local_id_b"], pairs["local_id_m"]))
+    assert correct == len(pairs)                                              # precision 1.0
+    matchable = set(zip(truth.loc[truth["matchable"], "bank_client_id"].astype("int64"),
+                        truth.loc[truth["matchable"], "market_user_id"].astype("int64")))
+    assert correct / len(matchable) >= 0.98                                   # recall
+    # consent is honoured exactly: every linked record consented, on both sides
+    con_b = duckdb.connect(str(world / "bank.duckdb"), read_only=True)
+    consented_b = {r[0] for r in con_b.execute("SELECT client_id FROM clients WHERE consent_partner").fetchall()}
+    con_m = duckdb.connect(str(world / "market.duckdb"), read_only=True)
+    consented_m = {r[0] for r in con_m.execute("SELECT user_id FROM users WHERE consent_partner").fetchall()}
+    assert set(pairs["local_id_b"]) <= consented_b and set(pairs["local_id_m"]) <= consented_m
+    assert report["entities"]["customers"]["linked"] == len(pairs)
+    assert set(report["entities"]["customers"]["keys"]) == {"phone", "email"}
+    # sellers by INN
+    sellers = _links(world, "bank", "sellers").merge(_links(world, "market", "sellers"), on="link_id")
+    st = pq.read_table(world / "truth_sellers.parquet").to_pandas()
+    expected = set(zip(st.loc[st["matchable"], "business_id"].astype("int64"), st.loc[st["matchable"], "seller_id"]))
+    assert set(zip(sellers["local_id_x"], sellers["local_id_y"])) == expected
+    # every message the bank node sent is in its audit log
+    entries, torn = read_audit(world / "nodes" / "state-bank" / "audit.jsonl")
+    out = [e for e in entries if e["direction"] == "out"]
+    assert torn == 0 and {e["message"] for e in out} >= {"LinkRequest", "KeyStart", "Blinded", "Reblinded", "KeyDone"}
+    assert sum(e["records"] for e in out if e["message"] == "Blinded") >= len(pairs)
+    audit = run_cli("audit", str(world / "nodes" / "bank.toml"))
+    assert audit.returncode == 0 and "Blinded" in audit.stdout
+
+
+def test_count_only_writes_nothing_and_agrees_with_the_link(world):
+    proc = run_cli("link", "--world", str(world), "--count-only", "--json")
+    assert proc.returncode == 0, proc.stderr
+    counts = json.loads(proc.stdout)
+    assert _links(world, "bank") is None and _links(world, "market") is None
+    assert counts["entities"]["customers"]["linked"] is None
+    truth = pq.read_table(world / "truth.parquet").to_pandas()
+    assert counts["entities"]["customers"]["keys"]["phone"] == int((truth["matchable"] & truth["phone_matches"]).sum())
+    market_audit, _ = read_audit(world / "nodes" / "state-market" / "audit.jsonl")
+    assert "link_customers" not in json.dumps(market_audit)
+
+
+def _node(config, *args):
+    return subprocess.Popen([sys.executable, "-m", "tandem.cli", "node", "--config", str(config), "--events", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_event(proc, kind, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        event = json.loads(line)
+        if event["event"] == kind:
+            return event
+    raise AssertionError(f"no {kind} event; stderr: {proc.stderr.read()}")
+
+
+def _one_error_line(stderr):
+    lines = [l for l in stderr.strip().splitlines() if l.strip()]
+    assert lines and "Traceback" not in stderr, stderr
+    return lines[-1]
+
+
+def test_a_peer_killed_mid_protocol_stops_the_other_cleanly_and_a_rerun_works(world):
+    configs = write_configs(world, timeout_s=10)
+    market = _node(configs["market"], "--once")
+    _wait_event(market, "ready")
+    bank = _node(configs["bank"], "--link", "market")
+    _wait_event(market, "progress")          # the market is inside the protocol
+    market.send_signal(signal.SIGSTOP)        # freeze it mid-run, then kill it
+    time.sleep(0.5)
+    market.kill()
+    market.wait()
+    started = time.time()
+    _, err = bank.communicate(timeout=30)
+    assert bank.returncode != 0 and time.time() - started < 25
+    line = _one_error_line(err)
+    assert line.startswith("error: ") and "market" in line
+    assert _links(world, "bank") is None and _links(world, "market") is None    # nothing partial
+    proc = run_cli("link", "--world", str(world), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["entities"]["customers"]["linked"] > 0
+
+
+def test_a_certificate_from_another_ca_is_refused(world, tmp_path):
+    configs = write_configs(world, timeout_s=5)
+    other = tmp_path / "other-ca"
+    ca, key = make_ca(other, "Someone else's CA")
+    make_node_cert(other, "market", ca, key)
+    text = configs["market"].read_text().replace('cert = "certs/market.pem"', f'cert = "{other}/market.pem"') \
+        .replace('key = "certs/market.key"', f'key = "{other}/market.key"')
+    configs["market"].write_text(text)
+    market = _node(configs["market"], "--once")
+    _wait_event(market, "ready")
+    bank = _node(configs["bank"], "--link", "market")
+    _, err = bank.communicate(timeout=60)
+    market.kill()
+    assert bank.returncode != 0
+    line = _one_error_line(err)
+    assert "peer market" in line and "unreachable" in line
+    assert _links(world, "bank") is None and _links(world, "market") is None
+
+
+def test_a_wrong_protocol_version_and_malformed_frames_are_refused(world):
+    """A hand-made peer (with a valid certificate) talks to a real node process."""
+    from tandem.node import Node, load_node_config
+    from tandem.protocols.errors import RemoteProtocolError
+    from tandem.protocols.wire import LinkRequest
+    from tandem.transport.base import TransportError
+
+    configs = write_configs(world, timeout_s=10)
+    market = _node(configs["market"])
+    _wait_event(market, "ready")
+    bank = Node(load_node_config(configs["bank"]))
+    bank.start()
+    try:
+        with pytest.raises(TransportError, match="refused the message: malformed frame"):
+            bank.clients["market"].deliver(b"not a frame at all", timeout=5)
+        session = bank._session("market", "f" * 32)
+        session.send(LinkRequest("f" * 32, "psi/9", ["customers"], ["customers:phone"], False, False))
+        with pytest.raises(RemoteProtocolError, match="peer market stopped: peer bank speaks psi/9"):
+            session.recv()
+    finally:
+        bank.close()
+        market.kill()
+    assert _links(world, "market") is None
+
+
+def test_node_config_errors_name_the_file_and_key(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[node]\nname = "bank"\n')
+    proc = run_cli("node", "--config", str(cfg))
+    assert proc.returncode == 2 and "bad.toml: [node] store is missing" in proc.stderr
+    proc = run_cli("link", "--world", str(tmp_path / "nowhere"))
+    assert proc.returncode == 2 and "no bank.duckdb here" in proc.stderr

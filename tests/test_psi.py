@@ -1,0 +1,181 @@
+"""The PSI protocol in memory: correctness, what the bytes do not contain, bad messages."""
+
+import hashlib
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tandem.crypto.psi_group import POINT_BYTES, hash_to_points, new_secret
+from tandem.engine import LocalEngine
+from tandem.link.blinder import EngineBlinder
+from tandem.link.job import run_entity
+from tandem.link.records import EntityRecords, KeyReport
+from tandem.protocols.errors import RemoteProtocolError
+from tandem.protocols.psi import KeyRun, State
+from tandem.protocols.wire import Blinded, KeyStart, decode
+from tandem.transport.base import memory_pair
+from tandem.transport.session import Session
+
+BLINDER = EngineBlinder(LocalEngine(0))
+
+
+def run_pair(a_values, b_values, count_only=False, chunk=7):
+    """Run one key between two in-memory parties; return both results and both channels."""
+    ca, cb = memory_pair("bank", "market")
+    runs = {"bank": KeyRun("s", "customers", "phone", a_values, initiator=True, count_only=count_only,
+                           secret=new_secret(), blinder=BLINDER, chunk=chunk),
+            "market": KeyRun("s", "customers", "phone", b_values, initiator=False, count_only=count_only,
+                             secret=new_secret(), blinder=BLINDER, chunk=chunk)}
+    errors = []
+
+    def drive(name, channel):
+        from tandem.link.job import drive as drive_run
+        try:
+            drive_run(runs[name], Session(channel, "s", "psi/1", None, 5))
+        except Exception as exc:   # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=drive, args=("market", cb))
+    t.start()
+    drive("bank", ca)
+    t.join()
+    assert not errors, errors
+    return runs["bank"].result, runs["market"].result, ca, cb
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sets(st.integers(0, 200), max_size=40), st.sets(st.integers(0, 200), max_size=40))
+def test_both_sides_find_exactly_the_intersection(a, b):
+    a_vals, b_vals = [f"+7900{x:07d}" for x in sorted(a)], [f"+7900{x:07d}" for x in sorted(b)]
+    ra, rb, _, _ = run_pair(a_vals, b_vals)
+    common = a & b
+    assert ra.intersection == rb.intersection == len(common)
+    assert {a_vals[i] for i in ra.positions} == {f"+7900{x:07d}" for x in common}
+    assert {b_vals[i] for i in rb.positions} == {f"+7900{x:07d}" for x in common}
+    # the same link id on both sides for the same identifier
+    by_value_a = {a_vals[i]: lid for i, lid in zip(ra.positions, ra.link_ids)}
+    by_value_b = {b_vals[i]: lid for i, lid in zip(rb.positions, rb.link_ids)}
+    assert by_value_a == by_value_b
+
+
+def test_count_only_reveals_the_size_and_returns_sorted_values():
+    a = [f"a{i}@x.ru" for i in range(50)]
+    b = [f"a{i}@x.ru" for i in range(30, 90)]
+    ra, rb, ca, cb = run_pair(a, b, count_only=True)
+    assert ra.intersection == rb.intersection == 20
+    assert ra.positions is None and ra.link_ids is None
+    for channel in (ca, cb):
+        back = b"".join(m.payload for m in map(decode, channel.sent) if m.name == "Reblinded")
+        points = [back[i:i + POINT_BYTES] for i in range(0, len(back), POINT_BYTES)]
+        assert points == sorted(points)      # no position survives, so no record can be pinned
+
+
+def test_sent_bytes_hold_no_identifier_raw_normalised_or_plainly_hashed():
+    raw = ["+7 (916) 123-45-67", "8 903 555 00 11", "Ivan.Petrov@Mail.RU"]
+    norm = ["+79161234567", "+79035550011", "ivan.petrov@mail.ru"]
+    others = [f"+7999{i:07d}" for i in range(200)]
+    _, _, ca, _ = run_pair(norm[:2] + others, ["+79161234567"] + others[:50], chunk=64)
+    sent = b"".join(ca.sent)
+    forbidden = []
+    for value in raw + norm + others[:60]:
+        digits = "".join(ch for ch in value if ch.isdigit())
+        forbidden += [value.encode()] + ([digits.encode(), digits[-10:].encode()] if digits else [])
+        for algo in ("md5", "sha1", "sha256", "sha512", "blake2b"):
+            digest = hashlib.new(algo, value.encode()).digest()
+            forbidden += [digest[:16], digest.hex().encode()[:32]]
+        forbidden.append(hash_to_points("customers:phone", b"", [value]))     # hashed to the curve, unblinded
+    hits = [f for f in forbidden if f in sent]
+    assert hits == []
+    # the salt is per run: even the hashed points of this run are never sent unblinded
+    for m in map(decode, ca.sent):
+        if m.name == "Blinded":
+            assert len(m.payload) % POINT_BYTES == 0
+
+
+def test_the_same_record_blinds_differently_on_every_run():
+    values = ["+79161234567", "+79035550011"]          # no match with the peer: values that stay private
+    payloads = []
+    for _ in range(2):
+        _, _, ca, _ = run_pair(values, ["+70000000000"])
+        blinded = b"".join(m.payload for m in map(decode, ca.sent) if m.name == "Blinded")
+        payloads.append({blinded[i:i + 32] for i in range(0, len(blinded), 32)})
+    assert len(payloads[0]) == 2 and not payloads[0] & payloads[1]
+
+
+def _started_pair():
+    a = KeyRun("s", "customers", "phone", ["x"], initiator=True, count_only=False, secret=new_secret(),
+               blinder=BLINDER)
+    b = KeyRun("s", "customers", "phone", ["x"], initiator=False, count_only=False, secret=new_secret(),
+               blinder=BLINDER)
+    start_a, start_b = a.start()[0], b.start()[0]
+    a.receive(start_b)
+    b.receive(start_a)
+    return a, b
+
+
+@pytest.mark.parametrize("bad,message", [
+    (Blinded("s", "customers", "phone", 3, True, bytes(32)), "out of order"),
+    (Blinded("s", "customers", "phone", 0, True, b"\x01" * 33), "not whole points"),
+    (Blinded("s", "customers", "phone", 0, True, bytes(32)), "malformed group element"),   # a low-order point
+    (Blinded("s", "customers", "email", 0, True, bytes(32)), "expected a message for customers/phone"),
+    (KeyStart("s", "customers", "phone", "00" * 16, 1), "unexpected KeyStart"),
+])
+def test_bad_messages_stop_the_run_with_a_reason(bad, message):
+    a, _ = _started_pair()
+    with pytest.raises(RemoteProtocolError, match=message):
+        a.receive(bad)
+    assert a.state is State.ERROR
+
+
+@pytest.mark.parametrize("frame,message", [
+    (b"garbage", "shorter than a frame header"),
+    (b"XYZ\x01\x01\x00\x00\x00\x02{}", "not a Tandem frame"),
+    (b"TDM\x09\x01\x00\x00\x00\x02{}", "peer speaks wire version 9, this node speaks 1"),
+    (b"TDM\x01\x63\x00\x00\x00\x02{}", "unknown message type 99"),
+    (b"TDM\x01\x03\x00\x00\x00\x02{}", "missing field 'session'"),
+    (b'TDM\x01\x03\x00\x00\x00\x05{"x":', "header is not JSON"),
+])
+def test_malformed_frames_are_refused(frame, message):
+    with pytest.raises(RemoteProtocolError, match=message):
+        decode(frame)
+
+
+def test_wrong_field_types_are_refused():
+    import struct
+
+    header = b'{"session":"s","entity":"customers","key":"phone","nonce":"00","size":"5"}'
+    frame = b"TDM" + struct.pack(">BBI", 1, KeyStart.CODE, len(header)) + header
+    with pytest.raises(RemoteProtocolError, match="field 'size' has the wrong type"):
+        decode(frame)
+
+
+def _records(ids, phones, emails, dup_phone=0):
+    return EntityRecords(ids=np.array(ids, dtype=np.int64),
+                         values={"phone": np.array(phones, dtype=object), "email": np.array(emails, dtype=object)},
+                         total=len(ids), reports={"phone": KeyReport(duplicate_records=dup_phone),
+                                                  "email": KeyReport()})
+
+
+def test_multi_key_priority_is_one_to_one_and_identical_on_both_sides():
+    # bank 1 has phone P1 and email E2; market 10 has P1, market 20 has E2: phone wins, 20 stays unlinked
+    bank = _records([1, 2], ["P1", None], ["E2", "E3"])
+    market = _records([10, 20, 30], ["P1", "P9", None], ["E7", "E2", "E3"])
+    ca, cb = memory_pair("bank", "market")
+    out = {}
+
+    def side(name, channel, recs, init):
+        out[name] = run_entity(Session(channel, "s", "psi/1", None, 5), recs, "customers", ["phone", "email"],
+                               initiator=init, count_only=False, blinder=BLINDER)
+
+    t = threading.Thread(target=side, args=("market", cb, market, False))
+    t.start()
+    side("bank", ca, bank, True)
+    t.join()
+    rows_b = {r["link_id"]: (r["local_id"], r["matched_on"]) for r in out["bank"].rows.to_pylist()}
+    rows_m = {r["link_id"]: (r["local_id"], r["matched_on"]) for r in out["market"].rows.to_pylist()}
+    assert rows_b.keys() == rows_m.keys()
+    pairs = {(rows_b[k][0], rows_m[k][0], rows_b[k][1]) for k in rows_b}
+    assert pairs == {(1, 10, "phone"), (2, 30, "email")}
