@@ -253,6 +253,8 @@ def node(
     link: Optional[str] = typer.Option(None, "--link", help="Start a link run with this peer, then exit."),
     entities: str = typer.Option("customers,sellers", help="What to link: customers, sellers or both."),
     count_only: bool = typer.Option(False, "--count-only", help="Learn only the size of the overlap."),
+    incremental: bool = typer.Option(False, "--incremental", help="Keep keys and blinded sets so that the next "
+                                     "run with this peer only processes new records (see docs/privacy.md)."),
     once: bool = typer.Option(False, "--once", help="Serve one session, then exit (status 1 if it failed)."),
     events: bool = typer.Option(False, "--events", help="Print progress and results as JSON lines."),
 ):
@@ -266,11 +268,11 @@ def node(
         n.start()
         if link:
             if events:
-                n.link(link, entities.split(","), count_only)
+                n.link(link, entities.split(","), count_only, incremental)
             else:
                 with progress_bar(f"{cfg.name} <-> {link}") as update:
                     n.events = lambda e: e.get("event") == "progress" and update(e["what"], e["fraction"])
-                    result = n.link(link, entities.split(","), count_only)
+                    result = n.link(link, entities.split(","), count_only, incremental)
                 _print_link_result({cfg.name: result})
             return
         if not events:
@@ -291,6 +293,8 @@ def node(
 def link_cmd(
     world_dir: Path = typer.Option(..., "--world", "-w", help="A world folder (from `tandem world`)."),
     count_only: bool = typer.Option(False, "--count-only", help="Both sides learn only the size of the overlap."),
+    incremental: bool = typer.Option(False, "--incremental", help="Keep keys and blinded sets between runs; a "
+                                     "later run only processes new records."),
     entities: str = typer.Option("customers,sellers", help="What to link: customers, sellers or both."),
     as_json: bool = typer.Option(False, "--json", help="Print counts per key and time taken as JSON."),
     timeout: float = typer.Option(60.0, help="Seconds a node waits for its peer before giving up."),
@@ -307,13 +311,15 @@ def link_cmd(
                 update(event["what"], event["fraction"])
 
         results = link_world(world_dir, entities=entities.split(","), count_only=count_only, timeout_s=timeout,
-                             on_event=on_event)
+                             incremental=incremental, on_event=on_event)
     seconds = round(_time.perf_counter() - started, 2)
     if as_json:
         bank = results["bank"]
-        print(json.dumps({"count_only": count_only, "seconds": seconds, "protocol_seconds": bank["seconds"],
+        print(json.dumps({"count_only": count_only, "incremental": incremental, "seconds": seconds,
+                          "protocol_seconds": bank["seconds"],
                           "entities": {e: {"linked": v["linked"], "consented": v["consented"],
-                                           "keys": {k: kv["matched"] for k, kv in v["keys"].items()}}
+                                           "keys": {k: kv["matched"] for k, kv in v["keys"].items()},
+                                           "blinded_sent": {k: kv["blinded_sent"] for k, kv in v["keys"].items()}}
                                        for e, v in bank["entities"].items()}}, indent=2))
     else:
         _print_link_result(results)

@@ -22,6 +22,7 @@ from tandem.engine import LocalEngine
 from tandem.errors import InputError, TandemError
 from tandem.link.blinder import EngineBlinder
 from tandem.link.job import PROTOCOL, EntityOutcome, parse_keys, run_entity
+from tandem.link.memory import load_memory, memory_path, save_memory
 from tandem.link.records import PRESETS, EntitySource, load_records
 from tandem.protocols.errors import RemoteProtocolError
 from tandem.protocols.wire import LinkAccept, LinkRequest
@@ -132,16 +133,18 @@ class Node:
 
     # --- initiator ---------------------------------------------------------------------------
 
-    def link(self, peer: str, entities: list[str], count_only: bool = False) -> dict:
+    def link(self, peer: str, entities: list[str], count_only: bool = False, incremental: bool = False) -> dict:
         """Run a link job with ``peer`` as initiator; return the result (also written to the store)."""
         if peer not in self.clients:
             raise InputError(f"{self.config.path}: no peer named '{peer}' (known: {', '.join(self.clients) or 'none'})")
+        if count_only and incremental:
+            raise InputError("--incremental keeps linking state; it cannot be combined with --count-only")
         bad = [e for e in entities if e not in ENTITIES]
         if bad:
             raise InputError(f"unknown entity '{bad[0]}'; use {', '.join(ENTITIES)}")
         session_id = pysecrets.token_hex(16)
         request = LinkRequest(session_id, PROTOCOL, entities,
-                              [f"{e}:{k}" for e in entities for k in self.config.keys[e]], count_only, False)
+                              [f"{e}:{k}" for e in entities for k in self.config.keys[e]], count_only, incremental)
         session = self._session(peer, session_id)
         try:
             with self._lock:
@@ -172,6 +175,8 @@ class Node:
                     raise RemoteProtocolError(f"peer {peer} opened a session with {request.name}")
                 if request.protocol != PROTOCOL:
                     raise RemoteProtocolError(f"peer {peer} speaks {request.protocol}, this node speaks {PROTOCOL}")
+                if request.count_only and request.incremental:
+                    raise RemoteProtocolError(f"peer {peer} asked for an incremental count-only run")
                 keys = parse_keys(request)
                 for entity, ks in keys.items():
                     if entity not in ENTITIES:
@@ -220,14 +225,25 @@ class Node:
                 last[0] = now
                 self.events({"event": "progress", "node": self.config.name, "what": what, "fraction": fraction})
 
+        def memories(entity: str) -> dict | None:
+            if not request.incremental:
+                return None
+            return {k: load_memory(memory_path(self.config.state_dir, session.peer, entity, k)) for k in keys[entity]}
+
         for entity in request.entities:
             outcomes.append(run_entity(session, records[entity], entity, keys[entity], initiator=initiator,
-                                       count_only=request.count_only, blinder=self.blinder, progress=progress))
+                                       count_only=request.count_only, blinder=self.blinder, progress=progress,
+                                       memories=memories(entity)))
         if not request.count_only:
             self._write(outcomes)
+        for o in outcomes:
+            for key, memory in o.memories.items():
+                save_memory(memory_path(self.config.state_dir, session.peer, o.entity, key), memory)
         result = {
             "node": self.config.name, "peer": session.peer, "session": session.id,
-            "count_only": request.count_only, "seconds": round(time.perf_counter() - started, 2),
+            "count_only": request.count_only, "incremental": request.incremental,
+            "seconds": round(time.perf_counter() - started, 2),
+            "peak_rss_mib": {"node": _peak_rss_mib(), "workers": self.engine.worker_peak_rss_mib()},
             "entities": {o.entity: {"consented": o.consented, "linked": None if request.count_only else o.linked,
                                     "keys": o.per_key} for o in outcomes},
         }
@@ -241,6 +257,13 @@ class Node:
                 store.write_table(LINK_TABLE[o.entity].name, o.rows, LINK_TABLE[o.entity])
         finally:
             store.close()
+
+
+def _peak_rss_mib() -> int:
+    """Peak resident memory of this node process, MiB."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def json_events(stream=sys.stdout) -> Events:

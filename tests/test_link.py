@@ -191,3 +191,27 @@ def test_node_config_errors_name_the_file_and_key(tmp_path):
     assert proc.returncode == 2 and "bad.toml: [node] store is missing" in proc.stderr
     proc = run_cli("link", "--world", str(tmp_path / "nowhere"))
     assert proc.returncode == 2 and "no bank.duckdb here" in proc.stderr
+
+
+def test_incremental_mode_processes_only_new_records(world):
+    first = run_cli("link", "--world", str(world), "--incremental", "--json", "--entities", "customers")
+    assert first.returncode == 0, first.stderr
+    links_before = _links(world, "bank").sort_values("link_id").reset_index(drop=True)
+    # one new shared customer on both sides (consented, same phone)
+    con = duckdb.connect(str(world / "bank.duckdb"))
+    con.execute("INSERT INTO clients (client_id, phone, email, consent_partner) VALUES (1, '89990000011', NULL, true)")
+    con.close()
+    con = duckdb.connect(str(world / "market.duckdb"))
+    con.execute("INSERT INTO users (user_id, phone, email, consent_partner) "
+                "VALUES (2, '+7 (999) 000-00-11', NULL, true)")
+    con.close()
+    second = run_cli("link", "--world", str(world), "--incremental", "--json", "--entities", "customers")
+    assert second.returncode == 0, second.stderr
+    report = json.loads(second.stdout)["entities"]["customers"]
+    assert report["blinded_sent"]["phone"] == 1                # only the new record was blinded
+    bank, market = _links(world, "bank"), _links(world, "market")
+    new = bank[bank["local_id"] == 1].merge(market[market["local_id"] == 2], on="link_id")
+    assert len(new) == 1 and new["matched_on_x"].item() == "phone"
+    kept = bank[bank["local_id"] != 1].sort_values("link_id").reset_index(drop=True)
+    assert kept.equals(links_before)                           # earlier links and their ids are unchanged
+    assert (world / "nodes" / "state-bank" / "psi" / "market" / "customers-phone.npz").exists()

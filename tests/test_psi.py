@@ -121,7 +121,7 @@ def _started_pair():
     (Blinded("s", "customers", "phone", 0, True, b"\x01" * 33), "not whole points"),
     (Blinded("s", "customers", "phone", 0, True, bytes(32)), "malformed group element"),   # a low-order point
     (Blinded("s", "customers", "email", 0, True, bytes(32)), "expected a message for customers/phone"),
-    (KeyStart("s", "customers", "phone", "00" * 16, 1), "unexpected KeyStart"),
+    (KeyStart("s", "customers", "phone", "00" * 16, 1, ""), "unexpected KeyStart"),
 ])
 def test_bad_messages_stop_the_run_with_a_reason(bad, message):
     a, _ = _started_pair()
@@ -179,3 +179,48 @@ def test_multi_key_priority_is_one_to_one_and_identical_on_both_sides():
     assert rows_b.keys() == rows_m.keys()
     pairs = {(rows_b[k][0], rows_m[k][0], rows_b[k][1]) for k in rows_b}
     assert pairs == {(1, 10, "phone"), (2, 30, "email")}
+
+
+def _incremental_pair(a_values, b_values, mem_a=None, mem_b=None):
+    ca, cb = memory_pair("bank", "market")
+    runs = {"bank": KeyRun("s", "customers", "phone", a_values, initiator=True, count_only=False,
+                           secret=new_secret(), blinder=BLINDER, chunk=5, memory=mem_a, keep_memory=True),
+            "market": KeyRun("s", "customers", "phone", b_values, initiator=False, count_only=False,
+                             secret=new_secret(), blinder=BLINDER, chunk=5, memory=mem_b, keep_memory=True)}
+    from tandem.link.job import drive
+
+    t = threading.Thread(target=drive, args=(runs["market"], Session(cb, "s", "psi/1", None, 5)))
+    t.start()
+    drive(runs["bank"], Session(ca, "s", "psi/1", None, 5))
+    t.join()
+    return runs, ca
+
+
+def test_incremental_run_sends_only_changes_and_keeps_link_ids(tmp_path):
+    from tandem.link.memory import load_memory, save_memory
+
+    a = [f"+7916000{i:04d}" for i in range(40)]
+    b = [f"+7916000{i:04d}" for i in range(20, 70)]
+    first, _ = _incremental_pair(a, b)
+    assert not first["bank"].incremental and first["bank"].result.intersection == 20
+    ids_before = {a[p]: lid for p, lid in zip(first["bank"].result.positions, first["bank"].result.link_ids)}
+    # the kept state survives a save/load round trip
+    save_memory(tmp_path / "a.npz", first["bank"].memory)
+    mem_a = load_memory(tmp_path / "a.npz")
+    assert (tmp_path / "a.npz").stat().st_mode & 0o777 == 0o600
+    # bank adds 5 records (3 shared) and drops 4 shared ones; market adds 2 shared ones
+    a2 = a[4:] + [f"+7916000{i:04d}" for i in (65, 66, 67, 90, 91)]
+    b2 = b + ["+79160000002", "+79160000005"]
+    second, ca = _incremental_pair(a2, b2, mem_a, first["market"].memory)
+    assert second["bank"].incremental and second["market"].incremental
+    blinded = sum(m.records for m in map(decode, ca.sent) if m.name == "Blinded")
+    assert blinded == 5                                       # only the new records were blinded and sent
+    expected = set(a2) & set(b2)
+    got = {a2[p] for p in second["bank"].result.positions}
+    assert got == expected and second["market"].result.intersection == len(expected)
+    ids_after = {a2[p]: lid for p, lid in zip(second["bank"].result.positions, second["bank"].result.link_ids)}
+    assert all(ids_after[v] == ids_before[v] for v in expected & set(ids_before))
+    # a side that lost its state makes both start afresh, still correct
+    third, _ = _incremental_pair(a2, b2, None, second["market"].memory)
+    assert not third["bank"].incremental and not third["market"].incremental
+    assert {a2[p] for p in third["bank"].result.positions} == expected

@@ -46,6 +46,18 @@ class LocalEngine:
         step = -(-n // parts) if n else 1
         return [slice(i, min(i + step, n)) for i in range(0, n, step)] or [slice(0, 0)]
 
+    def worker_peak_rss_mib(self) -> list[int]:
+        """Peak resident memory of each live worker (Linux ``VmHWM``), MiB."""
+        peaks = []
+        for pid in list(getattr(self._pool, "_processes", {}) or {}):
+            try:
+                for line in open(f"/proc/{pid}/status"):
+                    if line.startswith("VmHWM:"):
+                        peaks.append(int(line.split()[1]) // 1024)
+            except OSError:
+                pass
+        return peaks
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)

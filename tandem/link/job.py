@@ -18,7 +18,7 @@ import pyarrow as pa
 from tandem.crypto.psi_group import new_secret
 from tandem.link.records import EntityRecords
 from tandem.protocols.errors import RemoteProtocolError
-from tandem.protocols.psi import Blinder, KeyRun, State
+from tandem.protocols.psi import Blinder, KeyMemory, KeyRun, State
 from tandem.protocols.wire import LinkRequest
 from tandem.transport.session import Session
 
@@ -34,6 +34,7 @@ class EntityOutcome:
     consented: int
     per_key: dict[str, dict] = field(default_factory=dict)
     rows: pa.Table | None = None
+    memories: dict[str, KeyMemory] = field(default_factory=dict)
 
     @property
     def linked(self) -> int:
@@ -53,9 +54,12 @@ def parse_keys(request: LinkRequest) -> dict[str, list[str]]:
 
 def run_entity(session: Session, records: EntityRecords, entity: str, keys: list[str], *, initiator: bool,
                count_only: bool, blinder: Blinder, progress: Progress | None = None,
-               secrets: Callable[[str, str], bytes] | None = None) -> EntityOutcome:
-    """Link one entity over all its keys, in order. ``secrets(entity, key)`` gives the scalar
-    (fresh per run unless incremental mode keeps one)."""
+               memories: dict[str, KeyMemory | None] | None = None) -> EntityOutcome:
+    """Link one entity over all its keys, in order.
+
+    ``memories`` (incremental mode) maps each key to the state kept from the last run with
+    this peer (or ``None``); the new state is left in ``outcome.memories`` for the caller to store.
+    """
     outcome = EntityOutcome(entity, records.total)
     linked: set[int] = set()
     link_ids, local_ids, matched_on = [], [], []
@@ -63,12 +67,16 @@ def run_entity(session: Session, records: EntityRecords, entity: str, keys: list
         values, ids = records.candidates(key, set() if count_only else linked)
         started = time.perf_counter()
         run = KeyRun(session.id, entity, key, values, initiator=initiator, count_only=count_only,
-                     secret=secrets(entity, key) if secrets else new_secret(), blinder=blinder)
+                     secret=new_secret(), blinder=blinder, memory=(memories or {}).get(key),
+                     keep_memory=memories is not None)
         drive(run, session, lambda f, k=key: progress and progress(f"{entity}/{k}", f))
         result = run.result
+        if memories is not None:
+            outcome.memories[key] = run.memory
         rep = records.reports[key]
         outcome.per_key[key] = {"candidates": len(values), "matched": result.intersection,
                                 "invalid": rep.invalid, "duplicate_records": rep.duplicate_records,
+                                "incremental": run.incremental, "blinded_sent": len(run._send),
                                 "seconds": round(time.perf_counter() - started, 2)}
         if not count_only:
             matched = ids[result.positions]
@@ -97,5 +105,5 @@ def drive(run: KeyRun, session: Session, progress: Callable[[float], None] | Non
         if msg is not None:
             session.send_all(run.receive(msg))
         if progress and run.state is State.EXCHANGING:
-            total = len(run._values) + run._peer_size
-            progress((run._sent_own + run._peer_received) / total if total else 1.0)
+            total = len(run._send) + run._peer_size
+            progress((run._sent + run._peer_received) / total if total else 1.0)

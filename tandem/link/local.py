@@ -8,6 +8,7 @@ serves one session, the bank node initiates it; both write their link tables.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -45,12 +46,13 @@ def write_configs(world: Path, timeout_s: float = 60.0) -> dict[str, Path]:
         if not (certs / f"{party}.pem").exists():
             make_node_cert(certs, party, certs / "ca.pem", certs / "ca.key")
     ports = {p: free_port() for p in NODES}
+    workers = max(1, (os.cpu_count() or 2) // len(NODES))     # both nodes share this machine's cores
     paths = {}
     for party in NODES:
         other = NODES[1 - NODES.index(party)]
         text = "\n".join([
             "[node]", f'name = "{party}"', f'preset = "{party}"', f'listen = "127.0.0.1:{ports[party]}"',
-            f'store = "../{party}.duckdb"', f'state_dir = "state-{party}"', f"timeout_s = {timeout_s}", "",
+            f'store = "../{party}.duckdb"', f'state_dir = "state-{party}"', f"timeout_s = {timeout_s}", f"workers = {workers}", "",
             "[tls]", 'ca = "certs/ca.pem"', f'cert = "certs/{party}.pem"', f'key = "certs/{party}.key"', "",
             f"[peers.{other}]", f'address = "127.0.0.1:{ports[other]}"', "",
         ])
@@ -109,6 +111,7 @@ class NodeProcess:
 
 
 def link_world(world: Path, *, entities: list[str], count_only: bool, timeout_s: float = 60.0,
+               incremental: bool = False,
                on_event: Callable[[str, dict], None] = lambda n, e: None) -> dict[str, dict]:
     """Run both nodes; return each node's result. Raise ``TandemError`` with the failing node's message."""
     configs = write_configs(world, timeout_s)
@@ -117,7 +120,9 @@ def link_world(world: Path, *, entities: list[str], count_only: bool, timeout_s:
         if not market.ready.wait(60) or market.proc.poll() is not None:
             raise TandemError(f"market node did not start: {market.error()}")
         args = ["--config", str(configs["bank"]), "--link", "market", "--entities", ",".join(entities)]
-        bank = NodeProcess("bank", args + (["--count-only"] if count_only else []), on_event)
+        args += ["--count-only"] if count_only else []
+        args += ["--incremental"] if incremental else []
+        bank = NodeProcess("bank", args, on_event)
         bank_code = bank.wait(timeout=24 * 3600)
         market_code = market.wait(timeout=timeout_s + 30)
         if bank_code != 0:

@@ -2,32 +2,40 @@
 
 Flow, per side (``a`` our secret, ``b`` the peer's, ``H`` hash to a point):
 
-    KeyStart(nonce, size)  ->        both derive the salt from the two nonces
-    Blinded(seq, a*H(x))   ->        our records in a random order, in chunks
-                           <-  Blinded(seq, b*H(y))
-    Reblinded(seq, a*b*H(y)) ->      the peer's chunk, blinded again, same order
-                           <-  Reblinded(seq, b*a*H(x))   (link mode; sorted in count-only)
-    KeyDone(|X ∩ Y|)       <->       both must have found the same size
+    KeyStart(nonce, size, state) <->  both derive the salt from the two nonces
+    [Delta(new, removed)]        <->  incremental mode only: both kept state from the same run
+    Blinded(seq, a*H(x))         ->   our records in a random order, in chunks
+                                 <-   Blinded(seq, b*H(y))
+    Reblinded(seq, a*b*H(y))     ->   the peer's chunk, blinded again, same order
+                                 <-   Reblinded(seq, b*a*H(x))   (link mode; sorted in count-only)
+    KeyDone(|X ∩ Y|)             <->  both must have found the same size
 
 In link mode each side learns which of its own records are in the intersection and a
 shared opaque value per match (from which the link id is derived); in count-only mode the
 re-blinded values come back sorted, so each side learns only the size.
+
+Incremental mode: a side that keeps its scalar, the salt and both blinded sets
+(``KeyMemory``) from an earlier run with the same peer sends only new records and the
+blinded values of removed ones; the peer re-blinds only the new ones.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from tandem.crypto.psi_group import POINT_BYTES, InvalidPoint, link_digest, run_salt
+from tandem.crypto.psi_group import POINT_BYTES, InvalidPoint, link_digest, new_secret, run_salt
 from tandem.protocols.errors import LocalProtocolError, RemoteProtocolError
-from tandem.protocols.wire import Blinded, KeyDone, KeyStart, Message, Reblinded
+from tandem.protocols.wire import Blinded, Delta, KeyDone, KeyStart, Message, Reblinded
 
 DEFAULT_CHUNK = 32_768          # points per message: 1 MiB of payload
+_S = f"S{POINT_BYTES}"
+_EMPTY = np.array([], dtype=_S)
 
 
 class Blinder(Protocol):
@@ -41,6 +49,7 @@ class Blinder(Protocol):
 class State(enum.Enum):
     IDLE = "idle"
     STARTED = "started"          # KeyStart sent, peer's not yet seen
+    DELTA = "delta"              # incremental: waiting for the peer's Delta
     EXCHANGING = "exchanging"    # chunks flowing both ways
     MATCHED = "matched"          # KeyDone sent, waiting for the peer's
     DONE = "done"
@@ -56,45 +65,88 @@ class KeyResult:
     link_ids: list[str] | None = None       # 32 hex chars each
 
 
+@dataclass
+class KeyMemory:
+    """What incremental mode keeps between runs with one peer, for one (entity, key).
+
+    Arrays are ``S32`` of shape ``(n,)`` (own records) or ``(m,)`` (the peer's). ``own_digest``
+    identifies a value without keeping it: SHA-256 over the salt and the normalised value.
+    """
+
+    state_id: str
+    secret: bytes
+    salt: bytes
+    own_digest: np.ndarray
+    own_blinded: np.ndarray
+    own_double: np.ndarray
+    peer_blinded: np.ndarray
+    peer_double: np.ndarray
+
+
+def _digests(salt: bytes, values: list[str]) -> np.ndarray:
+    return np.array([hashlib.sha256(salt + v.encode()).digest() for v in values], dtype=_S)
+
+
+def _points(buf: bytes) -> np.ndarray:
+    return np.frombuffer(buf, dtype=_S) if buf else _EMPTY
+
+
+def _raw(arr: np.ndarray) -> bytes:
+    """Bytes of an ``S32`` array (``tobytes`` keeps the trailing zero bytes that indexing strips)."""
+    return np.ascontiguousarray(arr, dtype=_S).tobytes()
+
+
 class KeyRun:
     """One side of one (entity, key) PSI run.
 
     ``values`` are this side's normalised, de-duplicated identifiers (shape ``(n,)``);
     ``initiator`` says whose nonce comes first in the salt. Call ``start()``, then feed
     every peer message to ``receive()`` and call ``poll()`` whenever ``has_work()``;
-    send everything they return. ``result`` is set once ``state is State.DONE``.
+    send everything they return. ``result`` is set once ``state is State.DONE``; with
+    ``keep_memory``, so is ``memory`` (to be stored for the next incremental run).
     """
 
     def __init__(self, session: str, entity: str, key: str, values: list[str], *, initiator: bool,
-                 count_only: bool, secret: bytes, blinder: Blinder, chunk: int = DEFAULT_CHUNK):
+                 count_only: bool, secret: bytes, blinder: Blinder, chunk: int = DEFAULT_CHUNK,
+                 memory: KeyMemory | None = None, keep_memory: bool = False):
+        if count_only and (memory is not None or keep_memory):
+            raise LocalProtocolError("count-only runs keep no state (incremental mode links records)")
         self.session, self.entity, self.key = session, entity, key
         self.initiator, self.count_only = initiator, count_only
+        self._all = list(values)
         self._secret, self._blinder, self._chunk = secret, blinder, chunk
-        self._order = np.random.default_rng(int.from_bytes(os.urandom(8), "big")).permutation(len(values))
-        self._values = [values[i] for i in self._order]      # sent in a random order: position says nothing
+        self._memory, self._keep = memory, keep_memory
         self._nonce = os.urandom(16)
         self.state = State.IDLE
         self.result: KeyResult | None = None
+        self.memory: KeyMemory | None = None
+        self.incremental = False
         self._salt: bytes | None = None
-        self._peer_size = 0
-        self._sent_own = 0                       # own values blinded and sent
+        self._send: list[int] = []               # indices into _all that we blind and send
+        self._sent = 0
         self._sent_last = False
-        self._own_double: list[bytes] = []       # b*a*H(x), per own chunk (link mode: in our order)
+        self._own_blinded: list[bytes] = []      # a*H(x) as sent (kept for the next incremental run)
+        self._own_double: list[bytes] = []       # b*a*H(x) for what we sent, in our sending order
         self._own_double_n = 0
+        self._own_back_last = False
+        self._own_seq_back = 0
+        self._peer_size = 0
+        self._peer_blinded: list[bytes] = []     # b*H(y) as received
         self._peer_double: list[bytes] = []      # a*b*H(y)
         self._peer_received = 0
-        self._peer_last = False
         self._peer_seq = 0
-        self._own_seq_back = 0
-        self._own_back_last = False
+        self._peer_last = False
+        self._peer_removed = _EMPTY
         self._peer_done: int | None = None
 
     # --- the sans-I/O surface ------------------------------------------------------------
 
     def start(self) -> list[Message]:
-        self._expect(State.IDLE, "start")
+        if self.state is not State.IDLE:
+            raise LocalProtocolError(f"cannot start in state {self.state.value}")
         self.state = State.STARTED
-        return [KeyStart(self.session, self.entity, self.key, self._nonce.hex(), len(self._values))]
+        state_id = self._memory.state_id if self._memory else ""
+        return [KeyStart(self.session, self.entity, self.key, self._nonce.hex(), len(self._all), state_id)]
 
     def has_work(self) -> bool:
         return self.state is State.EXCHANGING and not self._sent_last
@@ -103,14 +155,14 @@ class KeyRun:
         """Blind and emit the next chunk of our own set (an empty set sends one empty chunk)."""
         if not self.has_work():
             return self._maybe_finish()
-        part = self._values[self._sent_own:self._sent_own + self._chunk]
-        seq = self._sent_own // self._chunk
+        part = [self._all[i] for i in self._send[self._sent:self._sent + self._chunk]]
+        seq = self._sent // self._chunk
         points = self._blinder.hash_and_blind(self._secret, f"{self.entity}:{self.key}", self._salt, part) \
             if part else b""
-        self._sent_own += len(part)
-        self._sent_last = self._sent_own == len(self._values)
-        out: list[Message] = [Blinded(self.session, self.entity, self.key, seq, self._sent_last, points)]
-        return out + self._maybe_finish()
+        self._own_blinded.append(points)
+        self._sent += len(part)
+        self._sent_last = self._sent == len(self._send)
+        return [Blinded(self.session, self.entity, self.key, seq, self._sent_last, points)] + self._maybe_finish()
 
     def receive(self, msg: Message) -> list[Message]:
         if self.state in (State.DONE, State.ERROR):
@@ -118,8 +170,8 @@ class KeyRun:
         if getattr(msg, "entity", self.entity) != self.entity or getattr(msg, "key", self.key) != self.key:
             return self._fail(f"expected a message for {self.entity}/{self.key}, got {msg.name} for "
                               f"{getattr(msg, 'entity', '?')}/{getattr(msg, 'key', '?')}")
-        handler = {KeyStart: self._on_start, Blinded: self._on_blinded, Reblinded: self._on_reblinded,
-                   KeyDone: self._on_done}.get(type(msg))
+        handler = {KeyStart: self._on_start, Delta: self._on_delta, Blinded: self._on_blinded,
+                   Reblinded: self._on_reblinded, KeyDone: self._on_done}.get(type(msg))
         if handler is None:
             return self._fail(f"unexpected {msg.name} during the {self.key} run")
         return handler(msg)
@@ -135,9 +187,41 @@ class KeyRun:
             return self._fail("malformed KeyStart: nonce is not hex")
         if len(peer_nonce) != 16 or msg.size < 0:
             return self._fail("malformed KeyStart: bad nonce or size")
+        mine = self._memory.state_id if self._memory else ""
+        self.incremental = bool(mine) and msg.state == mine
+        if self.incremental:
+            return self._start_delta()
         first, second = (self._nonce, peer_nonce) if self.initiator else (peer_nonce, self._nonce)
         self._salt = run_salt(first, second)
+        if self._memory is not None:                 # stale or one-sided state: start afresh
+            self._secret, self._memory = new_secret(), None
+        order = np.random.default_rng(int.from_bytes(os.urandom(8), "big")).permutation(len(self._all))
+        self._send = order.tolist()                  # a random order: position says nothing
         self._peer_size = msg.size
+        self.state = State.EXCHANGING
+        return self._maybe_finish()
+
+    def _start_delta(self) -> list[Message]:
+        mem = self._memory
+        self._salt = mem.salt
+        self._secret = mem.secret
+        digests = _digests(mem.salt, self._all)
+        known = np.isin(digests, mem.own_digest)
+        new = np.flatnonzero(~known)
+        self._send = new[np.random.default_rng(int.from_bytes(os.urandom(8), "big")).permutation(len(new))].tolist()
+        removed = ~np.isin(mem.own_digest, digests)
+        self.state = State.DELTA
+        return [Delta(self.session, self.entity, self.key, len(self._send), _raw(mem.own_blinded[removed]))]
+
+    def _on_delta(self, msg: Delta) -> list[Message]:
+        if self.state is not State.DELTA:
+            return self._fail(f"unexpected Delta in state {self.state.value}")
+        if len(msg.payload) % POINT_BYTES or msg.new < 0:
+            return self._fail("malformed Delta")
+        self._peer_removed = _points(msg.payload)
+        if not np.isin(self._peer_removed, self._memory.peer_blinded).all():
+            return self._fail("peer removed values this side never received: the kept states differ")
+        self._peer_size = msg.new
         self.state = State.EXCHANGING
         return self._maybe_finish()
 
@@ -150,7 +234,7 @@ class KeyRun:
         if len(msg.payload) % POINT_BYTES or self._peer_received + n > self._peer_size:
             return self._fail("malformed Blinded: payload is not whole points or exceeds the announced size")
         try:
-            double = self._blinder.blind(self._secret, msg.payload)
+            double = self._blinder.blind(self._secret, msg.payload) if msg.payload else b""
         except InvalidPoint as exc:
             return self._fail(str(exc))
         self._peer_seq += 1
@@ -158,6 +242,7 @@ class KeyRun:
         self._peer_last = msg.last
         if msg.last and self._peer_received != self._peer_size:
             return self._fail(f"peer announced {self._peer_size} values but sent {self._peer_received}")
+        self._peer_blinded.append(msg.payload)
         self._peer_double.append(double)
         out: list[Message] = []
         if not self.count_only:
@@ -168,9 +253,7 @@ class KeyRun:
 
     def _sorted_reblinded(self) -> list[Message]:
         """Count-only: return the peer's whole set re-blinded and sorted, so no position survives."""
-        allp = b"".join(self._peer_double)
-        arr = np.sort(np.frombuffer(allp, dtype=f"S{POINT_BYTES}")) if allp else np.array([], dtype="S32")
-        flat = arr.tobytes()
+        flat = _raw(np.sort(_points(b"".join(self._peer_double))))
         size = self._chunk * POINT_BYTES
         pieces = [flat[i:i + size] for i in range(0, len(flat), size)] or [b""]
         return [Reblinded(self.session, self.entity, self.key, i, i == len(pieces) - 1, p)
@@ -182,14 +265,14 @@ class KeyRun:
         if msg.seq != self._own_seq_back or self._own_back_last:
             return self._fail(f"Reblinded chunk {msg.seq} out of order (expected {self._own_seq_back})")
         n = len(msg.payload) // POINT_BYTES
-        if len(msg.payload) % POINT_BYTES or self._own_double_n + n > self._sent_own:
+        if len(msg.payload) % POINT_BYTES or self._own_double_n + n > self._sent:
             return self._fail("malformed Reblinded: more points than we sent")
         self._own_seq_back += 1
         self._own_double.append(msg.payload)
         self._own_double_n += n
         self._own_back_last = msg.last
-        if msg.last and self._own_double_n != len(self._values):
-            return self._fail(f"peer returned {self._own_double_n} values for our {len(self._values)}")
+        if msg.last and self._own_double_n != len(self._send):
+            return self._fail(f"peer returned {self._own_double_n} values for our {len(self._send)}")
         return self._maybe_finish()
 
     def _on_done(self, msg: KeyDone) -> list[Message]:
@@ -214,18 +297,36 @@ class KeyRun:
         return out
 
     def _match(self) -> KeyResult:
-        own = np.frombuffer(b"".join(self._own_double), dtype=f"S{POINT_BYTES}")
-        peer = np.frombuffer(b"".join(self._peer_double), dtype=f"S{POINT_BYTES}")
-        hit = np.isin(own, peer) if len(own) and len(peer) else np.zeros(len(own), dtype=bool)
+        """Compare our doubly blinded values (all current records) with the peer's (its whole current set)."""
+        sent = np.asarray(self._send, dtype=np.int64)
+        own_idx, own = sent, _points(b"".join(self._own_double))
+        own_blinded = _points(b"".join(self._own_blinded))
+        peer_blinded, peer = _points(b"".join(self._peer_blinded)), _points(b"".join(self._peer_double))
+        if self.incremental:
+            mem = self._memory
+            digests = _digests(mem.salt, self._all)
+            pos = {d: i for i, d in enumerate(mem.own_digest.tolist())}
+            kept = np.flatnonzero(np.isin(digests, mem.own_digest))
+            kept_mem = np.array([pos[d] for d in digests[kept].tolist()], dtype=np.int64)
+            own_idx = np.concatenate([kept, sent])
+            own = np.concatenate([mem.own_double[kept_mem], own])
+            own_blinded = np.concatenate([mem.own_blinded[kept_mem], own_blinded])
+            stay = ~np.isin(mem.peer_blinded, self._peer_removed)
+            peer = np.concatenate([mem.peer_double[stay], peer])
+            peer_blinded = np.concatenate([mem.peer_blinded[stay], peer_blinded])
+        if self._keep:
+            self.memory = KeyMemory(hashlib.sha256(b"tandem/psi/state/v1" + self._salt).hexdigest()[:32],
+                                    self._secret, self._salt, _digests(self._salt, [self._all[i] for i in own_idx]),
+                                    own_blinded, own, peer_blinded, peer)
+        own_raw, peer_raw = _raw(own), _raw(peer)
+        peer_set = {peer_raw[i:i + POINT_BYTES] for i in range(0, len(peer_raw), POINT_BYTES)}
+        hits = [(j, own_raw[i:i + POINT_BYTES]) for j, i in enumerate(range(0, len(own_raw), POINT_BYTES))
+                if own_raw[i:i + POINT_BYTES] in peer_set]
         if self.count_only:
-            return KeyResult(int(hit.sum()))
-        where = np.flatnonzero(hit)
-        ids = [link_digest(f"{self.entity}:{self.key}", own[i].ljust(POINT_BYTES, b"\0")).hex() for i in where]
-        return KeyResult(len(where), self._order[where].astype(np.int64), ids)
-
-    def _expect(self, state: State, what: str) -> None:
-        if self.state is not state:
-            raise LocalProtocolError(f"cannot {what} in state {self.state.value}")
+            return KeyResult(len(hits))
+        where = np.array([j for j, _ in hits], dtype=np.int64)
+        ids = [link_digest(f"{self.entity}:{self.key}", point).hex() for _, point in hits]
+        return KeyResult(len(hits), own_idx[where] if len(where) else where, ids)
 
     def _fail(self, reason: str) -> list[Message]:
         self.state = State.ERROR

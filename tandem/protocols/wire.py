@@ -126,12 +126,29 @@ class LinkAccept(Message):
 
 @message(3)
 class KeyStart(Message):
-    """Both sides, at the start of one (entity, key) run: a nonce for the salt and the set size."""
+    """Both sides, at the start of one (entity, key) run: a nonce for the salt, the set size, and
+    the id of the state kept from an earlier run ("" if none; incremental mode only)."""
     session: str
     entity: str
     key: str
     nonce: str                     # hex, 16 bytes
     size: int
+    state: str
+
+
+@message(8)
+class Delta(Message):
+    """Incremental mode: how many new values follow, and (payload) the blinded values of removed ones."""
+    session: str
+    entity: str
+    key: str
+    new: int
+    payload: bytes = field(default=b"", repr=False)
+    PAYLOAD = True
+
+    @property
+    def records(self) -> int:
+        return len(self.payload) // 32
 
 
 @message(4)
