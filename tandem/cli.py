@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from tandem.console import console, err_console, progress_bar, table
+from tandem.console import console, err_console, progress_bar, progress_bars, table
 from tandem.errors import InputError, TandemError
 
 app = typer.Typer(
@@ -305,10 +305,10 @@ def link_cmd(
     from tandem.link.local import link_world
 
     started = _time.perf_counter()
-    with progress_bar("link") as update:
+    with progress_bars(["bank", "market"]) as update:
         def on_event(node_name, event):
-            if event.get("event") == "progress" and node_name == "bank":
-                update(event["what"], event["fraction"])
+            if event.get("event") == "progress":
+                update(node_name, event["what"], event["fraction"])
 
         results = link_world(world_dir, entities=entities.split(","), count_only=count_only, timeout_s=timeout,
                              incremental=incremental, on_event=on_event)

@@ -38,6 +38,27 @@ def progress_bar(title: str) -> Iterator:
             bar.stop()
 
 
+@contextmanager
+def progress_bars(titles: list[str]) -> Iterator:
+    """Like ``progress_bar`` with one bar per title; yields ``update(title, step, fraction)``."""
+    bar = Progress(TextColumn("[bold]{task.description:<8}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                   TextColumn("{task.fields[step]}"), TimeElapsedColumn(), console=err_console)
+    tasks: dict[str, int] = {}
+
+    def update(title: str, step: str, fraction: float) -> None:
+        if not tasks:
+            bar.start()
+            for t in titles:
+                tasks[t] = bar.add_task(t, total=1.0, step="waiting")
+        bar.update(tasks[title], completed=fraction, step=step)
+
+    try:
+        yield update
+    finally:
+        if tasks:
+            bar.stop()
+
+
 def table(title: str, columns: list[str], rows: list[list], justify_numbers: bool = True) -> Group:
     """A titled table; the title is its own line so that it never wraps to the table's width."""
     t = Table()

@@ -215,3 +215,30 @@ def test_incremental_mode_processes_only_new_records(world):
     kept = bank[bank["local_id"] != 1].sort_values("link_id").reset_index(drop=True)
     assert kept.equals(links_before)                           # earlier links and their ids are unchanged
     assert (world / "nodes" / "state-bank" / "psi" / "market" / "customers-phone.npz").exists()
+
+
+def test_records_keep_consented_rows_and_set_duplicates_aside(tmp_path):
+    import pyarrow as pa
+
+    from tandem.errors import InputError
+    from tandem.link.records import PRESETS, load_records
+    from tandem.store import open_store
+
+    store = open_store(tmp_path / "b.duckdb", create=True)
+    store.write_table("clients", pa.table({
+        "client_id": [1, 2, 3, 4, 5],
+        "phone": ["89161234567", "+7 916 123-45-67", "89035550011", "89035550012", "garbage"],
+        "email": ["a@b.ru", "c@d.ru", "A@B.ru", None, "e@f.ru"],
+        "consent_partner": [True, True, True, False, True],
+    }))
+    recs = load_records(store, PRESETS["bank"]["customers"], ["phone", "email"])
+    assert list(recs.ids) == [1, 2, 3, 5] and recs.total == 4           # client 4 did not consent
+    assert list(recs.values["phone"]) == [None, None, "+79035550011", None]
+    assert recs.reports["phone"].duplicate_values == 1 and recs.reports["phone"].duplicate_records == 2
+    assert recs.reports["phone"].invalid == {"not a number": 1}
+    assert list(recs.values["email"]) == [None, "c@d.ru", None, "e@f.ru"]   # a@b.ru twice (case differs)
+    store.write_table("clients", pa.table({"client_id": [1, 1], "phone": ["x", "y"], "email": [None, None],
+                                           "consent_partner": [True, True]}))
+    with pytest.raises(InputError, match="duplicate ids in column 'client_id'"):
+        load_records(store, PRESETS["bank"]["customers"], ["phone"])
+    store.close()
