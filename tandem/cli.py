@@ -187,7 +187,6 @@ def features(
                                         "Default: the world's snapshot."),
 ):
     """Build a party's model features for its own customers, from its own store."""
-    import pyarrow.parquet as pq
 
     from tandem.features import bank_features, market_features
     from tandem.store import open_store

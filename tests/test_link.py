@@ -1,7 +1,6 @@
 """Linking on real, separate node processes over loopback with mutual TLS."""
 
 import json
-import os
 import shutil
 import signal
 import subprocess

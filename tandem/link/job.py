@@ -76,7 +76,7 @@ def run_entity(session: Session, records: EntityRecords, entity: str, keys: list
         rep = records.reports[key]
         outcome.per_key[key] = {"candidates": len(values), "matched": result.intersection,
                                 "invalid": rep.invalid, "duplicate_records": rep.duplicate_records,
-                                "incremental": run.incremental, "blinded_sent": len(run._send),
+                                "incremental": run.incremental, "blinded_sent": run.to_send,
                                 "seconds": round(time.perf_counter() - started, 2)}
         if not count_only:
             matched = ids[result.positions]
@@ -105,5 +105,4 @@ def drive(run: KeyRun, session: Session, progress: Callable[[float], None] | Non
         if msg is not None:
             session.send_all(run.receive(msg))
         if progress and run.state is State.EXCHANGING:
-            total = len(run._send) + run._peer_size
-            progress((run._sent + run._peer_received) / total if total else 1.0)
+            progress(run.progress())

@@ -148,6 +148,16 @@ class KeyRun:
         state_id = self._memory.state_id if self._memory else ""
         return [KeyStart(self.session, self.entity, self.key, self._nonce.hex(), len(self._all), state_id)]
 
+    @property
+    def to_send(self) -> int:
+        """How many of our values this run blinds and sends (all, or only new ones when incremental)."""
+        return len(self._send)
+
+    def progress(self) -> float:
+        """Fraction of this run's scalar multiplications done on this side (0..1)."""
+        total = len(self._send) + self._peer_size
+        return (self._sent + self._peer_received) / total if total else 1.0
+
     def has_work(self) -> bool:
         return self.state is State.EXCHANGING and not self._sent_last
 

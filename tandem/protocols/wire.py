@@ -55,6 +55,16 @@ class Message:
         return 0
 
 
+class PointMessage(Message):
+    """A message whose payload is concatenated 32-byte group elements."""
+
+    PAYLOAD = True
+
+    @property
+    def records(self) -> int:
+        return len(self.payload) // 32
+
+
 def decode(frame: bytes) -> Message:
     """Parse one frame; raise ``RemoteProtocolError`` naming what is wrong."""
     if len(frame) < _HEAD.size:
@@ -137,50 +147,33 @@ class KeyStart(Message):
 
 
 @message(8)
-class Delta(Message):
+class Delta(PointMessage):
     """Incremental mode: how many new values follow, and (payload) the blinded values of removed ones."""
     session: str
     entity: str
     key: str
     new: int
     payload: bytes = field(default=b"", repr=False)
-    PAYLOAD = True
 
-    @property
-    def records(self) -> int:
-        return len(self.payload) // 32
+
+@dataclass(frozen=True)
+class PointChunk(PointMessage):
+    session: str
+    entity: str
+    key: str
+    seq: int
+    last: bool
+    payload: bytes = field(default=b"", repr=False)
 
 
 @message(4)
-class Blinded(Message):
+class Blinded(PointChunk):
     """A chunk of the sender's own set, blinded with its secret."""
-    session: str
-    entity: str
-    key: str
-    seq: int
-    last: bool
-    payload: bytes = field(default=b"", repr=False)
-    PAYLOAD = True
-
-    @property
-    def records(self) -> int:
-        return len(self.payload) // 32
 
 
 @message(5)
-class Reblinded(Message):
+class Reblinded(PointChunk):
     """The receiver's chunk ``seq`` blinded again with the sender's secret (same order, or sorted in count-only)."""
-    session: str
-    entity: str
-    key: str
-    seq: int
-    last: bool
-    payload: bytes = field(default=b"", repr=False)
-    PAYLOAD = True
-
-    @property
-    def records(self) -> int:
-        return len(self.payload) // 32
 
 
 @message(6)

@@ -28,7 +28,7 @@ def generate_bank(rng: np.random.Generator, p: Persons, chunk: int, cfg: dict, i
     ``clients`` holds person_id, client_id and the raw identifiers (for the truth);
     ``application`` the true PD and outcome of each new loan (for the truth).
     """
-    ic, tc, lc = cfg["identifiers"], cfg["time"], cfg["loans"]
+    ic, tc = cfg["identifiers"], cfg["time"]
     snapshot = tc["snapshot_date"]
     snap_day = day_number(snapshot)
     idx = np.flatnonzero(p.is_bank)
@@ -38,7 +38,6 @@ def generate_bank(rng: np.random.Generator, p: Persons, chunk: int, cfg: dict, i
     client_id = bank_client_ids(pid)
     disc, imp, stress, dig = (tr[k].to_numpy() for k in ("discipline", "impulsivity", "stress", "digital"))
     income = tr["income"].to_numpy()
-    rel_income = np.log(income / cfg["income"]["median_monthly_rub"])
 
     phone = format_phones(rng, phone_number(pid), ["8digits", "+7digits"], [0.7, 0.3])
     email = np.char.add(np.char.add(email_locals(pid, 0), "@"), DOMAINS[primary_domain(pid)]).astype(object)

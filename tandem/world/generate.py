@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tandem.errors import InputError, StoreError
+from tandem.errors import InputError
 from tandem.ids import NormalisationReport, normalise_emails, normalise_phones
 from tandem.store.duck import DuckStore
 from tandem.world.bank import campaigns_table, generate_bank
@@ -130,7 +130,6 @@ def _write(n_persons: int, seed: int, cfg: dict, intercepts: dict, tmp: Path, pr
 
 def _truth(p, b: dict, m: dict, reports: dict) -> pa.Table:
     """One row per person: ids on each side, consent, whether the ids can link them, traits, outcome."""
-    n = len(p)
     frame = pd.DataFrame({"person_id": p.person_id})
     for side, ids, key in (("bank", b["clients"], "client_id"), ("market", m["users"], "user_id")):
         phone, rp = normalise_phones(ids["phone"].to_numpy())
