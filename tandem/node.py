@@ -122,10 +122,11 @@ class Node:
 
     def start(self) -> None:
         self.server.start()
+        self.engine.warm_up()
         self.events({"event": "ready", "node": self.config.name, "port": self.server.port})
 
     def close(self) -> None:
-        self.server.stop()
+        self.server.stop(grace=0.2)
         for c in self.clients.values():
             c.close()
         self.engine.close()
@@ -148,8 +149,8 @@ class Node:
         session = self._session(peer, session_id)
         try:
             with self._lock:
+                session.send(request)               # the peer loads its records while we load ours
                 records = self._load(entities, parse_keys(request))
-                session.send(request)
                 reply = session.recv()
                 if not isinstance(reply, LinkAccept):
                     raise RemoteProtocolError(f"peer {peer} answered {reply.name} to a link request")

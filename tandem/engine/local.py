@@ -24,6 +24,12 @@ class LocalEngine:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
         return self._pool
 
+    def warm_up(self) -> None:
+        """Start the worker processes now (in the background) rather than on the first chunk."""
+        if self.workers > 0:
+            for _ in range(self.workers):
+                self._executor().submit(int)
+
     def submit(self, fn: Callable, *args) -> Future:
         """Start ``fn(*args)``; inline engines return an already finished future."""
         if self.workers == 0:
