@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tandem.crypto.he import dequantise, quantise
 from tandem.errors import InputError
 from tandem.learn.binning import Binner
 from tandem.learn.boosting import HistBoostingClassifier
@@ -38,9 +39,10 @@ def test_best_split_equals_an_exhaustive_search():
     binner = Binner(max_bins=10).fit(X)
     binned = binner.transform(X)
     p = np.full(len(y), y.mean())
-    g, h = p - y, p * (1 - p)
+    g_q, h_q = quantise(p - y), quantise(p * (1 - p))
+    g, h = dequantise(g_q), dequantise(h_q)
     params = SplitParams(l2=1.0, min_child_weight=0.5)
-    split = best_split(build_histogram(binned, g, h, np.arange(len(y)), 10), 9, params)
+    split = best_split(build_histogram(binned, g_q, h_q, np.arange(len(y)), 10), 9, params)
     G, H = g.sum(), h.sum()
     best = -np.inf
     for j in range(4):
@@ -61,12 +63,13 @@ def test_subtraction_trick_grows_the_same_tree_as_building_every_histogram():
     binner = Binner(16).fit(X)
     binned = binner.transform(X)
     p = np.full(len(y), y.mean())
-    g, h = p - y, p * (1 - p)
+    g_q, h_q = quantise(p - y), quantise(p * (1 - p))
+    g, h = dequantise(g_q), dequantise(h_q)
     built = []
 
     def counting(rows):
         built.append(len(rows))
-        return build_histogram(binned, g, h, rows, 16)
+        return build_histogram(binned, g_q, h_q, rows, 16)
 
     kwargs = dict(missing_bin=15, params=SplitParams(), max_depth=4, learning_rate=0.3)
     tree, out = grow_tree(binned, g, h, np.arange(len(y)), build=counting, **kwargs)
@@ -76,7 +79,7 @@ def test_subtraction_trick_grows_the_same_tree_as_building_every_histogram():
     for node, rows in nodes:
         if tree.left[node] < 0:
             continue
-        split = bs(build_histogram(binned, g, h, rows, 16), 15, SplitParams())
+        split = bs(build_histogram(binned, g_q, h_q, rows, 16), 15, SplitParams())
         assert (split.feature, split.bin_, split.missing_left) == (tree.feature[node], tree.bin_[node],
                                                                    tree.missing_left[node])
         col = binned[rows, split.feature]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tandem.crypto.he import dequantise, quantise
 from tandem.errors import InputError
 from tandem.learn.binning import Binner
 from tandem.learn.grower import Tree, grow_tree, predict_binned
@@ -60,9 +61,10 @@ class HistBoostingClassifier:
         best, best_round = -np.inf, 0
         for _ in range(self.n_trees):
             prob = sigmoid(raw)
-            grad, hess = prob - y, prob * (1 - prob)
+            g_q, h_q = quantise(prob - y), quantise(prob * (1 - prob))
+            grad, hess = dequantise(g_q), dequantise(h_q)
             tree, _ = grow_tree(binned, grad, hess, train,
-                                build=lambda rows: build_histogram(binned, grad, hess, rows, n_bins),
+                                build=lambda rows: build_histogram(binned, g_q, h_q, rows, n_bins),
                                 missing_bin=self.binner_.missing_bin, params=params, max_depth=self.max_depth,
                                 learning_rate=self.learning_rate)
             self.trees_.append(tree)

@@ -1,0 +1,125 @@
+"""Additively homomorphic encryption for federated boosting (sf-heu), behind a narrow door.
+
+Okamoto-Uchiyama with 2048-bit keys by default (Paillier as an option). A row's gradient
+and hessian travel as ONE plaintext: both are fixed-point integers with ``SCALE_BITS``
+fractional bits, packed as ``g * 2**FIELD_BITS + h`` (``h >= 0``, so the low field never
+borrows). Sums of packed values unpack exactly as long as the hessian sum stays below
+``2**FIELD_BITS``: with ``h <= 1`` that holds for up to 2**31 rows.
+
+Only ``SecretHe`` (the label holder) can decrypt. ``PublicHe`` (a passive party) can
+only add, subtract and sum by bucket.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from heu import numpy as hnp
+from heu import phe
+
+SCALE_BITS = 32
+FIELD_BITS = 64
+SCHEMES = {"ou": phe.SchemaType.OU, "paillier": phe.SchemaType.ZPaillier}
+DEFAULT_SCHEME, DEFAULT_KEY_BITS = "ou", 2048
+_FORMAT = hnp.MatrixSerializeFormat.Best
+
+
+class HeError(ValueError):
+    """Ciphertexts or keys that cannot be used (opaque on purpose)."""
+
+
+def quantise(x: np.ndarray) -> np.ndarray:
+    """Float gradients/hessians -> fixed-point int64 (shape kept)."""
+    return np.round(np.asarray(x, dtype=np.float64) * (1 << SCALE_BITS)).astype(np.int64)
+
+
+def dequantise(q: np.ndarray) -> np.ndarray:
+    return np.asarray(q, dtype=np.float64) / (1 << SCALE_BITS)
+
+
+def pack(g_q: np.ndarray, h_q: np.ndarray) -> np.ndarray:
+    """Shape ``(n,)`` int64 pairs -> ``(n, 1)`` Python ints ``g * 2**64 + h``."""
+    if (h_q < 0).any():
+        raise ValueError("hessians must be non-negative")
+    shift = 1 << FIELD_BITS
+    return np.array([int(g) * shift + int(h) for g, h in zip(g_q.tolist(), h_q.tolist())], dtype=object).reshape(-1, 1)
+
+
+def unpack(values) -> tuple[np.ndarray, np.ndarray]:
+    """Packed sums (any shape of Python ints) -> ``(g_sum, h_sum)`` int64 arrays of that shape."""
+    flat = np.asarray(values, dtype=object).ravel()
+    mask = (1 << FIELD_BITS) - 1
+    h = np.array([int(v) & mask for v in flat], dtype=np.int64)
+    g = np.array([(int(v) - (int(v) & mask)) >> FIELD_BITS for v in flat], dtype=np.int64)
+    shape = np.asarray(values, dtype=object).shape
+    return g.reshape(shape), h.reshape(shape)
+
+
+class PublicHe:
+    """A passive party's view: the public key; add, subtract, bucket sums; (de)serialise."""
+
+    def __init__(self, kit):
+        self._kit = kit
+        self._evaluator = kit.evaluator()
+
+    @classmethod
+    def from_bytes(cls, public_key: bytes) -> "PublicHe":
+        try:
+            key = phe.PublicKey.__new__(phe.PublicKey)
+            key.__setstate__(public_key)
+            return cls(hnp.setup(key))
+        except Exception:   # the library raises several types for a bad key
+            raise HeError("received an unusable public key") from None
+
+    def load(self, blob: bytes):
+        """Ciphertexts from their wire form."""
+        try:
+            return hnp.CiphertextArray.load_from(blob)
+        except Exception:
+            raise HeError("received malformed ciphertexts") from None
+
+    @staticmethod
+    def dump(ciphertexts) -> bytes:
+        return ciphertexts.serialize(_FORMAT)
+
+    def bucket_sums(self, ciphertexts, rows: np.ndarray, binned: np.ndarray, n_bins: int):
+        """Encrypted per-(feature, bin) sums over ``rows``: shape ``(f * n_bins, 1)``.
+
+        ``ciphertexts`` is ``(n, 1)`` (one packed value per row), ``binned`` is ``(n, f)``.
+        """
+        if len(rows) == 0:
+            raise ValueError("no rows to sum")
+        sub = ciphertexts[rows.tolist()]
+        order = np.ascontiguousarray(binned[rows].astype(np.int8) if n_bins <= 127 else _too_many_bins())
+        select = np.ones((1, len(rows)), dtype=np.int8)
+        return self._evaluator.feature_wise_bucket_sum(sub, select, order, n_bins, False)
+
+    def sub(self, a, b):
+        return self._evaluator.sub(a, b)
+
+
+class SecretHe(PublicHe):
+    """The label holder's keys: everything ``PublicHe`` does, plus encrypt and decrypt."""
+
+    @classmethod
+    def generate(cls, scheme: str = DEFAULT_SCHEME, key_bits: int = DEFAULT_KEY_BITS) -> "SecretHe":
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}")
+        return cls(hnp.setup(SCHEMES[scheme], key_bits))
+
+    def public_bytes(self) -> bytes:
+        return self._kit.public_key().__getstate__()
+
+    def encrypt_gh(self, g_q: np.ndarray, h_q: np.ndarray):
+        """Encrypt packed fixed-point gradients and hessians: ``(n,)`` + ``(n,)`` -> ``(n, 1)`` ciphertexts."""
+        plain = self._kit.array(pack(g_q, h_q), phe.BigintEncoderParams())
+        return self._kit.encryptor().encrypt(plain)
+
+    def decrypt_sums(self, ciphertexts) -> tuple[np.ndarray, np.ndarray]:
+        """Decrypt packed sums -> ``(g_sum, h_sum)`` fixed-point int64, shape ``(rows,)``."""
+        values = self._kit.decryptor().decrypt(ciphertexts).to_numpy()
+        g, h = unpack(values[:, 0])
+        return g, h
+
+
+def _too_many_bins():
+    raise ValueError("encrypted histograms support at most 127 bins per feature")

@@ -1,0 +1,53 @@
+"""The homomorphic-encryption door: packing, serialisation, and encrypted histograms that equal the plaintext ones."""
+
+import numpy as np
+import pytest
+
+from tandem.crypto.he import HeError, PublicHe, SecretHe, dequantise, pack, quantise, unpack
+from tandem.learn.histogram import build_histogram, histogram_from_sums
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return SecretHe.generate("ou", 2048)
+
+
+def test_pack_and_unpack_keep_signed_sums_exact():
+    g = quantise(np.array([-0.75, 0.5, -0.01, 0.3]))
+    h = quantise(np.array([0.1875, 0.25, 0.0099, 0.21]))
+    packed = pack(g, h)
+    gs, hs = unpack([sum(int(v) for v in packed[:, 0])])
+    assert gs[0] == g.sum() and hs[0] == h.sum()
+    assert dequantise(g[0]) == -0.75
+    with pytest.raises(ValueError):
+        pack(g, -h)
+
+
+def test_encrypted_histogram_equals_the_plaintext_one_bit_for_bit(keys):
+    rng = np.random.default_rng(3)
+    n, f, n_bins = 1500, 3, 16
+    binned = rng.integers(0, n_bins, (n, f)).astype(np.uint8)
+    p = rng.random(n)
+    y = (rng.random(n) < p).astype(float)
+    g_q, h_q = quantise(p - y), quantise(p * (1 - p))
+    passive = PublicHe.from_bytes(keys.public_bytes())                 # only the public key crosses
+    cts = passive.load(keys.dump(keys.encrypt_gh(g_q, h_q)))          # ciphertexts on the wire and back
+    rows = np.sort(rng.choice(n, 600, replace=False))
+    sums = passive.load(passive.dump(passive.bucket_sums(cts, rows, binned, n_bins)))
+    encrypted = histogram_from_sums(*keys.decrypt_sums(sums), f, n_bins)
+    plain = build_histogram(binned, g_q, h_q, rows, n_bins)
+    assert np.array_equal(encrypted, plain)
+    # subtraction trick on ciphertexts: parent - child = sibling
+    parent = passive.bucket_sums(cts, np.arange(n), binned, n_bins)
+    sibling = histogram_from_sums(*keys.decrypt_sums(passive.sub(parent, sums)), f, n_bins)
+    others = np.setdiff1d(np.arange(n), rows)
+    assert np.array_equal(sibling, build_histogram(binned, g_q, h_q, others, n_bins))
+
+
+def test_bad_keys_and_ciphertexts_are_refused(keys):
+    with pytest.raises(HeError, match="public key"):
+        PublicHe.from_bytes(b"not a key")
+    with pytest.raises(HeError, match="malformed ciphertexts"):
+        keys.load(b"\x00garbage")
+    with pytest.raises(ValueError, match="one of"):
+        SecretHe.generate("rsa")
