@@ -202,3 +202,80 @@ def peek(frame: bytes) -> tuple[int, str | None]:
         return code, session if isinstance(session, str) else None
     except (struct.error, ValueError, AttributeError):
         return 0, None
+
+
+# --- federated boosting (SecureBoost) messages ----------------------------------------------
+
+@message(20)
+class BoostStart(Message):
+    """Active -> passive: training settings; payload = packed bitmap of the training rows."""
+    session: str
+    n_rows: int
+    n_trees: int
+    max_depth: int
+    bins: int
+    payload: bytes = field(default=b"", repr=False)
+    PAYLOAD = True
+
+
+@message(21)
+class BoostReady(Message):
+    """Passive -> active: how many features (histogram slots) it contributes."""
+    session: str
+    n_features: int
+
+
+@message(22)
+class PublicKeyMsg(Message):
+    """Active -> passive: the homomorphic public key (the secret key never leaves the active party)."""
+    session: str
+    payload: bytes = field(default=b"", repr=False)
+    PAYLOAD = True
+
+
+@message(23)
+class EncryptedGradients(Message):
+    """Active -> passive: one packed (gradient, hessian) ciphertext per row, for tree ``tree``."""
+    session: str
+    tree: int
+    payload: bytes = field(default=b"", repr=False)
+    PAYLOAD = True
+
+
+@message(24)
+class EncryptedHistograms(Message):
+    """Passive -> active: encrypted bucket sums for ``nodes`` (in order), concatenated."""
+    session: str
+    tree: int
+    nodes: list[str]
+    payload: bytes = field(default=b"", repr=False)
+    PAYLOAD = True
+
+
+@message(25)
+class SplitDecisions(Message):
+    """Active -> passive, per frontier node: "leaf", "active" (payload has its left-row bitmap) or
+    "passive:FEATURE:BIN:MISSING_LEFT" (a slot of the passive's own histogram)."""
+    session: str
+    tree: int
+    nodes: list[str]
+    decisions: list[str]
+    payload: bytes = field(default=b"", repr=False)
+    PAYLOAD = True
+
+
+@message(26)
+class PassivePartitions(Message):
+    """Passive -> active: for each passive split, an opaque split id and (payload) its left-row bitmap."""
+    session: str
+    tree: int
+    nodes: list[str]
+    split_ids: list[str]
+    payload: bytes = field(default=b"", repr=False)
+    PAYLOAD = True
+
+
+@message(27)
+class BoostDone(Message):
+    session: str
+    n_trees: int

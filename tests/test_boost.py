@@ -1,0 +1,100 @@
+"""SecureBoost roles in memory: the federated trees equal the plaintext reference, and the bytes
+each side sends hold nothing they must not."""
+
+import struct
+import threading
+
+import numpy as np
+import pytest
+
+from tandem.crypto.he import SecretHe, quantise
+from tandem.learn.binning import Binner
+from tandem.learn.boosting import HistBoostingClassifier
+from tandem.protocols.boost import ActiveBoost, BoostParams, PassiveBoost
+from tandem.protocols.errors import RemoteProtocolError
+from tandem.protocols.wire import BoostStart, EncryptedGradients, decode
+from tandem.transport.base import memory_pair
+from tandem.transport.session import Session
+
+
+def _run(role, session):
+    session.send_all(role.start())
+    while not role.done:
+        session.send_all(role.receive(session.recv()))
+
+
+def _data(n=700, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5))
+    X[rng.random((n, 5)) < 0.1] = np.nan
+    logit = 1.2 * np.nan_to_num(X[:, 0]) - 1.5 * np.nan_to_num(X[:, 3]) + 0.8 * np.nan_to_num(X[:, 4])
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def trained():
+    X, y = _data()
+    bins = 16
+    Xa, Xp = X[:, :2], X[:, 2:]
+    ba, bp = Binner(bins).fit(Xa), Binner(bins).fit(Xp)
+    params = BoostParams(n_trees=5, max_depth=3, learning_rate=0.3, bins=bins)
+    active = ActiveBoost("s", ba.transform(Xa), y, params, SecretHe.generate())
+    passive = PassiveBoost("s", bp.transform(Xp), bp.threshold)
+    ca, cb = memory_pair("bank", "market")
+    t = threading.Thread(target=_run, args=(passive, Session(cb, "s", "boost/1", None, 30)))
+    t.start()
+    _run(active, Session(ca, "s", "boost/1", None, 30))
+    t.join()
+    reference = HistBoostingClassifier(n_trees=5, max_depth=3, learning_rate=0.3, bins=bins).fit(X, y)
+    return dict(X=X, y=y, Xp=Xp, active=active, passive=passive, reference=reference, sent_active=ca.sent,
+                sent_passive=cb.sent)
+
+
+def test_federated_trees_equal_the_plaintext_reference(trained):
+    active, reference = trained["active"], trained["reference"]
+    assert len(active.trees_) == len(reference.trees_) == 5
+    for fed, ref in zip(active.trees_, reference.trees_):
+        assert (fed.feature, fed.bin_, fed.missing_left, fed.left, fed.right) == \
+               (ref.feature, ref.bin_, ref.missing_left, ref.left, ref.right)
+        assert fed.value == ref.value                     # bit for bit
+    assert np.array_equal(active.raw_, reference.decision_function(trained["X"]))
+    passive_splits = sum(f >= 2 for t in active.trees_ for f in t.feature)
+    assert passive_splits > 0 and len(trained["passive"].splits_) == passive_splits
+    assert sum(len(ids) for ids in active.split_ids_) == passive_splits
+
+
+def test_the_active_party_sends_no_labels_or_plain_gradients(trained):
+    sent = b"".join(trained["sent_active"])
+    y = trained["y"]
+    p = np.full(len(y), y.mean())
+    first_g = quantise(p - y)
+    for value in first_g[:50]:
+        assert struct.pack(">q", int(value)) not in sent and struct.pack("<q", int(value)) not in sent
+    assert y.astype(np.uint8).tobytes() not in sent and np.packbits(y.astype(bool)).tobytes() not in sent
+    kinds = {decode(f).name for f in trained["sent_active"]}
+    assert kinds == {"BoostStart", "PublicKeyMsg", "EncryptedGradients", "SplitDecisions", "BoostDone"}
+
+
+def test_the_passive_party_sends_no_feature_values_or_thresholds(trained):
+    sent = b"".join(trained["sent_passive"])
+    Xp = trained["Xp"]
+    values = Xp[~np.isnan(Xp)]
+    for v in values[:200]:
+        assert struct.pack("<d", v) not in sent and struct.pack(">d", v) not in sent
+        assert repr(float(v)).encode() not in sent
+    for _feature, threshold, _missing in trained["passive"].splits_.values():
+        assert struct.pack("<d", threshold) not in sent and repr(threshold).encode() not in sent
+    kinds = {decode(f).name for f in trained["sent_passive"]}
+    assert kinds == {"BoostReady", "EncryptedHistograms", "PassivePartitions"}
+
+
+def test_passive_refuses_mismatched_rows_and_bad_decisions():
+    passive = PassiveBoost("s", np.zeros((10, 2), dtype=np.uint8))
+    passive.start()
+    with pytest.raises(RemoteProtocolError, match="active party has 12 rows, this party 10"):
+        passive.receive(BoostStart("s", 12, 1, 2, 16, np.packbits(np.ones(12, bool)).tobytes()))
+    passive = PassiveBoost("s", np.zeros((10, 2), dtype=np.uint8))
+    passive.start()
+    with pytest.raises(RemoteProtocolError, match="unexpected EncryptedGradients"):
+        passive.receive(EncryptedGradients("s", 0, b""))
