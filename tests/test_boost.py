@@ -98,3 +98,25 @@ def test_passive_refuses_mismatched_rows_and_bad_decisions():
     passive.start()
     with pytest.raises(RemoteProtocolError, match="unexpected EncryptedGradients"):
         passive.receive(EncryptedGradients("s", 0, b""))
+
+
+def test_federated_prediction_equals_the_reference_on_new_rows(trained):
+    from tandem.protocols.boost import passive_bitmaps, predict_federated, unpack_mask
+    from tandem.protocols.boost import _unframe
+    from tandem.protocols.wire import PredictRequest
+
+    X_new, _ = _data(n=300, seed=9)
+    active, passive, reference = trained["active"], trained["passive"], trained["reference"]
+    ba = Binner(16).fit(trained["X"][:, :2])
+    bp = Binner(16).fit(trained["X"][:, 2:])
+    ids = [i for t in active.split_ids_ for i in t.values()]
+    reply = passive_bitmaps(PredictRequest("s", "m1", len(X_new), ids), bp.transform(X_new[:, 2:]),
+                            passive.split_bins_, 15)
+    decoded = decode(reply.encode())
+    masks = {i: unpack_mask(b, len(X_new)) for i, b in zip(ids, _unframe(decoded.payload, len(ids)))}
+    raw = predict_federated(active.trees_, active.split_ids_, active.base_score_, ba.transform(X_new[:, :2]), 15,
+                            masks)
+    assert np.array_equal(raw, reference.decision_function(X_new))
+    with pytest.raises(RemoteProtocolError, match="unknown split id"):
+        passive_bitmaps(PredictRequest("s", "m1", len(X_new), ["nope"]), bp.transform(X_new[:, 2:]),
+                        passive.split_bins_, 15)

@@ -24,7 +24,8 @@ from tandem.learn.histogram import build_histogram, histogram_from_sums
 from tandem.learn.splitting import SplitParams, best_split, leaf_weight
 from tandem.protocols.errors import LocalProtocolError, RemoteProtocolError
 from tandem.protocols.wire import (BoostDone, BoostReady, BoostStart, EncryptedGradients, EncryptedHistograms,
-                                   Message, PassivePartitions, PublicKeyMsg, SplitDecisions)
+                                   Message, PassivePartitions, PredictBitmaps, PredictRequest, PublicKeyMsg,
+                                   SplitDecisions)
 
 
 def pack_mask(mask: np.ndarray) -> bytes:
@@ -253,6 +254,7 @@ class PassiveBoost:
         self._threshold = thresholds or (lambda f, b: float(b))
         self.phase = Phase.START
         self.splits_: dict[str, tuple[int, float, bool]] = {}     # split id -> (feature, threshold, missing_left)
+        self.split_bins_: dict[str, tuple[int, int, bool]] = {}   # split id -> (feature, bin, missing_left)
         self.he: PublicHe | None = None
 
     @property
@@ -341,6 +343,7 @@ class PassiveBoost:
                 left = np.where(col == self.missing_bin, m, col <= b)
                 split_id = secrets.token_hex(8)
                 self.splits_[split_id] = (f, self._threshold(f, b), m)
+                self.split_bins_[split_id] = (f, b, m)
                 part_nodes.append(str(node_id))
                 part_ids.append(split_id)
                 part_bits.append(pack_mask(left))
@@ -361,3 +364,52 @@ class PassiveBoost:
     def _fail(self, reason: str) -> list[Message]:
         self.phase = Phase.ERROR
         raise RemoteProtocolError(reason)
+
+
+# --- federated prediction ---------------------------------------------------------------------
+
+def passive_bitmaps(request: PredictRequest, binned: np.ndarray, splits: dict[str, tuple[int, int, bool]],
+                    missing_bin: int) -> PredictBitmaps:
+    """The passive side of prediction: go-left bitmaps of its splits; never feature values.
+
+    ``splits`` maps split id -> (feature, bin, missing_left) on this party's binned features.
+    """
+    if request.n_rows != len(binned):
+        raise RemoteProtocolError(f"active party predicts {request.n_rows} rows, this party has {len(binned)}")
+    blobs = []
+    for split_id in request.split_ids:
+        if split_id not in splits:
+            raise RemoteProtocolError(f"unknown split id {split_id[:16]!r} (model version mismatch?)")
+        f, b, m = splits[split_id]
+        col = binned[:, f]
+        blobs.append(pack_mask(np.where(col == missing_bin, m, col <= b)))
+    return PredictBitmaps(request.session, request.model, b"".join(_framed(x) for x in blobs))
+
+
+def predict_federated(trees: list[Tree], split_ids: list[dict[int, str]], base_score: float, binned: np.ndarray,
+                      missing_bin: int, bitmaps: dict[str, np.ndarray]) -> np.ndarray:
+    """Raw scores from the active party's binned features and the passive party's go-left bitmaps.
+
+    Nodes whose split id is in ``split_ids[t]`` are passive: their direction comes from
+    ``bitmaps[split_id]`` (shape ``(n,)`` bool); the others are the active party's own splits.
+    """
+    raw = np.full(len(binned), base_score)
+    rows = np.arange(len(binned))
+    for tree, ids in zip(trees, split_ids):
+        node = np.zeros(len(binned), dtype=np.int64)
+        left, right = np.array(tree.left), np.array(tree.right)
+        while True:
+            inner = left[node] >= 0
+            if not inner.any():
+                break
+            go_left = np.zeros(len(binned), dtype=bool)
+            for n in np.unique(node[inner]):
+                at = rows[node == n]
+                if n in ids:
+                    go_left[at] = bitmaps[ids[n]][at]
+                else:
+                    col = binned[at, tree.feature[n]]
+                    go_left[at] = np.where(col == missing_bin, tree.missing_left[n], col <= tree.bin_[n])
+            node = np.where(inner, np.where(go_left, left[node], right[node]), node)
+        raw += np.array(tree.value)[node]
+    return raw

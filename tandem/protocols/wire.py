@@ -279,3 +279,21 @@ class PassivePartitions(Message):
 class BoostDone(Message):
     session: str
     n_trees: int
+
+
+@message(28)
+class PredictRequest(Message):
+    """Active -> passive: evaluate these passive splits on all ``n_rows`` prediction rows."""
+    session: str
+    model: str
+    n_rows: int
+    split_ids: list[str]
+
+
+@message(29)
+class PredictBitmaps(Message):
+    """Passive -> active: per requested split, the go-left bitmap of the rows (framed, in order)."""
+    session: str
+    model: str
+    payload: bytes = field(default=b"", repr=False)
+    PAYLOAD = True
