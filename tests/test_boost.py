@@ -120,3 +120,35 @@ def test_federated_prediction_equals_the_reference_on_new_rows(trained):
     with pytest.raises(RemoteProtocolError, match="unknown split id"):
         passive_bitmaps(PredictRequest("s", "m1", len(X_new), ["nope"]), bp.transform(X_new[:, 2:]),
                         passive.split_bins_, 15)
+
+
+def test_each_party_saves_its_part_as_json_and_reloads_it(trained, tmp_path):
+    from tandem.errors import InputError
+    from tandem.learn import model_io
+    from tandem.protocols.boost import passive_bitmaps, predict_federated, unpack_mask, _unframe
+    from tandem.protocols.wire import PredictRequest
+
+    X = trained["X"]
+    active, passive = trained["active"], trained["passive"]
+    ba, bp = Binner(16).fit(X[:, :2]), Binner(16).fit(X[:, 2:])
+    a = model_io.active_json("m1", "bank", ba, ["income", "debt"], active.base_score_, active.trees_,
+                             active.split_ids_, "market", {"n_trees": 5})
+    p = model_io.passive_json("m1", "market", bp, ["returns", "cod", "night"], passive.split_bins_)
+    model_io.save(a, tmp_path / "bank.json")
+    model_io.save(p, tmp_path / "market.json")
+    text = (tmp_path / "bank.json").read_text()
+    assert "returns" not in text and "cod" not in text                    # no passive names on the active side
+    for _f, threshold, _m in passive.splits_.values():
+        assert repr(threshold) not in text
+    binner_a, _, base, trees, ids = model_io.active_trees(model_io.load(tmp_path / "bank.json", "active"))
+    binner_p, _, splits = model_io.passive_splits(model_io.load(tmp_path / "market.json", "passive"))
+    id_list = [i for t in ids for i in t.values()]
+    reply = passive_bitmaps(PredictRequest("s", "m1", len(X), id_list), binner_p.transform(X[:, 2:]), splits, 15)
+    masks = {i: unpack_mask(b, len(X)) for i, b in zip(id_list, _unframe(reply.payload, len(id_list)))}
+    raw = predict_federated(trees, ids, base, binner_a.transform(X[:, :2]), 15, masks)
+    assert np.array_equal(raw, trained["reference"].decision_function(X))
+    with pytest.raises(InputError, match="is the active party's model, expected the passive"):
+        model_io.load(tmp_path / "bank.json", "passive")
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    with pytest.raises(InputError, match="not a tandem-boost/1 model"):
+        model_io.load(tmp_path / "bad.json", "active")

@@ -1,0 +1,121 @@
+"""Each party's part of a federated model as versioned JSON (never pickle).
+
+Active part: base score, the binning of its own features, and the trees; a passive split
+is stored as (party, opaque split id) with no feature, bin or threshold. Passive part: the
+binning of its own features and its split table (split id -> feature name, bin, threshold,
+missing direction). Both carry the same ``model_id`` so that mismatched versions are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from tandem.errors import InputError
+from tandem.learn.binning import Binner
+from tandem.learn.grower import Tree
+
+FORMAT = "tandem-boost/1"
+
+
+def _threshold(binner: Binner, feature: int, bin_: int) -> float | None:
+    """The split threshold, or ``None`` when every non-missing value goes left."""
+    t = binner.threshold(feature, bin_)
+    return None if np.isinf(t) else t
+
+
+def _binner_json(binner: Binner, names: list[str]) -> dict:
+    return {"max_bins": binner.max_bins, "features": names,
+            "thresholds": [t.tolist() for t in binner.thresholds_]}
+
+
+def _binner_from(d: dict) -> tuple[Binner, list[str]]:
+    b = Binner(d["max_bins"])
+    b.thresholds_ = [np.array(t, dtype=np.float64) for t in d["thresholds"]]
+    b.n_bins_ = np.array([len(t) + 1 for t in b.thresholds_], dtype=np.int32)
+    return b, list(d["features"])
+
+
+def active_json(model_id: str, party: str, binner: Binner, names: list[str], base_score: float,
+                trees: list[Tree], split_ids: list[dict[int, str]], passive_party: str, params: dict) -> dict:
+    fa = len(names)
+    out_trees = []
+    for tree, ids in zip(trees, split_ids):
+        nodes = []
+        for n in range(len(tree.value)):
+            node = {"left": tree.left[n], "right": tree.right[n], "value": tree.value[n]}
+            if tree.left[n] >= 0:
+                if n in ids:
+                    node.update(party=passive_party, split_id=ids[n])
+                else:
+                    f, b = tree.feature[n], tree.bin_[n]
+                    node.update(party=party, feature=names[f], bin=b, threshold=_threshold(binner, f, b),
+                                missing_left=tree.missing_left[n], gain=tree.gain[n])
+            nodes.append(node)
+        out_trees.append(nodes)
+    if any(f >= fa and n not in ids for t, ids in zip(trees, split_ids) for n, f in enumerate(t.feature) if f >= 0):
+        raise ValueError("a passive split has no split id")
+    return {"format": FORMAT, "model_id": model_id, "role": "active", "party": party, "params": params,
+            "base_score": base_score, "binning": _binner_json(binner, names), "trees": out_trees}
+
+
+def passive_json(model_id: str, party: str, binner: Binner, names: list[str],
+                 split_bins: dict[str, tuple[int, int, bool]]) -> dict:
+    return {"format": FORMAT, "model_id": model_id, "role": "passive", "party": party,
+            "binning": _binner_json(binner, names),
+            "splits": {sid: {"feature": names[f], "bin": b, "threshold": _threshold(binner, f, b), "missing_left": m}
+                       for sid, (f, b, m) in split_bins.items()}}
+
+
+def save(model: dict, path: str | os.PathLike) -> None:
+    """Write atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(model, f, indent=1, allow_nan=False)
+    os.replace(tmp, path)
+
+
+def load(path: str | os.PathLike, role: str) -> dict:
+    path = Path(path)
+    try:
+        model = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not a readable model file ({exc})") from None
+    if not isinstance(model, dict) or model.get("format") != FORMAT:
+        raise InputError(f"{path}: not a {FORMAT} model (format {model.get('format') if isinstance(model, dict) else '?'})")
+    if model.get("role") != role:
+        raise InputError(f"{path}: is the {model.get('role')} party's model, expected the {role} party's")
+    return model
+
+
+def active_trees(model: dict) -> tuple[Binner, list[str], float, list[Tree], list[dict[int, str]]]:
+    """Rebuild the active party's binner, trees and passive split ids from its JSON."""
+    binner, names = _binner_from(model["binning"])
+    index = {n: i for i, n in enumerate(names)}
+    trees, ids = [], []
+    for nodes in model["trees"]:
+        tree, tid = Tree(), {}
+        for n, node in enumerate(nodes):
+            tree.add(node["value"])
+            tree.left[n], tree.right[n] = node["left"], node["right"]
+            if node["left"] >= 0:
+                if "split_id" in node:
+                    tid[n] = node["split_id"]
+                else:
+                    tree.feature[n], tree.bin_[n] = index[node["feature"]], node["bin"]
+                    tree.missing_left[n] = node["missing_left"]
+        trees.append(tree)
+        ids.append(tid)
+    return binner, names, model["base_score"], trees, ids
+
+
+def passive_splits(model: dict) -> tuple[Binner, list[str], dict[str, tuple[int, int, bool]]]:
+    binner, names = _binner_from(model["binning"])
+    index = {n: i for i, n in enumerate(names)}
+    return binner, names, {sid: (index[s["feature"]], s["bin"], s["missing_left"]) for sid, s in model["splits"].items()}
