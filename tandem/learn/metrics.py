@@ -36,3 +36,32 @@ def ks_statistic(y, score) -> float:
     cdf_pos = np.cumsum(ys)[last] / ys.sum()
     cdf_neg = np.cumsum(1 - ys)[last] / (1 - ys).sum()
     return float(np.max(np.abs(cdf_pos - cdf_neg)))
+
+
+def gini(y, score) -> float:
+    """Gini coefficient (accuracy ratio) = 2 AUC - 1."""
+    return 2 * roc_auc(y, score) - 1
+
+
+def deciles(y, score, bins: int = 10) -> list[dict]:
+    """Rows sorted by score (riskiest first) in ``bins`` equal groups: count, mean score,
+    observed rate, lift (observed rate / overall rate), cumulative share of positives."""
+    y, score = _check(y, score)
+    order = np.argsort(-score, kind="mergesort")
+    groups = np.array_split(order, bins)
+    base = y.mean()
+    out, cum = [], 0.0
+    for i, g in enumerate(groups, 1):
+        cum += y[g].sum()
+        out.append({"decile": i, "rows": int(len(g)), "mean_score": float(score[g].mean()),
+                    "observed_rate": float(y[g].mean()), "lift": float(y[g].mean() / base),
+                    "cumulative_capture": float(cum / y.sum())})
+    return out
+
+
+def summary(y, score) -> dict:
+    """AUC, KS, Gini, Brier score, and the decile table (lift and calibration)."""
+    y_arr, s = _check(y, score)
+    return {"auc": roc_auc(y_arr, s), "ks": ks_statistic(y_arr, s), "gini": gini(y_arr, s),
+            "brier": float(np.mean((s - y_arr) ** 2)) if s.min() >= 0 and s.max() <= 1 else None,
+            "deciles": deciles(y_arr, s)}

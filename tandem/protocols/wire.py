@@ -103,12 +103,14 @@ def decode(frame: bytes) -> Message:
 
 
 def _type_ok(value, annotation) -> bool:
-    kinds = {"str": str, "int": int, "bool": bool, "list[str]": list, "dict[str, int]": dict}
+    kinds = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list, "dict[str, int]": dict}
     expected = kinds.get(str(annotation).replace("'", ""))
     if expected is None:
         return True
     if expected is int:
         return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
     if expected is list:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     if expected is dict:
@@ -297,3 +299,20 @@ class PredictBitmaps(Message):
     model: str
     payload: bytes = field(default=b"", repr=False)
     PAYLOAD = True
+
+
+@message(30)
+class TrainRequest(Message):
+    """Initiator (label holder) -> a passive party: link on the id column, then train and evaluate."""
+    session: str
+    protocol: str                  # "boost/1"
+    model_id: str
+    seed: int
+    test_fraction_ppm: int         # test share in parts per million (integers travel exactly)
+    n_trees: int
+    max_depth: int
+    bins: int
+    learning_rate: float
+
+
+OPENING = (LinkRequest.CODE, TrainRequest.CODE)    # message types that may open a session at a responder

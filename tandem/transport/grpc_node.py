@@ -19,7 +19,7 @@ from typing import Callable
 
 import grpc
 
-from tandem.protocols.wire import LinkRequest, peek
+from tandem.protocols.wire import OPENING, peek
 from tandem.transport.base import TransportError
 
 DELIVER = "/tandem.v1.Node/Deliver"
@@ -43,7 +43,7 @@ class TlsFiles:
 
 
 class Inboxes:
-    """Frames waiting per session; a ``LinkRequest`` for an unknown session opens one."""
+    """Frames waiting per session; an opening message (link or train request) for an unknown session opens one."""
 
     def __init__(self, on_new_session: Callable[[str, str], None] | None):
         self._queues: dict[str, tuple[str, queue.Queue]] = {}
@@ -65,7 +65,7 @@ class Inboxes:
             return "malformed frame: no session id"
         with self._lock:
             entry = self._queues.get(session)
-            is_new = entry is None and code == LinkRequest.CODE and self._on_new is not None
+            is_new = entry is None and code in OPENING and self._on_new is not None
             if is_new:
                 entry = self._queues[session] = (peer, queue.Queue())
         if entry is None:
