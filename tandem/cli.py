@@ -256,15 +256,37 @@ def node(
                                      "run with this peer only processes new records (see docs/privacy.md)."),
     once: bool = typer.Option(False, "--once", help="Serve one session, then exit (status 1 if it failed)."),
     events: bool = typer.Option(False, "--events", help="Print progress and results as JSON lines."),
+    data: Optional[Path] = typer.Option(None, help="CSV or Parquet with this party's rows, for training."),
+    id_column: Optional[str] = typer.Option(None, "--id", help="The id column of --data."),
+    label: Optional[str] = typer.Option(None, help="The label column of --data (the label holder only)."),
+    train: Optional[str] = typer.Option(None, "--train", help="Train with this peer as the passive party, then exit."),
+    test_fraction: float = typer.Option(0.2, help="Share of linked rows held out for testing."),
+    seed: int = typer.Option(42, help="Seed of the train/test split and the binning."),
+    trees: int = typer.Option(50, help="Number of trees."),
+    max_depth: int = typer.Option(5, help="Depth of each tree."),
+    learning_rate: float = typer.Option(0.1, help="Shrinkage per tree."),
+    bins: int = typer.Option(32, help="Bins per feature (3..127)."),
 ):
-    """Run a party's node: serve peers over gRPC with mutual TLS, or start a link run."""
+    """Run a party's node: serve peers over gRPC with mutual TLS, or start a link or training run."""
     from tandem.node import Node, json_events, load_node_config
 
     cfg = load_node_config(config)
     emit = json_events() if events else None
-    n = Node(cfg, emit)
+    train_data = None
+    if data is not None:
+        from tandem.learn.federated import read_party_file
+
+        if not id_column:
+            raise InputError("--data needs --id COLUMN")
+        train_data = read_party_file(data, id_column, label)
+    n = Node(cfg, emit, train_data)
     try:
         n.start()
+        if train:
+            _check_training_args(test_fraction, trees, max_depth, learning_rate, bins)
+            n.train(train, {"seed": seed, "test_fraction_ppm": round(test_fraction * 1_000_000), "n_trees": trees,
+                            "max_depth": max_depth, "bins": bins, "learning_rate": learning_rate})
+            return
         if link:
             if events:
                 n.link(link, entities.split(","), count_only, incremental)
@@ -336,6 +358,84 @@ def _print_link_result(results: dict) -> None:
                 rows.append([f"{entity} linked", v["consented"], v["linked"], "", ""])
         title = f"{node_name}: {'overlap only' if r['count_only'] else 'links written'} with {r['peer']}"
         console.print(table(title, ["entity / key", "candidates", "matched", "duplicates", "invalid"], rows))
+
+
+def _check_training_args(test_fraction: float, trees: int, max_depth: int, learning_rate: float, bins: int) -> None:
+    if not 0 < test_fraction < 1:
+        raise InputError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
+    if trees < 1 or max_depth < 1 or not 0 < learning_rate <= 1:
+        raise InputError("--trees and --max-depth must be >= 1 and --learning-rate in (0, 1]")
+    if not 3 <= bins <= 127:
+        raise InputError(f"--bins must be between 3 and 127 (encrypted histograms), got {bins}")
+
+
+@app.command("train")
+def train_cmd(
+    party: list[str] = typer.Option(..., "--party", help="NAME=FILE (CSV or Parquet), once per party."),
+    id_column: str = typer.Option(..., "--id", help="The column that identifies a row on every side."),
+    label: str = typer.Option(..., help="NAME:COLUMN — the party holding the label and its column."),
+    test_fraction: float = typer.Option(0.2, help="Share of linked rows held out for testing."),
+    seed: int = typer.Option(42, help="Seed of the split and the binning."),
+    trees: int = typer.Option(50, help="Number of trees."),
+    max_depth: int = typer.Option(5, help="Depth of each tree."),
+    learning_rate: float = typer.Option(0.1, help="Shrinkage per tree."),
+    bins: int = typer.Option(32, help="Bins per feature (3..127)."),
+    metrics_out: Optional[Path] = typer.Option(None, help="Write metrics as JSON here."),
+    workdir: Path = typer.Option(Path("tandem-train"), help="Folder for node configs, certificates, models, logs."),
+):
+    """Link on the id column, train a federated model (SecureBoost) and evaluate it; each party is its own process."""
+    from tandem.learn.baselines import pooled_baselines
+    from tandem.learn.local import train_local
+
+    files = {}
+    for item in party:
+        name, sep, file = item.partition("=")
+        if not sep or not name or not file:
+            raise InputError(f"--party must look like NAME=FILE, got '{item}'")
+        files[name] = Path(file)
+    label_party, sep, label_column = label.partition(":")
+    if not sep or not label_column:
+        raise InputError(f"--label must look like NAME:COLUMN, got '{label}'")
+    _check_training_args(test_fraction, trees, max_depth, learning_rate, bins)
+    args = {"test_fraction": test_fraction, "seed": seed, "trees": trees, "max_depth": max_depth,
+            "learning_rate": learning_rate, "bins": bins}
+    with progress_bar("train") as update:
+        update("linking and training", 0.05)
+        results = train_local(files, id_column, label_party, label_column, args, workdir)
+        update("pooled baselines", 0.9)
+        active = results[label_party]
+        baselines = pooled_baselines(files, id_column, label_party, label_column, active["test_ids"], args)
+        update("done", 1.0)
+    m = active["metrics"]
+    metrics = {"auc": m["auc"], "ks": m["ks"], "gini": m["gini"], "brier": m["brier"], **baselines,
+               "train_seconds": active["train_seconds"], "seconds_per_tree": active["seconds_per_tree"],
+               "bytes_sent": {name: r["bytes_sent"] for name, r in results.items()},
+               "n_train": active["n_train"], "n_test": active["n_test"], "deciles": m["deciles"],
+               "models": {name: r["model_path"] for name, r in results.items()}}
+    console.print(table("Federated model (test)", ["measure", "value"], [
+        ["AUC (federated)", m["auc"]], ["AUC (same algorithm, pooled)", baselines["auc_plaintext"]],
+        ["AUC (XGBoost hist, pooled)", baselines["auc_xgboost"]], ["KS", m["ks"]], ["Gini", m["gini"]],
+        ["rows train / test", f"{active['n_train']:,} / {active['n_test']:,}"],
+        ["seconds per tree", active["seconds_per_tree"]],
+        *[[f"bytes sent by {name}", r["bytes_sent"]] for name, r in results.items()],
+    ]))
+    if metrics_out:
+        _write_json_atomically(metrics, metrics_out)
+        console.print(f"metrics written to {metrics_out}")
+
+
+def _write_json_atomically(data: dict, out: Path) -> None:
+    import os
+    import tempfile
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write there ({exc.strerror})") from None
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, out)
 
 
 @app.command()

@@ -25,7 +25,9 @@ from tandem.link.job import PROTOCOL, EntityOutcome, parse_keys, run_entity
 from tandem.link.memory import load_memory, memory_path, save_memory
 from tandem.link.records import PRESETS, EntitySource, load_records
 from tandem.protocols.errors import RemoteProtocolError
-from tandem.protocols.wire import LinkAccept, LinkRequest
+from tandem.learn.federated import PROTOCOL as TRAIN_PROTOCOL
+from tandem.learn.federated import active_job, passive_job
+from tandem.protocols.wire import LinkAccept, LinkRequest, TrainRequest
 from tandem.store import open_store
 from tandem.store.schema import Column, TableSpec
 from tandem.transport.grpc_node import GrpcChannel, Inboxes, NodeServer, PeerClient, TlsFiles
@@ -107,8 +109,9 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
 class Node:
     """One party's node: serves peers, runs link jobs, writes results into its own store."""
 
-    def __init__(self, config: NodeConfig, events: Events | None = None):
+    def __init__(self, config: NodeConfig, events: Events | None = None, train_data=None):
         self.config = config
+        self.train_data = train_data
         self.events = events or (lambda e: None)
         self.audit = AuditLog(config.audit_path, config.name)
         self.inboxes = Inboxes(self._on_new_session)
@@ -172,6 +175,10 @@ class Node:
         try:
             with self._lock:
                 request = session.recv()
+                if isinstance(request, TrainRequest):
+                    session.protocol = TRAIN_PROTOCOL
+                    self._respond_train(session, request)
+                    return
                 if not isinstance(request, LinkRequest):
                     raise RemoteProtocolError(f"peer {peer} opened a session with {request.name}")
                 if request.protocol != PROTOCOL:
@@ -201,11 +208,63 @@ class Node:
             session.channel.close()
             self.finished.set()
 
+    # --- training ----------------------------------------------------------------------------
+
+    def train(self, peer: str, request_args: dict) -> dict:
+        """Train with ``peer`` as the passive party (this node holds the labels); return the result."""
+        if peer not in self.clients:
+            raise InputError(f"{self.config.path}: no peer named '{peer}'")
+        if self.train_data is None or self.train_data.y is None:
+            raise InputError("this node has no labelled training data (--data FILE --id COLUMN --label COLUMN)")
+        session_id = pysecrets.token_hex(16)
+        request = TrainRequest(session_id, TRAIN_PROTOCOL, pysecrets.token_hex(8), **request_args)
+        session = self._session(peer, session_id, TRAIN_PROTOCOL)
+        try:
+            with self._lock:
+                session.send(request)
+                reply = session.recv()
+                if not isinstance(reply, LinkAccept):
+                    raise RemoteProtocolError(f"peer {peer} answered {reply.name} to a training request")
+                result = active_job(session, self.train_data, request, self.blinder, party=self.config.name,
+                                    passive_party=peer)
+        except TandemError as exc:
+            session.abort(str(exc))
+            raise
+        finally:
+            session.channel.close()
+        return self._finish_training(session, result)
+
+    def _respond_train(self, session: Session, request: TrainRequest) -> None:
+        if request.protocol != TRAIN_PROTOCOL:
+            raise RemoteProtocolError(f"peer {session.peer} speaks {request.protocol}, this node speaks {TRAIN_PROTOCOL}")
+        if self.train_data is None:
+            raise InputError(f"node {self.config.name} was started without training data (--data FILE --id COLUMN)")
+        session.send(LinkAccept(session.id))
+        self._finish_training(session, passive_job(session, self.train_data, request, self.blinder,
+                                                   party=self.config.name))
+
+    def _finish_training(self, session: Session, result: dict) -> dict:
+        from tandem.learn.model_io import save
+
+        path = self.config.state_dir / "models" / f"{result['model']['model_id']}-{self.config.name}.json"
+        save(result["model"], path)
+        out = {k: v for k, v in result.items() if k != "model"}
+        out.update(node=self.config.name, peer=session.peer, session=session.id, model_path=str(path),
+                   bytes_sent=self._bytes_sent(session.id))
+        self.events({"event": "result", **out})
+        return out
+
+    def _bytes_sent(self, session_id: str) -> int:
+        from tandem.audit import read_audit
+
+        entries, _ = read_audit(self.config.audit_path)
+        return sum(e["bytes"] for e in entries if e["session"] == session_id and e["direction"] == "out")
+
     # --- shared ------------------------------------------------------------------------------
 
-    def _session(self, peer: str, session_id: str) -> Session:
+    def _session(self, peer: str, session_id: str, protocol: str = PROTOCOL) -> Session:
         channel = GrpcChannel(self.clients[peer], self.inboxes, session_id, self.config.timeout_s)
-        return Session(channel, session_id, PROTOCOL, self.audit, self.config.timeout_s)
+        return Session(channel, session_id, protocol, self.audit, self.config.timeout_s)
 
     def _load(self, entities: list[str], keys: dict[str, list[str]]) -> dict:
         store = open_store(self.config.store, read_only="://" not in self.config.store)

@@ -33,7 +33,11 @@ def write_configs(world: Path, timeout_s: float = 60.0) -> dict[str, Path]:
     for party in NODES:
         if not (world / f"{party}.duckdb").is_file():
             raise InputError(f"{world}: no {party}.duckdb here (make one with `tandem world`)")
-    folder = world / "nodes"
+    return node_configs(world / "nodes", {p: f"../{p}.duckdb" for p in NODES}, {p: p for p in NODES}, timeout_s)
+
+
+def node_configs(folder: Path, stores: dict[str, str], presets: dict[str, str], timeout_s: float) -> dict[str, Path]:
+    """Development certificates and a config per node (each node lists all others as peers)."""
     certs = folder / "certs"
     try:
         certs.mkdir(parents=True, exist_ok=True)
@@ -41,22 +45,22 @@ def write_configs(world: Path, timeout_s: float = 60.0) -> dict[str, Path]:
         raise InputError(f"{folder}: cannot write node configs ({exc.strerror})") from None
     if not (certs / "ca.pem").exists() or not (certs / "ca.key").exists():
         make_ca(certs)
-    for party in NODES:
+    for party in stores:
         if not (certs / f"{party}.pem").exists():
             make_node_cert(certs, party, certs / "ca.pem", certs / "ca.key")
-    ports = {p: free_port() for p in NODES}
-    workers = max(1, (os.cpu_count() or 2) // len(NODES))     # both nodes share this machine's cores
+    ports = {p: free_port() for p in stores}
+    workers = max(1, (os.cpu_count() or 2) // len(stores))     # the nodes share this machine's cores
     paths = {}
-    for party in NODES:
-        other = NODES[1 - NODES.index(party)]
-        text = "\n".join([
-            "[node]", f'name = "{party}"', f'preset = "{party}"', f'listen = "127.0.0.1:{ports[party]}"',
-            f'store = "../{party}.duckdb"', f'state_dir = "state-{party}"', f"timeout_s = {timeout_s}", f"workers = {workers}", "",
-            "[tls]", 'ca = "certs/ca.pem"', f'cert = "certs/{party}.pem"', f'key = "certs/{party}.key"', "",
-            f"[peers.{other}]", f'address = "127.0.0.1:{ports[other]}"', "",
-        ])
+    for party, store in stores.items():
+        lines = ["[node]", f'name = "{party}"', f'preset = "{presets[party]}"', f'listen = "127.0.0.1:{ports[party]}"',
+                 f'store = "{store}"', f'state_dir = "state-{party}"', f"timeout_s = {timeout_s}",
+                 f"workers = {workers}", "",
+                 "[tls]", 'ca = "certs/ca.pem"', f'cert = "certs/{party}.pem"', f'key = "certs/{party}.key"', ""]
+        for other in stores:
+            if other != party:
+                lines += [f"[peers.{other}]", f'address = "127.0.0.1:{ports[other]}"', ""]
         paths[party] = folder / f"{party}.toml"
-        paths[party].write_text(text)
+        paths[party].write_text("\n".join(lines))
     return paths
 
 
@@ -122,11 +126,10 @@ def link_world(world: Path, *, entities: list[str], count_only: bool, timeout_s:
         args += ["--count-only"] if count_only else []
         args += ["--incremental"] if incremental else []
         bank = NodeProcess("bank", args, on_event)
-        bank_code = bank.wait(timeout=24 * 3600)
-        market_code = market.wait(timeout=timeout_s + 30)
-        if bank_code != 0:
+        if bank.wait(timeout=24 * 3600) != 0:
+            market.proc.kill()                  # it would wait for a session that never comes
             raise TandemError(f"bank node: {bank.error()}")
-        if market_code != 0:
+        if market.wait(timeout=timeout_s + 30) != 0:
             raise TandemError(f"market node: {market.error()}")
         return {"bank": bank.result(), "market": market.result()}
     finally:

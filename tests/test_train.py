@@ -1,0 +1,61 @@
+"""`tandem train`: each party its own process over loopback mutual TLS; the command other tools rely on."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+
+
+def _files(tmp_path, n=1500, market_ids=None):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 4))
+    y = (rng.random(n) < 1 / (1 + np.exp(-(1.5 * X[:, 0] - 1.2 * X[:, 2])))).astype(int)
+    ids = [f"C{i}" for i in range(n)]
+    pd.DataFrame({"cid": ids, "income": X[:, 0], "debt": X[:, 1], "default": y}).to_csv(tmp_path / "bank.csv",
+                                                                                         index=False)
+    market = pd.DataFrame({"cid": market_ids or ids, "returns": X[:, 2], "cod": X[:, 3]})
+    market.sample(frac=0.95, random_state=1).to_parquet(tmp_path / "market.parquet")
+
+
+def _train(tmp_path, *extra):
+    return run_cli("train", "--party", f"bank={tmp_path / 'bank.csv'}", "--party",
+                   f"market={tmp_path / 'market.parquet'}", "--id", "cid", "--label", "bank:default",
+                   "--test-fraction", "0.2", "--seed", "42", "--trees", "4", "--max-depth", "3",
+                   "--learning-rate", "0.3", "--bins", "16", "--workdir", str(tmp_path / "work"), *extra)
+
+
+def test_train_writes_metrics_models_and_matches_the_pooled_reference(tmp_path):
+    _files(tmp_path)
+    proc = _train(tmp_path, "--metrics-out", str(tmp_path / "metrics.json"))
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("auc", "auc_plaintext", "auc_xgboost", "ks", "train_seconds", "seconds_per_tree", "bytes_sent",
+                "n_train", "n_test"):
+        assert key in m
+    assert abs(m["auc"] - m["auc_plaintext"]) < 1e-9                 # lossless
+    assert abs(m["auc"] - m["auc_xgboost"]) < 0.03
+    assert m["n_train"] + m["n_test"] == 1425 and m["bytes_sent"]["bank"] > 0 and m["bytes_sent"]["market"] > 0
+    bank_model = json.loads(open(m["models"]["bank"]).read())
+    market_model = json.loads(open(m["models"]["market"]).read())
+    assert bank_model["role"] == "active" and market_model["role"] == "passive"
+    assert bank_model["model_id"] == market_model["model_id"]
+    assert "returns" not in json.dumps(bank_model) and "income" not in json.dumps(market_model)
+
+
+@pytest.mark.parametrize("market_ids,label,message", [
+    ([f"X{i}" for i in range(1500)], "bank:default", "no ids shared with the other party"),
+    (None, "bank:debt", "label column 'debt' must hold only 0 and 1"),
+    (None, "shop:default", "--label names party 'shop'"),
+])
+def test_bad_training_input_fails_with_one_line(tmp_path, market_ids, label, message):
+    _files(tmp_path, market_ids=market_ids)
+    proc = run_cli("train", "--party", f"bank={tmp_path / 'bank.csv'}", "--party",
+                   f"market={tmp_path / 'market.parquet'}", "--id", "cid", "--label", label, "--trees", "2",
+                   "--workdir", str(tmp_path / "work"), "--metrics-out", str(tmp_path / "metrics.json"))
+    assert proc.returncode == 2
+    lines = [l for l in proc.stderr.strip().splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "metrics.json").exists()
