@@ -1,9 +1,9 @@
 """SecureBoost for one active party (labels, secret key) and one passive party, as sans-I/O roles.
 
 Per tree, the active party encrypts each row's packed (gradient, hessian) and sends them.
-Level by level, the passive party returns encrypted bucket sums of its features for every
-node of the frontier (building the smaller child and subtracting it from the parent);
-the active party decrypts them, joins them with its own histograms and picks each node's
+Level by level, the passive party returns encrypted bucket sums of its features for the
+root and, of each pair of new siblings, the smaller one; the active party decrypts them,
+derives the other sibling as parent minus the sent one (exact fixed-point integers), joins them with its own histograms and picks each node's
 best split exactly as the plaintext reference would over the joined feature list
 (active features first). For an active split it sends the node's left-row bitmap; for a
 passive split it names the passive histogram slot, and the passive party answers with an
@@ -63,6 +63,14 @@ class _Node:
     id: int
     rows: np.ndarray
     depth: int
+    parent: int = -1
+    sibling: int = -1
+
+
+def sent_child(a_id: int, a_rows: int, b_id: int, b_rows: int) -> int:
+    """Of two siblings, the one whose encrypted histogram travels (the smaller; the lower id on a tie).
+    The receiver gets the other as parent minus this one, in plaintext."""
+    return a_id if (a_rows, a_id) <= (b_rows, b_id) else b_id
 
 
 class ActiveBoost:
@@ -128,6 +136,7 @@ class ActiveBoost:
         self._frontier = [_Node(0, rows, 0)] if self.params.max_depth > 0 else []
         self._leaf_rows: dict[int, np.ndarray] = {} if self._frontier else {0: rows}
         self._hists: dict[int, np.ndarray] = {}
+        self._parent_hists: dict[int, np.ndarray] = {}
         cts = self.he.encrypt_gh(self._g_q, self._h_q)
         out: list[Message] = [EncryptedGradients(self.session, len(self.trees_) - 1, self.he.dump(cts))]
         if not self._frontier:
@@ -138,7 +147,7 @@ class ActiveBoost:
     def _on_histograms(self, msg: EncryptedHistograms) -> list[Message]:
         if msg.tree != len(self.trees_) - 1:
             return self._fail(f"histograms for tree {msg.tree}, expected {len(self.trees_) - 1}")
-        expected = [str(n.id) for n in self._frontier if n.id not in self._hists]
+        expected = [str(n.id) for n in self._sent_nodes() if n.id not in self._hists]
         if msg.nodes != expected[:len(msg.nodes)] or not msg.nodes:
             return self._fail(f"histograms for nodes {msg.nodes}, expected {expected}")
         try:
@@ -151,9 +160,17 @@ class ActiveBoost:
         for i, node in enumerate(msg.nodes):
             self._hists[int(node)] = histogram_from_sums(g_sum[i * per:(i + 1) * per], h_sum[i * per:(i + 1) * per],
                                                          self.n_passive, self.params.bins)
-        if len(self._hists) < len(self._frontier):
+        if len(self._hists) < len(self._sent_nodes()):
             return []
+        for n in self._frontier:                                  # the other sibling: parent minus the sent one
+            if n.id not in self._hists:
+                self._hists[n.id] = self._parent_hists[n.parent] - self._hists[n.sibling]
         return self._decide()
+
+    def _sent_nodes(self) -> list[_Node]:
+        by_id = {n.id: n for n in self._frontier}
+        return [n for n in self._frontier if n.parent < 0 or
+                sent_child(n.id, len(n.rows), n.sibling, len(by_id[n.sibling].rows)) == n.id]
 
     def _decide(self) -> list[Message]:
         tree, p = self.trees_[-1], self.params
@@ -203,7 +220,8 @@ class ActiveBoost:
         return self._next_level()
 
     def _add_children(self, node: _Node, left: np.ndarray, li: int, ri: int) -> None:
-        self._children += [_Node(li, node.rows[left], node.depth + 1), _Node(ri, node.rows[~left], node.depth + 1)]
+        self._children += [_Node(li, node.rows[left], node.depth + 1, node.id, ri),
+                           _Node(ri, node.rows[~left], node.depth + 1, node.id, li)]
 
     def _next_level(self) -> list[Message]:
         self._children.sort(key=lambda n: n.id)
@@ -211,7 +229,7 @@ class ActiveBoost:
             if n.depth >= self.params.max_depth:
                 self._leaf_rows[n.id] = n.rows
         self._frontier = [n for n in self._children if n.depth < self.params.max_depth]
-        self._hists = {}
+        self._parent_hists, self._hists = self._hists, {}
         if self._frontier:
             self.phase = Phase.WAIT_HISTOGRAMS
             return []
@@ -286,7 +304,7 @@ class PassiveBoost:
             self.cts = self.he.load(msg.payload)
             if self.cts.rows != len(self.binned):
                 return self._fail("gradients do not cover every row")
-            self._frontier = [(0, self.train, 0, None)] if self.max_depth > 0 else []
+            self._frontier = [(0, self.train, 0, -1)] if self.max_depth > 0 else []
             self._next_id = 1
             return self._histograms()
         if isinstance(msg, SplitDecisions) and self.phase is Phase.WAIT_HISTOGRAMS:
@@ -297,26 +315,14 @@ class PassiveBoost:
         return self._fail(f"unexpected {msg.name} while {self.phase.value}")
 
     def _histograms(self) -> list[Message]:
-        """Encrypted histograms of the frontier, one message per node; the smaller child is built,
-        its sibling is the parent minus it."""
+        """Encrypted histograms of the frontier: the root, and of each pair of siblings only the one
+        ``sent_child`` names (the active party derives the other)."""
         out: list[Message] = []
-        built: dict[int, object] = {}
-        self._hist_of: dict[int, object] = {}
-        for node_id, rows, depth, sibling_info in self._frontier:
-            if node_id in built:
-                hist = built[node_id]
-            elif sibling_info is None:
-                hist = self.he.bucket_sums(self.cts, rows, self.binned, self.bins)
-            else:
-                parent_hist, sibling_id, sibling_rows = sibling_info
-                if len(rows) <= len(sibling_rows):
-                    hist = self.he.bucket_sums(self.cts, rows, self.binned, self.bins)
-                    built[sibling_id] = self.he.sub(parent_hist, hist)
-                else:
-                    other = self.he.bucket_sums(self.cts, sibling_rows, self.binned, self.bins)
-                    built[sibling_id] = other
-                    hist = self.he.sub(parent_hist, other)
-            self._hist_of[node_id] = hist
+        sizes = {node_id: len(rows) for node_id, rows, _depth, _sibling in self._frontier}
+        for node_id, rows, _depth, sibling in self._frontier:
+            if sibling >= 0 and sent_child(node_id, sizes[node_id], sibling, sizes[sibling]) != node_id:
+                continue
+            hist = self.he.bucket_sums(self.cts, rows, self.binned, self.bins)
             out.append(EncryptedHistograms(self.session, self.tree, [str(node_id)], self.he.dump(hist)))
         self.phase = Phase.WAIT_HISTOGRAMS if self._frontier else Phase.WAIT_GRADIENTS
         return out
@@ -351,9 +357,7 @@ class PassiveBoost:
                 return self._fail(f"malformed split decision {decision!r}")
             li, ri = self._next_id, self._next_id + 1       # the active party numbers nodes the same way
             self._next_id += 2
-            parent = self._hist_of[node_id]
-            children += [(li, rows[left], depth + 1, (parent, ri, rows[~left])),
-                         (ri, rows[~left], depth + 1, (parent, li, rows[left]))]
+            children += [(li, rows[left], depth + 1, ri), (ri, rows[~left], depth + 1, li)]
         out: list[Message] = []
         if part_nodes:
             out.append(PassivePartitions(self.session, self.tree, part_nodes, part_ids,
