@@ -31,6 +31,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/world.py
 	$(BIN)/python bench/psi.py
+	$(BIN)/python bench/secureboost.py
 
 clean:
 	rm -rf $(VENV) demo-world .pytest_cache .hypothesis

@@ -1,7 +1,9 @@
 """A party's long-running process: config, keys and certificates, store, audit log, services.
 
-    tandem node --config bank.toml                 serve: answer link requests from peers
+    tandem node --config bank.toml                 serve: answer link and training requests from peers
     tandem node --config bank.toml --link market   start a link run with peer ``market``, then exit
+    tandem node --config bank.toml --train market --data bank.csv --id ID --label LABEL
+                                                   train with ``market`` as the passive party, then exit
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from tandem.errors import InputError, TandemError
 from tandem.link.blinder import EngineBlinder
 from tandem.link.job import PROTOCOL, EntityOutcome, parse_keys, run_entity
 from tandem.link.memory import load_memory, memory_path, save_memory
+from tandem.learn.federated import PROTOCOL as TRAIN_PROTOCOL
+from tandem.learn.federated import PartyData, active_job, passive_job
 from tandem.link.records import PRESETS, EntitySource, load_records
 from tandem.protocols.errors import RemoteProtocolError
-from tandem.learn.federated import PROTOCOL as TRAIN_PROTOCOL
-from tandem.learn.federated import active_job, passive_job
 from tandem.protocols.wire import LinkAccept, LinkRequest, TrainRequest
 from tandem.store import open_store
 from tandem.store.schema import Column, TableSpec
@@ -109,7 +111,7 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
 class Node:
     """One party's node: serves peers, runs link jobs, writes results into its own store."""
 
-    def __init__(self, config: NodeConfig, events: Events | None = None, train_data=None):
+    def __init__(self, config: NodeConfig, events: Events | None = None, train_data: PartyData | None = None):
         self.config = config
         self.train_data = train_data
         self.events = events or (lambda e: None)

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tandem.crypto.he import PublicHe, SecretHe, dequantise, quantise
-from tandem.learn.grower import Tree, predict_binned
+from tandem.learn.grower import Tree
 from tandem.learn.histogram import build_histogram, histogram_from_sums
 from tandem.learn.splitting import SplitParams, best_split, leaf_weight
-from tandem.protocols.errors import LocalProtocolError, RemoteProtocolError
+from tandem.protocols.errors import RemoteProtocolError
 from tandem.protocols.wire import (BoostDone, BoostReady, BoostStart, EncryptedGradients, EncryptedHistograms,
                                    Message, PassivePartitions, PredictBitmaps, PredictRequest, PublicKeyMsg,
                                    SplitDecisions)
