@@ -6,7 +6,7 @@ import json
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
@@ -24,6 +24,14 @@ store_app = typer.Typer(help="Check a party store, import files into it, copy it
 app.add_typer(store_app, name="store")
 
 PARTIES = ("bank", "market")
+
+# training options shared by `tandem train` and `tandem node --train`
+TestFraction = Annotated[float, typer.Option(help="Share of linked rows held out for testing.")]
+Seed = Annotated[int, typer.Option(help="Seed of the train/test split and the binning.")]
+Trees = Annotated[int, typer.Option(help="Number of trees.")]
+MaxDepth = Annotated[int, typer.Option(help="Depth of each tree.")]
+LearningRate = Annotated[float, typer.Option(help="Shrinkage per tree.")]
+Bins = Annotated[int, typer.Option(help="Bins per feature (3..127).")]
 
 
 def _party(value: str) -> str:
@@ -277,12 +285,12 @@ def node(
     id_column: Optional[str] = typer.Option(None, "--id", help="The id column of --data."),
     label: Optional[str] = typer.Option(None, help="The label column of --data (the label holder only)."),
     train: Optional[str] = typer.Option(None, "--train", help="Train with this peer as the passive party, then exit."),
-    test_fraction: float = typer.Option(0.2, help="Share of linked rows held out for testing."),
-    seed: int = typer.Option(42, help="Seed of the train/test split and the binning."),
-    trees: int = typer.Option(50, help="Number of trees."),
-    max_depth: int = typer.Option(5, help="Depth of each tree."),
-    learning_rate: float = typer.Option(0.1, help="Shrinkage per tree."),
-    bins: int = typer.Option(32, help="Bins per feature (3..127)."),
+    test_fraction: TestFraction = 0.2,
+    seed: Seed = 42,
+    trees: Trees = 50,
+    max_depth: MaxDepth = 5,
+    learning_rate: LearningRate = 0.1,
+    bins: Bins = 32,
 ):
     """Run a party's node: serve peers over gRPC with mutual TLS, or start a link or training run."""
     from tandem.node import Node, json_events, load_node_config
@@ -391,12 +399,12 @@ def train_cmd(
     party: list[str] = typer.Option(..., "--party", help="NAME=FILE (CSV or Parquet), once per party."),
     id_column: str = typer.Option(..., "--id", help="The column that identifies a row on every side."),
     label: str = typer.Option(..., help="NAME:COLUMN — the party holding the label and its column."),
-    test_fraction: float = typer.Option(0.2, help="Share of linked rows held out for testing."),
-    seed: int = typer.Option(42, help="Seed of the split and the binning."),
-    trees: int = typer.Option(50, help="Number of trees."),
-    max_depth: int = typer.Option(5, help="Depth of each tree."),
-    learning_rate: float = typer.Option(0.1, help="Shrinkage per tree."),
-    bins: int = typer.Option(32, help="Bins per feature (3..127)."),
+    test_fraction: TestFraction = 0.2,
+    seed: Seed = 42,
+    trees: Trees = 50,
+    max_depth: MaxDepth = 5,
+    learning_rate: LearningRate = 0.1,
+    bins: Bins = 32,
     metrics_out: Optional[Path] = typer.Option(None, help="Write metrics as JSON here."),
     workdir: Path = typer.Option(Path("tandem-train"), help="Folder for node configs, certificates, models, logs."),
 ):
