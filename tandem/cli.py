@@ -91,6 +91,7 @@ def demo(
         result = train_local(files, "link_id", "bank", "default", TRAIN_ARGS, out / "train")["bank"]
         update("done", 1.0)
     alone = bank_alone_auc(files["bank"], result["test_ids"], TRAIN_ARGS)
+    report = _model_report(out / "train" / "report.html", result, {"AUC, bank alone": alone})
     fed = result["metrics"]["auc"]
     console.print(table(f"Default model on {result['n_test']:,} held-out shared borrowers (test AUC)",
                         ["model", "AUC"], [["bank alone", alone], ["bank + marketplace, federated", fed],
@@ -99,7 +100,7 @@ def demo(
                                             f"{summary['auc_bank_only']} / {summary['auc_joint']}"]]))
     console.print(f"\nThe marketplace's behaviour lifts the bank's default model from [bold]{alone:.3f}[/] to "
                   f"[bold]{fed:.3f}[/] AUC without either side seeing the other's rows "
-                  f"({result['seconds_per_tree']} s per tree). Models: {out / 'train' / 'nodes'}.")
+                  f"({result['seconds_per_tree']} s per tree).\nModel report: [bold]{report}[/]")
 
 
 def _print_summary(s: dict, out: Path) -> None:
@@ -432,11 +433,12 @@ def train_cmd(
         baselines = pooled_baselines(files, id_column, label_party, label_column, active["test_ids"], args)
         update("done", 1.0)
     m = active["metrics"]
+    report = _model_report(workdir / "report.html", active, baselines)
     metrics = {"auc": m["auc"], "ks": m["ks"], "gini": m["gini"], "brier": m["brier"], **baselines,
                "train_seconds": active["train_seconds"], "seconds_per_tree": active["seconds_per_tree"],
                "bytes_sent": {name: r["bytes_sent"] for name, r in results.items()},
                "n_train": active["n_train"], "n_test": active["n_test"], "deciles": m["deciles"],
-               "models": {name: r["model_path"] for name, r in results.items()}}
+               "models": {name: r["model_path"] for name, r in results.items()}, "report": str(report)}
     console.print(table("Federated model (test)", ["measure", "value"], [
         ["AUC (federated)", m["auc"]], ["AUC (same algorithm, pooled)", baselines["auc_plaintext"]],
         ["AUC (XGBoost hist, pooled)", baselines["auc_xgboost"]], ["KS", m["ks"]], ["Gini", m["gini"]],
@@ -444,9 +446,25 @@ def train_cmd(
         ["seconds per tree", active["seconds_per_tree"]],
         *[[f"bytes sent by {name}", r["bytes_sent"]] for name, r in results.items()],
     ]))
+    console.print(f"model report: {report}")
     if metrics_out:
         _write_json_atomically(metrics, metrics_out)
         console.print(f"metrics written to {metrics_out}")
+
+
+def _model_report(path: Path, active: dict, extra: dict) -> Path:
+    """The HTML report of a training run, from the label holder's result and its model file."""
+    from tandem.learn import model_io
+    from tandem.report.model_report import write_model_report
+
+    m = active["metrics"]
+    model = model_io.load(active["model_path"], "active")
+    summary = {"AUC": m["auc"], "KS": m["ks"], "Gini": m["gini"], **{k: v for k, v in extra.items()},
+               "rows (train)": active["n_train"], "rows (test)": active["n_test"],
+               "seconds per tree": active["seconds_per_tree"], "model id": model["model_id"]}
+    return write_model_report(path, title=f"Federated model {model['model_id']} ({active['node']} + {active['peer']})",
+                              metrics=summary, y=active["test_labels"], score=active["test_scores"],
+                              importance=model_io.importance(model))
 
 
 def _write_json_atomically(data: dict, out: Path) -> None:

@@ -43,6 +43,18 @@ def test_train_writes_metrics_models_and_matches_the_pooled_reference(tmp_path):
     assert bank_model["role"] == "active" and market_model["role"] == "passive"
     assert bank_model["model_id"] == market_model["model_id"]
     assert "returns" not in json.dumps(bank_model) and "income" not in json.dumps(market_model)
+    # the HTML model report: charts are real PNGs, passive features stay opaque
+    import base64
+    import re
+    from html.parser import HTMLParser
+
+    page = open(m["report"]).read()
+    HTMLParser().feed(page)
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == 6 and all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
+    for section in ("ROC curve", "KS", "Lift", "Calibration", "Importance by party", "market</td><td>(not shared)"):
+        assert section in page
+    assert "returns" not in page and "cod" not in page
 
 
 @pytest.mark.parametrize("market_ids,label,message", [

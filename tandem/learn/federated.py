@@ -143,7 +143,8 @@ def active_job(session: Session, data: PartyData, request: TrainRequest, blinder
             "train_seconds": round(train_seconds, 2),
             "seconds_per_tree": round(train_seconds / max(1, len(active.trees_)), 3),
             "seconds": round(time.perf_counter() - started, 2), "model": model,
-            "test_ids": [data.ids[i] for i in test_rows], "test_scores": proba.tolist()}
+            "test_ids": [data.ids[i] for i in test_rows], "test_scores": proba.tolist(),
+            "test_labels": y[test_rows].astype(int).tolist()}
 
 
 def passive_job(session: Session, data: PartyData, request: TrainRequest, blinder, *, party: str) -> dict:

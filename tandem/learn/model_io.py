@@ -50,7 +50,7 @@ def active_json(model_id: str, party: str, binner: Binner, names: list[str], bas
             node = {"left": tree.left[n], "right": tree.right[n], "value": tree.value[n]}
             if tree.left[n] >= 0:
                 if n in ids:
-                    node.update(party=passive_party, split_id=ids[n])
+                    node.update(party=passive_party, split_id=ids[n], gain=tree.gain[n])
                 else:
                     f, b = tree.feature[n], tree.bin_[n]
                     node.update(party=party, feature=names[f], bin=b, threshold=_threshold(binner, f, b),
@@ -119,3 +119,23 @@ def passive_splits(model: dict) -> tuple[Binner, list[str], dict[str, tuple[int,
     binner, names = _binner_from(model["binning"])
     index = {n: i for i, n in enumerate(names)}
     return binner, names, {sid: (index[s["feature"]], s["bin"], s["missing_left"]) for sid, s in model["splits"].items()}
+
+
+def importance(model: dict, shared_names: dict[str, str] | None = None) -> list[tuple[str, str, float]]:
+    """Total split gain per feature, from the active party's model: ``(party, feature, gain)``, largest first.
+
+    Passive features are known only by opaque split ids; they are grouped per party as
+    "PARTY (not shared)" unless ``shared_names`` (split id -> name) comes from that party.
+    """
+    totals: dict[tuple[str, str], float] = {}
+    for nodes in model["trees"]:
+        for node in nodes:
+            if node["left"] < 0:
+                continue
+            if "split_id" in node:
+                name = (shared_names or {}).get(node["split_id"], "(not shared)")
+                key = (node["party"], name)
+            else:
+                key = (node["party"], node["feature"])
+            totals[key] = totals.get(key, 0.0) + node.get("gain", 0.0)
+    return sorted(((p, f, g) for (p, f), g in totals.items()), key=lambda t: -t[2])
