@@ -32,6 +32,9 @@ Trees = Annotated[int, typer.Option(help="Number of trees.")]
 MaxDepth = Annotated[int, typer.Option(help="Depth of each tree.")]
 LearningRate = Annotated[float, typer.Option(help="Shrinkage per tree.")]
 Bins = Annotated[int, typer.Option(help="Bins per feature (3..127).")]
+FirstTreeActiveOnly = Annotated[bool, typer.Option(
+    "--first-tree-active-only", help="Grow the first tree on the label holder's features only (narrows "
+    "SecureBoost's instance-space leak; see docs/privacy.md).")]
 
 
 def _party(value: str) -> str:
@@ -292,6 +295,7 @@ def node(
     max_depth: MaxDepth = 5,
     learning_rate: LearningRate = 0.1,
     bins: Bins = 32,
+    first_tree_active_only: FirstTreeActiveOnly = False,
 ):
     """Run a party's node: serve peers over gRPC with mutual TLS, or start a link or training run."""
     from tandem.node import Node, json_events, load_node_config
@@ -311,7 +315,8 @@ def node(
         if train:
             _check_training_args(test_fraction, trees, max_depth, learning_rate, bins)
             n.train(train, {"seed": seed, "test_fraction_ppm": round(test_fraction * 1_000_000), "n_trees": trees,
-                            "max_depth": max_depth, "bins": bins, "learning_rate": learning_rate})
+                            "max_depth": max_depth, "bins": bins, "learning_rate": learning_rate,
+                            "first_tree_active_only": first_tree_active_only})
             return
         if link:
             if events:
@@ -406,6 +411,7 @@ def train_cmd(
     max_depth: MaxDepth = 5,
     learning_rate: LearningRate = 0.1,
     bins: Bins = 32,
+    first_tree_active_only: FirstTreeActiveOnly = False,
     metrics_out: Optional[Path] = typer.Option(None, help="Write metrics as JSON here."),
     workdir: Path = typer.Option(Path("tandem-train"), help="Folder for node configs, certificates, models, logs."),
 ):
@@ -425,6 +431,8 @@ def train_cmd(
     _check_training_args(test_fraction, trees, max_depth, learning_rate, bins)
     args = {"test_fraction": test_fraction, "seed": seed, "trees": trees, "max_depth": max_depth,
             "learning_rate": learning_rate, "bins": bins}
+    if first_tree_active_only:
+        args["first_tree_active_only"] = True
     with progress_bar("train") as update:
         update("linking and training", 0.05)
         results = train_local(files, id_column, label_party, label_column, args, workdir)

@@ -152,3 +152,23 @@ def test_each_party_saves_its_part_as_json_and_reloads_it(trained, tmp_path):
     (tmp_path / "bad.json").write_text('{"format": "other"}')
     with pytest.raises(InputError, match="not a tandem-boost/1 model"):
         model_io.load(tmp_path / "bad.json", "active")
+
+
+def test_first_tree_on_active_features_only_sends_nothing_for_it():
+    X, y = _data(seed=3)
+    Xa, Xp = X[:, :2], X[:, 2:]
+    ba, bp = Binner(16).fit(Xa), Binner(16).fit(Xp)
+    params = BoostParams(n_trees=3, max_depth=3, learning_rate=0.3, bins=16, first_tree_active_only=True)
+    active = ActiveBoost("s", ba.transform(Xa), y, params, SecretHe.generate())
+    passive = PassiveBoost("s", bp.transform(Xp), bp.threshold)
+    ca, cb = memory_pair("bank", "market")
+    t = threading.Thread(target=_run, args=(passive, Session(cb, "s", "boost/1", None, 30)))
+    t.start()
+    _run(active, Session(ca, "s", "boost/1", None, 30))
+    t.join()
+    reference = HistBoostingClassifier(n_trees=3, max_depth=3, learning_rate=0.3, bins=16,
+                                       first_tree_features=2).fit(X, y)
+    assert all(f < 2 for f in active.trees_[0].feature)
+    assert np.array_equal(active.raw_, reference.decision_function(X))
+    trees_sent = [decode(f).tree for f in ca.sent if decode(f).name == "EncryptedGradients"]
+    assert trees_sent == [1, 2]

@@ -37,7 +37,7 @@ def test_training_job_equals_the_pooled_reference(tmp_path):
     bank, market = _files(tmp_path)
     a = read_party_file(tmp_path / "bank.csv", "cid", "default")
     p = read_party_file(tmp_path / "market.parquet", "cid")
-    request = TrainRequest("s", "boost/1", "m1", 42, 200_000, 6, 3, 16, 0.3)
+    request = TrainRequest("s", "boost/1", "m1", 42, 200_000, 6, 3, 16, 0.3, False)
     ca, cb = memory_pair("bank", "market")
     out = {}
     t = threading.Thread(target=lambda: out.update(

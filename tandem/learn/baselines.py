@@ -33,8 +33,10 @@ def pooled_baselines(files: dict[str, Path], id_column: str, label_party: str, l
     features = [c for c in pooled.columns if c not in ("_id", "_y")]
     test = pooled["_id"].isin(set(test_ids)).to_numpy()
     X, y = pooled[features].to_numpy(dtype=np.float64), pooled["_y"].to_numpy()
+    n_label_features = sum(c.startswith(f"{label_party}:") for c in features)
     ref = HistBoostingClassifier(n_trees=args["trees"], max_depth=args["max_depth"],
-                                 learning_rate=args["learning_rate"], bins=args["bins"], seed=args["seed"])
+                                 learning_rate=args["learning_rate"], bins=args["bins"], seed=args["seed"],
+                                 first_tree_features=n_label_features if args.get("first_tree_active_only") else None)
     ref.fit(X[~test], y[~test])
     params = {"objective": "binary:logistic", "tree_method": "hist", "max_depth": args["max_depth"],
               "eta": args["learning_rate"], "max_bin": args["bins"], "lambda": 1.0, "min_child_weight": 1.0,

@@ -29,11 +29,13 @@ class HistBoostingClassifier:
 
     def __init__(self, n_trees: int = 50, max_depth: int = 5, learning_rate: float = 0.1, bins: int = 32,
                  l2: float = 1.0, min_child_weight: float = 1.0, min_gain: float = 0.0,
-                 early_stopping_rounds: int | None = None, validation_fraction: float = 0.1, seed: int = 0):
+                 early_stopping_rounds: int | None = None, validation_fraction: float = 0.1, seed: int = 0,
+                 first_tree_features: int | None = None):
         self.n_trees, self.max_depth, self.learning_rate, self.bins = n_trees, max_depth, learning_rate, bins
         self.l2, self.min_child_weight, self.min_gain = l2, min_child_weight, min_gain
         self.early_stopping_rounds, self.validation_fraction, self.seed = (early_stopping_rounds,
                                                                             validation_fraction, seed)
+        self.first_tree_features = first_tree_features   # grow tree 0 on the first k features only
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in ("n_trees", "max_depth", "learning_rate", "bins", "l2",
@@ -66,7 +68,9 @@ class HistBoostingClassifier:
             tree, _ = grow_tree(binned, grad, hess, train,
                                 build=lambda rows: build_histogram(binned, g_q, h_q, rows, n_bins),
                                 missing_bin=self.binner_.missing_bin, params=params, max_depth=self.max_depth,
-                                learning_rate=self.learning_rate)
+                                learning_rate=self.learning_rate,
+                                features=np.arange(self.first_tree_features)
+                                if self.first_tree_features and not self.trees_ else None)
             self.trees_.append(tree)
             raw += predict_binned(tree, binned, self.binner_.missing_bin)
             if valid is not None:

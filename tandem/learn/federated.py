@@ -120,7 +120,8 @@ def active_job(session: Session, data: PartyData, request: TrainRequest, blinder
     if np.unique(y[train_rows]).size < 2:
         raise InputError("the training rows hold only one class")
     binner = Binner(request.bins, request.seed).fit(data.X[train_rows])
-    params = BoostParams(request.n_trees, request.max_depth, request.learning_rate, request.bins)
+    params = BoostParams(request.n_trees, request.max_depth, request.learning_rate, request.bins,
+                         first_tree_active_only=request.first_tree_active_only)
     he = SecretHe.generate(scheme, key_bits)
     trained = time.perf_counter()
     active = ActiveBoost(session.id, binner.transform(data.X[train_rows]), y[train_rows], params, he)

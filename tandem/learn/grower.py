@@ -37,11 +37,12 @@ class Tree:
 
 def grow_tree(binned: np.ndarray, grad: np.ndarray, hess: np.ndarray, rows: np.ndarray, *,
               build: HistogramBuilder, missing_bin: int, params: SplitParams, max_depth: int,
-              learning_rate: float) -> tuple[Tree, np.ndarray]:
+              learning_rate: float, features: np.ndarray | None = None) -> tuple[Tree, np.ndarray]:
     """Grow a tree over ``rows``; return it and each row's leaf output (shape ``(len(rows),)``).
 
     ``build(rows)`` returns the histogram of those rows; a child's sibling histogram is the
-    parent's minus the child's, so only the smaller child is ever built.
+    parent's minus the child's, so only the smaller child is ever built. ``features`` limits
+    the splits to those feature indices (default: all).
     """
     tree = Tree()
     g, h = float(grad[rows].sum()), float(hess[rows].sum())
@@ -50,7 +51,7 @@ def grow_tree(binned: np.ndarray, grad: np.ndarray, hess: np.ndarray, rows: np.n
     for _depth in range(max_depth):
         next_frontier = []
         for node, node_rows, hist in frontier:
-            split = best_split(hist, missing_bin, params)
+            split = best_split(hist, missing_bin, params, features)
             if split is None:
                 continue
             go_left = _goes_left(binned[node_rows, split.feature], split, missing_bin)

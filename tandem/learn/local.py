@@ -37,7 +37,8 @@ def train_local(files: dict[str, Path], id_column: str, label_party: str, label_
         run = ["--config", str(configs[label_party]), "--train", other, "--data", str(Path(files[label_party]).resolve()),
                "--id", id_column, "--label", label_column]
         for key, value in args.items():
-            run += [f"--{key.replace('_', '-')}", str(value)]
+            flag = f"--{key.replace('_', '-')}"
+            run += [flag] if value is True else [flag, str(value)]
         active = NodeProcess(label_party, run, on_event)
         if active.wait(timeout=24 * 3600) != 0:
             server.proc.kill()                  # it would wait for a session that never comes

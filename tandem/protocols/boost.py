@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tandem.crypto.he import PublicHe, SecretHe, dequantise, quantise
-from tandem.learn.grower import Tree
+from tandem.learn.grower import Tree, grow_tree
 from tandem.learn.histogram import build_histogram, histogram_from_sums
 from tandem.learn.splitting import SplitParams, best_split, leaf_weight
 from tandem.protocols.errors import RemoteProtocolError
@@ -46,6 +46,7 @@ class BoostParams:
     learning_rate: float = 0.1
     bins: int = 32
     split: SplitParams = field(default_factory=SplitParams)
+    first_tree_active_only: bool = False    # tree 0 on the active party's features: no partitions leave it
 
 
 class Phase(enum.Enum):
@@ -127,6 +128,8 @@ class ActiveBoost:
         self._g_q, self._h_q = quantise(prob - self.y), quantise(prob * (1 - prob))
         grad = dequantise(self._g_q)
         hess = dequantise(self._h_q)
+        if not self.trees_ and self.params.first_tree_active_only:
+            return self._local_tree(grad, hess)
         tree = Tree()
         rows = self.train
         tree.add(self.params.learning_rate * leaf_weight(float(grad[rows].sum()), float(hess[rows].sum()),
@@ -143,6 +146,18 @@ class ActiveBoost:
             return out + self._finish_tree()
         self.phase = Phase.WAIT_HISTOGRAMS
         return out
+
+    def _local_tree(self, grad: np.ndarray, hess: np.ndarray) -> list[Message]:
+        """Grow a tree on this party's features alone; nothing is sent for it."""
+        p = self.params
+        tree, out = grow_tree(self.binned, grad, hess, self.train,
+                              build=lambda rows: build_histogram(self.binned, self._g_q, self._h_q, rows, p.bins),
+                              missing_bin=self.missing_bin, params=p.split, max_depth=p.max_depth,
+                              learning_rate=p.learning_rate)
+        self.trees_.append(tree)
+        self.split_ids_.append({})
+        self.raw_[self.train] += out
+        return self._next_tree()
 
     def _on_histograms(self, msg: EncryptedHistograms) -> list[Message]:
         if msg.tree != len(self.trees_) - 1:

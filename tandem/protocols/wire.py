@@ -313,6 +313,7 @@ class TrainRequest(Message):
     max_depth: int
     bins: int
     learning_rate: float
+    first_tree_active_only: bool
 
 
 OPENING = (LinkRequest.CODE, TrainRequest.CODE)    # message types that may open a session at a responder
