@@ -12,6 +12,7 @@ from typing import Callable
 
 from tandem.errors import InputError, TandemError
 from tandem.link.local import NodeProcess, node_configs
+from tandem.link.local import failure as _failure
 
 
 def train_local(files: dict[str, Path], id_column: str, label_party: str, label_column: str, args: dict,
@@ -41,8 +42,7 @@ def train_local(files: dict[str, Path], id_column: str, label_party: str, label_
             run += [flag] if value is True else [flag, str(value)]
         active = NodeProcess(label_party, run, on_event)
         if active.wait(timeout=24 * 3600) != 0:
-            server.proc.kill()                  # it would wait for a session that never comes
-            raise TandemError(f"{label_party} node: {active.error()}")
+            raise TandemError(_failure(label_party, active, other, server))
         if server.wait(timeout=timeout_s + 30) != 0:
             raise TandemError(f"{other} node: {server.error()}")
         return {label_party: active.result(), other: server.result()}

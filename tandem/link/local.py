@@ -113,6 +113,22 @@ class NodeProcess:
         return next((e for e in self.events if e.get("event") == "result"), None)
 
 
+def failure(name: str, proc: "NodeProcess", other_name: str, other: "NodeProcess") -> str:
+    """One line for a failed run: the initiator's error, and the other node's if it failed too
+    (its reason is often the real one: the initiator then only saw its messages refused)."""
+    try:
+        other.proc.wait(timeout=5)          # it has usually stopped with its own error by now
+    except Exception:  # noqa: BLE001 - still running: it waits for a session that will not come
+        pass
+    if other.proc.poll() is None:
+        other.proc.kill()
+        return f"{name} node: {proc.error()}"
+    other.wait(timeout=5)
+    if other.proc.returncode != 0:
+        return f"{name} node: {proc.error()} ({other_name} node: {other.error()})"
+    return f"{name} node: {proc.error()}"
+
+
 def link_world(world: Path, *, entities: list[str], count_only: bool, timeout_s: float = 60.0,
                incremental: bool = False,
                on_event: Callable[[str, dict], None] = lambda n, e: None) -> dict[str, dict]:
@@ -127,8 +143,7 @@ def link_world(world: Path, *, entities: list[str], count_only: bool, timeout_s:
         args += ["--incremental"] if incremental else []
         bank = NodeProcess("bank", args, on_event)
         if bank.wait(timeout=24 * 3600) != 0:
-            market.proc.kill()                  # it would wait for a session that never comes
-            raise TandemError(f"bank node: {bank.error()}")
+            raise TandemError(failure("bank", bank, "market", market))
         if market.wait(timeout=timeout_s + 30) != 0:
             raise TandemError(f"market node: {market.error()}")
         return {"bank": bank.result(), "market": market.result()}
