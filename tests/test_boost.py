@@ -32,13 +32,10 @@ def _data(n=700, seed=0):
     return X, y
 
 
-@pytest.fixture(scope="module")
-def trained():
-    X, y = _data()
-    bins = 16
+def _federated(X, y, params: BoostParams):
+    """Train in memory with the first two columns at the active party; return both roles and channels."""
     Xa, Xp = X[:, :2], X[:, 2:]
-    ba, bp = Binner(bins).fit(Xa), Binner(bins).fit(Xp)
-    params = BoostParams(n_trees=5, max_depth=3, learning_rate=0.3, bins=bins)
+    ba, bp = Binner(params.bins).fit(Xa), Binner(params.bins).fit(Xp)
     active = ActiveBoost("s", ba.transform(Xa), y, params, SecretHe.generate())
     passive = PassiveBoost("s", bp.transform(Xp), bp.threshold)
     ca, cb = memory_pair("bank", "market")
@@ -46,6 +43,15 @@ def trained():
     t.start()
     _run(active, Session(ca, "s", "boost/1", None, 30))
     t.join()
+    return active, passive, ca, cb
+
+
+@pytest.fixture(scope="module")
+def trained():
+    X, y = _data()
+    bins = 16
+    Xp = X[:, 2:]
+    active, passive, ca, cb = _federated(X, y, BoostParams(n_trees=5, max_depth=3, learning_rate=0.3, bins=bins))
     reference = HistBoostingClassifier(n_trees=5, max_depth=3, learning_rate=0.3, bins=bins).fit(X, y)
     return dict(X=X, y=y, Xp=Xp, active=active, passive=passive, reference=reference, sent_active=ca.sent,
                 sent_passive=cb.sent)
@@ -156,16 +162,8 @@ def test_each_party_saves_its_part_as_json_and_reloads_it(trained, tmp_path):
 
 def test_first_tree_on_active_features_only_sends_nothing_for_it():
     X, y = _data(seed=3)
-    Xa, Xp = X[:, :2], X[:, 2:]
-    ba, bp = Binner(16).fit(Xa), Binner(16).fit(Xp)
     params = BoostParams(n_trees=3, max_depth=3, learning_rate=0.3, bins=16, first_tree_active_only=True)
-    active = ActiveBoost("s", ba.transform(Xa), y, params, SecretHe.generate())
-    passive = PassiveBoost("s", bp.transform(Xp), bp.threshold)
-    ca, cb = memory_pair("bank", "market")
-    t = threading.Thread(target=_run, args=(passive, Session(cb, "s", "boost/1", None, 30)))
-    t.start()
-    _run(active, Session(ca, "s", "boost/1", None, 30))
-    t.join()
+    active, _, ca, _ = _federated(X, y, params)
     reference = HistBoostingClassifier(n_trees=3, max_depth=3, learning_rate=0.3, bins=16,
                                        first_tree_features=2).fit(X, y)
     assert all(f < 2 for f in active.trees_[0].feature)
