@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
+from tandem.atomic import write_atomically
 from tandem.console import console, err_console, progress_bar, progress_bars, table
 from tandem.errors import InputError, TandemError
 
@@ -228,7 +229,13 @@ def features(
         result = build(store, day)
     finally:
         store.close()
-    _write_parquet_atomically(result, out)
+    import io
+
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(result, buf)
+    write_atomically(out, buf.getvalue())
     console.print(f"wrote {result.num_rows:,} rows x {result.num_columns - 1} features to {out}")
 
 
@@ -456,7 +463,7 @@ def train_cmd(
     ]))
     console.print(f"model report: {report}")
     if metrics_out:
-        _write_json_atomically(metrics, metrics_out)
+        write_atomically(metrics_out, json.dumps(metrics, indent=2).encode())
         console.print(f"metrics written to {metrics_out}")
 
 
@@ -473,20 +480,6 @@ def _model_report(path: Path, active: dict, extra: dict) -> Path:
     return write_model_report(path, title=f"Federated model {model['model_id']} ({active['node']} + {active['peer']})",
                               metrics=summary, y=active["test_labels"], score=active["test_scores"],
                               importance=model_io.importance(model))
-
-
-def _write_json_atomically(data: dict, out: Path) -> None:
-    import os
-    import tempfile
-
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot write there ({exc.strerror})") from None
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, out)
 
 
 @app.command()
@@ -520,26 +513,6 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise InputError(f"--as-of must be a date like 2019-01-01, got '{text}'") from None
-
-
-def _write_parquet_atomically(data, out: Path) -> None:
-    import os
-    import tempfile
-
-    import pyarrow.parquet as pq
-
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot write there ({exc.strerror})") from None
-    try:
-        pq.write_table(data, tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def main() -> None:

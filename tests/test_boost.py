@@ -108,7 +108,7 @@ def test_passive_refuses_mismatched_rows_and_bad_decisions():
 
 def test_federated_prediction_equals_the_reference_on_new_rows(trained):
     from tandem.protocols.boost import passive_bitmaps, predict_federated, unpack_mask
-    from tandem.protocols.boost import _unframe
+    from tandem.protocols.boost import unframe_blobs
     from tandem.protocols.wire import PredictRequest
 
     X_new, _ = _data(n=300, seed=9)
@@ -119,7 +119,7 @@ def test_federated_prediction_equals_the_reference_on_new_rows(trained):
     reply = passive_bitmaps(PredictRequest("s", "m1", len(X_new), ids), bp.transform(X_new[:, 2:]),
                             passive.split_bins_, 15)
     decoded = decode(reply.encode())
-    masks = {i: unpack_mask(b, len(X_new)) for i, b in zip(ids, _unframe(decoded.payload, len(ids)))}
+    masks = {i: unpack_mask(b, len(X_new)) for i, b in zip(ids, unframe_blobs(decoded.payload, len(ids)))}
     raw = predict_federated(active.trees_, active.split_ids_, active.base_score_, ba.transform(X_new[:, :2]), 15,
                             masks)
     assert np.array_equal(raw, reference.decision_function(X_new))
@@ -131,7 +131,7 @@ def test_federated_prediction_equals_the_reference_on_new_rows(trained):
 def test_each_party_saves_its_part_as_json_and_reloads_it(trained, tmp_path):
     from tandem.errors import InputError
     from tandem.learn import model_io
-    from tandem.protocols.boost import passive_bitmaps, predict_federated, unpack_mask, _unframe
+    from tandem.protocols.boost import passive_bitmaps, predict_federated, unpack_mask, unframe_blobs
     from tandem.protocols.wire import PredictRequest
 
     X = trained["X"]
@@ -150,7 +150,7 @@ def test_each_party_saves_its_part_as_json_and_reloads_it(trained, tmp_path):
     binner_p, _, splits = model_io.passive_splits(model_io.load(tmp_path / "market.json", "passive"))
     id_list = [i for t in ids for i in t.values()]
     reply = passive_bitmaps(PredictRequest("s", "m1", len(X), id_list), binner_p.transform(X[:, 2:]), splits, 15)
-    masks = {i: unpack_mask(b, len(X)) for i, b in zip(id_list, _unframe(reply.payload, len(id_list)))}
+    masks = {i: unpack_mask(b, len(X)) for i, b in zip(id_list, unframe_blobs(reply.payload, len(id_list)))}
     raw = predict_federated(trees, ids, base, binner_a.transform(X[:, :2]), 15, masks)
     assert np.array_equal(raw, trained["reference"].decision_function(X))
     with pytest.raises(InputError, match="is the active party's model, expected the passive"):

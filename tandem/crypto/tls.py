@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 
 from cryptography import x509
+
+from tandem.atomic import write_atomically
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -26,11 +28,7 @@ def _name(cn: str) -> x509.Name:
 
 
 def _write(path: Path, data: bytes, private: bool = False) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    write_atomically(path, data, mode=0o600 if private else 0o644)
 
 
 def _key_pem(key) -> bytes:

@@ -23,7 +23,7 @@ from tandem.learn.binning import Binner
 from tandem.learn.metrics import summary
 from tandem.link.job import run_entity
 from tandem.link.records import EntityRecords, KeyReport
-from tandem.protocols.boost import (ActiveBoost, BoostParams, PassiveBoost, _unframe, passive_bitmaps,
+from tandem.protocols.boost import (ActiveBoost, BoostParams, PassiveBoost, unframe_blobs, passive_bitmaps,
                                     predict_federated, unpack_mask)
 from tandem.protocols.errors import RemoteProtocolError
 from tandem.protocols.wire import PredictBitmaps, PredictRequest, TrainRequest
@@ -132,7 +132,7 @@ def active_job(session: Session, data: PartyData, request: TrainRequest, blinder
     reply = session.recv()
     if not isinstance(reply, PredictBitmaps):
         raise RemoteProtocolError(f"peer answered {reply.name} to a prediction request")
-    masks = {i: unpack_mask(b, len(test_rows)) for i, b in zip(ids, _unframe(reply.payload, len(ids)))}
+    masks = {i: unpack_mask(b, len(test_rows)) for i, b in zip(ids, unframe_blobs(reply.payload, len(ids)))}
     raw = predict_federated(active.trees_, active.split_ids_, active.base_score_, binner.transform(data.X[test_rows]),
                             binner.missing_bin, masks)
     proba = 1 / (1 + np.exp(-raw))

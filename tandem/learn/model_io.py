@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from tandem.atomic import write_atomically
 from tandem.errors import InputError
 from tandem.learn.binning import Binner
 from tandem.learn.grower import Tree
@@ -72,13 +72,8 @@ def passive_json(model_id: str, party: str, binner: Binner, names: list[str],
 
 
 def save(model: dict, path: str | os.PathLike) -> None:
-    """Write atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(model, f, indent=1, allow_nan=False)
-    os.replace(tmp, path)
+    """Write atomically, readable only by this party (it is this party's part of the model)."""
+    write_atomically(path, json.dumps(model, indent=1, allow_nan=False).encode(), mode=0o600)
 
 
 def load(path: str | os.PathLike, role: str) -> dict:

@@ -6,12 +6,13 @@ written atomically with mode 0600 and read with ``allow_pickle=False``.
 
 from __future__ import annotations
 
-import os
+import io
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from tandem.atomic import write_atomically
 from tandem.errors import InputError
 from tandem.protocols.psi import KeyMemory
 
@@ -35,11 +36,8 @@ def load_memory(path: Path) -> KeyMemory | None:
 
 
 def save_memory(path: Path, memory: KeyMemory) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, state_id=np.frombuffer(memory.state_id.encode(), np.uint8),
-                 secret=np.frombuffer(memory.secret, np.uint8), salt=np.frombuffer(memory.salt, np.uint8),
-                 **{name: getattr(memory, name) for name in _ARRAYS})
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    np.savez(buf, state_id=np.frombuffer(memory.state_id.encode(), np.uint8),
+             secret=np.frombuffer(memory.secret, np.uint8), salt=np.frombuffer(memory.salt, np.uint8),
+             **{name: getattr(memory, name) for name in _ARRAYS})
+    write_atomically(path, buf.getvalue(), mode=0o600)

@@ -218,7 +218,7 @@ class ActiveBoost:
                 decisions.append(f"passive:{split.feature - fa}:{split.bin_}:{int(split.missing_left)}")
                 self._pending[node.id] = (node, (li, ri))
         out: list[Message] = [SplitDecisions(self.session, len(self.trees_) - 1, nodes, decisions, b"".join(
-            _framed(b) for b in bitmaps))]
+            frame_blob(b) for b in bitmaps))]
         if self._pending:
             self.phase = Phase.WAIT_PARTITIONS
             return out
@@ -227,7 +227,7 @@ class ActiveBoost:
     def _on_partitions(self, msg: PassivePartitions) -> list[Message]:
         if sorted(int(n) for n in msg.nodes) != sorted(self._pending) or len(msg.split_ids) != len(msg.nodes):
             return self._fail("partitions do not match the passive splits asked for")
-        blobs = _unframe(msg.payload, len(msg.nodes))
+        blobs = unframe_blobs(msg.payload, len(msg.nodes))
         for node_id, split_id, blob in zip(msg.nodes, msg.split_ids, blobs):
             node, (li, ri) = self._pending[int(node_id)]
             self.split_ids_[-1][node.id] = split_id
@@ -261,11 +261,11 @@ class ActiveBoost:
         raise RemoteProtocolError(reason)
 
 
-def _framed(blob: bytes) -> bytes:
+def frame_blob(blob: bytes) -> bytes:
     return len(blob).to_bytes(4, "big") + blob
 
 
-def _unframe(payload: bytes, count: int) -> list[bytes]:
+def unframe_blobs(payload: bytes, count: int) -> list[bytes]:
     out, i = [], 0
     for _ in range(count):
         if i + 4 > len(payload):
@@ -345,7 +345,7 @@ class PassiveBoost:
     def _on_decisions(self, msg: SplitDecisions) -> list[Message]:
         if msg.nodes != [str(n[0]) for n in self._frontier] or len(msg.decisions) != len(msg.nodes):
             return self._fail("split decisions do not match the frontier")
-        blobs = iter(_unframe(msg.payload, sum(d == "active" for d in msg.decisions)))
+        blobs = iter(unframe_blobs(msg.payload, sum(d == "active" for d in msg.decisions)))
         children, part_nodes, part_ids, part_bits = [], [], [], []
         for (node_id, rows, depth, _), decision in zip(self._frontier, msg.decisions):
             if decision == "leaf":
@@ -376,7 +376,7 @@ class PassiveBoost:
         out: list[Message] = []
         if part_nodes:
             out.append(PassivePartitions(self.session, self.tree, part_nodes, part_ids,
-                                         b"".join(_framed(b) for b in part_bits)))
+                                         b"".join(frame_blob(b) for b in part_bits)))
         self._frontier = [c for c in children if c[2] < self.max_depth]
         return out + self._histograms()
 
@@ -402,7 +402,7 @@ def passive_bitmaps(request: PredictRequest, binned: np.ndarray, splits: dict[st
         f, b, m = splits[split_id]
         col = binned[:, f]
         blobs.append(pack_mask(np.where(col == missing_bin, m, col <= b)))
-    return PredictBitmaps(request.session, request.model, b"".join(_framed(x) for x in blobs))
+    return PredictBitmaps(request.session, request.model, b"".join(frame_blob(x) for x in blobs))
 
 
 def predict_federated(trees: list[Tree], split_ids: list[dict[int, str]], base_score: float, binned: np.ndarray,

@@ -9,11 +9,11 @@ import base64
 import html
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from tandem.atomic import write_atomically
 from tandem.learn.metrics import deciles, ks_statistic, roc_auc
 
 
@@ -113,14 +113,7 @@ figure{{display:inline-block;margin:.5rem}} figcaption{{text-align:center;color:
 <p>Features of a passive party appear as "(not shared)" unless that party chooses to share names.</p>
 <table><tr><th>party</th><th>feature</th><th>total gain</th></tr>{imp}</table>
 </body></html>"""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(page)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
+    return write_atomically(path, page.encode())
 
 
 def _fmt(v) -> str:

@@ -10,7 +10,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from tandem.errors import InputError, SchemaError
-from tandem.store.schema import TableSpec, canonical_type
+from tandem.store.schema import TableSpec
 
 _ARROW_CANONICAL = {
     pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.int16(): "INTEGER", pa.int8(): "INTEGER",
@@ -66,4 +66,3 @@ def read_file(path: str | os.PathLike, spec: TableSpec | None = None) -> pa.Tabl
     return pa.table(cols, names=spec.column_names)
 
 
-__all__ = ["arrow_canonical", "canonical_type", "read_file"]
