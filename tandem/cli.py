@@ -32,7 +32,18 @@ Seed = Annotated[int, typer.Option(help="Seed of the train/test split and the bi
 Trees = Annotated[int, typer.Option(help="Number of trees.")]
 MaxDepth = Annotated[int, typer.Option(help="Depth of each tree.")]
 LearningRate = Annotated[float, typer.Option(help="Shrinkage per tree.")]
-Bins = Annotated[int, typer.Option(help="Bins per feature (3..127).")]
+Bins = Annotated[int, typer.Option(help="Bins per feature, the missing-value bin included (3..256).")]
+L2 = Annotated[float, typer.Option("--l2", help="L2 regularisation of leaf values (lambda).")]
+MinChildWeight = Annotated[float, typer.Option(help="Smallest hessian sum a child may have.")]
+Goss = Annotated[bool, typer.Option("--goss", help="Gradient-based one-side sampling: grow each tree on the rows "
+                                    "with the largest gradients plus a random share of the rest (faster).")]
+GossTop = Annotated[float, typer.Option(help="GOSS: share of rows kept by largest |gradient|.")]
+GossOther = Annotated[float, typer.Option(help="GOSS: share of rows sampled from the rest.")]
+EarlyStopping = Annotated[int, typer.Option(help="Stop after this many trees without a better validation AUC "
+                                            "(0: off); the best number of trees is kept.")]
+ValidationFraction = Annotated[float, typer.Option(help="Share of training rows held out for early stopping.")]
+He = Annotated[str, typer.Option("--he", help="Homomorphic encryption: ou (Okamoto-Uchiyama) or paillier.")]
+KeyBits = Annotated[int, typer.Option(help="Key size of the homomorphic encryption, in bits.")]
 FirstTreeActiveOnly = Annotated[bool, typer.Option(
     "--first-tree-active-only", help="Grow the first tree on the label holder's features only (narrows "
     "SecureBoost's instance-space leak; see docs/privacy.md).")]
@@ -295,13 +306,23 @@ def node(
     data: Optional[Path] = typer.Option(None, help="CSV or Parquet with this party's rows, for training."),
     id_column: Optional[str] = typer.Option(None, "--id", help="The id column of --data."),
     label: Optional[str] = typer.Option(None, help="The label column of --data (the label holder only)."),
-    train: Optional[str] = typer.Option(None, "--train", help="Train with this peer as the passive party, then exit."),
+    train: Optional[str] = typer.Option(None, "--train", help="Train with these peers (comma-separated) as the "
+                                        "passive parties, then exit."),
     test_fraction: TestFraction = 0.2,
     seed: Seed = 42,
     trees: Trees = 50,
     max_depth: MaxDepth = 5,
     learning_rate: LearningRate = 0.1,
     bins: Bins = 32,
+    l2: L2 = 1.0,
+    min_child_weight: MinChildWeight = 1.0,
+    goss: Goss = False,
+    goss_top: GossTop = 0.2,
+    goss_other: GossOther = 0.1,
+    early_stopping: EarlyStopping = 0,
+    validation_fraction: ValidationFraction = 0.1,
+    he: He = "ou",
+    key_bits: KeyBits = 2048,
     first_tree_active_only: FirstTreeActiveOnly = False,
 ):
     """Run a party's node: serve peers over gRPC with mutual TLS, or start a link or training run."""
@@ -320,10 +341,10 @@ def node(
     try:
         n.start()
         if train:
-            _check_training_args(test_fraction, trees, max_depth, learning_rate, bins)
-            n.train(train, {"seed": seed, "test_fraction_ppm": round(test_fraction * 1_000_000), "n_trees": trees,
-                            "max_depth": max_depth, "bins": bins, "learning_rate": learning_rate,
-                            "first_tree_active_only": first_tree_active_only})
+            from tandem.learn.federated import request_fields
+
+            args = _training_args(locals())
+            n.train(train.split(","), request_fields(args), he, key_bits)
             return
         if link:
             if events:
@@ -398,13 +419,29 @@ def _print_link_result(results: dict) -> None:
         console.print(table(title, ["entity / key", "candidates", "matched", "duplicates", "invalid"], rows))
 
 
-def _check_training_args(test_fraction: float, trees: int, max_depth: int, learning_rate: float, bins: int) -> None:
-    if not 0 < test_fraction < 1:
-        raise InputError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
-    if trees < 1 or max_depth < 1 or not 0 < learning_rate <= 1:
-        raise InputError("--trees and --max-depth must be >= 1 and --learning-rate in (0, 1]")
-    if not 3 <= bins <= 127:
-        raise InputError(f"--bins must be between 3 and 127 (encrypted histograms), got {bins}")
+TRAINING_OPTIONS = ("test_fraction", "seed", "trees", "max_depth", "learning_rate", "bins", "l2", "min_child_weight",
+                    "goss", "goss_top", "goss_other", "early_stopping", "validation_fraction", "he", "key_bits",
+                    "first_tree_active_only")
+
+
+def _training_args(options: dict) -> dict:
+    """The training options of a command (by CLI name), checked: one clear line for a bad value."""
+    from tandem.learn.federated import estimator_kwargs, request_fields
+    from tandem.learn.rounds import BoostParams
+    from tandem.learn.splitting import SplitParams
+
+    args = {k: options[k] for k in TRAINING_OPTIONS}
+    if not 0 < args["test_fraction"] < 1 or not 0 < args["validation_fraction"] < 1:
+        raise InputError("--test-fraction and --validation-fraction must be between 0 and 1")
+    if args["he"] not in ("ou", "paillier"):
+        raise InputError(f"--he must be ou or paillier, got '{args['he']}'")
+    if not 1024 <= args["key_bits"] <= 4096:
+        raise InputError(f"--key-bits must be between 1024 and 4096, got {args['key_bits']}")
+    kw = estimator_kwargs(request_fields(args))
+    BoostParams(kw["n_trees"], kw["max_depth"], kw["learning_rate"], kw["bins"],
+                SplitParams(kw["l2"], kw["min_child_weight"]), goss=kw["goss"],
+                early_stopping_rounds=kw["early_stopping_rounds"]).check()
+    return args
 
 
 @app.command("train")
@@ -418,6 +455,15 @@ def train_cmd(
     max_depth: MaxDepth = 5,
     learning_rate: LearningRate = 0.1,
     bins: Bins = 32,
+    l2: L2 = 1.0,
+    min_child_weight: MinChildWeight = 1.0,
+    goss: Goss = False,
+    goss_top: GossTop = 0.2,
+    goss_other: GossOther = 0.1,
+    early_stopping: EarlyStopping = 0,
+    validation_fraction: ValidationFraction = 0.1,
+    he: He = "ou",
+    key_bits: KeyBits = 2048,
     first_tree_active_only: FirstTreeActiveOnly = False,
     metrics_out: Optional[Path] = typer.Option(None, help="Write metrics as JSON here."),
     workdir: Path = typer.Option(Path("tandem-train"), help="Folder for node configs, certificates, models, logs."),
@@ -435,17 +481,13 @@ def train_cmd(
     label_party, sep, label_column = label.partition(":")
     if not sep or not label_column:
         raise InputError(f"--label must look like NAME:COLUMN, got '{label}'")
-    _check_training_args(test_fraction, trees, max_depth, learning_rate, bins)
-    args = {"test_fraction": test_fraction, "seed": seed, "trees": trees, "max_depth": max_depth,
-            "learning_rate": learning_rate, "bins": bins}
-    if first_tree_active_only:
-        args["first_tree_active_only"] = True
+    args = _training_args(locals())
     with progress_bar("train") as update:
         update("linking and training", 0.05)
         results = train_local(files, id_column, label_party, label_column, args, workdir)
         update("pooled baselines", 0.9)
         active = results[label_party]
-        baselines = pooled_baselines(files, id_column, label_party, label_column, active["test_ids"], args)
+        baselines = pooled_baselines(files, id_column, label_party, label_column, args)
         update("done", 1.0)
     m = active["metrics"]
     report = _model_report(workdir / "report.html", active, baselines)

@@ -2,8 +2,8 @@
 
     tandem node --config bank.toml                 serve: answer link and training requests from peers
     tandem node --config bank.toml --link market   start a link run with peer ``market``, then exit
-    tandem node --config bank.toml --train market --data bank.csv --id ID --label LABEL
-                                                   train with ``market`` as the passive party, then exit
+    tandem node --config bank.toml --train market[,telco] --data bank.csv --id ID --label LABEL
+                                                   train with the passive parties named, then exit
 """
 
 from __future__ import annotations
@@ -212,29 +212,42 @@ class Node:
 
     # --- training ----------------------------------------------------------------------------
 
-    def train(self, peer: str, request_args: dict) -> dict:
-        """Train with ``peer`` as the passive party (this node holds the labels); return the result."""
-        if peer not in self.clients:
-            raise InputError(f"{self.config.path}: no peer named '{peer}'")
+    def train(self, peers: list[str], request_args: dict, scheme: str = "ou", key_bits: int = 2048) -> dict:
+        """Train with ``peers`` as the passive parties (this node holds the labels); return the result.
+
+        ``request_args``: ``TrainRequest`` fields besides session, protocol and model id.
+        """
+        unknown = [p for p in peers if p not in self.clients]
+        if unknown or not peers or len(set(peers)) != len(peers):
+            raise InputError(f"{self.config.path}: --train needs distinct known peers "
+                             f"(unknown: {', '.join(unknown) or '-'}; known: {', '.join(self.clients) or 'none'})")
         if self.train_data is None or self.train_data.y is None:
             raise InputError("this node has no labelled training data (--data FILE --id COLUMN --label COLUMN)")
-        session_id = pysecrets.token_hex(16)
-        request = TrainRequest(session_id, TRAIN_PROTOCOL, pysecrets.token_hex(8), **request_args)
-        session = self._session(peer, session_id, TRAIN_PROTOCOL)
+        model_id = pysecrets.token_hex(8)
+        sessions = [self._session(p, pysecrets.token_hex(16), TRAIN_PROTOCOL) for p in peers]
         try:
             with self._lock:
-                session.send(request)
-                reply = session.recv()
-                if not isinstance(reply, LinkAccept):
-                    raise RemoteProtocolError(f"peer {peer} answered {reply.name} to a training request")
-                result = active_job(session, self.train_data, request, self.blinder, party=self.config.name,
-                                    passive_party=peer)
+                requests = [TrainRequest(s.id, TRAIN_PROTOCOL, model_id, **request_args) for s in sessions]
+                for s, request in zip(sessions, requests):
+                    s.send(request)
+                for s in sessions:
+                    reply = s.recv()
+                    if not isinstance(reply, LinkAccept):
+                        raise RemoteProtocolError(f"peer {s.peer} answered {reply.name} to a training request")
+                result = active_job(sessions, self.train_data, requests[0], self.blinder, party=self.config.name,
+                                    passive_parties=peers, scheme=scheme, key_bits=key_bits,
+                                    checkpoints=self.config.state_dir / "checkpoints",
+                                    progress=lambda what, fraction: self.events({
+                                        "event": "progress", "node": self.config.name, "what": what,
+                                        "fraction": fraction}))
         except TandemError as exc:
-            session.abort(str(exc))
+            for s in sessions:
+                s.abort(str(exc))
             raise
         finally:
-            session.channel.close()
-        return self._finish_training(session, result)
+            for s in sessions:
+                s.channel.close()
+        return self._finish_training(sessions, result)
 
     def _respond_train(self, session: Session, request: TrainRequest) -> None:
         if request.protocol != TRAIN_PROTOCOL:
@@ -242,17 +255,18 @@ class Node:
         if self.train_data is None:
             raise InputError(f"node {self.config.name} was started without training data (--data FILE --id COLUMN)")
         session.send(LinkAccept(session.id))
-        self._finish_training(session, passive_job(session, self.train_data, request, self.blinder,
-                                                   party=self.config.name))
+        self._finish_training([session], passive_job(session, self.train_data, request, self.blinder,
+                                                     party=self.config.name,
+                                                     checkpoints=self.config.state_dir / "checkpoints"))
 
-    def _finish_training(self, session: Session, result: dict) -> dict:
+    def _finish_training(self, sessions: list[Session], result: dict) -> dict:
         from tandem.learn.model_io import save
 
         path = self.config.state_dir / "models" / f"{result['model']['model_id']}-{self.config.name}.json"
         save(result["model"], path)
         out = {k: v for k, v in result.items() if k != "model"}
-        out.update(node=self.config.name, peer=session.peer, session=session.id, model_path=str(path),
-                   bytes_sent=self._bytes_sent(session.id))
+        out.update(node=self.config.name, peer=", ".join(s.peer for s in sessions), model_path=str(path),
+                   bytes_sent=sum(self._bytes_sent(s.id) for s in sessions))
         self.events({"event": "result", **out})
         return out
 

@@ -1,5 +1,6 @@
-"""SecureBoost roles in memory: the federated trees equal the plaintext reference, and the bytes
-each side sends hold nothing they must not."""
+"""SecureBoost roles in memory: the federated trees equal the plaintext reference (one or more passive
+parties, GOSS, early stopping, up to 256 bins, resumed runs), and the bytes each side sends hold
+nothing they must not."""
 
 import struct
 import threading
@@ -7,67 +8,118 @@ import threading
 import numpy as np
 import pytest
 
-from tandem.crypto.he import SecretHe, quantise
+from tandem.crypto.he import quantise
 from tandem.learn.binning import Binner
 from tandem.learn.boosting import HistBoostingClassifier
-from tandem.protocols.boost import ActiveBoost, BoostParams, PassiveBoost
+from tandem.learn.vertical import VerticalBoostingClassifier, serve_passive
+from tandem.protocols.boost import PROTOCOL, PassiveBoost, passive_bitmaps, predict_federated, unframe_blobs, unpack_mask
 from tandem.protocols.errors import RemoteProtocolError
-from tandem.protocols.wire import BoostStart, EncryptedGradients, decode
+from tandem.protocols.wire import BoostStart, EncryptedGradients, PredictRequest, decode
 from tandem.transport.base import memory_pair
 from tandem.transport.session import Session
 
-
-def _run(role, session):
-    session.send_all(role.start())
-    while not role.done:
-        session.send_all(role.receive(session.recv()))
+KEY_BITS = 1024          # small keys keep the suite fast; the protocol does not depend on the size
 
 
-def _data(n=700, seed=0):
+def _data(n=700, seed=0, f=5):
     rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 5))
-    X[rng.random((n, 5)) < 0.1] = np.nan
+    X = rng.normal(size=(n, f))
+    X[rng.random((n, f)) < 0.1] = np.nan
     logit = 1.2 * np.nan_to_num(X[:, 0]) - 1.5 * np.nan_to_num(X[:, 3]) + 0.8 * np.nan_to_num(X[:, 4])
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
     return X, y
 
 
-def _federated(X, y, params: BoostParams):
-    """Train in memory with the first two columns at the active party; return both roles and channels."""
-    Xa, Xp = X[:, :2], X[:, 2:]
-    ba, bp = Binner(params.bins).fit(Xa), Binner(params.bins).fit(Xp)
-    active = ActiveBoost("s", ba.transform(Xa), y, params, SecretHe.generate())
-    passive = PassiveBoost("s", bp.transform(Xp), bp.threshold)
-    ca, cb = memory_pair("bank", "market")
-    t = threading.Thread(target=_run, args=(passive, Session(cb, "s", "boost/1", None, 30)))
-    t.start()
-    _run(active, Session(ca, "s", "boost/1", None, 30))
-    t.join()
-    return active, passive, ca, cb
+def _fit(X, y, cuts=(2,), valid=None, resume=None, saved=None, on_tree=None, on_split=None, timeout=30, **kw):
+    """Train in memory: columns before ``cuts[0]`` at the active party, then one passive party per
+    slice. Returns the estimator, the passive roles and every party's channel (for the bytes sent)."""
+    parts = np.split(np.arange(X.shape[1]), list(cuts))
+    sessions, passives, threads, channels = [], [], [], []
+    for k, cols in enumerate(parts[1:]):
+        binner = Binner(kw.get("bins", 32), kw.get("seed", 0)).fit(X[:, cols])
+        role = PassiveBoost(f"s{k}", binner.transform(X[:, cols]), binner.threshold, (saved or {}).get(k))
+        ca, cb = memory_pair("bank", f"party{k}")
+        session = Session(cb, f"s{k}", PROTOCOL, None, timeout)
+
+        def serve(session=session, role=role, k=k):
+            try:
+                serve_passive(session, role, (lambda r: on_split(k, r)) if on_split else None)
+            except Exception:  # noqa: BLE001 - the interrupted-run test stops the active party on purpose
+                pass
+
+        threads.append(threading.Thread(target=serve, daemon=True))
+        threads[-1].start()
+        sessions.append(Session(ca, f"s{k}", PROTOCOL, None, timeout))
+        passives.append(role)
+        channels.append((ca, cb))
+    model = VerticalBoostingClassifier(sessions, key_bits=KEY_BITS, **kw)
+    try:
+        model.fit(X[:, parts[0]], y, valid, resume=resume, on_tree=on_tree)
+    finally:
+        for t in threads:
+            t.join(timeout=timeout + 5)
+    return model, passives, channels
+
+
+def _same_trees(a, b):
+    assert len(a) == len(b)
+    for fed, ref in zip(a, b):
+        assert (fed.feature, fed.bin_, fed.missing_left, fed.left, fed.right) == \
+               (ref.feature, ref.bin_, ref.missing_left, ref.left, ref.right)
+        assert fed.value == ref.value                     # bit for bit
 
 
 @pytest.fixture(scope="module")
 def trained():
     X, y = _data()
-    bins = 16
-    Xp = X[:, 2:]
-    active, passive, ca, cb = _federated(X, y, BoostParams(n_trees=5, max_depth=3, learning_rate=0.3, bins=bins))
-    reference = HistBoostingClassifier(n_trees=5, max_depth=3, learning_rate=0.3, bins=bins).fit(X, y)
-    return dict(X=X, y=y, Xp=Xp, active=active, passive=passive, reference=reference, sent_active=ca.sent,
-                sent_passive=cb.sent)
+    kw = dict(n_trees=5, max_depth=3, learning_rate=0.3, bins=16)
+    model, passives, channels = _fit(X, y, **kw)
+    reference = HistBoostingClassifier(**kw).fit(X, y)
+    return dict(X=X, y=y, Xp=X[:, 2:], model=model, passive=passives[0], reference=reference,
+                sent_active=channels[0][0].sent, sent_passive=channels[0][1].sent)
 
 
 def test_federated_trees_equal_the_plaintext_reference(trained):
-    active, reference = trained["active"], trained["reference"]
-    assert len(active.trees_) == len(reference.trees_) == 5
-    for fed, ref in zip(active.trees_, reference.trees_):
-        assert (fed.feature, fed.bin_, fed.missing_left, fed.left, fed.right) == \
-               (ref.feature, ref.bin_, ref.missing_left, ref.left, ref.right)
-        assert fed.value == ref.value                     # bit for bit
-    assert np.array_equal(active.raw_, reference.decision_function(trained["X"]))
-    passive_splits = sum(f >= 2 for t in active.trees_ for f in t.feature)
+    model, reference = trained["model"], trained["reference"]
+    _same_trees(model.trees_, reference.trees_)
+    assert np.array_equal(model.raw_, reference.decision_function(trained["X"]))
+    passive_splits = sum(f >= 2 for t in model.trees_ for f in t.feature)
     assert passive_splits > 0 and len(trained["passive"].splits_) == passive_splits
-    assert sum(len(ids) for ids in active.split_ids_) == passive_splits
+    assert sum(len(ids) for ids in model.split_ids_) == passive_splits
+
+
+def test_two_passive_parties_give_the_trees_of_the_pooled_table():
+    X, y = _data(seed=5, f=6)
+    kw = dict(n_trees=4, max_depth=3, learning_rate=0.3, bins=16)
+    model, passives, _ = _fit(X, y, cuts=(2, 4), **kw)
+    _same_trees(model.trees_, HistBoostingClassifier(**kw).fit(X, y).trees_)
+    owners = {party for ids in model.split_ids_ for party, _ in ids.values()}
+    assert owners == {0, 1}                                 # both passive parties own splits
+    assert all(len(p.splits_) > 0 for p in passives)
+
+
+@pytest.mark.parametrize("bins", [16, 200])
+def test_goss_and_early_stopping_match_the_reference(bins):
+    X, y = _data(n=900, seed=7)
+    valid = np.random.default_rng(1).random(len(y)) < 0.2
+    kw = dict(n_trees=30, max_depth=3, learning_rate=0.5, bins=bins, goss=(0.2, 0.1), early_stopping_rounds=3,
+              seed=4)
+    model, passives, _ = _fit(X, y, valid=valid, **kw)
+    reference = HistBoostingClassifier(**kw).fit(X, y, valid)
+    _same_trees(model.trees_, reference.trees_)
+    assert len(model.trees_) < 30 and model.scores_[:len(reference.scores_)] == reference.scores_
+    kept = {sid for ids in model.split_ids_ for _, sid in ids.values()}
+    assert set(passives[0].splits_) == kept                 # splits of dropped trees are dropped too
+
+
+def test_goss_sends_ciphertexts_of_the_sample_only():
+    X, y = _data(n=600, seed=2)
+    _, _, channels = _fit(X, y, n_trees=2, max_depth=2, bins=16, goss=(0.2, 0.1))
+    for frame in channels[0][0].sent:
+        msg = decode(frame)
+        if msg.name == "EncryptedGradients":
+            mask = unpack_mask(unframe_blobs(msg.payload, 2)[0], len(y))
+            assert mask.sum() == 120 + 60                   # 20% by |gradient| + 10% of the rest
 
 
 def test_the_active_party_sends_no_labels_or_plain_gradients(trained):
@@ -79,94 +131,122 @@ def test_the_active_party_sends_no_labels_or_plain_gradients(trained):
         assert struct.pack(">q", int(value)) not in sent and struct.pack("<q", int(value)) not in sent
     assert y.astype(np.uint8).tobytes() not in sent and np.packbits(y.astype(bool)).tobytes() not in sent
     kinds = {decode(f).name for f in trained["sent_active"]}
-    assert kinds == {"BoostStart", "PublicKeyMsg", "EncryptedGradients", "SplitDecisions", "BoostDone"}
+    assert kinds == {"BoostStart", "PublicKeyMsg", "EncryptedGradients", "SplitRequest", "SplitDecisions",
+                     "BoostDone"}
 
 
 def test_the_passive_party_sends_no_feature_values_or_thresholds(trained):
     sent = b"".join(trained["sent_passive"])
     Xp = trained["Xp"]
     values = Xp[~np.isnan(Xp)]
+    binner = Binner(16).fit(Xp)
     for v in values[:200]:
         assert struct.pack("<d", v) not in sent and struct.pack(">d", v) not in sent
         assert repr(float(v)).encode() not in sent
-    for _feature, threshold, _missing in trained["passive"].splits_.values():
+    for f, b, _missing, _tree in trained["passive"].splits_.values():
+        threshold = binner.threshold(f, b)
         assert struct.pack("<d", threshold) not in sent and repr(threshold).encode() not in sent
     kinds = {decode(f).name for f in trained["sent_passive"]}
     assert kinds == {"BoostReady", "EncryptedHistograms", "PassivePartitions"}
 
 
-def test_passive_refuses_mismatched_rows_and_bad_decisions():
+def test_passive_refuses_mismatched_rows_and_bad_messages():
     passive = PassiveBoost("s", np.zeros((10, 2), dtype=np.uint8))
     passive.start()
     with pytest.raises(RemoteProtocolError, match="active party has 12 rows, this party 10"):
-        passive.receive(BoostStart("s", 12, 1, 2, 16, np.packbits(np.ones(12, bool)).tobytes()))
+        passive.receive(BoostStart("s", 12, 1, 2, 16, 0, b""))
     passive = PassiveBoost("s", np.zeros((10, 2), dtype=np.uint8))
     passive.start()
     with pytest.raises(RemoteProtocolError, match="unexpected EncryptedGradients"):
         passive.receive(EncryptedGradients("s", 0, b""))
+    passive = PassiveBoost("s", np.zeros((10, 2), dtype=np.uint8))
+    passive.start()
+    with pytest.raises(RemoteProtocolError, match="malformed"):
+        passive.receive(BoostStart("s", 10, 1, 2, 16, 0, b"\x00\x00\x00\x09short"))
 
 
 def test_federated_prediction_equals_the_reference_on_new_rows(trained):
-    from tandem.protocols.boost import passive_bitmaps, predict_federated, unpack_mask
-    from tandem.protocols.boost import unframe_blobs
-    from tandem.protocols.wire import PredictRequest
-
     X_new, _ = _data(n=300, seed=9)
-    active, passive, reference = trained["active"], trained["passive"], trained["reference"]
-    ba = Binner(16).fit(trained["X"][:, :2])
+    model, passive, reference = trained["model"], trained["passive"], trained["reference"]
     bp = Binner(16).fit(trained["X"][:, 2:])
-    ids = [i for t in active.split_ids_ for i in t.values()]
-    reply = passive_bitmaps(PredictRequest("s", "m1", len(X_new), ids), bp.transform(X_new[:, 2:]),
-                            passive.split_bins_, 15)
+    ids = [sid for t in model.split_ids_ for _, sid in t.values()]
+    reply = passive_bitmaps(PredictRequest("s", "m1", len(X_new), "\n".join(ids).encode()),
+                            bp.transform(X_new[:, 2:]), passive.split_bins_, 15)
     decoded = decode(reply.encode())
-    masks = {i: unpack_mask(b, len(X_new)) for i, b in zip(ids, unframe_blobs(decoded.payload, len(ids)))}
-    raw = predict_federated(active.trees_, active.split_ids_, active.base_score_, ba.transform(X_new[:, :2]), 15,
-                            masks)
+    masks = {(0, i): unpack_mask(b, len(X_new)) for i, b in zip(ids, unframe_blobs(decoded.payload, len(ids)))}
+    raw = predict_federated(model.trees_, model.split_ids_, model.base_score_,
+                            model.binner_.transform(X_new[:, :2]), 15, masks)
     assert np.array_equal(raw, reference.decision_function(X_new))
     with pytest.raises(RemoteProtocolError, match="unknown split id"):
-        passive_bitmaps(PredictRequest("s", "m1", len(X_new), ["nope"]), bp.transform(X_new[:, 2:]),
+        passive_bitmaps(PredictRequest("s", "m1", len(X_new), b"nope"), bp.transform(X_new[:, 2:]),
                         passive.split_bins_, 15)
 
 
 def test_each_party_saves_its_part_as_json_and_reloads_it(trained, tmp_path):
     from tandem.errors import InputError
     from tandem.learn import model_io
-    from tandem.protocols.boost import passive_bitmaps, predict_federated, unpack_mask, unframe_blobs
-    from tandem.protocols.wire import PredictRequest
 
     X = trained["X"]
-    active, passive = trained["active"], trained["passive"]
-    ba, bp = Binner(16).fit(X[:, :2]), Binner(16).fit(X[:, 2:])
-    a = model_io.active_json("m1", "bank", ba, ["income", "debt"], active.base_score_, active.trees_,
-                             active.split_ids_, "market", {"n_trees": 5})
+    model, passive = trained["model"], trained["passive"]
+    bp = Binner(16).fit(X[:, 2:])
+    a = model_io.active_json("m1", "bank", model.binner_, ["income", "debt"], model.base_score_, model.trees_,
+                             model.split_ids_, ["market"], {"n_trees": 5})
     p = model_io.passive_json("m1", "market", bp, ["returns", "cod", "night"], passive.split_bins_)
     model_io.save(a, tmp_path / "bank.json")
     model_io.save(p, tmp_path / "market.json")
     text = (tmp_path / "bank.json").read_text()
     assert "returns" not in text and "cod" not in text                    # no passive names on the active side
-    for _f, threshold, _m in passive.splits_.values():
-        assert repr(threshold) not in text
+    for f, b, _m, _t in passive.splits_.values():
+        assert repr(bp.threshold(f, b)) not in text
     binner_a, _, base, trees, ids = model_io.active_trees(model_io.load(tmp_path / "bank.json", "active"))
     binner_p, _, splits = model_io.passive_splits(model_io.load(tmp_path / "market.json", "passive"))
-    id_list = [i for t in ids for i in t.values()]
-    reply = passive_bitmaps(PredictRequest("s", "m1", len(X), id_list), binner_p.transform(X[:, 2:]), splits, 15)
-    masks = {i: unpack_mask(b, len(X)) for i, b in zip(id_list, unframe_blobs(reply.payload, len(id_list)))}
+    id_list = [sid for t in ids for _, sid in t.values()]
+    reply = passive_bitmaps(PredictRequest("s", "m1", len(X), "\n".join(id_list).encode()),
+                            binner_p.transform(X[:, 2:]), splits, 15)
+    masks = {("market", i): unpack_mask(b, len(X)) for i, b in zip(id_list, unframe_blobs(reply.payload, len(id_list)))}
     raw = predict_federated(trees, ids, base, binner_a.transform(X[:, :2]), 15, masks)
     assert np.array_equal(raw, trained["reference"].decision_function(X))
     with pytest.raises(InputError, match="is the active party's model, expected the passive"):
         model_io.load(tmp_path / "bank.json", "passive")
     (tmp_path / "bad.json").write_text('{"format": "other"}')
-    with pytest.raises(InputError, match="not a tandem-boost/1 model"):
+    with pytest.raises(InputError, match="not a tandem-boost/2 model"):
         model_io.load(tmp_path / "bad.json", "active")
 
 
 def test_first_tree_on_active_features_only_sends_nothing_for_it():
     X, y = _data(seed=3)
-    params = BoostParams(n_trees=3, max_depth=3, learning_rate=0.3, bins=16, first_tree_active_only=True)
-    active, _, ca, _ = _federated(X, y, params)
-    reference = HistBoostingClassifier(n_trees=3, max_depth=3, learning_rate=0.3, bins=16,
-                                       first_tree_features=2).fit(X, y)
-    assert all(f < 2 for f in active.trees_[0].feature)
-    assert np.array_equal(active.raw_, reference.decision_function(X))
-    trees_sent = [decode(f).tree for f in ca.sent if decode(f).name == "EncryptedGradients"]
+    kw = dict(n_trees=3, max_depth=3, learning_rate=0.3, bins=16)
+    model, _, channels = _fit(X, y, first_tree_active_only=True, **kw)
+    reference = HistBoostingClassifier(**kw, first_tree_features=2).fit(X, y)
+    assert all(f < 2 for f in model.trees_[0].feature)
+    assert np.array_equal(model.raw_, reference.decision_function(X))
+    trees_sent = [decode(f).tree for f in channels[0][0].sent if decode(f).name == "EncryptedGradients"]
     assert trees_sent == [1, 2]
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_model():
+    X, y = _data(n=500, seed=11)
+    kw = dict(n_trees=5, max_depth=3, learning_rate=0.3, bins=16, goss=(0.3, 0.2))
+    whole, _, _ = _fit(X, y, **kw)
+    kept, saved = {}, {}
+
+    def stop_after_two(done):
+        kept["resume"] = done
+        if len(done.trees) == 2:
+            raise KeyboardInterrupt                           # the label holder dies after tree 2
+
+    def save_splits(k, role):
+        saved[k] = dict(role.splits_)
+
+    with pytest.raises(KeyboardInterrupt):
+        _fit(X, y, on_tree=stop_after_two, on_split=save_splits, timeout=2, **kw)
+    assert len(kept["resume"].trees) == 2 and len(saved[0]) >= sum(len(t) for t in kept["resume"].split_ids)
+    resumed, _, channels = _fit(X, y, resume=kept["resume"], saved=saved, **kw)
+    assert resumed.resumed_ == 2
+    _same_trees(resumed.trees_, whole.trees_)
+    assert np.array_equal(resumed.raw_, whole.raw_)
+    trees_sent = [decode(f).tree for f in channels[0][0].sent if decode(f).name == "EncryptedGradients"]
+    assert trees_sent == [2, 3, 4]                          # the first two trees were not grown again
+    fresh, _, _ = _fit(X, y, resume=kept["resume"], saved={}, **kw)    # the passive party lost its splits
+    assert fresh.resumed_ == 0
+    _same_trees(fresh.trees_, whole.trees_)

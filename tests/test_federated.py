@@ -9,9 +9,11 @@ import pytest
 from tandem.engine import LocalEngine
 from tandem.errors import InputError
 from tandem.learn.boosting import HistBoostingClassifier
-from tandem.learn.federated import active_job, is_test, passive_job, read_party_file
+from tandem.learn.federated import (active_job, estimator_kwargs, is_test, ordered, passive_job, read_party_file,
+                                    request_fields, split_rows)
 from tandem.learn.metrics import roc_auc
 from tandem.link.blinder import EngineBlinder
+from tandem.protocols.boost import PROTOCOL
 from tandem.protocols.wire import TrainRequest
 from tandem.transport.base import memory_pair
 from tandem.transport.session import Session
@@ -33,35 +35,83 @@ def _files(tmp_path, n=900, seed=0):
     return bank, market
 
 
+def _request(**over) -> TrainRequest:
+    fields = request_fields({"seed": 42, "test_fraction": 0.2, "trees": 6, "max_depth": 3, "learning_rate": 0.3,
+                             "bins": 16, **over})
+    return TrainRequest("s", PROTOCOL, "m1", **fields)
+
+
+def _run_job(active_data, passive_data: dict, request: TrainRequest, tmp_path=None) -> dict:
+    """The job in memory: the label holder and each passive party on threads, over memory channels."""
+    out, threads, sessions = {}, [], []
+    for name, data in passive_data.items():
+        ca, cb = memory_pair("bank", name)
+        sid = f"s-{name}"
+        req = TrainRequest(sid, **{k: v for k, v in vars(request).items() if k != "session"})
+
+        def serve(name=name, data=data, session=Session(cb, sid, PROTOCOL, None, 30), req=req):
+            out[name] = passive_job(session, data, req, BLINDER, party=name,
+                                    checkpoints=tmp_path / name if tmp_path else None)
+
+        threads.append(threading.Thread(target=serve))
+        threads[-1].start()
+        sessions.append(Session(ca, sid, PROTOCOL, None, 30))
+    out["active"] = active_job(sessions, active_data, request, BLINDER, party="bank",
+                               passive_parties=list(passive_data), key_bits=1024,
+                               checkpoints=tmp_path / "bank" if tmp_path else None)
+    for t in threads:
+        t.join()
+    return out
+
+
+def _pooled_reference(frames: list[pd.DataFrame], request: TrainRequest):
+    """The same algorithm on the pooled table, rows in the agreed order and split."""
+    pooled = frames[0]
+    for f in frames[1:]:
+        pooled = pooled.merge(f, on="cid")
+    fields = {k: v for k, v in vars(request).items()}
+    pooled = pooled.iloc[ordered(pooled["cid"].tolist(), request.seed)]
+    test, valid = split_rows(pooled["cid"].tolist(), fields)
+    cols = [c for c in pooled.columns if c not in ("cid", "default")]
+    X, y = pooled[cols].to_numpy(dtype=float), pooled["default"].to_numpy()
+    ref = HistBoostingClassifier(**estimator_kwargs(fields)).fit(X[~test], y[~test], valid[~test])
+    return ref, ref.predict_proba(X[test])[:, 1], y[test]
+
+
 def test_training_job_equals_the_pooled_reference(tmp_path):
     bank, market = _files(tmp_path)
     a = read_party_file(tmp_path / "bank.csv", "cid", "default")
     p = read_party_file(tmp_path / "market.parquet", "cid")
-    request = TrainRequest("s", "boost/1", "m1", 42, 200_000, 6, 3, 16, 0.3, False)
-    ca, cb = memory_pair("bank", "market")
-    out = {}
-    t = threading.Thread(target=lambda: out.update(
-        passive=passive_job(Session(cb, "s", "boost/1", None, 30), p, request, BLINDER, party="market")))
-    t.start()
-    out["active"] = active_job(Session(ca, "s", "boost/1", None, 30), a, request, BLINDER, party="bank",
-                               passive_party="market")
-    t.join()
+    request = _request()
+    out = _run_job(a, {"market": p}, request, tmp_path)
     res = out["active"]
     assert res["n_train"] + res["n_test"] == len(market) and res["n_test"] > 50
-    # the pooled reference on the same rows and split (the split is a function of the ids' link ids,
-    # so take the test ids the job reports)
-    pooled = bank.merge(market, on="cid")
-    test = pooled["cid"].isin(res["test_ids"]).to_numpy()
-    cols = ["income", "debt", "returns", "cod"]
-    ref = HistBoostingClassifier(n_trees=6, max_depth=3, learning_rate=0.3, bins=16, seed=42).fit(
-        pooled.loc[~test, cols].to_numpy(), pooled.loc[~test, "default"].to_numpy())
-    ref_scores = ref.predict_proba(pooled.set_index("cid").loc[res["test_ids"], cols].to_numpy())[:, 1]
+    _, ref_scores, y_test = _pooled_reference([bank, market], request)
     assert np.allclose(res["test_scores"], ref_scores, rtol=0, atol=1e-12)
-    y_test = pooled.set_index("cid").loc[res["test_ids"], "default"].to_numpy()
     assert res["metrics"]["auc"] == pytest.approx(roc_auc(y_test, ref_scores), abs=1e-12)
     assert res["metrics"]["auc"] > 0.75 and len(res["metrics"]["deciles"]) == 10
-    assert set(out["passive"]["model"]["splits"]) == {n["split_id"] for t in res["model"]["trees"] for n in t
-                                                      if "split_id" in n}
+    assert set(out["market"]["model"]["splits"]) == {n["split_id"] for t in res["model"]["trees"] for n in t
+                                                     if "split_id" in n}
+    assert not list((tmp_path / "bank").glob("*.json")) and not list((tmp_path / "market").glob("*.json"))
+
+
+def test_three_parties_with_goss_and_early_stopping_equal_the_pooled_reference(tmp_path):
+    bank, market = _files(tmp_path, n=1200)
+    rng = np.random.default_rng(8)
+    telco = pd.DataFrame({"cid": bank["cid"], "calls": bank["income"] * 0.5 + rng.normal(size=len(bank)),
+                          "roaming": rng.normal(size=len(bank))}).sample(frac=0.8, random_state=3)
+    telco.to_csv(tmp_path / "telco.csv", index=False)
+    a = read_party_file(tmp_path / "bank.csv", "cid", "default")
+    parties = {"market": read_party_file(tmp_path / "market.parquet", "cid"),
+               "telco": read_party_file(tmp_path / "telco.csv", "cid")}
+    request = _request(trees=25, learning_rate=0.5, goss=True, early_stopping=3, validation_fraction=0.2)
+    res = _run_job(a, parties, request)["active"]
+    ref, ref_scores, _ = _pooled_reference([bank, market, telco], request)
+    shared = set(bank["cid"]) & set(market["cid"]) & set(telco["cid"])
+    assert res["n_train"] + res["n_test"] == len(shared) and res["n_valid"] > 0
+    assert res["n_trees"] == len(ref.trees_) < 25
+    assert np.allclose(res["test_scores"], ref_scores, rtol=0, atol=1e-12)
+    assert {n["party"] for t in res["model"]["trees"] for n in t if "split_id" in n} <= {"market", "telco"}
 
 
 def test_the_split_is_the_same_on_both_sides_and_near_the_fraction():

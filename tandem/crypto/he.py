@@ -7,7 +7,7 @@ borrows). Sums of packed values unpack exactly as long as the hessian sum stays 
 ``2**FIELD_BITS``: with ``h <= 1`` that holds for up to 2**31 rows.
 
 Only ``SecretHe`` (the label holder) can decrypt. ``PublicHe`` (a passive party) can
-only add, subtract and sum by bucket.
+only sum by bucket.
 """
 
 from __future__ import annotations
@@ -81,20 +81,33 @@ class PublicHe:
     def dump(ciphertexts) -> bytes:
         return ciphertexts.serialize(_FORMAT)
 
-    def bucket_sums(self, ciphertexts, rows: np.ndarray, binned: np.ndarray, n_bins: int):
-        """Encrypted per-(feature, bin) sums over ``rows``: shape ``(f * n_bins, 1)``.
+    def bucket_sums(self, ciphertexts, picks: np.ndarray, binned: np.ndarray, n_bins: int) -> bytes:
+        """Encrypted per-(feature, bin) sums, in wire form: ``SecretHe.decrypt_bucket_sums`` reads them.
 
-        ``ciphertexts`` is ``(n, 1)`` (one packed value per row), ``binned`` is ``(n, f)``.
+        ``ciphertexts`` is ``(m, 1)`` (one packed value per row), ``picks`` (k,) indexes it,
+        ``binned`` (k, f) uint8 holds the bins of the picked rows, the last bin (``n_bins - 1``)
+        being the missing-value bin. The library sums into at most 127 buckets, so more bins
+        take two passes over clamped bins plus one over the rows with a missing value.
         """
-        if len(rows) == 0:
+        if len(picks) == 0:
             raise ValueError("no rows to sum")
-        sub = ciphertexts[rows.tolist()]
-        order = np.ascontiguousarray(binned[rows].astype(np.int8) if n_bins <= 127 else _too_many_bins())
-        select = np.ones((1, len(rows)), dtype=np.int8)
-        return self._evaluator.feature_wise_bucket_sum(sub, select, order, n_bins, False)
+        sub = ciphertexts[picks.tolist()]
+        if n_bins <= 127:
+            return self._bucket_pass(sub, binned, n_bins)
+        b = binned.astype(np.int16)
+        missing = b == n_bins - 1
+        low = np.where(missing, 127, np.minimum(b, 127))           # bins 0..126 exact, the rest in 127
+        high = np.where(missing, 0, np.clip(b - 127, 0, 127))     # bins 128.. exact, 0..127 + missing in 0
+        passes = [self._bucket_pass(sub, low, 128), self._bucket_pass(sub, high, 128)]
+        with_missing = np.flatnonzero(missing.any(axis=1))
+        if len(with_missing):
+            passes.append(self._bucket_pass(ciphertexts[picks[with_missing].tolist()], missing[with_missing], 2))
+        return b"".join(len(p).to_bytes(8, "big") + p for p in passes)
 
-    def sub(self, a, b):
-        return self._evaluator.sub(a, b)
+    def _bucket_pass(self, sub, order: np.ndarray, n_buckets: int) -> bytes:
+        select = np.ones((1, len(order)), dtype=np.int8)
+        order = np.ascontiguousarray(order.astype(np.int8))
+        return self.dump(self._evaluator.feature_wise_bucket_sum(sub, select, order, n_buckets, False))
 
 
 class SecretHe(PublicHe):
@@ -120,6 +133,38 @@ class SecretHe(PublicHe):
         g, h = unpack(values[:, 0])
         return g, h
 
+    def decrypt_bucket_sums(self, blob: bytes, n_features: int, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+        """``bucket_sums`` output -> ``(g_sum, h_sum)`` fixed-point int64, each ``(n_features, n_bins)``."""
+        if n_bins <= 127:
+            g, h = self.decrypt_sums(self.load(blob))
+            if g.size != n_features * n_bins:
+                raise HeError("bucket sums have the wrong size")
+            return g.reshape(n_features, n_bins), h.reshape(n_features, n_bins)
+        parts = []
+        for blob_part in _unframe(blob):
+            g, h = self.decrypt_sums(self.load(blob_part))
+            parts.append(np.stack([g, h]))
+        sizes = [p.shape[1] for p in parts]
+        if sizes[:2] != [n_features * 128] * 2 or len(parts) > 3 or sizes[2:] not in ([], [n_features * 2]):
+            raise HeError("bucket sums have the wrong size")
+        low, high = (p.reshape(2, n_features, 128) for p in parts[:2])
+        missing = parts[2].reshape(2, n_features, 2)[:, :, 1] if len(parts) == 3 else np.zeros((2, n_features), np.int64)
+        out = np.zeros((2, n_features, n_bins), dtype=np.int64)
+        out[:, :, :127] = low[:, :, :127]
+        out[:, :, 128:n_bins - 1] = high[:, :, 1:n_bins - 128]
+        out[:, :, 127] = high[:, :, 0] - missing - low[:, :, :127].sum(axis=2)
+        out[:, :, n_bins - 1] = missing
+        return out[0], out[1]
 
-def _too_many_bins():
-    raise ValueError("encrypted histograms support at most 127 bins per feature")
+
+def _unframe(blob: bytes) -> list[bytes]:
+    out, i = [], 0
+    while i < len(blob):
+        if i + 8 > len(blob):
+            raise HeError("malformed bucket sums")
+        n = int.from_bytes(blob[i:i + 8], "big")
+        out.append(blob[i + 8:i + 8 + n])
+        i += 8 + n
+    if i != len(blob) or not out:
+        raise HeError("malformed bucket sums")
+    return out

@@ -7,14 +7,15 @@ from pathlib import Path
 import numpy as np
 
 from tandem.learn.boosting import HistBoostingClassifier
-from tandem.learn.federated import read_party_file
+from tandem.learn.federated import estimator_kwargs, ordered, read_party_file, request_fields, split_rows
 from tandem.learn.metrics import roc_auc
 
 
 def pooled_baselines(files: dict[str, Path], id_column: str, label_party: str, label_column: str,
-                     test_ids: list[str], args: dict) -> dict:
+                     args: dict) -> dict:
     """``auc_plaintext`` (the same algorithm on the pooled table) and ``auc_xgboost`` (XGBoost hist,
-    same hyperparameters), on the same train/test rows as the federated run."""
+    same hyperparameters), on the same rows, order and train/validation/test split as the
+    federated run. ``args``: training options by CLI name."""
     import pandas as pd
     import xgboost as xgb
 
@@ -30,17 +31,25 @@ def pooled_baselines(files: dict[str, Path], id_column: str, label_party: str, l
     pooled = parts[0][1]
     for _, frame in parts[1:]:
         pooled = pooled.merge(frame, on="_id")
+    fields = request_fields(args)
+    pooled = pooled.iloc[ordered(pooled["_id"].tolist(), fields["seed"])]
+    test, valid = split_rows(pooled["_id"].tolist(), fields)
     features = [c for c in pooled.columns if c not in ("_id", "_y")]
-    test = pooled["_id"].isin(set(test_ids)).to_numpy()
     X, y = pooled[features].to_numpy(dtype=np.float64), pooled["_y"].to_numpy()
     n_label_features = sum(c.startswith(f"{label_party}:") for c in features)
-    ref = HistBoostingClassifier(n_trees=args["trees"], max_depth=args["max_depth"],
-                                 learning_rate=args["learning_rate"], bins=args["bins"], seed=args["seed"],
-                                 first_tree_features=n_label_features if args.get("first_tree_active_only") else None)
-    ref.fit(X[~test], y[~test])
-    params = {"objective": "binary:logistic", "tree_method": "hist", "max_depth": args["max_depth"],
-              "eta": args["learning_rate"], "max_bin": args["bins"], "lambda": 1.0, "min_child_weight": 1.0,
-              "nthread": 2, "seed": args["seed"]}
-    booster = xgb.train(params, xgb.DMatrix(X[~test], label=y[~test]), num_boost_round=args["trees"])
+    kw = estimator_kwargs(fields)
+    ref = HistBoostingClassifier(**kw, first_tree_features=n_label_features if fields["first_tree_active_only"]
+                                 else None).fit(X[~test], y[~test], valid[~test])
+    params = {"objective": "binary:logistic", "tree_method": "hist", "max_depth": kw["max_depth"],
+              "eta": kw["learning_rate"], "max_bin": kw["bins"], "lambda": kw["l2"],
+              "min_child_weight": kw["min_child_weight"], "nthread": 2, "seed": kw["seed"], "eval_metric": "auc"}
+    fit, held = ~test & ~valid, valid
+    dfit = xgb.DMatrix(X[fit], label=y[fit])
+    extra = {"evals": [(xgb.DMatrix(X[held], label=y[held]), "valid")],
+             "early_stopping_rounds": kw["early_stopping_rounds"], "verbose_eval": False} \
+        if kw["early_stopping_rounds"] else {}
+    booster = xgb.train(params, dfit, num_boost_round=kw["n_trees"], **extra)
+    rounds = (0, booster.best_iteration + 1) if extra else (0, 0)
     return {"auc_plaintext": roc_auc(y[test], ref.predict_proba(X[test])[:, 1]),
-            "auc_xgboost": roc_auc(y[test], booster.predict(xgb.DMatrix(X[test])))}
+            "auc_xgboost": roc_auc(y[test], booster.predict(xgb.DMatrix(X[test]), iteration_range=rounds)),
+            "n_trees_plaintext": len(ref.trees_)}

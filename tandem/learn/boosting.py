@@ -1,20 +1,24 @@
 """A thin estimator over the stages: binning -> histogram -> splitting -> grower -> predictor.
 
 ``HistBoostingClassifier`` is the plaintext reference (all features in one place) that the
-federated booster is tested against.
+federated booster is tested against: both grow each round from ``tandem.learn.rounds``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tandem.crypto.he import dequantise, quantise
+from tandem.crypto.he import dequantise
 from tandem.errors import InputError
 from tandem.learn.binning import Binner
 from tandem.learn.grower import Tree, grow_tree, predict_binned
 from tandem.learn.histogram import build_histogram
-from tandem.learn.metrics import roc_auc
+from tandem.learn.rounds import (BoostParams, gradients, round_rows, trees_to_keep, valid_rows,
+                                 validation_score)
 from tandem.learn.splitting import SplitParams
+
+PARAMS = ("n_trees", "max_depth", "learning_rate", "bins", "l2", "min_child_weight", "min_gain", "goss",
+          "early_stopping_rounds", "validation_fraction", "seed", "first_tree_features")
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -25,62 +29,64 @@ class HistBoostingClassifier:
     """Gradient-boosted trees for a binary label (logistic loss), scikit-learn style.
 
     ``__init__`` only stores arguments; ``fit`` returns ``self``; fitted attributes end in ``_``.
+    ``goss``: ``(top_rate, other_rate)`` or ``None``; ``first_tree_features``: grow tree 0 on
+    the first k features only.
     """
 
     def __init__(self, n_trees: int = 50, max_depth: int = 5, learning_rate: float = 0.1, bins: int = 32,
                  l2: float = 1.0, min_child_weight: float = 1.0, min_gain: float = 0.0,
-                 early_stopping_rounds: int | None = None, validation_fraction: float = 0.1, seed: int = 0,
-                 first_tree_features: int | None = None):
+                 goss: tuple[float, float] | None = None, early_stopping_rounds: int = 0,
+                 validation_fraction: float = 0.1, seed: int = 0, first_tree_features: int | None = None):
         self.n_trees, self.max_depth, self.learning_rate, self.bins = n_trees, max_depth, learning_rate, bins
-        self.l2, self.min_child_weight, self.min_gain = l2, min_child_weight, min_gain
-        self.early_stopping_rounds, self.validation_fraction, self.seed = (early_stopping_rounds,
-                                                                            validation_fraction, seed)
-        self.first_tree_features = first_tree_features   # grow tree 0 on the first k features only
+        self.l2, self.min_child_weight, self.min_gain, self.goss = l2, min_child_weight, min_gain, goss
+        self.early_stopping_rounds, self.validation_fraction = early_stopping_rounds, validation_fraction
+        self.seed, self.first_tree_features = seed, first_tree_features
 
     def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in ("n_trees", "max_depth", "learning_rate", "bins", "l2",
-                                              "min_child_weight", "min_gain", "early_stopping_rounds",
-                                              "validation_fraction", "seed")}
+        return {k: getattr(self, k) for k in PARAMS}
 
-    def fit(self, X, y) -> "HistBoostingClassifier":
+    def boost_params(self) -> BoostParams:
+        return BoostParams(self.n_trees, self.max_depth, self.learning_rate, self.bins,
+                           SplitParams(self.l2, self.min_child_weight, self.min_gain),
+                           bool(self.first_tree_features), self.goss, self.early_stopping_rounds or 0,
+                           self.seed).check()
+
+    def fit(self, X, y, valid: np.ndarray | None = None) -> "HistBoostingClassifier":
+        """``valid`` (n,) bool: rows held out for early stopping (default: a random
+        ``validation_fraction`` when early stopping is on)."""
+        params = self.boost_params()
         y = _binary_label(y)
         self.binner_ = Binner(self.bins, self.seed).fit(X)
         binned = self.binner_.transform(X)
         if len(binned) != len(y):
             raise InputError(f"X has {len(binned)} rows but y has {len(y)}")
-        train = np.arange(len(y))
-        valid = None
-        if self.early_stopping_rounds:
-            perm = np.random.default_rng(self.seed).permutation(len(y))
-            n_valid = max(1, int(len(y) * self.validation_fraction))
-            valid, train = np.sort(perm[:n_valid]), np.sort(perm[n_valid:])
+        if valid is None:
+            valid = valid_rows(len(y), self.validation_fraction, self.seed) if params.early_stopping_rounds \
+                else np.zeros(len(y), dtype=bool)
+        train, held = np.flatnonzero(~valid), np.flatnonzero(valid)
+        if params.early_stopping_rounds and len(held) == 0:
+            raise InputError("early stopping needs validation rows")
         p = np.clip(y[train].mean(), 1e-6, 1 - 1e-6)
         self.base_score_ = float(np.log(p / (1 - p)))
         raw = np.full(len(y), self.base_score_)
-        params = SplitParams(self.l2, self.min_child_weight, self.min_gain)
-        n_bins = self.bins
         self.trees_: list[Tree] = []
-        best, best_round = -np.inf, 0
-        for _ in range(self.n_trees):
-            prob = sigmoid(raw)
-            g_q, h_q = quantise(prob - y), quantise(prob * (1 - prob))
-            grad, hess = dequantise(g_q), dequantise(h_q)
-            tree, _ = grow_tree(binned, grad, hess, train,
-                                build=lambda rows: build_histogram(binned, g_q, h_q, rows, n_bins),
-                                missing_bin=self.binner_.missing_bin, params=params, max_depth=self.max_depth,
-                                learning_rate=self.learning_rate,
-                                features=np.arange(self.first_tree_features)
-                                if self.first_tree_features and not self.trees_ else None)
+        self.scores_: list[float] = []
+        for t in range(params.n_trees):
+            grad, hess = gradients(raw, y)
+            sample, g_q, h_q = round_rows(grad, hess, train, params, t)
+            features = np.arange(self.first_tree_features) if self.first_tree_features and t == 0 else None
+            tree, _ = grow_tree(binned, dequantise(g_q), dequantise(h_q), sample,
+                                build=lambda rows: build_histogram(binned, g_q, h_q, rows, params.bins),
+                                missing_bin=self.binner_.missing_bin, params=params.split,
+                                max_depth=params.max_depth, learning_rate=params.learning_rate, features=features)
             self.trees_.append(tree)
             raw += predict_binned(tree, binned, self.binner_.missing_bin)
-            if valid is not None:
-                score = roc_auc(y[valid], raw[valid]) if 0 < y[valid].sum() < len(valid) else -_logloss(y[valid], raw[valid])
-                if score > best:
-                    best, best_round = score, len(self.trees_)
-                elif len(self.trees_) - best_round >= self.early_stopping_rounds:
+            if params.early_stopping_rounds:
+                self.scores_.append(validation_score(y[held], raw[held]))
+                keep = trees_to_keep(self.scores_, params.early_stopping_rounds, t == params.n_trees - 1)
+                if keep is not None:
+                    self.trees_ = self.trees_[:keep]
                     break
-        if valid is not None:
-            self.trees_ = self.trees_[:best_round]
         return self
 
     def decision_function(self, X) -> np.ndarray:
@@ -103,8 +109,3 @@ def _binary_label(y) -> np.ndarray:
     if y.min() == y.max():
         raise InputError("label has only one class")
     return y
-
-
-def _logloss(y: np.ndarray, raw: np.ndarray) -> float:
-    p = np.clip(sigmoid(raw), 1e-12, 1 - 1e-12)
-    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())

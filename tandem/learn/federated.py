@@ -1,9 +1,13 @@
 """The federated training job: link rows on an id column, align them, split, train, evaluate.
 
-Run by both sides over one ``Session`` (the label holder as initiator). Rows are linked
-with the PSI protocol (entity ``rows``, key ``id``), aligned by link id, and split into
-train and test by a hash of the link id and the seed, which both sides compute alike, so
-no row list ever travels.
+The label holder runs ``active_job`` with one ``Session`` per passive party; each passive
+party runs ``passive_job``. Rows are linked with the PSI protocol (entity ``rows``, key
+``id``) pairwise between the label holder and each passive party; the label holder then
+tells each party which of its linked rows every party holds (``SharedRows``). Each side
+orders its shared rows by a hash of the id and the seed, and splits them into train,
+validation and test by other such hashes: all sides compute the same order and split
+from their own copies of the shared ids, so no row list travels and a rerun gets the
+same rows in the same order (which is what lets it resume from a checkpoint).
 """
 
 from __future__ import annotations
@@ -12,24 +16,22 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from tandem.crypto.he import SecretHe
 from tandem.errors import InputError
-from tandem.learn import model_io
+from tandem.learn import checkpoint, model_io
 from tandem.learn.binning import Binner
 from tandem.learn.metrics import summary
+from tandem.learn.vertical import VerticalBoostingClassifier, serve_passive, serve_predictions
 from tandem.link.job import run_entity
 from tandem.link.records import EntityRecords, KeyReport
-from tandem.protocols.boost import (ActiveBoost, BoostParams, PassiveBoost, unframe_blobs, passive_bitmaps,
-                                    predict_federated, unpack_mask)
+from tandem.protocols.boost import PROTOCOL, PassiveBoost, Resume, pack_mask, unpack_mask
 from tandem.protocols.errors import RemoteProtocolError
-from tandem.protocols.wire import PredictBitmaps, PredictRequest, TrainRequest
+from tandem.protocols.wire import SharedRows, TrainRequest
 from tandem.transport.session import Session
-
-PROTOCOL = "boost/1"
 
 
 @dataclass
@@ -80,85 +82,167 @@ def read_party_file(path: str | Path, id_column: str, label: str | None = None) 
     return PartyData(ids.tolist(), X, names, y, str(path))
 
 
-def is_test(link_ids: list[str], seed: int, fraction_ppm: int) -> np.ndarray:
-    """Deterministic split both sides compute alike: shape ``(n,)`` bool."""
+def _share(ids: list[str], tag: str, fraction_ppm: int) -> np.ndarray:
     cut = fraction_ppm * (1 << 64) // 1_000_000
-    return np.array([int.from_bytes(hashlib.sha256(f"{seed}:{lid}".encode()).digest()[:8], "big") < cut
-                     for lid in link_ids], dtype=bool)
+    return np.array([int.from_bytes(hashlib.sha256(f"{tag}:{i}".encode()).digest()[:8], "big") < cut
+                     for i in ids], dtype=bool)
 
 
-def _link_rows(session: Session, data: PartyData, initiator: bool, blinder) -> tuple[np.ndarray, list[str]]:
-    """PSI on the id column; returns local row indices aligned by link id, and the link ids."""
+def is_test(ids: list[str], seed: int, fraction_ppm: int) -> np.ndarray:
+    """The test rows, shape ``(n,)`` bool: every side computes the same from the shared ids."""
+    return _share(ids, f"test/{seed}", fraction_ppm)
+
+
+def is_valid(ids: list[str], seed: int, fraction_ppm: int) -> np.ndarray:
+    """The validation rows for early stopping (to be taken among the non-test rows)."""
+    return _share(ids, f"valid/{seed}", fraction_ppm)
+
+
+def ordered(ids: list[str], seed: int) -> np.ndarray:
+    """The agreed row order: positions of ``ids`` sorted by a seeded hash of the id."""
+    keys = [hashlib.sha256(f"order/{seed}:{i}".encode()).digest() for i in ids]
+    return np.array(sorted(range(len(ids)), key=keys.__getitem__), dtype=np.int64)
+
+
+def request_fields(args: dict) -> dict:
+    """Training options (CLI names: seed, test_fraction, trees, ...) -> ``TrainRequest`` fields."""
+    goss = args.get("goss", False)
+    top, other = (args.get("goss_top", 0.2), args.get("goss_other", 0.1)) if goss else (0.0, 0.0)
+    return {"seed": args["seed"], "test_fraction_ppm": round(args["test_fraction"] * 1_000_000),
+            "n_trees": args["trees"], "max_depth": args["max_depth"], "bins": args["bins"],
+            "learning_rate": args["learning_rate"], "l2": args.get("l2", 1.0),
+            "min_child_weight": args.get("min_child_weight", 1.0),
+            "first_tree_active_only": bool(args.get("first_tree_active_only", False)),
+            "goss_top_ppm": round(top * 1_000_000), "goss_other_ppm": round(other * 1_000_000),
+            "early_stopping_rounds": args.get("early_stopping", 0),
+            "validation_fraction_ppm": round(args.get("validation_fraction", 0.1) * 1_000_000)}
+
+
+def estimator_kwargs(fields: dict) -> dict:
+    """``TrainRequest`` fields -> keyword arguments shared by the federated and plaintext estimators."""
+    goss = (fields["goss_top_ppm"] / 1e6, fields["goss_other_ppm"] / 1e6) if fields["goss_top_ppm"] else None
+    return {"n_trees": fields["n_trees"], "max_depth": fields["max_depth"], "learning_rate": fields["learning_rate"],
+            "bins": fields["bins"], "l2": fields["l2"], "min_child_weight": fields["min_child_weight"],
+            "goss": goss, "early_stopping_rounds": fields["early_stopping_rounds"], "seed": fields["seed"]}
+
+
+def split_rows(ids: list[str], fields: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``(test, valid)`` masks over rows in the agreed order; validation rows only with early stopping."""
+    test = is_test(ids, fields["seed"], fields["test_fraction_ppm"])
+    valid = np.zeros(len(ids), dtype=bool)
+    if fields["early_stopping_rounds"]:
+        valid = is_valid(ids, fields["seed"], fields["validation_fraction_ppm"]) & ~test
+    return test, valid
+
+
+def _link_rows(session: Session, data: PartyData, initiator: bool, blinder) -> np.ndarray:
+    """PSI on the id column; returns the linked local row indices in link-id order."""
     records = EntityRecords(ids=np.arange(len(data.ids), dtype=np.int64),
                             values={"id": np.array(data.ids, dtype=object)}, total=len(data.ids),
                             reports={"id": KeyReport(usable=len(data.ids))})
     outcome = run_entity(session, records, "rows", ["id"], initiator=initiator, count_only=False, blinder=blinder)
     rows = outcome.rows
-    if rows.num_rows == 0:
-        raise InputError(f"{data.source}: no ids shared with the other party")
     order = np.argsort(np.array(rows.column("link_id").to_pylist()))
-    link_ids = [rows.column("link_id")[int(i)].as_py() for i in order]
-    return rows.column("local_id").to_numpy()[order], link_ids
+    return rows.column("local_id").to_numpy()[order]
 
 
-def _drive(role, session: Session) -> None:
-    session.send_all(role.start())
-    while not role.done:
-        session.send_all(role.receive(session.recv()))
+def _align_active(sessions: list[Session], data: PartyData, seed: int, blinder) -> np.ndarray:
+    """Link with every passive party; keep the rows all of them hold; return them in the agreed order."""
+    linked = [_link_rows(s, data, True, blinder) for s in sessions]
+    common = linked[0]
+    for rows in linked[1:]:
+        common = np.intersect1d(common, rows)
+    for session, rows in zip(sessions, linked):
+        session.send(SharedRows(session.id, len(rows), pack_mask(np.isin(rows, common))))
+    if len(common) == 0:
+        raise InputError(f"{data.source}: no ids shared with " + ("the other party" if len(sessions) == 1
+                                                                  else "every other party"))
+    return common[ordered([data.ids[r] for r in common], seed)]
 
 
-def active_job(session: Session, data: PartyData, request: TrainRequest, blinder, *, party: str,
-               passive_party: str, scheme: str = "ou", key_bits: int = 2048) -> dict:
-    """The label holder's side; returns metrics, timings and its part of the model (JSON dict)."""
+def _align_passive(session: Session, data: PartyData, seed: int, blinder) -> np.ndarray:
+    rows = _link_rows(session, data, False, blinder)
+    msg = session.recv()
+    if not isinstance(msg, SharedRows) or msg.n_rows != len(rows):
+        raise RemoteProtocolError(f"expected the shared rows of {len(rows)} linked rows, got {msg.name}")
+    shared = rows[unpack_mask(msg.payload, len(rows))]
+    return shared[ordered([data.ids[r] for r in shared], seed)]
+
+
+def _fields(request: TrainRequest) -> dict:
+    return {k: v for k, v in vars(request).items() if k not in ("session", "model_id", "payload")}
+
+
+def active_job(sessions: list[Session], data: PartyData, request: TrainRequest, blinder, *, party: str,
+               passive_parties: list[str], scheme: str = "ou", key_bits: int = 2048,
+               checkpoints: Path | None = None, progress: Callable[[str, float], None] | None = None) -> dict:
+    """The label holder's side; returns metrics, timings and its part of the model (JSON dict).
+
+    ``checkpoints``: a folder for this job's checkpoint; an interrupted run resumes from it.
+    ``progress(what, fraction)`` hears of each completed tree.
+    """
     started = time.perf_counter()
-    rows, link_ids = _link_rows(session, data, True, blinder)
-    test = is_test(link_ids, request.seed, request.test_fraction_ppm)
+    fields = _fields(request)
+    rows = _align_active(sessions, data, request.seed, blinder)
+    ids = [data.ids[r] for r in rows]
+    test, valid = split_rows(ids, fields)
     train_rows, test_rows = rows[~test], rows[test]
     if len(train_rows) < 10 or len(test_rows) < 2:
         raise InputError(f"too few shared rows to train and test ({len(train_rows)} train, {len(test_rows)} test)")
     y = data.y
     if np.unique(y[train_rows]).size < 2:
         raise InputError("the training rows hold only one class")
-    binner = Binner(request.bins, request.seed).fit(data.X[train_rows])
-    params = BoostParams(request.n_trees, request.max_depth, request.learning_rate, request.bins,
-                         first_tree_active_only=request.first_tree_active_only)
-    he = SecretHe.generate(scheme, key_bits)
+    if fields["early_stopping_rounds"] and not valid.any():
+        raise InputError("too few shared rows for a validation split (early stopping)")
+    model = VerticalBoostingClassifier(sessions, **estimator_kwargs(fields), scheme=scheme, key_bits=key_bits,
+                                       first_tree_active_only=request.first_tree_active_only)
+    job = checkpoint.fingerprint({**fields, "party": party, "passive": passive_parties}, data.X[train_rows],
+                                 y[train_rows], ids=[data.ids[r] for r in train_rows])
+    path = checkpoint.path_for(checkpoints, job) if checkpoints else None
+
+    def on_tree(done: Resume) -> None:
+        if path:
+            checkpoint.save_active(path, job, done)
+        if progress:
+            progress(f"tree {len(done.trees)} of {request.n_trees}", len(done.trees) / request.n_trees)
+
     trained = time.perf_counter()
-    active = ActiveBoost(session.id, binner.transform(data.X[train_rows]), y[train_rows], params, he)
-    _drive(active, session)
+    model.fit(data.X[train_rows], y[train_rows], valid[~test], resume=checkpoint.load_active(path, job) if path else None,
+              on_tree=on_tree)
     train_seconds = time.perf_counter() - trained
-    ids = [i for t in active.split_ids_ for i in t.values()]
-    session.send(PredictRequest(session.id, request.model_id, len(test_rows), ids))
-    reply = session.recv()
-    if not isinstance(reply, PredictBitmaps):
-        raise RemoteProtocolError(f"peer answered {reply.name} to a prediction request")
-    masks = {i: unpack_mask(b, len(test_rows)) for i, b in zip(ids, unframe_blobs(reply.payload, len(ids)))}
-    raw = predict_federated(active.trees_, active.split_ids_, active.base_score_, binner.transform(data.X[test_rows]),
-                            binner.missing_bin, masks)
-    proba = 1 / (1 + np.exp(-raw))
-    model = model_io.active_json(request.model_id, party, binner, data.names, active.base_score_, active.trees_,
-                                 active.split_ids_, passive_party, {"n_trees": request.n_trees,
-                                                                   "max_depth": request.max_depth,
-                                                                   "bins": request.bins})
+    proba = model.predict_proba(data.X[test_rows], request.model_id)[:, 1]
+    if path:
+        checkpoint.remove(path)
+    grown = max(1, len(model.trees_) - model.resumed_)
+    saved = model_io.active_json(request.model_id, party, model.binner_, data.names, model.base_score_, model.trees_,
+                                 model.split_ids_, passive_parties, {k: fields[k] for k in (
+                                     "n_trees", "max_depth", "bins", "learning_rate", "l2", "min_child_weight",
+                                     "goss_top_ppm", "goss_other_ppm", "early_stopping_rounds", "seed")})
     return {"metrics": summary(y[test_rows], proba), "n_train": int(len(train_rows)), "n_test": int(len(test_rows)),
-            "train_seconds": round(train_seconds, 2),
-            "seconds_per_tree": round(train_seconds / max(1, len(active.trees_)), 3),
-            "seconds": round(time.perf_counter() - started, 2), "model": model,
+            "n_valid": int(valid.sum()), "n_trees": len(model.trees_), "resumed_trees": model.resumed_,
+            "train_seconds": round(train_seconds, 2), "seconds_per_tree": round(train_seconds / grown, 3),
+            "seconds": round(time.perf_counter() - started, 2), "model": saved,
             "test_ids": [data.ids[i] for i in test_rows], "test_scores": proba.tolist(),
             "test_labels": y[test_rows].astype(int).tolist()}
 
 
-def passive_job(session: Session, data: PartyData, request: TrainRequest, blinder, *, party: str) -> dict:
+def passive_job(session: Session, data: PartyData, request: TrainRequest, blinder, *, party: str,
+                checkpoints: Path | None = None) -> dict:
     """A passive party's side; returns its part of the model (JSON dict)."""
-    rows, link_ids = _link_rows(session, data, False, blinder)
-    test = is_test(link_ids, request.seed, request.test_fraction_ppm)
+    fields = _fields(request)
+    rows = _align_passive(session, data, request.seed, blinder)
+    ids = [data.ids[r] for r in rows]
+    test, _valid = split_rows(ids, fields)
     train_rows, test_rows = rows[~test], rows[test]
     binner = Binner(request.bins, request.seed).fit(data.X[train_rows])
-    passive = PassiveBoost(session.id, binner.transform(data.X[train_rows]), binner.threshold)
-    _drive(passive, session)
-    ask = session.recv()
-    if not isinstance(ask, PredictRequest):
-        raise RemoteProtocolError(f"expected a prediction request, got {ask.name}")
-    session.send(passive_bitmaps(ask, binner.transform(data.X[test_rows]), passive.split_bins_, binner.missing_bin))
-    return {"model": model_io.passive_json(request.model_id, party, binner, data.names, passive.split_bins_),
+    job = checkpoint.fingerprint({**fields, "party": party, "peer": session.peer}, data.X[train_rows],
+                                 ids=[data.ids[r] for r in train_rows])
+    path = checkpoint.path_for(checkpoints, job) if checkpoints else None
+    role = PassiveBoost(session.id, binner.transform(data.X[train_rows]), binner.threshold,
+                        checkpoint.load_passive(path, job) if path else None)
+    serve_passive(session, role, on_split=(lambda r: checkpoint.save_passive(path, job, r.splits_)) if path else None)
+    serve_predictions(session, binner.transform(data.X[test_rows]), role.split_bins_, binner.missing_bin)
+    if path:
+        checkpoint.remove(path)
+    return {"model": model_io.passive_json(request.model_id, party, binner, data.names, role.split_bins_),
             "n_train": int(len(train_rows)), "n_test": int(len(test_rows))}

@@ -31,7 +31,6 @@ def build_histogram(binned: np.ndarray, g_q: np.ndarray, h_q: np.ndarray, rows: 
     return dequantise(out)
 
 
-def histogram_from_sums(g_sum: np.ndarray, h_sum: np.ndarray, n_features: int, n_bins: int) -> np.ndarray:
-    """Decrypted bucket sums (``(f * n_bins,)`` each, fixed-point) -> ``(f, n_bins, 2)`` float64."""
-    out = np.stack([g_sum, h_sum], axis=-1).reshape(n_features, n_bins, 2)
-    return dequantise(out)
+def histogram_from_sums(g_sum: np.ndarray, h_sum: np.ndarray) -> np.ndarray:
+    """Decrypted bucket sums (fixed-point, ``(f, n_bins)`` each) -> ``(f, n_bins, 2)`` float64."""
+    return dequantise(np.stack([g_sum, h_sum], axis=-1))

@@ -19,7 +19,7 @@ from tandem.errors import InputError
 from tandem.learn.binning import Binner
 from tandem.learn.grower import Tree
 
-FORMAT = "tandem-boost/1"
+FORMAT = "tandem-boost/2"
 
 
 def _threshold(binner: Binner, feature: int, bin_: int) -> float | None:
@@ -41,7 +41,9 @@ def _binner_from(d: dict) -> tuple[Binner, list[str]]:
 
 
 def active_json(model_id: str, party: str, binner: Binner, names: list[str], base_score: float,
-                trees: list[Tree], split_ids: list[dict[int, str]], passive_party: str, params: dict) -> dict:
+                trees: list[Tree], split_ids: list[dict[int, tuple[int, str]]], passive_parties: list[str],
+                params: dict) -> dict:
+    """``split_ids[t][node] = (k, split id)`` names a split of ``passive_parties[k]``."""
     fa = len(names)
     out_trees = []
     for tree, ids in zip(trees, split_ids):
@@ -50,7 +52,7 @@ def active_json(model_id: str, party: str, binner: Binner, names: list[str], bas
             node = {"left": tree.left[n], "right": tree.right[n], "value": tree.value[n]}
             if tree.left[n] >= 0:
                 if n in ids:
-                    node.update(party=passive_party, split_id=ids[n], gain=tree.gain[n])
+                    node.update(party=passive_parties[ids[n][0]], split_id=ids[n][1], gain=tree.gain[n])
                 else:
                     f, b = tree.feature[n], tree.bin_[n]
                     node.update(party=party, feature=names[f], bin=b, threshold=_threshold(binner, f, b),
@@ -59,7 +61,8 @@ def active_json(model_id: str, party: str, binner: Binner, names: list[str], bas
         out_trees.append(nodes)
     if any(f >= fa and n not in ids for t, ids in zip(trees, split_ids) for n, f in enumerate(t.feature) if f >= 0):
         raise ValueError("a passive split has no split id")
-    return {"format": FORMAT, "model_id": model_id, "role": "active", "party": party, "params": params,
+    return {"format": FORMAT, "model_id": model_id, "role": "active", "party": party,
+            "passive_parties": passive_parties, "params": params,
             "base_score": base_score, "binning": _binner_json(binner, names), "trees": out_trees}
 
 
@@ -89,8 +92,8 @@ def load(path: str | os.PathLike, role: str) -> dict:
     return model
 
 
-def active_trees(model: dict) -> tuple[Binner, list[str], float, list[Tree], list[dict[int, str]]]:
-    """Rebuild the active party's binner, trees and passive split ids from its JSON."""
+def active_trees(model: dict) -> tuple[Binner, list[str], float, list[Tree], list[dict[int, tuple[str, str]]]]:
+    """Rebuild the active party's binner, trees and passive splits (node -> (party, split id)) from its JSON."""
     binner, names = _binner_from(model["binning"])
     index = {n: i for i, n in enumerate(names)}
     trees, ids = [], []
@@ -101,7 +104,7 @@ def active_trees(model: dict) -> tuple[Binner, list[str], float, list[Tree], lis
             tree.left[n], tree.right[n] = node["left"], node["right"]
             if node["left"] >= 0:
                 if "split_id" in node:
-                    tid[n] = node["split_id"]
+                    tid[n] = (node["party"], node["split_id"])
                 else:
                     tree.feature[n], tree.bin_[n] = index[node["feature"]], node["bin"]
                     tree.missing_left[n] = node["missing_left"]

@@ -103,10 +103,13 @@ def decode(frame: bytes) -> Message:
 
 
 def _type_ok(value, annotation) -> bool:
-    kinds = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list, "dict[str, int]": dict}
+    kinds = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list, "dict[str, int]": dict,
+             "list[int]": tuple}
     expected = kinds.get(str(annotation).replace("'", ""))
     if expected is None:
         return True
+    if expected is tuple:
+        return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     if expected is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if expected is float:
@@ -210,34 +213,45 @@ def peek(frame: bytes) -> tuple[int, str | None]:
 
 @message(20)
 class BoostStart(Message):
-    """Active -> passive: training settings; payload = packed bitmap of the training rows."""
+    """Active -> passive: training settings. Payload (framed): the packed bitmap of the training
+    rows (the others are validation rows), then the split ids of the trees to resume from,
+    one per line (empty for a fresh start)."""
     session: str
     n_rows: int
     n_trees: int
     max_depth: int
     bins: int
+    resume_trees: int
     payload: bytes = field(default=b"", repr=False)
     PAYLOAD = True
 
 
 @message(21)
 class BoostReady(Message):
-    """Passive -> active: how many features (histogram slots) it contributes."""
+    """Passive -> active: how many features (histogram slots) it contributes, and whether it holds
+    every split asked for in ``BoostStart``; if so the payload has their go-left bitmaps (framed)."""
     session: str
     n_features: int
+    resumable: bool
+    payload: bytes = field(default=b"", repr=False)
+    PAYLOAD = True
 
 
 @message(22)
 class PublicKeyMsg(Message):
-    """Active -> passive: the homomorphic public key (the secret key never leaves the active party)."""
+    """Active -> passive: the homomorphic public key (the secret key never leaves the active party)
+    and the tree training starts at (splits of later trees are dropped)."""
     session: str
+    first_tree: int
     payload: bytes = field(default=b"", repr=False)
     PAYLOAD = True
 
 
 @message(23)
 class EncryptedGradients(Message):
-    """Active -> passive: one packed (gradient, hessian) ciphertext per row, for tree ``tree``."""
+    """Active -> passive, for tree ``tree``. Payload (framed): the packed bitmap of the rows the
+    tree is grown on (all training rows, or a GOSS sample), then one packed (gradient, hessian)
+    ciphertext per such row."""
     session: str
     tree: int
     payload: bytes = field(default=b"", repr=False)
@@ -246,50 +260,68 @@ class EncryptedGradients(Message):
 
 @message(24)
 class EncryptedHistograms(Message):
-    """Passive -> active: encrypted bucket sums for ``nodes`` (in order), concatenated."""
+    """Passive -> active: encrypted bucket sums of one node (``tandem.crypto.he`` wire form)."""
     session: str
     tree: int
-    nodes: list[str]
+    node: int
+    payload: bytes = field(default=b"", repr=False)
+    PAYLOAD = True
+
+
+@message(31)
+class SplitRequest(Message):
+    """Active -> the passive party owning the best splits of ``nodes``: each as "FEATURE:BIN:MISSING_LEFT"
+    (a slot of that party's histograms)."""
+    session: str
+    tree: int
+    nodes: list[int]
+    slots: list[str]
+
+
+@message(26)
+class PassivePartitions(Message):
+    """Passive -> active: for each requested split, an opaque split id and (payload, framed) the
+    go-left bitmap of the node's rows."""
+    session: str
+    tree: int
+    nodes: list[int]
+    split_ids: list[str]
     payload: bytes = field(default=b"", repr=False)
     PAYLOAD = True
 
 
 @message(25)
 class SplitDecisions(Message):
-    """Active -> passive, per frontier node: "leaf", "active" (payload has its left-row bitmap) or
-    "passive:FEATURE:BIN:MISSING_LEFT" (a slot of the passive's own histogram)."""
+    """Active -> every passive party, per frontier node: "leaf", "rows" (the payload has the node's
+    go-left bitmap, framed, in order) or "own:SPLIT_ID" (this party's own split)."""
     session: str
     tree: int
-    nodes: list[str]
+    nodes: list[int]
     decisions: list[str]
-    payload: bytes = field(default=b"", repr=False)
-    PAYLOAD = True
-
-
-@message(26)
-class PassivePartitions(Message):
-    """Passive -> active: for each passive split, an opaque split id and (payload) its left-row bitmap."""
-    session: str
-    tree: int
-    nodes: list[str]
-    split_ids: list[str]
     payload: bytes = field(default=b"", repr=False)
     PAYLOAD = True
 
 
 @message(27)
 class BoostDone(Message):
+    """Active -> passive: training ended; the model keeps the first ``n_trees`` trees."""
     session: str
     n_trees: int
 
 
 @message(28)
 class PredictRequest(Message):
-    """Active -> passive: evaluate these passive splits on all ``n_rows`` prediction rows."""
+    """Active -> passive: evaluate passive splits on all ``n_rows`` prediction rows; payload: their
+    split ids, one per line."""
     session: str
     model: str
     n_rows: int
-    split_ids: list[str]
+    payload: bytes = field(default=b"", repr=False)
+    PAYLOAD = True
+
+    @property
+    def split_ids(self) -> list[str]:
+        return self.payload.decode("ascii", "replace").split("\n") if self.payload else []
 
 
 @message(29)
@@ -303,17 +335,34 @@ class PredictBitmaps(Message):
 
 @message(30)
 class TrainRequest(Message):
-    """Initiator (label holder) -> a passive party: link on the id column, then train and evaluate."""
+    """Initiator (label holder) -> a passive party: link on the id column, then train and evaluate.
+    Shares travel in parts per million (integers travel exactly); a GOSS rate of 0 turns it off."""
     session: str
-    protocol: str                  # "boost/1"
+    protocol: str                  # "boost/2"
     model_id: str
     seed: int
-    test_fraction_ppm: int         # test share in parts per million (integers travel exactly)
+    test_fraction_ppm: int
     n_trees: int
     max_depth: int
     bins: int
     learning_rate: float
+    l2: float
+    min_child_weight: float
     first_tree_active_only: bool
+    goss_top_ppm: int
+    goss_other_ppm: int
+    early_stopping_rounds: int
+    validation_fraction_ppm: int
+
+
+@message(32)
+class SharedRows(Message):
+    """Active -> passive, after linking with every passive party: which of the linked rows (in link-id
+    order) every party holds; payload: their packed bitmap."""
+    session: str
+    n_rows: int
+    payload: bytes = field(default=b"", repr=False)
+    PAYLOAD = True
 
 
 OPENING = (LinkRequest.CODE, TrainRequest.CODE)    # message types that may open a session at a responder

@@ -1,0 +1,130 @@
+"""The federated estimator, scikit-learn style, for the label holder; and the passive parties' loop.
+
+``VerticalBoostingClassifier`` drives ``ActiveBoost`` over one live ``Session`` per passive
+party; rows must already be aligned (row i is the same person everywhere, see
+``tandem.learn.federated``). ``serve_passive`` drives ``PassiveBoost`` on the other side.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from tandem.crypto.he import DEFAULT_KEY_BITS, DEFAULT_SCHEME, SecretHe
+from tandem.learn.binning import Binner
+from tandem.learn.boosting import PARAMS, _binary_label, sigmoid
+from tandem.learn.rounds import BoostParams, valid_rows
+from tandem.learn.splitting import SplitParams
+from tandem.protocols.boost import (ActiveBoost, PassiveBoost, Resume, passive_bitmaps, predict_federated,
+                                    unframe_blobs, unpack_mask)
+from tandem.protocols.errors import RemoteProtocolError
+from tandem.protocols.wire import PredictBitmaps, PredictRequest
+from tandem.transport.session import Session
+
+OnTree = Callable[[Resume], None]      # called after each completed tree (e.g. to write a checkpoint)
+
+
+class VerticalBoostingClassifier:
+    """SecureBoost for the label holder: ``fit(X, y)`` with ``X`` (n, fa) this party's features of
+    the aligned rows; every passive session serves the same rows. Parameters as
+    ``HistBoostingClassifier`` plus ``first_tree_active_only``, the encryption ``scheme``
+    ("ou" or "paillier") and ``key_bits``.
+
+    Fitted: ``binner_``, ``trees_``, ``split_ids_`` (per tree: node -> (party, split id)),
+    ``base_score_``, ``scores_`` (validation score per tree), ``resumed_`` (trees taken
+    from ``resume``), ``raw_`` (scores of the fitted rows).
+    """
+
+    def __init__(self, passive: Sequence[Session] = (), *, n_trees: int = 50, max_depth: int = 5,
+                 learning_rate: float = 0.1, bins: int = 32, l2: float = 1.0, min_child_weight: float = 1.0,
+                 min_gain: float = 0.0, goss: tuple[float, float] | None = None, early_stopping_rounds: int = 0,
+                 validation_fraction: float = 0.1, seed: int = 0, first_tree_active_only: bool = False,
+                 scheme: str = DEFAULT_SCHEME, key_bits: int = DEFAULT_KEY_BITS):
+        self.passive = list(passive)
+        self.n_trees, self.max_depth, self.learning_rate, self.bins = n_trees, max_depth, learning_rate, bins
+        self.l2, self.min_child_weight, self.min_gain, self.goss = l2, min_child_weight, min_gain, goss
+        self.early_stopping_rounds, self.validation_fraction = early_stopping_rounds, validation_fraction
+        self.seed, self.first_tree_active_only = seed, first_tree_active_only
+        self.scheme, self.key_bits = scheme, key_bits
+
+    def get_params(self) -> dict:
+        names = [p for p in PARAMS if p != "first_tree_features"]
+        return {k: getattr(self, k) for k in names + ["first_tree_active_only", "scheme", "key_bits"]}
+
+    def boost_params(self) -> BoostParams:
+        return BoostParams(self.n_trees, self.max_depth, self.learning_rate, self.bins,
+                           SplitParams(self.l2, self.min_child_weight, self.min_gain), self.first_tree_active_only,
+                           self.goss, self.early_stopping_rounds, self.seed).check()
+
+    def fit(self, X, y, valid: np.ndarray | None = None, *, resume: Resume | None = None,
+            on_tree: OnTree | None = None) -> "VerticalBoostingClassifier":
+        """``valid`` (n,) bool: rows held out for early stopping (default: a random share when it is on).
+        ``resume``: a checkpoint to continue from if every passive party still holds its splits."""
+        if not self.passive:
+            raise ValueError("no passive party sessions")
+        params = self.boost_params()
+        y = _binary_label(y)
+        self.binner_ = Binner(self.bins, self.seed).fit(X)
+        binned = self.binner_.transform(X)
+        if valid is None:
+            valid = valid_rows(len(y), self.validation_fraction, self.seed) if params.early_stopping_rounds \
+                else np.zeros(len(y), dtype=bool)
+        he = SecretHe.generate(self.scheme, self.key_bits)
+        role = ActiveBoost([s.id for s in self.passive], binned, y, params, he, ~valid, resume)
+        self._send(role.start())
+        done = 0
+        while not role.done:
+            party = role.awaiting()[0]
+            self._send(role.receive(party, self.passive[party].recv()))
+            if on_tree and role.completed_ > done:
+                done = role.completed_
+                on_tree(role.checkpoint())
+        self.trees_, self.split_ids_, self.base_score_ = role.trees_, role.split_ids_, role.base_score_
+        self.scores_, self.resumed_, self.raw_ = role.scores_, role.resumed_, role.raw_
+        return self
+
+    def _send(self, outbox) -> None:
+        for party, msg in outbox:
+            self.passive[party].send(msg)
+
+    def decision_function(self, X, model_id: str = "") -> np.ndarray:
+        """Raw scores (n,) of rows every passive party holds in the same order (``serve_predictions``)."""
+        binned = self.binner_.transform(X)
+        masks = {}
+        for k, session in enumerate(self.passive):
+            ids = [sid for t in self.split_ids_ for party, sid in t.values() if party == k]
+            session.send(PredictRequest(session.id, model_id, len(binned), "\n".join(ids).encode()))
+            reply = session.recv()
+            if not isinstance(reply, PredictBitmaps):
+                raise RemoteProtocolError(f"passive party {k} answered {reply.name} to a prediction request")
+            for sid, blob in zip(ids, unframe_blobs(reply.payload, len(ids))):
+                masks[(k, sid)] = unpack_mask(blob, len(binned))
+        return predict_federated(self.trees_, self.split_ids_, self.base_score_, binned,
+                                 self.binner_.missing_bin, masks)
+
+    def predict_proba(self, X, model_id: str = "") -> np.ndarray:
+        """Shape ``(n, 2)``: probabilities of class 0 and class 1."""
+        p = sigmoid(self.decision_function(X, model_id))
+        return np.column_stack([1 - p, p])
+
+
+def serve_passive(session: Session, role: PassiveBoost, on_split: Callable[[PassiveBoost], None] | None = None) -> None:
+    """Run a passive party's side of training. ``on_split`` runs after new splits are made and
+    before the active party hears of them (so a checkpoint never lags behind it)."""
+    session.send_all(role.start())
+    while not role.done:
+        made = len(role.splits_)
+        out = role.receive(session.recv())
+        if on_split and len(role.splits_) != made:
+            on_split(role)
+        session.send_all(out)
+
+
+def serve_predictions(session: Session, binned: np.ndarray, splits: dict[str, tuple[int, int, bool]],
+                      missing_bin: int) -> None:
+    """Answer one prediction request with go-left bitmaps over ``binned`` (n, fp) rows."""
+    ask = session.recv()
+    if not isinstance(ask, PredictRequest):
+        raise RemoteProtocolError(f"expected a prediction request, got {ask.name}")
+    session.send(passive_bitmaps(ask, binned, splits, missing_bin))
