@@ -72,3 +72,72 @@ def test_bad_training_input_fails_with_one_line(tmp_path, market_ids, label, mes
     lines = [l for l in proc.stderr.strip().splitlines() if l.startswith("error:")]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_three_parties_paillier_and_256_bins_through_the_command(tmp_path):
+    _files(tmp_path)
+    rng = np.random.default_rng(5)
+    pd.DataFrame({"cid": [f"C{i}" for i in range(1500)], "calls": rng.normal(size=1500)}).to_csv(
+        tmp_path / "telco.csv", index=False)
+    proc = run_cli("train", "--party", f"bank={tmp_path / 'bank.csv'}", "--party",
+                   f"market={tmp_path / 'market.parquet'}", "--party", f"telco={tmp_path / 'telco.csv'}",
+                   "--id", "cid", "--label", "bank:default", "--trees", "3", "--max-depth", "3", "--bins", "256",
+                   "--he", "paillier", "--key-bits", "1024", "--early-stopping", "2",
+                   "--workdir", str(tmp_path / "work"), "--metrics-out", str(tmp_path / "metrics.json"))
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert abs(m["auc"] - m["auc_plaintext"]) < 1e-9 and set(m["bytes_sent"]) == {"bank", "market", "telco"}
+    assert json.loads(open(m["models"]["bank"]).read())["passive_parties"] == ["market", "telco"]
+
+
+def _node_run(folder, on_event=lambda name, event: None):
+    """Start the market node (serving once) and the bank node training with it; return both processes."""
+    from tandem.link.local import NodeProcess, node_configs
+
+    configs = node_configs(folder, {"bank": "bank.duckdb", "market": "market.duckdb"},
+                           {"bank": "bank", "market": "bank"}, timeout_s=10)
+    market = NodeProcess("market", ["--config", str(configs["market"]), "--once", "--data",
+                                    str(folder.parent / "market.parquet"), "--id", "cid"], on_event)
+    assert market.ready.wait(60)
+    bank = NodeProcess("bank", ["--config", str(configs["bank"]), "--train", "market", "--data",
+                                str(folder.parent / "bank.csv"), "--id", "cid", "--label", "default",
+                                "--trees", "8", "--max-depth", "3", "--bins", "16", "--learning-rate", "0.3",
+                                "--goss", "--key-bits", "1024"], on_event)
+    return bank, market
+
+
+def _model_trees(result: dict) -> list:
+    """The label holder's trees with each passive split replaced by the passive party's own record of it."""
+    bank = json.loads(open(result["bank"]["model_path"]).read())
+    market = json.loads(open(result["market"]["model_path"]).read())["splits"]
+    return [[{k: v for k, v in (market[n["split_id"]] if "split_id" in n else n).items() if k != "split_id"}
+             | {"left": n["left"], "right": n["right"], "value": n["value"]} for n in tree] for tree in bank["trees"]]
+
+
+def test_a_passive_party_killed_mid_training_stops_the_label_holder_and_a_rerun_resumes(tmp_path):
+    _files(tmp_path)
+    whole = {}
+    for name, proc in zip(("bank", "market"), _node_run(tmp_path / "whole")):
+        assert proc.wait(timeout=300) == 0, proc.error()
+        whole[name] = proc.result()
+
+    procs = {}
+
+    def kill_after_three_trees(name, event):
+        if name == "bank" and event.get("what") == "tree 3 of 8":
+            procs["market"].proc.kill()
+
+    procs["bank"], procs["market"] = _node_run(tmp_path / "run", kill_after_three_trees)
+    assert procs["bank"].wait(timeout=120) != 0
+    assert "market" in procs["bank"].error() and "Traceback" not in "".join(procs["bank"]._stderr)
+    assert not list((tmp_path / "run" / "state-bank").glob("models/*.json"))           # no model written
+    assert list((tmp_path / "run" / "state-bank" / "checkpoints").glob("*.json"))     # but a checkpoint
+
+    rerun = {}
+    for name, proc in zip(("bank", "market"), _node_run(tmp_path / "run")):
+        assert proc.wait(timeout=300) == 0, proc.error()
+        rerun[name] = proc.result()
+    assert rerun["bank"]["resumed_trees"] >= 3
+    assert _model_trees(rerun) == _model_trees(whole)
+    assert rerun["bank"]["metrics"]["auc"] == whole["bank"]["metrics"]["auc"]
+    assert not list((tmp_path / "run" / "state-bank" / "checkpoints").glob("*.json"))
