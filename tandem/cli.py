@@ -484,7 +484,9 @@ def train_cmd(
     args = _training_args(locals())
     with progress_bar("train") as update:
         update("linking and training", 0.05)
-        results = train_local(files, id_column, label_party, label_column, args, workdir)
+        results = train_local(files, id_column, label_party, label_column, args, workdir, on_event=lambda n, e: (
+            e.get("event") == "progress" and e["what"].startswith("tree")
+            and update(e["what"], 0.05 + 0.85 * e["fraction"])))
         update("pooled baselines", 0.9)
         active = results[label_party]
         baselines = pooled_baselines(files, id_column, label_party, label_column, args)

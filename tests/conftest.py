@@ -40,3 +40,17 @@ def postgres_url():
     url, datadir = proc.stdout.strip().splitlines()[-1].split()
     yield url
     subprocess.run(["bash", str(ROOT / "scripts" / "postgres.sh"), "stop", datadir], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of a real Chromium, installed by the project's script if missing; skipped (with the
+    reason) only outside CI."""
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "browser.sh"), "install"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        reason = f"no browser: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else '?'}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        print(reason)
+        pytest.skip(reason)
+    return proc.stdout.strip().splitlines()[-1]

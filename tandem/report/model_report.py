@@ -103,7 +103,7 @@ def write_model_report(path: str | os.PathLike, *, title: str, metrics: dict, y:
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}} table{{border-collapse:collapse;margin:1rem 0}}
 td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}} th{{text-align:left;background:#f4f4f4}}
-figure{{display:inline-block;margin:.5rem}} figcaption{{text-align:center;color:#555}}</style></head>
+figure{{display:inline-block;vertical-align:top;margin:.5rem}} figcaption{{text-align:center;color:#555}}</style></head>
 <body><h1>{html.escape(title)}</h1>
 <h2>Summary (held-out test rows)</h2><table>{rows}</table>
 <h2>Charts</h2>{figs}
