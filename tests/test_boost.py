@@ -250,3 +250,23 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_model():
     fresh, _, _ = _fit(X, y, resume=kept["resume"], saved={}, **kw)    # the passive party lost its splits
     assert fresh.resumed_ == 0
     _same_trees(fresh.trees_, whole.trees_)
+
+
+def test_the_active_party_refuses_garbage_histograms_and_out_of_turn_messages():
+    from tandem.crypto.he import SecretHe
+    from tandem.learn.rounds import BoostParams
+    from tandem.protocols.boost import ActiveBoost
+    from tandem.protocols.wire import BoostReady, EncryptedHistograms
+
+    X, y = _data(n=100)
+    binned = Binner(16).fit(X[:, :2]).transform(X[:, :2])
+    active = ActiveBoost(["s"], binned, y, BoostParams(n_trees=2, max_depth=2, bins=16), SecretHe.generate("ou", 1024))
+    active.start()
+    with pytest.raises(RemoteProtocolError, match="unexpected EncryptedHistograms from passive party 0"):
+        active.receive(0, EncryptedHistograms("s", 0, 0, b""))
+    active = ActiveBoost(["s"], binned, y, BoostParams(n_trees=2, max_depth=2, bins=16), SecretHe.generate("ou", 1024))
+    active.start()
+    sent = active.receive(0, BoostReady("s", 3, False, b""))
+    assert [m.name for _, m in sent] == ["PublicKeyMsg", "EncryptedGradients"]
+    with pytest.raises(RemoteProtocolError, match="passive party 0: received malformed ciphertexts"):
+        active.receive(0, EncryptedHistograms("s", 0, 0, b"\x00garbage"))

@@ -55,7 +55,7 @@ class HistBoostingClassifier:
         """``valid`` (n,) bool: rows held out for early stopping (default: a random
         ``validation_fraction`` when early stopping is on)."""
         params = self.boost_params()
-        y = _binary_label(y)
+        y = binary_label(y)
         self.binner_ = Binner(self.bins, self.seed).fit(X)
         binned = self.binner_.transform(X)
         if len(binned) != len(y):
@@ -102,7 +102,7 @@ class HistBoostingClassifier:
         return np.column_stack([1 - p, p])
 
 
-def _binary_label(y) -> np.ndarray:
+def binary_label(y) -> np.ndarray:
     y = np.asarray(y, dtype=np.float64)
     if y.ndim != 1 or not np.isin(y, (0.0, 1.0)).all():
         raise InputError("label must be binary (0/1)")

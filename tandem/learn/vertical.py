@@ -13,7 +13,7 @@ import numpy as np
 
 from tandem.crypto.he import DEFAULT_KEY_BITS, DEFAULT_SCHEME, SecretHe
 from tandem.learn.binning import Binner
-from tandem.learn.boosting import PARAMS, _binary_label, sigmoid
+from tandem.learn.boosting import PARAMS, binary_label, sigmoid
 from tandem.learn.rounds import BoostParams, valid_rows
 from tandem.learn.splitting import SplitParams
 from tandem.protocols.boost import (ActiveBoost, PassiveBoost, Resume, passive_bitmaps, predict_federated,
@@ -64,7 +64,7 @@ class VerticalBoostingClassifier:
         if not self.passive:
             raise ValueError("no passive party sessions")
         params = self.boost_params()
-        y = _binary_label(y)
+        y = binary_label(y)
         self.binner_ = Binner(self.bins, self.seed).fit(X)
         binned = self.binner_.transform(X)
         if valid is None:

@@ -414,7 +414,10 @@ class PassiveBoost:
         if isinstance(msg, BoostStart) and self.phase is Phase.WAIT_READY:
             return self._on_start(msg)
         if isinstance(msg, PublicKeyMsg) and self.phase is Phase.WAIT_KEY:
-            self.he = PublicHe.from_bytes(msg.payload)
+            try:
+                self.he = PublicHe.from_bytes(msg.payload)
+            except HeError as exc:
+                return self._fail(str(exc))
             self.splits_ = {sid: s for sid, s in self.splits_.items() if s[3] < msg.first_tree}
             self.phase = Phase.WAIT_GRADIENTS
             return []
@@ -459,7 +462,10 @@ class PassiveBoost:
         in_sample = unpack_mask(mask_blob, len(self.binned))
         if (in_sample & ~self.train_mask).any():
             return self._fail("gradients of rows outside the training rows")
-        self.tree, self.cts = msg.tree, self.he.load(cts_blob)
+        try:
+            self.tree, self.cts = msg.tree, self.he.load(cts_blob)
+        except HeError as exc:
+            return self._fail(str(exc))
         if self.cts.rows != int(in_sample.sum()):
             return self._fail("gradients do not match the rows they are for")
         self._pos = np.cumsum(in_sample) - 1            # row -> its ciphertext
