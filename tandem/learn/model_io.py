@@ -79,7 +79,8 @@ def save(model: dict, path: str | os.PathLike) -> None:
     write_atomically(path, json.dumps(model, indent=1, allow_nan=False).encode(), mode=0o600)
 
 
-def load(path: str | os.PathLike, role: str) -> dict:
+def load(path: str | os.PathLike, role: str | None) -> dict:
+    """A party's model file; ``role`` ("active" or "passive"; None: either) must match."""
     path = Path(path)
     try:
         model = json.loads(path.read_text())
@@ -87,7 +88,7 @@ def load(path: str | os.PathLike, role: str) -> dict:
         raise InputError(f"{path}: not a readable model file ({exc})") from None
     if not isinstance(model, dict) or model.get("format") != FORMAT:
         raise InputError(f"{path}: not a {FORMAT} model (format {model.get('format') if isinstance(model, dict) else '?'})")
-    if model.get("role") != role:
+    if role is not None and model.get("role") != role:
         raise InputError(f"{path}: is the {model.get('role')} party's model, expected the {role} party's")
     return model
 

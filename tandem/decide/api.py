@@ -1,0 +1,236 @@
+"""The decision services (FastAPI): the bank's decisions and the marketplace's gateway.
+
+Each service runs on two listeners: mutual TLS for the other node, and TLS with an API key
+(``X-API-Key``) for other clients; ``make_app(..., auth=...)`` builds the app for one of
+them. Every answer that leaves for the other node, and every call to it, is audited.
+Errors are 4xx with one ``detail`` line: unknown link id 404, model version not loaded or
+request id reused 409, malformed input 422, no credentials 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import ssl
+from typing import Literal
+
+import numpy as np
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from tandem.audit import AuditLog
+from tandem.decide import policy as rules
+from tandem.decide.ledger import Ledger, ReusedRequestId, request_hash
+from tandem.decide.schemas import (BitsRequest, BitsResponse, CheckoutRequest, Decision, InstallmentRequest, Problem,
+                                   SellerCreditRequest, SellerRequest)
+from tandem.decide.scoring import ScoringError, decode_bits, encode_bits
+from tandem.decide.state import KINDS, ServiceState, key_hash
+
+PROTOCOL = "decide/1"
+ERRORS = {code: {"model": Problem} for code in (401, 404, 409, 422, 502, 503)}
+Auth = Literal["mtls", "api_key"]
+
+
+def _authenticator(auth: Auth, keys: set[str]):
+    def check(request: Request) -> str:
+        if auth == "mtls":
+            return "node"                          # the TLS layer required a certificate from our CA
+        key = request.headers.get("x-api-key", "")
+        if not key or not any(hmac.compare_digest(key_hash(key), k) for k in keys):
+            raise HTTPException(401, "missing or unknown API key (X-API-Key)")
+        return "client"
+    return check
+
+
+def _app(title: str, auth: Auth, keys: set[str], state: ServiceState) -> FastAPI:
+    app = FastAPI(title=title, version="1", responses=ERRORS)
+
+    @app.exception_handler(HTTPException)
+    async def problem(_request, exc: HTTPException):
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.get("/v1/health")
+    def health(_who: str = Depends(_authenticator(auth, keys))) -> dict:
+        return {"status": "ok", "models": {e: list(v) for e, v in state.models.items()}, "current": state.current,
+                "rows": {e: len(t) for e, t in state.tables.items()}}
+
+    @app.post("/v1/admin/reload")
+    def reload(_who: str = Depends(_authenticator(auth, keys))) -> dict:
+        """Load the model files again (a new version goes live; the previous one is still answered)
+        and rebuild the feature tables."""
+        try:
+            versions = state.reload()
+            state.refresh()
+        except Exception as exc:  # noqa: BLE001 - a bad file must not take the service down
+            raise HTTPException(409, f"reload failed, still serving the loaded models: {exc}") from None
+        return {"models": versions, "current": state.current}
+
+    return app
+
+
+def bank_app(state: ServiceState, ledger: Ledger, policy: dict, audit: AuditLog, auth: Auth,
+             keys: set[str] = frozenset()) -> FastAPI:
+    """The bank's decision service (the label holder's part of the models, its features, the ledger)."""
+    app = _app("Tandem bank decisions", auth, keys, state)
+    who = _authenticator(auth, keys)
+
+    def score(entity: str, link_id: str, version: str, bits_text: str):
+        scorer = state.model(entity, version)
+        if scorer is None:
+            raise HTTPException(409, f"model version {version} is not loaded here (current: "
+                                     f"{state.current.get(entity, 'none')})")
+        table = state.tables[entity]
+        found = table.row(link_id)
+        if found is None:
+            raise HTTPException(404, f"unknown link_id {link_id}")
+        try:
+            bits = decode_bits(bits_text, scorer.n_bits)
+        except ScoringError as exc:
+            raise HTTPException(422, str(exc)) from None
+        x, extras = found
+        pd, contributions = scorer.score(x, bits)
+        return scorer, pd, contributions, extras
+
+    async def decided(body, entity: str, decide) -> Decision:
+        try:
+            future = ledger.record(body.request_id, request_hash({"kind": entity, **body.model_dump()}), decide)
+        except ReusedRequestId as exc:
+            raise HTTPException(409, str(exc)) from None
+        response, replayed = await asyncio.wrap_future(future)
+        out = Decision(**response, replayed=replayed)
+        if auth == "mtls":
+            audit.record(direction="out", peer="node", protocol=PROTOCOL, session=body.request_id,
+                         message=f"{entity} decision", nbytes=len(out.model_dump_json()), records=1)
+        return out
+
+    def answer(body, entity: str, scorer, pd: float, outcome: rules.Outcome, currency: str) -> dict:
+        return {"request_id": body.request_id, "kind": KINDS[entity], "link_id": body.link_id,
+                "decision": outcome.decision, "limit": outcome.limit, "currency": currency, "terms": outcome.terms,
+                "pd": round(pd, 12), "reasons": outcome.reasons, "model_version": scorer.version}
+
+    @app.post("/v1/checkout/installments", response_model=Decision)
+    async def installments(body: InstallmentRequest, _who: str = Depends(who)) -> Decision:
+        """Decide a buyer's installment request at checkout: approve, decline or refer, with a limit,
+        terms with prices, the PD and the factors that raised it."""
+        def decide() -> dict:
+            scorer, pd, contributions, extras = score("customers", body.link_id, body.model_version,
+                                                      body.marketplace_bits)
+            outcome = rules.installments(pd, body.order.amount, extras["income_median"], extras["debt_service"],
+                                         contributions, policy, scorer.parties)
+            return answer(body, "customers", scorer, pd, outcome, body.order.currency)
+        return await decided(body, "customers", decide)
+
+    @app.post("/v1/sellers/credit-line", response_model=Decision)
+    async def credit_line(body: SellerCreditRequest, _who: str = Depends(who)) -> Decision:
+        """Decide a seller's working-capital credit line from the joint seller model and the forecast GMV."""
+        def decide() -> dict:
+            scorer, pd, contributions, extras = score("sellers", body.link_id, body.model_version,
+                                                      body.marketplace_bits)
+            outcome = rules.seller_credit_line(pd, body.forecast_gmv, extras["business_debt"], body.requested_amount,
+                                               contributions, policy, scorer.parties)
+            return answer(body, "sellers", scorer, pd, outcome, policy["sellers"]["currency"])
+        return await decided(body, "sellers", decide)
+
+    return app
+
+
+class BankClient:
+    """The marketplace node's mutual-TLS client of the bank's decision service (audited)."""
+
+    def __init__(self, address: str, peer: str, tls, audit: AuditLog, timeout_s: float = 5.0):
+        import httpx
+
+        context = ssl.create_default_context(cafile=str(tls.ca))
+        context.load_cert_chain(str(tls.cert), str(tls.key))
+        self.peer, self.audit = peer, audit
+        self.client = httpx.AsyncClient(base_url=f"https://{address}", verify=context, timeout=timeout_s,
+                                        limits=httpx.Limits(max_keepalive_connections=64, max_connections=64))
+
+    async def post(self, path: str, body: dict, session: str) -> tuple[int, dict]:
+        import httpx
+
+        data = json.dumps(body).encode()
+        self.audit.record(direction="out", peer=self.peer, protocol=PROTOCOL, session=session, message=path,
+                          nbytes=len(data), records=1)
+        try:
+            reply = await self.client.post(path, content=data, headers={"content-type": "application/json"},
+                                           extensions={"sni_hostname": self.peer})
+        except httpx.HTTPError as exc:
+            raise HTTPException(502, f"the bank's decision service is unreachable ({type(exc).__name__})") from None
+        try:
+            return reply.status_code, reply.json()
+        except ValueError:
+            raise HTTPException(502, "the bank's decision service sent a malformed answer") from None
+
+
+def forecast_gmv(recent_3m: float | None, trend: float | None) -> float:
+    """A seller's monthly GMV three months ahead (RUB): the recent level grown by its monthly log-trend."""
+    return round(min((recent_3m or 0.0) * float(np.exp(3 * (trend or 0.0))), 1e10), 2)
+
+
+def market_app(state: ServiceState, bank: BankClient | None, audit: AuditLog, auth: Auth,
+               keys: set[str] = frozenset()) -> FastAPI:
+    """The marketplace's gateway: turns a checkout (by its own user id) into a bank request that holds
+    only the link id, the order and its go-left bits."""
+    app = _app("Tandem marketplace gateway", auth, keys, state)
+    who = _authenticator(auth, keys)
+
+    def bits_for(entity: str, local_id: int) -> tuple[str, str, np.ndarray, dict]:
+        table = state.tables[entity]
+        link_id = table.by_local.get(local_id)
+        if link_id is None:
+            raise HTTPException(404, f"{'user' if entity == 'customers' else 'seller'} {local_id} is not a customer "
+                                     "shared with the bank")
+        x, extras = table.row(link_id)
+        scorer = state.model(entity)
+        return link_id, scorer.version, scorer.bits(x)[0], extras
+
+    async def ask_bank(path: str, payload: dict) -> Decision:
+        if bank is None:
+            raise HTTPException(503, "no bank configured for this node")
+        status, reply = await bank.post(path, payload, payload["request_id"])
+        if status != 200:
+            raise HTTPException(status if status in (404, 409, 422) else 502, f"bank: {reply.get('detail', reply)}")
+        return Decision(**reply)
+
+    if auth == "api_key":
+        @app.post("/v1/checkout", response_model=Decision)
+        async def checkout(body: CheckoutRequest, _who: str = Depends(who)) -> Decision:
+            """A buyer asks to pay in installments: the bank decides with both sides' knowledge."""
+            link_id, version, bits, _ = bits_for("customers", body.user_id)
+            return await ask_bank("/v1/checkout/installments", {
+                "request_id": body.request_id, "link_id": link_id, "model_version": version,
+                "order": body.order.model_dump(), "marketplace_bits": encode_bits(bits)})
+
+        @app.post("/v1/sellers/credit-line", response_model=Decision)
+        async def seller(body: SellerRequest, _who: str = Depends(who)) -> Decision:
+            """A seller asks for working capital; the forecast monthly GMV goes with the application."""
+            link_id, version, bits, extras = bits_for("sellers", body.seller_id)
+            gmv = forecast_gmv(extras["gmv_recent_3m"], extras["gmv_trend"])
+            return await ask_bank("/v1/sellers/credit-line", {
+                "request_id": body.request_id, "link_id": link_id, "model_version": version,
+                "marketplace_bits": encode_bits(bits), "forecast_gmv": gmv,
+                "requested_amount": body.requested_amount})
+    else:
+        @app.post("/v1/bits", response_model=BitsResponse)
+        def batch_bits(body: BitsRequest, _who: str = Depends(who)) -> BitsResponse:
+            """Go-left bits of many rows for the current model (federated batch prediction)."""
+            scorer = state.model(body.kind, body.model_version)
+            if scorer is None:
+                raise HTTPException(409, f"model version {body.model_version} is not loaded here")
+            table = state.tables[body.kind]
+            found = [lid in table.index for lid in body.link_ids]
+            rows = [table.index[lid] for lid in body.link_ids if lid in table.index]
+            bits = scorer.bits(table.X[rows]) if rows else np.zeros((0, len(scorer.split_ids)), bool)
+            gmv = None
+            if body.kind == "sellers":
+                g, t = (table.extras[n][rows] for n in ("gmv_recent_3m", "gmv_trend"))
+                gmv = [forecast_gmv(None if np.isnan(a) else a, None if np.isnan(b) else b) for a, b in zip(g, t)]
+            out = BitsResponse(model_version=scorer.version, found=found, bits=[encode_bits(b) for b in bits],
+                               forecast_gmv=gmv)
+            audit.record(direction="out", peer="node", protocol=PROTOCOL, session=body.model_version,
+                         message="bits", nbytes=len(out.model_dump_json()), records=len(rows))
+            return out
+
+    return app

@@ -1,0 +1,117 @@
+"""``tandem score``: the portfolio mode — every shared customer (pre-approved installment limits) or
+seller (credit lines) scored in batch into the bank's store.
+
+The bank asks the marketplace's decision service (mutual TLS) for the go-left bits of its
+splits over all linked rows, in chunks (federated batch prediction: bits, never features),
+and scores them with its own features and the same policy as online decisions.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from datetime import datetime, timezone
+
+import numpy as np
+import pyarrow as pa
+
+from tandem.audit import AuditLog
+from tandem.decide import policy as rules
+from tandem.decide.scoring import ActiveScorer, decode_bits
+from tandem.decide.state import FeatureTable, POLICY_COLUMNS, load_decide_config
+from tandem.decide.rows import rows
+from tandem.errors import InputError, TandemError
+from tandem.learn import model_io
+from tandem.store import open_store
+from tandem.store.schema import Column, TableSpec
+
+CHUNK = 20_000
+SPEC = {e: TableSpec(f"scores_{e}", (Column("link_id", "VARCHAR", False), Column("local_id", "BIGINT", False),
+                                      Column("pd", "DOUBLE", False), Column("limit_amount", "DOUBLE", False),
+                                      Column("band", "VARCHAR", False), Column("model_version", "VARCHAR", False),
+                                      Column("scored_at", "TIMESTAMP", False)))
+        for e in ("customers", "sellers")}
+
+
+def score_portfolio(config_path: str, entity: str, progress=lambda what, fraction: None) -> dict:
+    """Score every linked ``entity`` row; write ``scores_{entity}`` into the bank's store (atomically)."""
+    import httpx
+
+    cfg = load_decide_config(config_path)
+    if entity not in cfg.models:
+        raise InputError(f"{config_path}: [decide] has no {entity}_model")
+    if cfg.peer is None:
+        raise InputError(f"{config_path}: [decide] peer (the marketplace) is missing")
+    scorer = ActiveScorer(model_io.load(cfg.models[entity], "active"))
+    store = open_store(cfg.node.store)
+    try:
+        table = FeatureTable(rows(store, "bank", entity, cfg.as_of), scorer.names, POLICY_COLUMNS[("active", entity)])
+        local = table_local_ids(table)
+        policy = rules.load_policy(cfg.policy)
+        audit = AuditLog(cfg.node.audit_path, cfg.node.name)
+        context = ssl.create_default_context(cafile=str(cfg.node.tls.ca))
+        context.load_cert_chain(str(cfg.node.tls.cert), str(cfg.node.tls.key))
+        bits = np.zeros((len(table), scorer.n_bits), dtype=bool)
+        found = np.zeros(len(table), dtype=bool)
+        gmv = np.zeros(len(table))
+        with httpx.Client(base_url=f"https://{cfg.peer_address}", verify=context, timeout=120) as client:
+            for start in range(0, len(table), CHUNK):
+                ids = table.link_ids[start:start + CHUNK]
+                body = json.dumps({"kind": entity, "model_version": scorer.version, "link_ids": ids}).encode()
+                audit.record(direction="out", peer=cfg.peer, protocol="decide/1", session=scorer.version,
+                             message="bits request", nbytes=len(body), records=len(ids))
+                try:
+                    reply = client.post("/v1/bits", content=body, headers={"content-type": "application/json"},
+                                        extensions={"sni_hostname": cfg.peer})
+                except httpx.HTTPError as exc:
+                    raise TandemError(f"the {cfg.peer} decision service is unreachable ({type(exc).__name__})") from None
+                if reply.status_code != 200:
+                    raise TandemError(f"{cfg.peer}: {reply.json().get('detail', reply.text)[:300]}")
+                answer = reply.json()
+                hit = np.flatnonzero(answer["found"]) + start
+                found[hit] = True
+                for i, text in zip(hit, answer["bits"]):
+                    bits[i] = decode_bits(text, scorer.n_bits)
+                if answer.get("forecast_gmv"):
+                    gmv[hit] = answer["forecast_gmv"]
+                progress("scoring", min(1.0, (start + CHUNK) / max(1, len(table))))
+        pd = scorer.score_batch(table.X[found], bits[found])
+        limits, bands = _limits(entity, pd, table, found, gmv[found], policy, scorer.parties)
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        out = pa.table({"link_id": pa.array(np.array(table.link_ids, dtype=object)[found].tolist(), pa.string()),
+                        "local_id": pa.array(local[found], pa.int64()), "pd": pa.array(pd, pa.float64()),
+                        "limit_amount": pa.array(limits, pa.float64()), "band": pa.array(bands, pa.string()),
+                        "model_version": pa.array([scorer.version] * int(found.sum()), pa.string()),
+                        "scored_at": pa.array([now] * int(found.sum()), pa.timestamp("us"))})
+        store.write_table(SPEC[entity].name, out, SPEC[entity])
+    finally:
+        store.close()
+    return {"entity": entity, "rows": int(found.sum()), "not_found_at_peer": int((~found).sum()),
+            "model_version": scorer.version, "table": SPEC[entity].name,
+            "bands": {b: bands.count(b) for b in ("approve", "refer", "decline")},
+            "pd_mean": float(pd.mean()) if len(pd) else None}
+
+
+def table_local_ids(table: FeatureTable) -> np.ndarray:
+    by_link = {lid: local for local, lid in table.by_local.items()}
+    return np.array([by_link[lid] for lid in table.link_ids], dtype=np.int64)
+
+
+def _limits(entity: str, pd: np.ndarray, table: FeatureTable, found: np.ndarray, gmv: np.ndarray, policy: dict,
+            parties: list[str]) -> tuple[list[float], list[str]]:
+    """Pre-approved limit and band per row: the online policy for an order of the limit itself."""
+    limits, bands = [], []
+    extras = {n: v[found] for n, v in table.extras.items()}
+    for i, p in enumerate(pd):
+        get = lambda n: None if np.isnan(extras[n][i]) else float(extras[n][i])  # noqa: E731
+        if entity == "customers":
+            probe = rules.installments(p, 1.0, get("income_median"), get("debt_service"), {}, policy, parties)
+        else:
+            probe = rules.seller_credit_line(p, gmv[i], get("business_debt"), None, {}, policy, parties)
+        limits.append(probe.limit)
+        bands.append("decline" if p >= policy[KIND[entity]]["pd_decline"] else
+                     "approve" if p < policy[KIND[entity]]["pd_approve"] else "refer")
+    return limits, bands
+
+
+KIND = {"customers": "installments", "sellers": "sellers"}

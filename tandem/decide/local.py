@@ -1,0 +1,100 @@
+"""Both decision services on one machine (the demo, the tests and the benchmark): train the models
+on a linked world, write each node's ``[decide]`` config, start ``tandem serve`` for both.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from tandem.errors import TandemError
+from tandem.link.local import free_port
+
+TRAIN = {"test_fraction": 0.3, "seed": 42, "trees": 40, "max_depth": 4, "learning_rate": 0.15, "bins": 32}
+
+
+def train_models(world: Path, entities=("customers", "sellers"), args: dict | None = None) -> dict[str, dict]:
+    """Export each party's rows of a linked world and train a federated model per entity.
+
+    Returns entity -> the label holder's training result (with ``model_path``) and the
+    other party's under ``"market"``."""
+    from tandem.demo import export_training_files
+    from tandem.learn.local import train_local
+
+    out = {}
+    for entity in entities:
+        files = export_training_files(world, entity)
+        results = train_local(files, "link_id", "bank", "default", args or TRAIN, world / "train" / f"{entity}-nodes")
+        out[entity] = {**results["bank"], "market": results["market"]}
+    return out
+
+
+def write_decide_configs(world: Path, models: dict[str, dict], refresh_s: float = 0) -> tuple[dict[str, Path], str]:
+    """``world/nodes/decide-{bank,market}.toml`` beside the link configs (same certificates), and a
+    fresh API key for clients (its SHA-256 in ``api-keys.txt``). Returns the paths and the key."""
+    from tandem.decide.state import key_hash
+
+    nodes = world / "nodes"
+    key = secrets.token_urlsafe(24)
+    (nodes / "api-keys.txt").write_text(key_hash(key) + "\n")
+    ports = {name: (free_port(), free_port()) for name in ("bank", "market")}
+    paths = {}
+    for name in ("bank", "market"):
+        base = (nodes / f"{name}.toml").read_text()
+        other = "market" if name == "bank" else "bank"
+        model_key = "model_path"
+        lines = [base.rstrip(), "", "[decide]", f'listen = "127.0.0.1:{ports[name][0]}"',
+                 f'api_listen = "127.0.0.1:{ports[name][1]}"', 'api_keys = "api-keys.txt"', f"refresh_s = {refresh_s}",
+                 f'peer = "{other}"']
+        for entity, result in models.items():
+            path = result[model_key] if name == "bank" else result["market"][model_key]
+            lines.append(f'{entity}_model = "{Path(path).resolve()}"')
+        text = "\n".join(lines) + "\n"
+        text = text.replace(f"[peers.{other}]\n", f"[peers.{other}]\ndecide = \"127.0.0.1:{ports[other][0]}\"\n")
+        paths[name] = nodes / f"decide-{name}.toml"
+        paths[name].write_text(text)
+    return paths, key
+
+
+class Service:
+    """A ``tandem serve`` child process; ``api`` is its API-key listener's base URL."""
+
+    def __init__(self, config: Path):
+        import tomllib
+
+        self.config = config
+        self.api = "https://" + tomllib.loads(config.read_text())["decide"]["api_listen"]
+        self.proc = subprocess.Popen([sys.executable, "-m", "tandem.cli", "serve", "--config", str(config)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.ready = threading.Event()
+        self._stderr: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=lambda: self._stderr.extend(self.proc.stderr), daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                if json.loads(line).get("event") == "ready":
+                    self.ready.set()
+            except json.JSONDecodeError:
+                continue
+        self.ready.set()
+
+    def wait_ready(self, timeout: float = 120) -> "Service":
+        if not self.ready.wait(timeout) or self.proc.poll() is not None:
+            lines = [l.strip() for l in self._stderr if l.strip()]
+            raise TandemError(f"{self.config.name}: the service did not start ({lines[-1] if lines else 'no output'})")
+        return self
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

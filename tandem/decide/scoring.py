@@ -1,0 +1,120 @@
+"""Scoring with each party's part of a federated model, one row at a time or in batch.
+
+The passive party (the marketplace) turns its features for a row into one go-left bit per
+split of its own, in the canonical order (split ids sorted); ``encode_bits`` packs them
+for the wire. The label holder (the bank) walks the trees with its own features and those
+bits; per-row contributions (each split's change of the node value, attributed to the
+split's feature, Saabas-style) give the reason codes. Batch scores use the same walk
+vectorised, so the online and batch scores are equal.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import numpy as np
+
+from tandem.learn import model_io
+
+
+class ScoringError(ValueError):
+    """Input a model cannot score (its text is safe to show to the caller)."""
+
+
+def encode_bits(bits: np.ndarray) -> str:
+    """``(k,)`` bool -> base64 text of the packed bits."""
+    return base64.b64encode(np.packbits(bits.astype(bool)).tobytes()).decode()
+
+
+def decode_bits(text: str, k: int) -> np.ndarray:
+    """Inverse of ``encode_bits`` for a model with ``k`` passive splits; ``ScoringError`` if malformed."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ScoringError("marketplace_bits is not base64") from None
+    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8))
+    if len(raw) != (k + 7) // 8 or bits[k:].any():
+        raise ScoringError(f"marketplace_bits must hold {k} bits for this model version")
+    return bits[:k].astype(bool)
+
+
+class PassiveScorer:
+    """A passive party's part of a model: features ``(n, fp)`` -> go-left bits ``(n, k)``."""
+
+    def __init__(self, model: dict):
+        self.version = model["model_id"]
+        self.binner, self.names, splits = model_io.passive_splits(model)
+        self.split_ids = sorted(splits)
+        self._f = np.array([splits[s][0] for s in self.split_ids], dtype=np.int64)
+        self._b = np.array([splits[s][1] for s in self.split_ids], dtype=np.int64)
+        self._m = np.array([splits[s][2] for s in self.split_ids], dtype=bool)
+
+    def bits(self, X: np.ndarray) -> np.ndarray:
+        binned = self.binner.transform(np.atleast_2d(X))[:, self._f]
+        return np.where(binned == self.binner.missing_bin, self._m, binned <= self._b)
+
+
+class ActiveScorer:
+    """The label holder's part of a model. ``names`` are its own features, in model order.
+
+    ``score(x, bits)`` -> ``(pd, contributions)`` for one row: ``x`` (fa,) raw feature values,
+    ``bits`` (k,) the passive party's go-left bits; contributions map a feature name (or the
+    passive party's name for all its splits) to its share of the raw score.
+    """
+
+    def __init__(self, model: dict):
+        self.version = model["model_id"]
+        self.binner, self.names, self.base_score, trees, ids = model_io.active_trees(model)
+        self.split_ids = sorted({sid for t in ids for _, sid in t.values()})
+        index = {sid: i for i, sid in enumerate(self.split_ids)}
+        self.parties = sorted({party for t in ids for party, _ in t.values()})
+        self._trees = []
+        for tree, tid in zip(trees, ids):
+            passive = np.array([index[tid[n][1]] if n in tid else -1 for n in range(len(tree.value))])
+            owner = [tid[n][0] if n in tid else (self.names[tree.feature[n]] if tree.feature[n] >= 0 else "")
+                     for n in range(len(tree.value))]
+            self._trees.append((np.array(tree.feature), np.array(tree.bin_), np.array(tree.missing_left),
+                                np.array(tree.left), np.array(tree.right), np.array(tree.value), passive, owner))
+
+    @property
+    def n_bits(self) -> int:
+        return len(self.split_ids)
+
+    def score(self, x: np.ndarray, bits: np.ndarray) -> tuple[float, dict[str, float]]:
+        binned = self.binner.transform(np.asarray(x, dtype=np.float64).reshape(1, -1))[0]
+        missing = self.binner.missing_bin
+        raw, contributions = self.base_score, {}
+        for feature, bin_, miss, left, right, value, passive, owner in self._trees:
+            node = 0
+            while left[node] >= 0:
+                if passive[node] >= 0:
+                    go_left = bits[passive[node]]
+                else:
+                    b = binned[feature[node]]
+                    go_left = miss[node] if b == missing else b <= bin_[node]
+                child = left[node] if go_left else right[node]
+                contributions[owner[node]] = contributions.get(owner[node], 0.0) + value[child] - value[node]
+                node = child
+            raw += value[node]
+        return float(1 / (1 + np.exp(-raw))), contributions
+
+    def score_batch(self, X: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        """PD of each row: ``X`` (n, fa), ``bits`` (n, k)."""
+        binned = self.binner.transform(X)
+        missing = self.binner.missing_bin
+        raw = np.full(len(binned), self.base_score)
+        rows = np.arange(len(binned))
+        for feature, bin_, miss, left, right, value, passive, _owner in self._trees:
+            node = np.zeros(len(binned), dtype=np.int64)
+            while True:
+                inner = left[node] >= 0
+                if not inner.any():
+                    break
+                r, n = rows[inner], node[inner]
+                own = binned[r, np.maximum(feature[n], 0)]
+                go_left = np.where(passive[n] >= 0, bits[r, np.maximum(passive[n], 0)],
+                                   np.where(own == missing, miss[n], own <= bin_[n]))
+                node[r] = np.where(go_left, left[n], right[n])
+            raw += value[node]
+        return 1 / (1 + np.exp(-raw))

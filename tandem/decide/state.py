@@ -1,0 +1,177 @@
+"""What a decision service holds in memory: its config, feature tables and loaded model versions.
+
+Feature tables are rebuilt from the party's own store every ``refresh_s`` seconds on a
+background thread and swapped in whole; model files are read again on ``reload()``, and
+the previous version of each model stays loaded, so a new version goes live while
+requests for the old one are still answered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from tandem.decide.rows import ENTITIES, rows
+from tandem.decide.scoring import ActiveScorer, PassiveScorer
+from tandem.errors import InputError
+from tandem.learn import model_io
+from tandem.node import NodeConfig, load_node_config
+
+KINDS = {"customers": "installments", "sellers": "seller_credit_line"}
+POLICY_COLUMNS = {("active", "customers"): ("income_median", "debt_service"), ("active", "sellers"): ("business_debt",),
+                  ("passive", "customers"): (), ("passive", "sellers"): ("gmv_recent_3m", "gmv_trend")}
+
+
+@dataclass(frozen=True)
+class DecideConfig:
+    """The ``[decide]`` section of a node config (paths resolved against the config's folder)."""
+
+    node: NodeConfig
+    listen: str                                   # mutual TLS, for the other node
+    api_listen: str | None                        # TLS + API key, for other clients
+    api_keys: Path | None                         # SHA-256 hex of each key, one per line
+    models: dict[str, Path]                       # entity -> this party's model file
+    peer: str | None                              # the other node's name (its [peers.NAME] decide address)
+    peer_address: str | None
+    policy: Path | None
+    as_of: date
+    refresh_s: float = 600.0
+    extra: dict = field(default_factory=dict)
+
+
+def load_decide_config(path: str | os.PathLike) -> DecideConfig:
+    node = load_node_config(path)
+    raw = tomllib.loads(Path(path).read_text())
+    d = raw.get("decide")
+    if not isinstance(d, dict):
+        raise InputError(f"{path}: no [decide] section")
+
+    def resolve(key: str) -> Path | None:
+        value = d.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise InputError(f"{path}: [decide] {key} must be a path")
+        return Path(value) if os.path.isabs(value) else (Path(path).parent / value).resolve()
+
+    if not isinstance(d.get("listen"), str):
+        raise InputError(f"{path}: [decide] listen = \"host:port\" is missing")
+    models = {e: resolve(f"{e}_model") for e in ENTITIES if d.get(f"{e}_model")}
+    if not models:
+        raise InputError(f"{path}: [decide] needs customers_model and/or sellers_model")
+    peer = d.get("peer")
+    address = raw.get("peers", {}).get(peer, {}).get("decide") if peer else None
+    if peer and not isinstance(address, str):
+        raise InputError(f"{path}: [peers.{peer}] decide = \"host:port\" is missing")
+    try:
+        as_of = date.fromisoformat(str(d["as_of"])) if "as_of" in d else None
+    except ValueError:
+        raise InputError(f"{path}: [decide] as_of must be a date like 2019-01-01") from None
+    if as_of is None:
+        from tandem.world.config import load_config
+
+        as_of = load_config()["time"]["snapshot_date"]
+    return DecideConfig(node, d["listen"], d.get("api_listen"), resolve("api_keys"), models, peer, address,
+                        resolve("policy"), as_of, float(d.get("refresh_s", 600)))
+
+
+def read_api_keys(path: Path | None) -> set[str]:
+    if path is None:
+        return set()
+    try:
+        return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read API keys ({exc.strerror})") from None
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class FeatureTable:
+    """A party's features for its linked rows: ``row(link_id)`` -> ``(x (f,), extras)``."""
+
+    def __init__(self, table: pa.Table, names: list[str], extras: tuple[str, ...] = ()):
+        missing = [n for n in list(names) + list(extras) if n not in table.column_names]
+        if missing:
+            raise InputError(f"the store has no feature '{missing[0]}' that the model needs")
+        self.link_ids = table.column("link_id").to_pylist()
+        self.index = {lid: i for i, lid in enumerate(self.link_ids)}
+        self.by_local = dict(zip(table.column("local_id").to_pylist(), self.link_ids))
+        self.X = np.column_stack([_floats(table, n) for n in names]) if names else np.zeros((len(self.link_ids), 0))
+        self.extras = {n: _floats(table, n) for n in extras}
+
+    def __len__(self) -> int:
+        return len(self.link_ids)
+
+    def row(self, link_id: str) -> tuple[np.ndarray, dict[str, float | None]] | None:
+        i = self.index.get(link_id)
+        if i is None:
+            return None
+        return self.X[i], {n: (None if np.isnan(v[i]) else float(v[i])) for n, v in self.extras.items()}
+
+
+def _floats(table: pa.Table, name: str) -> np.ndarray:
+    return table.column(name).to_pandas().to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+class ServiceState:
+    """Models (by entity and version), feature tables and their refresh, for one party's service."""
+
+    def __init__(self, cfg: DecideConfig, store, role: str):
+        self.cfg, self.store, self.role = cfg, store, role
+        self.models: dict[str, dict[str, ActiveScorer | PassiveScorer]] = {e: {} for e in cfg.models}
+        self.current: dict[str, str] = {}
+        self.tables: dict[str, FeatureTable] = {}
+        self._lock = threading.Lock()
+        self.reload()
+        self.refresh()
+        if cfg.refresh_s > 0:
+            threading.Thread(target=self._refresh_loop, daemon=True, name="feature-refresh").start()
+
+    def reload(self) -> dict[str, list[str]]:
+        """Read the model files again; a new version becomes current, the previous one stays loaded."""
+        for entity, path in self.cfg.models.items():
+            model = model_io.load(path, self.role)
+            scorer = ActiveScorer(model) if self.role == "active" else PassiveScorer(model)
+            with self._lock:
+                versions = self.models[entity]
+                if scorer.version not in versions:
+                    keep = {v: versions[v] for v in list(versions)[-1:]}
+                    versions.clear()
+                    versions.update(keep)
+                    versions[scorer.version] = scorer
+                self.current[entity] = scorer.version
+        return {e: list(v) for e, v in self.models.items()}
+
+    def refresh(self) -> None:
+        """Rebuild every feature table from the store (as of ``cfg.as_of``) and swap it in."""
+        party = "bank" if self.role == "active" else "market"
+        for entity in self.cfg.models:
+            scorer = self.model(entity)
+            extras = POLICY_COLUMNS[(self.role, entity)]
+            table = FeatureTable(rows(self.store, party, entity, self.cfg.as_of), scorer.names, extras)
+            with self._lock:
+                self.tables[entity] = table
+
+    def _refresh_loop(self) -> None:
+        while True:
+            time.sleep(self.cfg.refresh_s)
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - keep serving the last good table
+                pass
+
+    def model(self, entity: str, version: str | None = None):
+        """The scorer of ``version`` (default: the current one), or ``None`` if it is not loaded."""
+        with self._lock:
+            return self.models.get(entity, {}).get(version or self.current.get(entity))

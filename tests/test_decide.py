@@ -1,0 +1,193 @@
+"""Decide: both decision services as real processes (uvicorn, TLS) on a linked world with trained
+federated models; decisions, idempotency, errors, batch scoring, restarts and a schemathesis run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import tomllib
+from pathlib import Path
+
+import duckdb
+import httpx
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from tandem.decide.local import TRAIN, Service, train_models, write_decide_configs
+from tandem.learn.boosting import HistBoostingClassifier
+from tandem.learn.federated import estimator_kwargs, ordered, request_fields, split_rows
+from tandem.link.local import link_world
+from tandem.world.generate import generate_world
+
+ARGS = {**TRAIN, "trees": 8, "key_bits": 1024}
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    world = tmp_path_factory.mktemp("decide") / "world"
+    cfg = world.parent / "sellers.toml"
+    cfg.write_text("[population]\npersons_per_seller = 5\n\n[sellers]\nbusiness_loan_share = 0.8\n")
+    generate_world(6000, 11, world, config=cfg, evaluate=False)
+    link_world(world, entities=["customers", "sellers"], count_only=False)
+    models = train_models(world, args=ARGS)
+    paths, key = write_decide_configs(world, models)
+    bank, market = Service(paths["bank"]).wait_ready(), Service(paths["market"]).wait_ready()
+    con = duckdb.connect(str(world / "market.duckdb"), read_only=True)
+    users = [r[0] for r in con.sql("SELECT local_id FROM link_customers ORDER BY link_id").fetchall()]
+    sellers = [r[0] for r in con.sql("SELECT local_id FROM link_sellers ORDER BY link_id").fetchall()]
+    con.close()
+    state = {"world": world, "paths": paths, "key": key, "bank": bank, "market": market, "users": users,
+             "sellers": sellers, "models": models}
+    yield state
+    state["bank"].stop()
+    state["market"].stop()
+
+
+def _client(key):
+    return httpx.Client(verify=False, headers={"X-API-Key": key}, timeout=30)
+
+
+def _checkout(s, request_id, user, amount=15000.0):
+    return _client(s["key"]).post(s["market"].api + "/v1/checkout", json={
+        "request_id": request_id, "user_id": user, "order": {"amount": amount, "currency": "RUB",
+                                                             "categories": ["electronics"]}})
+
+
+def _reference(world: Path, link_ids: list[str]) -> dict[str, float]:
+    """The plaintext reference: the same algorithm on the pooled export, same rows and split."""
+    bank = pd.read_parquet(world / "train" / "bank.parquet")
+    market = pd.read_parquet(world / "train" / "market.parquet")
+    pooled = bank.merge(market, on="link_id")
+    fields = request_fields(ARGS)
+    pooled = pooled.iloc[ordered(pooled["link_id"].tolist(), fields["seed"])]
+    test, valid = split_rows(pooled["link_id"].tolist(), fields)
+    cols = [c for c in pooled.columns if c not in ("link_id", "default")]
+    X, y = pooled[cols].to_numpy(dtype=float), pooled["default"].to_numpy()
+    ref = HistBoostingClassifier(**estimator_kwargs(fields)).fit(X[~test], y[~test], valid[~test])
+    at = pooled.set_index("link_id").loc[link_ids, cols].to_numpy(dtype=float)
+    return dict(zip(link_ids, ref.predict_proba(at)[:, 1]))
+
+
+def test_checkout_decisions_equal_the_batch_and_plaintext_scores_and_survive_a_restart(services):
+    s = services
+    labelled = set(pd.read_parquet(s["world"] / "train" / "bank.parquet")["link_id"])
+    decisions = {}
+    for i, user in enumerate(s["users"][:60]):
+        reply = _checkout(s, f"co-{i:06d}", user)
+        assert reply.status_code == 200, reply.text
+        d = reply.json()
+        assert d["decision"] in ("approve", "decline", "refer") and 0 < d["pd"] < 1 and not d["replayed"]
+        assert d["decision"] == "decline" or d["terms"][0]["months"] == 3
+        decisions[d["link_id"]] = d
+    assert {r["party"] for d in decisions.values() for r in d["reasons"]} <= {"bank", "market"}
+    assert any(r["description"] == "marketplace behaviour" for d in decisions.values() for r in d["reasons"])
+    ref = _reference(s["world"], [lid for lid in decisions if lid in labelled])
+    assert len(ref) >= 10
+    for lid, p in ref.items():
+        assert abs(decisions[lid]["pd"] - p) < 1e-9
+
+    s["bank"].stop()                                   # the bank's store is free: batch scoring
+    proc = run_cli("score", "--config", str(s["paths"]["bank"]), "--entity", "customers")
+    assert proc.returncode == 0, proc.stderr
+    con = duckdb.connect(str(s["world"] / "bank.duckdb"), read_only=True)
+    batch = dict(con.sql("SELECT link_id, pd FROM scores_customers").fetchall())
+    recorded = con.execute("SELECT count(*) FROM decisions WHERE request_id LIKE 'co-%'").fetchone()[0]
+    con.close()
+    for lid, d in decisions.items():
+        assert abs(batch[lid] - d["pd"]) < 1e-9
+    assert recorded == 60
+    s["bank"] = Service(s["paths"]["bank"]).wait_ready()
+    again = _checkout(s, "co-000000", s["users"][0]).json()
+    first = decisions[again["link_id"]]
+    assert again["replayed"] and {k: v for k, v in again.items() if k != "replayed"} == \
+        {k: v for k, v in first.items() if k != "replayed"}
+
+
+def test_bad_requests_get_clear_4xx_answers(services):
+    s = services
+    c = _client(s["key"])
+    bank_api = "https://" + tomllib.loads(s["paths"]["bank"].read_text())["decide"]["api_listen"]
+    good = json.loads(Path(s["models"]["customers"]["model_path"]).read_text())["model_id"]
+    assert httpx.post(s["market"].api + "/v1/checkout", verify=False, json={}).status_code == 401
+    assert c.post(s["market"].api + "/v1/checkout", headers={"X-API-Key": "wrong"}, json={}).status_code == 401
+    bad = c.post(s["market"].api + "/v1/checkout", json={"request_id": "bad-000001", "user_id": s["users"][0],
+                                                         "order": {"amount": -5, "currency": "USD"}})
+    assert bad.status_code == 422 and "amount" in bad.text and "currency" in bad.text
+    assert c.post(s["market"].api + "/v1/checkout", json={"request_id": "bad-000002", "user_id": 12345,
+                                                          "order": {"amount": 5, "currency": "RUB"}}).status_code == 404
+    assert _checkout(s, "reuse-0001", s["users"][1]).status_code == 200
+    reused = _checkout(s, "reuse-0001", s["users"][1], amount=99.0)
+    assert reused.status_code == 409 and "already used" in reused.json()["detail"]
+    body = {"request_id": "direct-0001", "link_id": "0" * 32, "model_version": good,
+            "order": {"amount": 100, "currency": "RUB"}, "marketplace_bits": ""}
+    assert c.post(bank_api + "/v1/checkout/installments", json=body).status_code in (404, 422)
+    body["model_version"] = "f" * 16
+    mismatch = c.post(bank_api + "/v1/checkout/installments", json=body)
+    assert mismatch.status_code == 409 and "not loaded" in mismatch.json()["detail"]
+    con = duckdb.connect(str(s["world"] / "market.duckdb"), read_only=True)
+    link = con.execute(f"SELECT link_id FROM link_customers WHERE local_id = {s['users'][2]}").fetchone()[0]
+    con.close()
+    body.update(model_version=good, link_id=link, request_id="direct-0002", marketplace_bits="!!")
+    assert c.post(bank_api + "/v1/checkout/installments", json=body).status_code == 422
+
+
+def test_seller_credit_lines_and_the_audit_log(services):
+    s = services
+    c = _client(s["key"])
+    answers = [c.post(s["market"].api + "/v1/sellers/credit-line",
+                      json={"request_id": f"seller-{i:05d}", "seller_id": seller}) for i, seller in
+               enumerate(s["sellers"][:10])]
+    assert all(a.status_code == 200 for a in answers), answers[0].text
+    for a in answers:
+        d = a.json()
+        assert d["kind"] == "seller_credit_line" and d["limit"] >= 0
+        assert d["decision"] == "decline" or len(d["terms"]) == 1
+    audit = (s["world"] / "nodes" / "state-market" / "audit.jsonl").read_text()
+    assert "/v1/sellers/credit-line" in audit and "/v1/checkout/installments" in audit
+
+
+def test_restarting_the_bank_mid_load_loses_no_recorded_decision(services):
+    s = services
+    ok, stop = {}, threading.Event()
+
+    def load(worker):
+        i = 0
+        while not stop.is_set():
+            rid = f"load-{worker}-{i:05d}"
+            try:
+                reply = _checkout(s, rid, s["users"][i % len(s["users"])])
+                if reply.status_code == 200:
+                    ok[rid] = reply.json()
+            except httpx.HTTPError:
+                pass
+            i += 1
+
+    threads = [threading.Thread(target=load, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    while len(ok) < 40:
+        threading.Event().wait(0.05)
+    s["bank"].proc.send_signal(signal.SIGKILL)              # crash, mid-load
+    s["bank"].proc.wait()
+    stop.set()
+    for t in threads:
+        t.join()
+    s["bank"] = Service(s["paths"]["bank"]).wait_ready()
+    for rid, d in list(ok.items())[:: max(1, len(ok) // 15)]:
+        user = s["users"][int(rid.rsplit("-", 1)[1]) % len(s["users"])]
+        again = _checkout(s, rid, user).json()
+        assert again["replayed"] and again["decision"] == d["decision"] and again["pd"] == d["pd"]
+
+
+def test_the_bank_api_survives_schemathesis(services):
+    s = services
+    api = "https://" + tomllib.loads(s["paths"]["bank"].read_text())["decide"]["api_listen"]
+    proc = subprocess.run([str(Path(sys.executable).parent / "schemathesis"), "run", f"{api}/openapi.json",
+                           "--checks", "not_a_server_error", "--header", f"X-API-Key: {s['key']}",
+                           "--tls-verify", "false", "--max-examples", "25", "--workers", "1"],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "No issues found" in proc.stdout and "/v1/checkout/installments" in proc.stdout
