@@ -103,8 +103,10 @@ def demo(
     files = export_training_files(out)
     with progress_bar("train") as update:
         update("linking rows and training", 0.05)
-        result = train_local(files, "link_id", "bank", "default", TRAIN_ARGS, out / "train")["bank"]
-        update("done", 1.0)
+        trained = train_local(files, "link_id", "bank", "default", TRAIN_ARGS, out / "train", on_event=lambda n, e: (
+            e.get("event") == "progress" and e["what"].startswith("tree")
+            and update(e["what"], 0.05 + 0.95 * e["fraction"])))
+        result = trained["bank"]
     alone = bank_alone_auc(files["bank"], result["test_ids"], TRAIN_ARGS)
     report = _model_report(out / "train" / "report.html", result, {"AUC, bank alone": alone})
     fed = result["metrics"]["auc"]
@@ -116,6 +118,36 @@ def demo(
     console.print(f"\nThe marketplace's behaviour lifts the bank's default model from [bold]{alone:.3f}[/] to "
                   f"[bold]{fed:.3f}[/] AUC without either side seeing the other's rows "
                   f"({result['seconds_per_tree']} s per tree).\nModel report: [bold]{report}[/]")
+    console.rule("[bold]Decide: installments at checkout and seller credit lines, online")
+    _demo_decide(out, {**result, "market": trained["market"]})
+
+
+def _demo_decide(world: Path, customer_model: dict) -> None:
+    """Train the seller model, start both decision services and send them a burst of requests."""
+    from tandem.decide.local import burst, train_models, Service, write_decide_configs
+
+    with progress_bar("seller model") as update:
+        update("training the federated seller model", 0.1)
+        models = {"customers": customer_model, **train_models(world, ["sellers"])}
+    paths, key = write_decide_configs(world, models)
+    bank, market = Service(paths["bank"]), Service(paths["market"])
+    try:
+        bank.wait_ready()
+        market.wait_ready()
+        with progress_bar("requests") as update:
+            update("a burst of checkouts and seller applications", 0.1)
+            stats = burst(world, market.api, key)
+    finally:
+        bank.stop()
+        market.stop()
+    for kind, s in stats.items():
+        console.print(table(f"{s['requests']:,} {kind} requests through the marketplace gateway to the bank",
+                            ["measure", "value"], [
+            *[[f"{d}", f"{n:,} ({n / max(1, s['requests']):.1%})"] for d, n in s["decisions"].items()],
+            ["PD p10 / p50 / p90", " / ".join(f"{q:.3f}" for q in s["pd_quantiles"])],
+            ["latency p50 / p95 / p99 (ms)", " / ".join(f"{q:.1f}" for q in s["latency_ms"])],
+            ["errors", s["errors"]]]))
+    console.print(f"Every decision is in the bank's store (table decisions); configs: {paths['bank'].parent}")
 
 
 def _print_summary(s: dict, out: Path) -> None:

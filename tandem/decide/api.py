@@ -26,6 +26,7 @@ from tandem.decide.schemas import (BitsRequest, BitsResponse, CheckoutRequest, D
                                    SellerCreditRequest, SellerRequest)
 from tandem.decide.scoring import ScoringError, decode_bits, encode_bits
 from tandem.decide.state import KINDS, ServiceState, key_hash
+from tandem.errors import TandemError
 
 PROTOCOL = "decide/1"
 ERRORS = {code: {"model": Problem} for code in (401, 404, 409, 422, 502, 503)}
@@ -135,16 +136,34 @@ def bank_app(state: ServiceState, ledger: Ledger, policy: dict, audit: AuditLog,
     return app
 
 
+def peer_context(tls) -> ssl.SSLContext:
+    """Client TLS: our node certificate, and only servers whose certificate our CA signed. The
+    peer's name is checked per connection by ``check_peer`` (every node certificate also names
+    127.0.0.1, so the address alone would not tell the nodes apart)."""
+    context = ssl.create_default_context(cafile=str(tls.ca))
+    context.check_hostname = False
+    context.load_cert_chain(str(tls.cert), str(tls.key))
+    return context
+
+
+def check_peer(reply, peer: str) -> None:
+    """The answer came from ``peer``'s certificate (its common name), or ``TandemError``."""
+    stream = reply.extensions.get("network_stream")
+    tls = stream.get_extra_info("ssl_object") if stream is not None else None
+    subject = dict(x[0] for x in (tls.getpeercert() or {}).get("subject", ())) if tls is not None else {}
+    if subject.get("commonName") != peer:
+        raise TandemError(f"the decision service answering is not {peer} (certificate of "
+                          f"{subject.get('commonName', 'nobody')})")
+
+
 class BankClient:
     """The marketplace node's mutual-TLS client of the bank's decision service (audited)."""
 
     def __init__(self, address: str, peer: str, tls, audit: AuditLog, timeout_s: float = 5.0):
         import httpx
 
-        context = ssl.create_default_context(cafile=str(tls.ca))
-        context.load_cert_chain(str(tls.cert), str(tls.key))
         self.peer, self.audit = peer, audit
-        self.client = httpx.AsyncClient(base_url=f"https://{address}", verify=context, timeout=timeout_s,
+        self.client = httpx.AsyncClient(base_url=f"https://{address}", verify=peer_context(tls), timeout=timeout_s,
                                         limits=httpx.Limits(max_keepalive_connections=64, max_connections=64))
 
     async def post(self, path: str, body: dict, session: str) -> tuple[int, dict]:
@@ -154,10 +173,13 @@ class BankClient:
         self.audit.record(direction="out", peer=self.peer, protocol=PROTOCOL, session=session, message=path,
                           nbytes=len(data), records=1)
         try:
-            reply = await self.client.post(path, content=data, headers={"content-type": "application/json"},
-                                           extensions={"sni_hostname": self.peer})
+            reply = await self.client.post(path, content=data, headers={"content-type": "application/json"})
         except httpx.HTTPError as exc:
             raise HTTPException(502, f"the bank's decision service is unreachable ({type(exc).__name__})") from None
+        try:
+            check_peer(reply, self.peer)
+        except TandemError as exc:
+            raise HTTPException(502, str(exc)) from None
         try:
             return reply.status_code, reply.json()
         except ValueError:

@@ -9,7 +9,6 @@ and scores them with its own features and the same policy as online decisions.
 from __future__ import annotations
 
 import json
-import ssl
 from datetime import datetime, timezone
 
 import numpy as np
@@ -17,6 +16,7 @@ import pyarrow as pa
 
 from tandem.audit import AuditLog
 from tandem.decide import policy as rules
+from tandem.decide.api import check_peer, peer_context
 from tandem.decide.scoring import ActiveScorer, decode_bits
 from tandem.decide.state import FeatureTable, POLICY_COLUMNS, load_decide_config
 from tandem.decide.rows import rows
@@ -49,22 +49,20 @@ def score_portfolio(config_path: str, entity: str, progress=lambda what, fractio
         local = table_local_ids(table)
         policy = rules.load_policy(cfg.policy)
         audit = AuditLog(cfg.node.audit_path, cfg.node.name)
-        context = ssl.create_default_context(cafile=str(cfg.node.tls.ca))
-        context.load_cert_chain(str(cfg.node.tls.cert), str(cfg.node.tls.key))
         bits = np.zeros((len(table), scorer.n_bits), dtype=bool)
         found = np.zeros(len(table), dtype=bool)
         gmv = np.zeros(len(table))
-        with httpx.Client(base_url=f"https://{cfg.peer_address}", verify=context, timeout=120) as client:
+        with httpx.Client(base_url=f"https://{cfg.peer_address}", verify=peer_context(cfg.node.tls), timeout=120) as client:
             for start in range(0, len(table), CHUNK):
                 ids = table.link_ids[start:start + CHUNK]
                 body = json.dumps({"kind": entity, "model_version": scorer.version, "link_ids": ids}).encode()
                 audit.record(direction="out", peer=cfg.peer, protocol="decide/1", session=scorer.version,
                              message="bits request", nbytes=len(body), records=len(ids))
                 try:
-                    reply = client.post("/v1/bits", content=body, headers={"content-type": "application/json"},
-                                        extensions={"sni_hostname": cfg.peer})
+                    reply = client.post("/v1/bits", content=body, headers={"content-type": "application/json"})
                 except httpx.HTTPError as exc:
                     raise TandemError(f"the {cfg.peer} decision service is unreachable ({type(exc).__name__})") from None
+                check_peer(reply, cfg.peer)
                 if reply.status_code != 200:
                     raise TandemError(f"{cfg.peer}: {reply.json().get('detail', reply.text)[:300]}")
                 answer = reply.json()

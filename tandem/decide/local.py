@@ -14,7 +14,7 @@ from pathlib import Path
 from tandem.errors import TandemError
 from tandem.link.local import free_port
 
-TRAIN = {"test_fraction": 0.3, "seed": 42, "trees": 40, "max_depth": 4, "learning_rate": 0.15, "bins": 32}
+from tandem.demo import TRAIN_ARGS as TRAIN  # noqa: E402 - one set of demo training settings
 
 
 def train_models(world: Path, entities=("customers", "sellers"), args: dict | None = None) -> dict[str, dict]:
@@ -98,3 +98,55 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def burst(world: Path, api: str, key: str, checkouts: int = 400, sellers: int = 60,
+          workers: int = 8) -> dict[str, dict]:
+    """Send checkouts (random shared users, amounts 1k-60k RUB) and seller applications to the
+    marketplace gateway from ``workers`` threads; return decisions, PD quantiles, latency percentiles."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import duckdb
+    import httpx
+    import numpy as np
+
+    con = duckdb.connect(str(world / "market.duckdb"), read_only=True)
+    try:
+        users = [r[0] for r in con.execute("SELECT local_id FROM link_customers").fetchall()]
+        shops = [r[0] for r in con.execute("SELECT local_id FROM link_sellers").fetchall()]
+    finally:
+        con.close()
+    rng = np.random.default_rng(1)
+    run = secrets.token_hex(4)
+    jobs = [("/v1/checkout", {"request_id": f"demo-{run}-{i:06d}", "user_id": int(rng.choice(users)),
+                              "order": {"amount": float(round(rng.uniform(1000, 60000), 2)), "currency": "RUB",
+                                        "categories": ["electronics"]}}) for i in range(checkouts)]
+    jobs += [("/v1/sellers/credit-line", {"request_id": f"demo-{run}-s{i:05d}", "seller_id": int(rng.choice(shops))})
+             for i in range(sellers if shops else 0)]
+    local = threading.local()
+
+    def send(job):
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(verify=False, headers={"X-API-Key": key}, timeout=30)
+        started = time.perf_counter()
+        try:
+            reply = local.client.post(api + job[0], json=job[1])
+        except httpx.HTTPError:
+            return job[0], None, time.perf_counter() - started
+        return job[0], reply.json() if reply.status_code == 200 else None, time.perf_counter() - started
+
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(send, jobs))
+    out = {}
+    for path, kind in (("/v1/checkout", "checkout"), ("/v1/sellers/credit-line", "seller")):
+        mine = [r for r in results if r[0] == path]
+        ok = [r[1] for r in mine if r[1] is not None]
+        if not mine:
+            continue
+        pds = np.array([d["pd"] for d in ok]) if ok else np.zeros(1)
+        out[kind] = {"requests": len(mine), "errors": len(mine) - len(ok),
+                     "decisions": {d: sum(r["decision"] == d for r in ok) for d in ("approve", "refer", "decline")},
+                     "pd_quantiles": [float(q) for q in np.quantile(pds, [0.1, 0.5, 0.9])],
+                     "latency_ms": [float(q) * 1000 for q in np.quantile([r[2] for r in mine], [0.5, 0.95, 0.99])]}
+    return out

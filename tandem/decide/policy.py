@@ -64,7 +64,7 @@ def installments(pd: float, amount: float, income: float | None, debt_service: f
     """``income`` and ``debt_service`` in RUB per month (unknown: None)."""
     p = policy["installments"]
     capacity = max(income or 0.0, 0.0) * p["income_months"] * max(0.0, 1 - pd / p["pd_decline"])
-    limit = min(p["max_limit"], max(0.0, capacity - 6 * max(debt_service or 0.0, 0.0)))
+    limit = min(p["max_limit"], max(0.0, capacity - p["debt_months"] * max(debt_service or 0.0, 0.0)))
     decision = _band(pd, amount, limit, p)
     terms = [] if decision == "decline" else [
         {"months": int(m), "annual_rate": float(rate), "monthly_payment": round(annuity(amount, int(m), rate), 2),

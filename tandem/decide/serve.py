@@ -14,12 +14,15 @@ import sys
 
 from tandem.audit import AuditLog
 from tandem.decide.api import BankClient, bank_app, market_app
+from tandem.decide.baseline import LightGbmScorer
 from tandem.decide.ledger import Ledger
 from tandem.decide.policy import load_policy
-from tandem.decide.state import ServiceState, load_decide_config, read_api_keys
+from tandem.decide.scoring import ActiveScorer
+from tandem.decide.state import ServiceState, load_decide_config, load_scorer, read_api_keys
 from tandem.errors import InputError
-from tandem.learn import model_io
 from tandem.store import open_store
+
+ACTIVE = (ActiveScorer, LightGbmScorer)
 
 
 def _host_port(text: str, where: str) -> tuple[str, int]:
@@ -33,7 +36,7 @@ def build(config_path: str):
     """The service's apps and resources: ``[(listen, app, mutual_tls)], cfg, closers``."""
     cfg = load_decide_config(config_path)
     node = cfg.node
-    role = model_io.load(next(iter(cfg.models.values())), None)["role"]
+    role = "active" if isinstance(load_scorer(next(iter(cfg.models.values())), None), ACTIVE) else "passive"
     store = open_store(node.store, read_only=role == "passive")
     audit = AuditLog(node.audit_path, node.name, sync_each=False)
     keys = read_api_keys(cfg.api_keys)

@@ -9,6 +9,7 @@ requests for the old one are still answered.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import time
@@ -124,6 +125,21 @@ def _floats(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).to_pandas().to_numpy(dtype=np.float64, na_value=np.nan)
 
 
+def load_scorer(path: Path, role: str | None):
+    """A party's scorer from its model file: its part of a federated model, or (the bank-only
+    baseline of the benchmark) a LightGBM."""
+    from tandem.decide import baseline
+
+    try:
+        head = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable model file ({exc})") from None
+    if isinstance(head, dict) and head.get("format") == baseline.FORMAT:
+        return baseline.LightGbmScorer(head)
+    model = model_io.load(path, role)
+    return ActiveScorer(model) if model["role"] == "active" else PassiveScorer(model)
+
+
 class ServiceState:
     """Models (by entity and version), feature tables and their refresh, for one party's service."""
 
@@ -141,8 +157,7 @@ class ServiceState:
     def reload(self) -> dict[str, list[str]]:
         """Read the model files again; a new version becomes current, the previous one stays loaded."""
         for entity, path in self.cfg.models.items():
-            model = model_io.load(path, self.role)
-            scorer = ActiveScorer(model) if self.role == "active" else PassiveScorer(model)
+            scorer = load_scorer(path, self.role)
             with self._lock:
                 versions = self.models[entity]
                 if scorer.version not in versions:

@@ -1,0 +1,186 @@
+"""Benchmark: online checkout decisions through both nodes, at a fixed rate and at maximum throughput,
+beside a single-party baseline (the same bank service scoring a LightGBM on bank-only features).
+
+    python bench/decide.py [--persons 30000] [--rate 500] [--seconds 20] [--results bench/RESULTS.md]
+
+Full path: load generator (its own process) -> the marketplace gateway (TLS, API key) -> the
+bank's decision service (mutual TLS) -> ledger commit -> answer. Baseline: load generator ->
+the bank's decision service directly, LightGBM on the bank's features, same ledger.
+Latency is measured from each request's scheduled send time (open loop), so a stall counts
+against every request it delays. Target on 2 cores: p99 <= 20 ms at 500 req/s, federated
+p99 <= 1.5x the baseline's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import ssl
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from world import cpu_model, write_section  # noqa: E402
+
+
+async def _one(reader, writer, head: bytes, body: bytes) -> int:
+    writer.write(head + body)
+    status = int((await reader.readline()).split()[1])
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    await reader.readexactly(length)
+    return status
+
+
+async def _load(url: str, key: str, bodies: list[bytes], path: str, rate: float | None, connections: int) -> dict:
+    """Send every body (rate: requests/s, open loop; None: as fast as ``connections`` allow)."""
+    host, port = url.removeprefix("https://").split(":")
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    conns = [await asyncio.open_connection(host, int(port), ssl=context) for _ in range(connections)]
+    idle: asyncio.Queue = asyncio.Queue()
+    for c in conns:
+        idle.put_nowait(c)
+    latencies, statuses = [], {}
+    start = time.perf_counter() + 0.2
+
+    async def fire(i: int, body: bytes) -> None:
+        scheduled = start + i / rate if rate else time.perf_counter()
+        reader, writer = await idle.get()
+        head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        try:
+            status = await _one(reader, writer, head, body)
+        finally:
+            idle.put_nowait((reader, writer))
+        latencies.append(time.perf_counter() - scheduled)
+        statuses[status] = statuses.get(status, 0) + 1
+
+    tasks = []
+    for i, body in enumerate(bodies):
+        if rate:
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(fire(i, body)))
+        if not rate and len(tasks) % connections == 0:
+            await asyncio.sleep(0)
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    for _r, w in conns:
+        w.close()
+    lat = np.array(latencies) * 1000
+    return {"requests": len(bodies), "seconds": round(elapsed, 2), "throughput": round(len(bodies) / elapsed, 1),
+            "p50_ms": round(float(np.percentile(lat, 50)), 2), "p95_ms": round(float(np.percentile(lat, 95)), 2),
+            "p99_ms": round(float(np.percentile(lat, 99)), 2), "statuses": statuses}
+
+
+def _generator(conn, url, key, bodies, path, rate, connections) -> None:
+    """The load generator's process."""
+    try:
+        import uvloop
+
+        result = uvloop.run(_load(url, key, bodies, path, rate, connections))
+    except ImportError:
+        result = asyncio.run(_load(url, key, bodies, path, rate, connections))
+    conn.send(result)
+
+
+def drive(url: str, key: str, bodies: list[bytes], path: str, rate: float | None, connections: int = 64) -> dict:
+    here, there = multiprocessing.Pipe()
+    proc = multiprocessing.get_context("spawn").Process(target=_generator,
+                                                        args=(there, url, key, bodies, path, rate, connections))
+    proc.start()
+    result = here.recv()
+    proc.join()
+    return result
+
+
+def checkout_bodies(users: list[int], n: int, tag: str) -> list[bytes]:
+    rng = np.random.default_rng(0)
+    return [json.dumps({"request_id": f"{tag}-{i:07d}", "user_id": int(users[i % len(users)]),
+                        "order": {"amount": float(round(rng.uniform(1000, 60000), 2)), "currency": "RUB"}}).encode()
+            for i in range(n)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--persons", type=int, default=30_000)
+    parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--results", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    args = parser.parse_args()
+    from tandem.decide.baseline import bank_only_setup
+    from tandem.decide.local import Service, train_models, write_decide_configs
+    from tandem.link.local import link_world
+    from tandem.world.generate import generate_world
+
+    import duckdb
+
+    n = int(args.rate * args.seconds)
+    with tempfile.TemporaryDirectory() as tmp:
+        world = Path(tmp) / "world"
+        generate_world(args.persons, 7, world, evaluate=False)
+        link_world(world, entities=["customers"], count_only=False)
+        models = train_models(world, ["customers"])
+        paths, key = write_decide_configs(world, models)
+        con = duckdb.connect(str(world / "market.duckdb"), read_only=True)
+        users = [r[0] for r in con.execute("SELECT local_id FROM link_customers").fetchall()]
+        con.close()
+        results = {}
+        bank, market = Service(paths["bank"]).wait_ready(), Service(paths["market"]).wait_ready()
+        try:
+            drive(market.api, key, checkout_bodies(users, 300, "warm"), "/v1/checkout", None, 16)
+            results["federated, fixed rate"] = drive(market.api, key, checkout_bodies(users, n, "fixed"),
+                                                     "/v1/checkout", args.rate)
+            results["federated, maximum"] = drive(market.api, key, checkout_bodies(users, n, "max"), "/v1/checkout",
+                                                  None)
+        finally:
+            bank.stop()
+            market.stop()
+        base_config, base_bodies = bank_only_setup(world, paths["bank"], models["customers"]["model_path"])
+        base = Service(base_config).wait_ready()
+        try:
+            drive(base.api, key, base_bodies(300, "warm"), "/v1/checkout/installments", None, 16)
+            results["bank-only baseline, fixed rate"] = drive(base.api, key, base_bodies(n, "fixed"),
+                                                              "/v1/checkout/installments", args.rate)
+            results["bank-only baseline, maximum"] = drive(base.api, key, base_bodies(n, "max"),
+                                                           "/v1/checkout/installments", None)
+        finally:
+            base.stop()
+    print(json.dumps(results, indent=1))
+    fed, basel = results["federated, fixed rate"], results["bank-only baseline, fixed rate"]
+    rows = [f"| {name} | {r['requests']:,} | {r['throughput']:,.0f} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
+            f"{', '.join(f'{k}: {v:,}' for k, v in sorted(r['statuses'].items()))} |" for name, r in results.items()]
+    section = "\n".join([
+        "## Decide (online decisions)", "",
+        f"{date.today()} · `nproc` = {os.cpu_count()} · {cpu_model()} · command: `python bench/decide.py "
+        f"--persons {args.persons} --rate {args.rate:g} --seconds {args.seconds:g}`", "",
+        "Checkout installment decisions on a linked world of "
+        f"{args.persons:,} persons (federated model: 40 trees, depth 4). Federated: load generator (own process, "
+        "open loop, latency from each request's scheduled time) -> marketplace gateway (TLS + API key; its bits "
+        "for the buyer) -> bank decision service (mutual TLS; its features, the model, the policy, the ledger "
+        "commit) -> answer. Baseline: the same bank service scoring a LightGBM on bank-only features, called "
+        "directly. All processes share the machine's 2 cores.", "",
+        "| run | requests | requests/s | p50 ms | p95 ms | p99 ms | HTTP statuses |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |", *rows, "",
+        f"Federated p99 at {args.rate:g} req/s: {fed['p99_ms']} ms (target <= 20 ms); ratio to the baseline's p99: "
+        f"{fed['p99_ms'] / max(basel['p99_ms'], 1e-9):.2f} (target <= 1.5).", ""])
+    write_section(args.results, "## Decide (online decisions)", section)
+
+
+if __name__ == "__main__":
+    main()
