@@ -206,7 +206,7 @@ def market_app(state: ServiceState, bank: BankClient | None, audit: AuditLog, au
                                      "shared with the bank")
         x, extras = table.row(link_id)
         scorer = state.model(entity)
-        return link_id, scorer.version, scorer.bits(x)[0], extras
+        return link_id, scorer.version, scorer.row_bits(x), extras
 
     async def ask_bank(path: str, payload: dict) -> Decision:
         if bank is None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
+from bisect import bisect_left
 
 import numpy as np
 
@@ -39,6 +41,12 @@ def decode_bits(text: str, k: int) -> np.ndarray:
     return bits[:k].astype(bool)
 
 
+def bin_row(thresholds: list[list[float]], missing_bin: int, x) -> list[int]:
+    """One row's bins, as ``Binner.transform`` gives them (``bisect_left`` = ``searchsorted`` left),
+    without numpy's per-call cost: the online path scores one row at a time."""
+    return [missing_bin if math.isnan(v) else bisect_left(t, v) for t, v in zip(thresholds, x)]
+
+
 class PassiveScorer:
     """A passive party's part of a model: features ``(n, fp)`` -> go-left bits ``(n, k)``."""
 
@@ -49,10 +57,19 @@ class PassiveScorer:
         self._f = np.array([splits[s][0] for s in self.split_ids], dtype=np.int64)
         self._b = np.array([splits[s][1] for s in self.split_ids], dtype=np.int64)
         self._m = np.array([splits[s][2] for s in self.split_ids], dtype=bool)
+        self._thresholds = [t.tolist() for t in self.binner.thresholds_]
+        self._splits = list(zip(self._f.tolist(), self._b.tolist(), self._m.tolist()))
 
     def bits(self, X: np.ndarray) -> np.ndarray:
+        """Go-left bits ``(n, k)`` of rows ``X`` (n, fp)."""
         binned = self.binner.transform(np.atleast_2d(X))[:, self._f]
         return np.where(binned == self.binner.missing_bin, self._m, binned <= self._b)
+
+    def row_bits(self, x) -> np.ndarray:
+        """``bits`` of one row (k,), in plain Python (the online path)."""
+        missing = self.binner.missing_bin
+        b = bin_row(self._thresholds, missing, x)
+        return np.array([m if b[f] == missing else b[f] <= bb for f, bb, m in self._splits], dtype=bool)
 
 
 class ActiveScorer:
@@ -76,16 +93,19 @@ class ActiveScorer:
                      for n in range(len(tree.value))]
             self._trees.append((np.array(tree.feature), np.array(tree.bin_), np.array(tree.missing_left),
                                 np.array(tree.left), np.array(tree.right), np.array(tree.value), passive, owner))
+        self._lists = [tuple(a.tolist() if isinstance(a, np.ndarray) else a for a in t) for t in self._trees]
+        self._thresholds = [t.tolist() for t in self.binner.thresholds_]
 
     @property
     def n_bits(self) -> int:
         return len(self.split_ids)
 
     def score(self, x: np.ndarray, bits: np.ndarray) -> tuple[float, dict[str, float]]:
-        binned = self.binner.transform(np.asarray(x, dtype=np.float64).reshape(1, -1))[0]
         missing = self.binner.missing_bin
+        binned = bin_row(self._thresholds, missing, x)
+        bits = bits.tolist()
         raw, contributions = self.base_score, {}
-        for feature, bin_, miss, left, right, value, passive, owner in self._trees:
+        for feature, bin_, miss, left, right, value, passive, owner in self._lists:
             node = 0
             while left[node] >= 0:
                 if passive[node] >= 0:
@@ -97,7 +117,7 @@ class ActiveScorer:
                 contributions[owner[node]] = contributions.get(owner[node], 0.0) + value[child] - value[node]
                 node = child
             raw += value[node]
-        return float(1 / (1 + np.exp(-raw))), contributions
+        return float(1 / (1 + math.exp(-raw))), contributions
 
     def score_batch(self, X: np.ndarray, bits: np.ndarray) -> np.ndarray:
         """PD of each row: ``X`` (n, fa), ``bits`` (n, k)."""
