@@ -65,9 +65,17 @@ def hash_and_blind(secret: bytes, key_name: str, salt: bytes, values: list[str])
     return blind(secret, hash_to_points(key_name, salt, values))
 
 
-def link_digest(key_name: str, doubly_blinded: bytes) -> bytes:
-    """A 16-byte link id from a value both parties blinded: the same on both sides, opaque to anyone else."""
-    return hashlib.sha256(b"tandem/link-id/v1\x00" + key_name.encode() + b"\x00" + doubly_blinded).digest()[:16]
+def link_ids(key_name: str, doubly_blinded: bytes) -> list[str]:
+    """Link ids (32 hex chars each) of values both parties blinded (``n * 32`` bytes): the same on both
+    sides, opaque to anyone else. SHA-256 over a domain separator, the key name and the value, first 16 bytes."""
+    prefix = hashlib.sha256(b"tandem/link-id/v1\x00" + key_name.encode() + b"\x00")
+
+    def one(point: bytes) -> str:
+        h = prefix.copy()
+        h.update(point)
+        return h.digest()[:16].hex()
+
+    return [one(doubly_blinded[i:i + POINT_BYTES]) for i in range(0, len(doubly_blinded), POINT_BYTES)]
 
 
 def run_salt(initiator_nonce: bytes, responder_nonce: bytes) -> bytes:
