@@ -135,7 +135,8 @@ def main() -> None:
         f"{date.today()} · `nproc` = {os.cpu_count()} · {cpu_model()} · command: `python bench/psi.py --n {n}`",
         "",
         f"{n:,} x {n:,} phone numbers, 50% overlap. Tandem: a bank node and a marketplace node as separate "
-        "processes over loopback gRPC with mutual TLS, each with one blinding worker process (the two nodes share the machine's 2 cores), reading from and "
+        "processes over loopback gRPC with mutual TLS, each with a blinding worker process per core (the two nodes "
+        "share the machine's cores: a node that waits for its peer leaves them to the peer's workers), reading from and "
         "writing to their DuckDB stores (wall time from the bank node's start to its exit; protocol time from "
         "the node's own clock). openmined-psi 2.x (ECDH-PSI in C++, P-256, one process, no network, "
         "reveal-intersection mode) on the same identifiers, measured in the same run. "
