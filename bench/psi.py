@@ -34,9 +34,11 @@ NOTES = """\
 Notes. This machine's X25519 rate varies between runs (19.7k-24.8k per core with both cores
 busy, measured the same day), so compare ratios, not seconds. The 75 s target assumes the
 DESIGN floor of 30k/s per core, which this machine does not reach: its floor alone is
-83-101 s. Where the rest goes (an ad-hoc run at 300k x 300k on 2026-11-24): both parties'
-hashing and multiplications as two bare processes take 24.7 s; the node-to-node run takes
-28-30 s on the protocol clock — end-of-run pipeline waiting, message handling and matching.
+83-101 s. Where the time goes (300k x 300k, 2026-11-25, traced): the run is CPU-bound, both
+cores busy for ~99% of the wall time (wall = all processes' CPU / 2 within 1-2%), and the
+workers' X25519 calls are ~87% of that CPU. The rest, per node at 300k: start-up ~0.8 s,
+reading and normalising the store ~0.9 s, matching ~0.45 s, writing the link table ~0.2 s.
+Each node has a worker per core, so the node that finishes first leaves its cores to the other.
 """
 
 
@@ -135,7 +137,8 @@ def main() -> None:
         f"{date.today()} · `nproc` = {os.cpu_count()} · {cpu_model()} · command: `python bench/psi.py --n {n}`",
         "",
         f"{n:,} x {n:,} phone numbers, 50% overlap. Tandem: a bank node and a marketplace node as separate "
-        "processes over loopback gRPC with mutual TLS, each with one blinding worker process (the two nodes share the machine's 2 cores), reading from and "
+        "processes over loopback gRPC with mutual TLS, each with a blinding worker process per core (the two nodes "
+        "share the machine's cores: a node that waits for its peer leaves them to the peer's workers), reading from and "
         "writing to their DuckDB stores (wall time from the bank node's start to its exit; protocol time from "
         "the node's own clock). openmined-psi 2.x (ECDH-PSI in C++, P-256, one process, no network, "
         "reveal-intersection mode) on the same identifiers, measured in the same run. "

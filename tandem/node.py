@@ -17,7 +17,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from tandem.audit import AuditLog
 from tandem.engine import LocalEngine
@@ -25,8 +25,6 @@ from tandem.errors import InputError, TandemError
 from tandem.link.blinder import EngineBlinder
 from tandem.link.job import PROTOCOL, EntityOutcome, parse_keys, run_entity
 from tandem.link.memory import load_memory, memory_path, save_memory
-from tandem.learn.federated import PROTOCOL as TRAIN_PROTOCOL
-from tandem.learn.federated import PartyData, active_job, passive_job
 from tandem.link.records import PRESETS, EntitySource, load_records
 from tandem.protocols.errors import RemoteProtocolError
 from tandem.protocols.wire import LinkAccept, LinkRequest, TrainRequest
@@ -34,6 +32,9 @@ from tandem.store import open_store
 from tandem.store.schema import Column, TableSpec
 from tandem.transport.grpc_node import GrpcChannel, Inboxes, NodeServer, PeerClient, TlsFiles
 from tandem.transport.session import Session
+
+if TYPE_CHECKING:       # training modules load only when a node trains (they pull in pandas and scipy)
+    from tandem.learn.federated import PartyData
 
 ENTITIES = ("customers", "sellers")
 LINK_TABLE = {e: TableSpec(f"link_{e}", (Column("link_id", "VARCHAR", False), Column("local_id", "BIGINT", False),
@@ -178,7 +179,6 @@ class Node:
             with self._lock:
                 request = session.recv()
                 if isinstance(request, TrainRequest):
-                    session.protocol = TRAIN_PROTOCOL
                     self._respond_train(session, request)
                     return
                 if not isinstance(request, LinkRequest):
@@ -223,6 +223,8 @@ class Node:
                              f"(unknown: {', '.join(unknown) or '-'}; known: {', '.join(self.clients) or 'none'})")
         if self.train_data is None or self.train_data.y is None:
             raise InputError("this node has no labelled training data (--data FILE --id COLUMN --label COLUMN)")
+        from tandem.learn.federated import PROTOCOL as TRAIN_PROTOCOL, active_job
+
         model_id = pysecrets.token_hex(8)
         sessions = [self._session(p, pysecrets.token_hex(16), TRAIN_PROTOCOL) for p in peers]
         try:
@@ -250,6 +252,9 @@ class Node:
         return self._finish_training(sessions, result)
 
     def _respond_train(self, session: Session, request: TrainRequest) -> None:
+        from tandem.learn.federated import PROTOCOL as TRAIN_PROTOCOL, passive_job
+
+        session.protocol = TRAIN_PROTOCOL
         if request.protocol != TRAIN_PROTOCOL:
             raise RemoteProtocolError(f"peer {session.peer} speaks {request.protocol}, this node speaks {TRAIN_PROTOCOL}")
         if self.train_data is None:

@@ -67,6 +67,34 @@ def test_fast_path_agrees_with_the_full_parser(prefix, digits, style):
     assert fast == full, text
 
 
+def _one_by_one(values):
+    out = []
+    for v in values:
+        try:
+            out.append(normalise_phone(v))
+        except InvalidIdentifier as exc:
+            out.append(exc.reason)
+    return out
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet="+78 9()-\t\n0123456789７a", max_size=16),
+                          st.builds(lambda p, d: p + d, st.sampled_from(["", "+7", "8", "7", "+7 (", "8-"]),
+                                    st.text(alphabet="0123456789", min_size=9, max_size=11))), max_size=30))
+def test_column_path_agrees_with_one_by_one(values):
+    import pyarrow as pa
+
+    expected = _one_by_one(values)
+    for column in (values, pa.array(values, pa.string()), pa.chunked_array([pa.array(values, pa.string())])):
+        normalised, report = normalise_phones(column)
+        assert [v if v is not None else "?" for v in normalised] == \
+            [e if e.startswith("+") else "?" for e in expected]
+        assert report.valid == sum(e.startswith("+") for e in expected)
+        assert sum(report.invalid.values()) == len(values) - report.valid
+        for reason, rows in report.examples.items():
+            assert all(expected[row] == reason and values[row] == raw for row, raw in rows)
+
+
 def test_batch_report_counts_invalid_values_by_reason_with_rows():
     values, report = normalise_phones(["89161234567", "123", None, "+7 (916) 123-45-67", "123"])
     assert list(values) == ["+79161234567", None, None, "+79161234567", None]

@@ -49,7 +49,9 @@ def node_configs(folder: Path, stores: dict[str, str], presets: dict[str, str], 
         if not (certs / f"{party}.pem").exists():
             make_node_cert(certs, party, certs / "ca.pem", certs / "ca.key")
     ports = {p: free_port() for p in stores}
-    workers = max(1, (os.cpu_count() or 2) // len(stores))     # the nodes share this machine's cores
+    # every node gets a worker per core: while one node waits for its peer (start-up, the last chunks,
+    # matching), the peer's workers take the idle cores instead of one core idling
+    workers = os.cpu_count() or 2
     paths = {}
     for party, store in stores.items():
         lines = ["[node]", f'name = "{party}"', f'preset = "{presets[party]}"', f'listen = "127.0.0.1:{ports[party]}"',

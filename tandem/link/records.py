@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from tandem.errors import InputError
 from tandem.ids import normalise_emails, normalise_inns, normalise_phones
@@ -70,23 +72,35 @@ def load_records(store, source: EntitySource, keys: list[str]) -> EntityRecords:
         raise InputError(f"{source.table}: no column configured for key(s) {', '.join(missing)}")
     cols = [source.id, source.consent] + [source.keys[k] for k in keys]
     table = store.read_table(source.table, cols)
-    consent = np.asarray(table.column(source.consent).to_numpy(zero_copy_only=False), dtype=object)
-    keep = np.array([c is True for c in consent], dtype=bool)
+    keep = _consented(table.column(source.consent))
     ids = table.column(source.id).to_numpy(zero_copy_only=False)[keep].astype(np.int64)
-    if len(np.unique(ids)) != len(ids):
+    ordered = np.sort(ids)
+    if (ordered[1:] == ordered[:-1]).any():
         raise InputError(f"{store.location}: table '{source.table}' has duplicate ids in column '{source.id}'")
     values, reports = {}, {}
     for key in keys:
-        raw = table.column(source.keys[key]).to_pylist()
-        raw = [r for r, k in zip(raw, keep) if k]
-        normalised, rep = NORMALISERS[key](raw)
-        counts = Counter(v for v in normalised if v is not None)
-        dup = {v for v, n in counts.items() if n > 1}
-        report = KeyReport(invalid=dict(rep.invalid), duplicate_values=len(dup))
-        if dup:
-            is_dup = np.array([v in dup for v in normalised], dtype=bool)
-            report.duplicate_records = int(is_dup.sum())
-            normalised[is_dup] = None
-        report.usable = int(sum(v is not None for v in normalised))
-        values[key], reports[key] = normalised, report
+        values[key], reports[key] = _unique_values(key, table.column(source.keys[key]).filter(keep))
     return EntityRecords(ids=ids, values=values, total=int(keep.sum()), reports=reports)
+
+
+def _consented(column: pa.ChunkedArray) -> np.ndarray:
+    """Shape ``(n,)`` bool: rows whose consent is exactly ``True`` (null, False or any other value is no)."""
+    if pa.types.is_boolean(column.type):
+        return pc.fill_null(column, False).to_numpy(zero_copy_only=False).astype(bool)
+    return np.array([c is True for c in column.to_pylist()], dtype=bool)
+
+
+def _unique_values(key: str, column: pa.ChunkedArray) -> tuple[np.ndarray, KeyReport]:
+    """Normalise one key's column (shape ``(n,)``); values that several records share become ``None``."""
+    normalised, rep = NORMALISERS[key](column)
+    usable = np.not_equal(normalised, None)
+    report = KeyReport(invalid=dict(rep.invalid))
+    if len(set(normalised[usable])) < usable.sum():       # the usual case (no duplicates) costs one set
+        counts = Counter(normalised[usable])
+        dup = {v for v, n in counts.items() if n > 1}
+        is_dup = np.array([v in dup for v in normalised], dtype=bool)
+        report.duplicate_values, report.duplicate_records = len(dup), int(is_dup.sum())
+        normalised[is_dup] = None
+        usable &= ~is_dup
+    report.usable = int(usable.sum())
+    return normalised, report

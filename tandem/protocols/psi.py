@@ -29,7 +29,7 @@ from typing import Protocol
 
 import numpy as np
 
-from tandem.crypto.psi_group import POINT_BYTES, InvalidPoint, link_digest, new_secret, run_salt
+from tandem.crypto.psi_group import POINT_BYTES, InvalidPoint, link_ids, new_secret, run_salt
 from tandem.protocols.errors import LocalProtocolError, RemoteProtocolError
 from tandem.protocols.wire import Blinded, Delta, KeyDone, KeyStart, Message, Reblinded
 
@@ -94,6 +94,15 @@ def _points(buf: bytes) -> np.ndarray:
 def _raw(arr: np.ndarray) -> bytes:
     """Bytes of an ``S32`` array (``tobytes`` keeps the trailing zero bytes that indexing strips)."""
     return np.ascontiguousarray(arr, dtype=_S).tobytes()
+
+
+def _members(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """Shape ``(n,)`` bool: which of ``values`` (``S32``, shape ``(n,)``) also occur in ``pool`` (shape ``(m,)``).
+
+    ``tolist`` strips trailing zero bytes the same way from both, so equal stripped values are equal points.
+    """
+    members = set(pool.tolist())
+    return np.fromiter((v in members for v in values.tolist()), dtype=bool, count=len(values))
 
 
 class KeyRun:
@@ -328,15 +337,10 @@ class KeyRun:
             self.memory = KeyMemory(hashlib.sha256(b"tandem/psi/state/v1" + self._salt).hexdigest()[:32],
                                     self._secret, self._salt, _digests(self._salt, [self._all[i] for i in own_idx]),
                                     own_blinded, own, peer_blinded, peer)
-        own_raw, peer_raw = _raw(own), _raw(peer)
-        peer_set = {peer_raw[i:i + POINT_BYTES] for i in range(0, len(peer_raw), POINT_BYTES)}
-        hits = [(j, own_raw[i:i + POINT_BYTES]) for j, i in enumerate(range(0, len(own_raw), POINT_BYTES))
-                if own_raw[i:i + POINT_BYTES] in peer_set]
+        hits = np.flatnonzero(_members(own, peer))
         if self.count_only:
             return KeyResult(len(hits))
-        where = np.array([j for j, _ in hits], dtype=np.int64)
-        ids = [link_digest(f"{self.entity}:{self.key}", point).hex() for _, point in hits]
-        return KeyResult(len(hits), own_idx[where] if len(where) else where, ids)
+        return KeyResult(len(hits), own_idx[hits], link_ids(f"{self.entity}:{self.key}", _raw(own[hits])))
 
     def _fail(self, reason: str) -> list[Message]:
         self.state = State.ERROR
