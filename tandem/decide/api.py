@@ -17,11 +17,12 @@ from typing import Literal
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from tandem.audit import AuditLog
 from tandem.decide import policy as rules
 from tandem.decide.ledger import Ledger, ReusedRequestId, request_hash
+from tandem.decide.peer_http import PeerPool
 from tandem.decide.schemas import (BitsRequest, BitsResponse, CheckoutRequest, Decision, InstallmentRequest, Problem,
                                    SellerCreditRequest, SellerRequest)
 from tandem.decide.scoring import ScoringError, decode_bits, encode_bits
@@ -93,17 +94,18 @@ def bank_app(state: ServiceState, ledger: Ledger, policy: dict, audit: AuditLog,
         pd, contributions = scorer.score(x, bits)
         return scorer, pd, contributions, extras
 
-    async def decided(body, entity: str, decide) -> Decision:
+    async def decided(body, entity: str, decide) -> Response:
+        """The decision (``Decision`` schema), recorded before it is answered."""
         try:
             future = ledger.record(body.request_id, request_hash({"kind": entity, **body.model_dump()}), decide)
         except ReusedRequestId as exc:
             raise HTTPException(409, str(exc)) from None
         response, replayed = await asyncio.wrap_future(future)
-        out = Decision(**response, replayed=replayed)
+        out = json.dumps({**response, "replayed": replayed}).encode()
         if auth == "mtls":
             audit.record(direction="out", peer="node", protocol=PROTOCOL, session=body.request_id,
-                         message=f"{entity} decision", nbytes=len(out.model_dump_json()), records=1)
-        return out
+                         message=f"{entity} decision", nbytes=len(out), records=1)
+        return Response(out, media_type="application/json")
 
     def answer(body, entity: str, scorer, pd: float, outcome: rules.Outcome, currency: str) -> dict:
         return {"request_id": body.request_id, "kind": KINDS[entity], "link_id": body.link_id,
@@ -111,7 +113,7 @@ def bank_app(state: ServiceState, ledger: Ledger, policy: dict, audit: AuditLog,
                 "pd": round(pd, 12), "reasons": outcome.reasons, "model_version": scorer.version}
 
     @app.post("/v1/checkout/installments", response_model=Decision)
-    async def installments(body: InstallmentRequest, _who: str = Depends(who)) -> Decision:
+    async def installments(body: InstallmentRequest, _who: str = Depends(who)) -> Response:
         """Decide a buyer's installment request at checkout: approve, decline or refer, with a limit,
         terms with prices, the PD and the factors that raised it."""
         def decide() -> dict:
@@ -123,7 +125,7 @@ def bank_app(state: ServiceState, ledger: Ledger, policy: dict, audit: AuditLog,
         return await decided(body, "customers", decide)
 
     @app.post("/v1/sellers/credit-line", response_model=Decision)
-    async def credit_line(body: SellerCreditRequest, _who: str = Depends(who)) -> Decision:
+    async def credit_line(body: SellerCreditRequest, _who: str = Depends(who)) -> Response:
         """Decide a seller's working-capital credit line from the joint seller model and the forecast GMV."""
         def decide() -> dict:
             scorer, pd, contributions, extras = score("sellers", body.link_id, body.model_version,
@@ -160,30 +162,17 @@ class BankClient:
     """The marketplace node's mutual-TLS client of the bank's decision service (audited)."""
 
     def __init__(self, address: str, peer: str, tls, audit: AuditLog, timeout_s: float = 5.0):
-        import httpx
-
         self.peer, self.audit = peer, audit
-        self.client = httpx.AsyncClient(base_url=f"https://{address}", verify=peer_context(tls), timeout=timeout_s,
-                                        limits=httpx.Limits(max_keepalive_connections=64, max_connections=64))
+        self.pool = PeerPool(address, peer_context(tls), peer, timeout_s=timeout_s)
 
-    async def post(self, path: str, body: dict, session: str) -> tuple[int, dict]:
-        import httpx
-
+    async def post(self, path: str, body: dict, session: str) -> tuple[int, bytes]:
         data = json.dumps(body).encode()
         self.audit.record(direction="out", peer=self.peer, protocol=PROTOCOL, session=session, message=path,
                           nbytes=len(data), records=1)
         try:
-            reply = await self.client.post(path, content=data, headers={"content-type": "application/json"})
-        except httpx.HTTPError as exc:
-            raise HTTPException(502, f"the bank's decision service is unreachable ({type(exc).__name__})") from None
-        try:
-            check_peer(reply, self.peer)
+            return await self.pool.post(path, data)
         except TandemError as exc:
-            raise HTTPException(502, str(exc)) from None
-        try:
-            return reply.status_code, reply.json()
-        except ValueError:
-            raise HTTPException(502, "the bank's decision service sent a malformed answer") from None
+            raise HTTPException(502, f"the bank's decision service: {exc}") from None
 
 
 def forecast_gmv(recent_3m: float | None, trend: float | None) -> float:
@@ -208,17 +197,22 @@ def market_app(state: ServiceState, bank: BankClient | None, audit: AuditLog, au
         scorer = state.model(entity)
         return link_id, scorer.version, scorer.row_bits(x), extras
 
-    async def ask_bank(path: str, payload: dict) -> Decision:
+    async def ask_bank(path: str, payload: dict) -> Response:
+        """The bank's decision, passed through as it came (the bank validated it)."""
         if bank is None:
             raise HTTPException(503, "no bank configured for this node")
         status, reply = await bank.post(path, payload, payload["request_id"])
         if status != 200:
-            raise HTTPException(status if status in (404, 409, 422) else 502, f"bank: {reply.get('detail', reply)}")
-        return Decision(**reply)
+            try:
+                detail = json.loads(reply).get("detail", "")
+            except ValueError:
+                detail = "malformed answer"
+            raise HTTPException(status if status in (404, 409, 422) else 502, f"bank: {detail}")
+        return Response(reply, media_type="application/json")
 
     if auth == "api_key":
         @app.post("/v1/checkout", response_model=Decision)
-        async def checkout(body: CheckoutRequest, _who: str = Depends(who)) -> Decision:
+        async def checkout(body: CheckoutRequest, _who: str = Depends(who)) -> Response:
             """A buyer asks to pay in installments: the bank decides with both sides' knowledge."""
             link_id, version, bits, _ = bits_for("customers", body.user_id)
             return await ask_bank("/v1/checkout/installments", {
@@ -226,7 +220,7 @@ def market_app(state: ServiceState, bank: BankClient | None, audit: AuditLog, au
                 "order": body.order.model_dump(), "marketplace_bits": encode_bits(bits)})
 
         @app.post("/v1/sellers/credit-line", response_model=Decision)
-        async def seller(body: SellerRequest, _who: str = Depends(who)) -> Decision:
+        async def seller(body: SellerRequest, _who: str = Depends(who)) -> Response:
             """A seller asks for working capital; the forecast monthly GMV goes with the application."""
             link_id, version, bits, extras = bits_for("sellers", body.seller_id)
             gmv = forecast_gmv(extras["gmv_recent_3m"], extras["gmv_trend"])
