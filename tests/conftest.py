@@ -27,16 +27,22 @@ def small_world(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A real PostgreSQL server started by the project's script; skipped (with the reason) only outside CI."""
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "postgres.sh"), "start"], capture_output=True, text=True)
+def _script(name: str, command: str, failure: str) -> subprocess.CompletedProcess:
+    """Run one of the project's service scripts; if it fails, skip (with the reason) outside CI, fail in CI."""
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / name), command], capture_output=True, text=True)
     if proc.returncode != 0:
-        reason = f"cannot start PostgreSQL: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else '?'}"
+        reason = f"{failure}: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else '?'}"
         if os.environ.get("CI"):
             pytest.fail(reason)
         print(reason)
         pytest.skip(reason)
+    return proc
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server started by the project's script; skipped (with the reason) only outside CI."""
+    proc = _script("postgres.sh", "start", "cannot start PostgreSQL")
     url, datadir = proc.stdout.strip().splitlines()[-1].split()
     yield url
     subprocess.run(["bash", str(ROOT / "scripts" / "postgres.sh"), "stop", datadir], capture_output=True)
@@ -46,11 +52,5 @@ def postgres_url():
 def chromium() -> str:
     """Path of a real Chromium, installed by the project's script if missing; skipped (with the
     reason) only outside CI."""
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "browser.sh"), "install"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        reason = f"no browser: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else '?'}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        print(reason)
-        pytest.skip(reason)
+    proc = _script("browser.sh", "install", "no browser")
     return proc.stdout.strip().splitlines()[-1]

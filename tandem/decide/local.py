@@ -46,12 +46,11 @@ def write_decide_configs(world: Path, models: dict[str, dict], refresh_s: float 
     for name in ("bank", "market"):
         base = (nodes / f"{name}.toml").read_text()
         other = "market" if name == "bank" else "bank"
-        model_key = "model_path"
         lines = [base.rstrip(), "", "[decide]", f'listen = "127.0.0.1:{ports[name][0]}"',
                  f'api_listen = "127.0.0.1:{ports[name][1]}"', 'api_keys = "api-keys.txt"', f"refresh_s = {refresh_s}",
                  f'peer = "{other}"']
         for entity, result in models.items():
-            path = result[model_key] if name == "bank" else result["market"][model_key]
+            path = result["model_path"] if name == "bank" else result["market"]["model_path"]
             lines.append(f'{entity}_model = "{Path(path).resolve()}"')
         text = "\n".join(lines) + "\n"
         text = text.replace(f"[peers.{other}]\n", f"[peers.{other}]\ndecide = \"127.0.0.1:{ports[other][0]}\"\n")

@@ -11,49 +11,27 @@ from datetime import date
 import pyarrow as pa
 
 from tandem.features import application_labels, bank_features, market_features
-from tandem.features.sellers import (bank_seller_features, market_seller_features, seller_labels)
+from tandem.features.sellers import bank_seller_features, market_seller_features, seller_labels
 
 ENTITIES = ("customers", "sellers")
-
-
-def customer_rows(store, party: str, as_of: date, labels: bool = False) -> pa.Table:
-    """``link_id``, ``local_id`` and the party's customer features (and the bank's ``default`` label
-    for customers with a new loan when ``labels``), sorted by link id."""
-    if party == "bank":
-        con = store.analytics(["link_customers"])
-        con.register("_features", bank_features(store, as_of))
-        if labels:
-            con.register("_labels", application_labels(store, as_of))
-            return con.sql("""SELECT l.link_id, l.local_id, f.* EXCLUDE (client_id),
-                                     CAST(b.default_90_12m AS INTEGER) AS "default"
-                              FROM link_customers l JOIN _features f ON f.client_id = l.local_id
-                              JOIN _labels b ON b.client_id = l.local_id ORDER BY l.link_id""").to_arrow_table()
-        return con.sql("""SELECT l.link_id, l.local_id, f.* EXCLUDE (client_id) FROM link_customers l
-                          JOIN _features f ON f.client_id = l.local_id ORDER BY l.link_id""").to_arrow_table()
-    con = store.analytics(["link_customers"])
-    con.register("_features", market_features(store, as_of))
-    return con.sql("""SELECT l.link_id, l.local_id, f.* EXCLUDE (user_id) FROM link_customers l
-                      JOIN _features f ON f.user_id = l.local_id ORDER BY l.link_id""").to_arrow_table()
-
-
-def seller_rows(store, party: str, as_of: date, labels: bool = False) -> pa.Table:
-    """``link_id``, ``local_id`` and the party's seller features (and the bank's ``default`` label of
-    each business's first loan after ``as_of`` when ``labels``), sorted by link id."""
-    con = store.analytics(["link_sellers"])
-    if party == "bank":
-        con.register("_features", bank_seller_features(store, as_of))
-        if labels:
-            con.register("_labels", seller_labels(store, as_of))
-            return con.sql("""SELECT l.link_id, l.local_id, f.* EXCLUDE (business_id),
-                                     CAST(b.default_90_12m AS INTEGER) AS "default"
-                              FROM link_sellers l JOIN _features f ON f.business_id = l.local_id
-                              JOIN _labels b ON b.business_id = l.local_id ORDER BY l.link_id""").to_arrow_table()
-        return con.sql("""SELECT l.link_id, l.local_id, f.* EXCLUDE (business_id) FROM link_sellers l
-                          JOIN _features f ON f.business_id = l.local_id ORDER BY l.link_id""").to_arrow_table()
-    con.register("_features", market_seller_features(store, as_of))
-    return con.sql("""SELECT l.link_id, l.local_id, f.* EXCLUDE (seller_id) FROM link_sellers l
-                      JOIN _features f ON f.seller_id = l.local_id ORDER BY l.link_id""").to_arrow_table()
+# (party, entity) -> (link table, features, their key column, labels or None)
+SOURCES = {("bank", "customers"): ("link_customers", bank_features, "client_id", application_labels),
+           ("market", "customers"): ("link_customers", market_features, "user_id", None),
+           ("bank", "sellers"): ("link_sellers", bank_seller_features, "business_id", seller_labels),
+           ("market", "sellers"): ("link_sellers", market_seller_features, "seller_id", None)}
 
 
 def rows(store, party: str, entity: str, as_of: date, labels: bool = False) -> pa.Table:
-    return (customer_rows if entity == "customers" else seller_rows)(store, party, as_of, labels)
+    """``link_id``, ``local_id`` and the party's features of its linked customers or sellers, sorted by
+    link id; with ``labels`` (the bank) only the rows with an outcome, plus the label ``default``
+    (a new loan's "90+ days past due within 12 months")."""
+    link, features, key, label_source = SOURCES[(party, entity)]
+    con = store.analytics([link])
+    con.register("_features", features(store, as_of))
+    select = f"SELECT l.link_id, l.local_id, f.* EXCLUDE ({key})"
+    source = f"FROM {link} l JOIN _features f ON f.{key} = l.local_id"
+    if labels and label_source is not None:
+        con.register("_labels", label_source(store, as_of))
+        select += ', CAST(b.default_90_12m AS INTEGER) AS "default"'
+        source += f" JOIN _labels b ON b.{key} = l.local_id"
+    return con.sql(f"{select} {source} ORDER BY l.link_id").to_arrow_table()
