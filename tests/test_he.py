@@ -33,20 +33,27 @@ def test_encrypted_histogram_equals_the_plaintext_one_bit_for_bit(keys, n_bins):
     y = (rng.random(n) < p).astype(float)
     g_q, h_q = quantise(p - y), quantise(p * (1 - p))
     passive = PublicHe.from_bytes(keys.public_bytes())                 # only the public key crosses
+    cts = passive.load(keys.dump(keys.encrypt_gh(g_q, h_q)))          # ciphertexts on the wire and back
     rows = np.sort(rng.choice(n, 600, replace=False))
-    store = passive.rows(n_bins)
-    for start in range(0, n, 400):                                      # in chunks, as they travel
-        store.add(passive.load(keys.dump(keys.encrypt_gh(g_q[start:start + 400], h_q[start:start + 400]))),
-                  binned[start:start + 400])
-    mask = np.zeros(n, dtype=bool)
-    mask[rows] = True
-    blob = store.bucket_sums(mask)
+    blob = passive.bucket_sums(cts, rows, binned[rows], n_bins)
     encrypted = histogram_from_sums(*keys.decrypt_bucket_sums(blob, f, n_bins))
     assert np.array_equal(encrypted, build_histogram(binned, g_q, h_q, rows, n_bins))
-    assert np.array_equal(histogram_from_sums(*keys.decrypt_bucket_sums(store.root_sums(), f, n_bins)),
-                          build_histogram(binned, g_q, h_q, np.arange(n), n_bins))
     with pytest.raises(HeError, match="wrong size|malformed"):
         keys.decrypt_bucket_sums(blob, f + 1, n_bins)
+
+
+def test_bucket_sums_of_a_sample_pick_their_ciphertexts(keys):
+    """GOSS: only sampled rows are encrypted; ``picks`` index them."""
+    rng = np.random.default_rng(4)
+    n, f, n_bins = 400, 2, 8
+    binned = rng.integers(0, n_bins, (n, f)).astype(np.uint8)
+    g_q, h_q = quantise(rng.normal(size=n)), quantise(rng.random(n))
+    sample = np.sort(rng.choice(n, 100, replace=False))
+    cts = keys.encrypt_gh(g_q[sample], h_q[sample])
+    picks = np.arange(0, 100, 3)
+    blob = keys.bucket_sums(cts, picks, binned[sample[picks]], n_bins)
+    assert np.array_equal(histogram_from_sums(*keys.decrypt_bucket_sums(blob, f, n_bins)),
+                          build_histogram(binned, g_q, h_q, sample[picks], n_bins))
 
 
 def test_bad_keys_and_ciphertexts_are_refused(keys):

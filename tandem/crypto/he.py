@@ -81,80 +81,33 @@ class PublicHe:
     def dump(ciphertexts) -> bytes:
         return ciphertexts.serialize(_FORMAT)
 
-    def rows(self, n_bins: int) -> "EncryptedRows":
-        """An empty store of one tree's ciphertexts, filled chunk by chunk (``EncryptedRows.add``)."""
-        return EncryptedRows(self._evaluator, n_bins)
+    def bucket_sums(self, ciphertexts, picks: np.ndarray, binned: np.ndarray, n_bins: int) -> bytes:
+        """Encrypted per-(feature, bin) sums, in wire form: ``SecretHe.decrypt_bucket_sums`` reads them.
 
-
-class EncryptedRows:
-    """A passive party's ciphertexts for one tree, arriving in chunks, with its bins of those rows;
-    ``bucket_sums(mask)`` sums any subset of them per (feature, bin) without copying ciphertexts.
-    Each chunk is summed into the root (all rows) as it is added, so that work overlaps with the
-    label holder encrypting the next chunk; ``root_sums()`` gives the total.
-
-    The library sums into at most 127 buckets, so more bins take two passes over clamped
-    bins plus one over the rows with a missing value (``SecretHe.decrypt_bucket_sums``
-    undoes the clamping).
-    """
-
-    def __init__(self, evaluator, n_bins: int):
-        self._ev, self.n_bins = evaluator, n_bins
-        self._chunks: list[tuple[object, list[np.ndarray], np.ndarray]] = []   # (cts, order maps, missing)
-        self.size = 0
-
-    def add(self, ciphertexts, binned: np.ndarray) -> None:
-        """``ciphertexts`` (k, 1) for the next k rows, whose bins are ``binned`` (k, f) uint8."""
-        if ciphertexts.rows != len(binned):
-            raise HeError("ciphertexts do not match their rows")
-        if self.n_bins <= 127:
-            orders = [np.ascontiguousarray(binned.astype(np.int8))]
-            missing = np.zeros((len(binned), 0), dtype=bool)
-        else:
-            b = binned.astype(np.int16)
-            missing = b == self.n_bins - 1
-            orders = [np.ascontiguousarray(np.where(missing, 127, np.minimum(b, 127)).astype(np.int8)),  # 0..126 exact
-                      np.ascontiguousarray(np.where(missing, 0, np.clip(b - 127, 0, 127)).astype(np.int8))]  # 128.. exact
-        self._chunks.append((ciphertexts, orders, missing))
-        self.size += len(binned)
-        sums = self._sums(ciphertexts, orders, missing, np.ones(len(binned), dtype=bool))
-        self._root = sums if len(self._chunks) == 1 else [self._add(a, b) for a, b in zip(self._root, sums)]
-
-    def root_sums(self) -> bytes:
-        """Encrypted sums of every row added, in wire form."""
-        if not self._chunks:
+        ``ciphertexts`` is ``(m, 1)`` (one packed value per row), ``picks`` (k,) indexes it,
+        ``binned`` (k, f) uint8 holds the bins of the picked rows, the last bin (``n_bins - 1``)
+        being the missing-value bin. The library sums into at most 127 buckets, so more bins
+        take two passes over clamped bins plus one over the rows with a missing value.
+        """
+        if len(picks) == 0:
             raise ValueError("no rows to sum")
-        return self._wire(self._root)
+        sub = ciphertexts[picks.tolist()]
+        if n_bins <= 127:
+            return self._bucket_pass(sub, binned, n_bins)
+        b = binned.astype(np.int16)
+        missing = b == n_bins - 1
+        low = np.where(missing, 127, np.minimum(b, 127))           # bins 0..126 exact, the rest in 127
+        high = np.where(missing, 0, np.clip(b - 127, 0, 127))     # bins 128.. exact, 0..127 + missing in 0
+        passes = [self._bucket_pass(sub, low, 128), self._bucket_pass(sub, high, 128)]
+        with_missing = np.flatnonzero(missing.any(axis=1))
+        if len(with_missing):
+            passes.append(self._bucket_pass(ciphertexts[picks[with_missing].tolist()], missing[with_missing], 2))
+        return b"".join(len(p).to_bytes(8, "big") + p for p in passes)
 
-    def bucket_sums(self, mask: np.ndarray) -> bytes:
-        """Encrypted sums of the rows where ``mask`` (size,) is set, in wire form."""
-        total, start = None, 0
-        for cts, orders, missing in self._chunks:
-            end = start + cts.rows
-            if mask[start:end].any():
-                sums = self._sums(cts, orders, missing, mask[start:end])
-                total = sums if total is None else [self._add(a, b) for a, b in zip(total, sums)]
-            start = end
-        if total is None:
-            raise ValueError("no rows to sum")
-        return self._wire(total)
-
-    def _wire(self, sums: list) -> bytes:
-        blobs = [PublicHe.dump(p) for p in sums if p is not None]
-        return blobs[0] if self.n_bins <= 127 else b"".join(len(b).to_bytes(8, "big") + b for b in blobs)
-
-    def _add(self, a, b):
-        return b if a is None else a if b is None else self._ev.add(a, b)
-
-    def _sums(self, cts, orders, missing, sel: np.ndarray) -> list:
-        select = sel.astype(np.int8).reshape(1, -1)
-        buckets = self.n_bins if self.n_bins <= 127 else 128
-        out = [self._ev.feature_wise_bucket_sum(cts, select, order, buckets, False) for order in orders]
-        if self.n_bins > 127:
-            rows = np.flatnonzero(sel & missing.any(axis=1))
-            out.append(self._ev.feature_wise_bucket_sum(cts[rows.tolist()], np.ones((1, len(rows)), np.int8),
-                                                        np.ascontiguousarray(missing[rows].astype(np.int8)), 2, False)
-                       if len(rows) else None)
-        return out
+    def _bucket_pass(self, sub, order: np.ndarray, n_buckets: int) -> bytes:
+        select = np.ones((1, len(order)), dtype=np.int8)
+        order = np.ascontiguousarray(order.astype(np.int8))
+        return self.dump(self._evaluator.feature_wise_bucket_sum(sub, select, order, n_buckets, False))
 
 
 class SecretHe(PublicHe):

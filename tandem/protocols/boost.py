@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import enum
 import secrets
-from itertools import chain
-from typing import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,8 +37,7 @@ from tandem.protocols.wire import (BoostDone, BoostReady, BoostStart, EncryptedG
                                    SplitDecisions, SplitRequest)
 
 PROTOCOL = "boost/2"
-CHUNK_ROWS = 8192       # ciphertexts per EncryptedGradients message: the passive sums one while the next is encrypted
-Outbox = Iterable[tuple[int, Message]]
+Outbox = list[tuple[int, Message]]
 
 
 def pack_mask(mask: np.ndarray) -> bytes:
@@ -85,7 +82,6 @@ class Phase(enum.Enum):
     WAIT_HISTOGRAMS = "wait_histograms"
     WAIT_PARTITIONS = "wait_partitions"
     WAIT_GRADIENTS = "wait_gradients"
-    WAIT_CHUNKS = "wait_chunks"
     WAIT_DECISIONS = "wait_decisions"
     DONE = "done"
     ERROR = "error"
@@ -184,8 +180,8 @@ class ActiveBoost:
         if self.resume and all(r.resumable for r in self._ready.values()):
             self._replay(self.resume)
         first = len(self.trees_)
-        return chain([(k, PublicKeyMsg(self.sessions[k], first, self.he.public_bytes())) for k in range(self.n_parties)],
-                     self._next_tree())
+        return [(k, PublicKeyMsg(self.sessions[k], first, self.he.public_bytes())) for k in range(self.n_parties)] \
+            + self._next_tree()
 
     def _replay(self, resume: Resume) -> None:
         """Take the checkpoint's trees; score every row with them from the parties' bitmaps."""
@@ -233,18 +229,10 @@ class ActiveBoost:
         self._leaf_rows: dict[int, np.ndarray] = {}
         self._hists: dict[tuple[int, int], np.ndarray] = {}     # (party, node) -> (f_k, bins, 2)
         self._parent_hists: dict[tuple[int, int], np.ndarray] = {}
+        cts = self.he.encrypt_gh(self._g_q[self._sample], self._h_q[self._sample])
+        payload = frame_blobs([pack_mask(self._in_sample), self.he.dump(cts)])
         self._expect_histograms()
-        return self._gradients(t)
-
-    def _gradients(self, t: int) -> Iterator[tuple[int, Message]]:
-        """The tree's ciphertexts in chunks, each encrypted only when the previous one is on its way."""
-        starts = range(0, len(self._sample), CHUNK_ROWS)
-        for i, start in enumerate(starts):
-            rows = self._sample[start:start + CHUNK_ROWS]
-            cts = self.he.encrypt_gh(self._g_q[rows], self._h_q[rows])
-            payload = frame_blobs([pack_mask(self._in_sample) if i == 0 else b"", self.he.dump(cts)])
-            for k in range(self.n_parties):
-                yield k, EncryptedGradients(self.sessions[k], t, i, len(starts), payload)
+        return [(k, EncryptedGradients(self.sessions[k], t, payload)) for k in range(self.n_parties)]
 
     def _local_tree(self) -> Outbox:
         """Grow a tree on this party's features alone; nothing is sent for it."""
@@ -358,7 +346,7 @@ class ActiveBoost:
                     bitmaps.append(pack_mask(d[-1]))
             out.append((k, SplitDecisions(self.sessions[k], t, [n.id for n in self._frontier], decisions,
                                           frame_blobs(bitmaps))))
-        return chain(out, self._next_level())
+        return out + self._next_level()
 
     def _add_children(self, node: _Node, left: np.ndarray, li: int, ri: int) -> None:
         grown_left = self._in_sample[node.rows[left]]
@@ -433,7 +421,7 @@ class PassiveBoost:
             self.splits_ = {sid: s for sid, s in self.splits_.items() if s[3] < msg.first_tree}
             self.phase = Phase.WAIT_GRADIENTS
             return []
-        if isinstance(msg, EncryptedGradients) and self.phase in (Phase.WAIT_GRADIENTS, Phase.WAIT_CHUNKS):
+        if isinstance(msg, EncryptedGradients) and self.phase is Phase.WAIT_GRADIENTS:
             return self._on_gradients(msg)
         if isinstance(msg, SplitRequest) and self.phase is Phase.WAIT_DECISIONS and not self._pending:
             return self._on_request(msg)
@@ -470,33 +458,18 @@ class PassiveBoost:
         return np.where(col == self.missing_bin, missing_left, col <= b)
 
     def _on_gradients(self, msg: EncryptedGradients) -> list[Message]:
-        head, cts_blob = unframe_blobs(msg.payload, 2)
-        if self.phase is Phase.WAIT_GRADIENTS:
-            if msg.chunk != 0 or msg.chunks < 1:
-                return self._fail(f"gradients of tree {msg.tree} start with chunk {msg.chunk}")
-            in_sample = unpack_mask(head, len(self.binned))
-            if (in_sample & ~self.train_mask).any():
-                return self._fail("gradients of rows outside the training rows")
-            self.tree, self._chunks, self._in_sample = msg.tree, msg.chunks, in_sample
-            self._sample = np.flatnonzero(in_sample)
-            self._pos = np.cumsum(in_sample) - 1            # row -> its ciphertext
-            self._rows, self._next_chunk = self.he.rows(self.bins), 0
-        elif msg.tree != self.tree or msg.chunk != self._next_chunk or msg.chunks != self._chunks or head:
-            return self._fail(f"gradients chunk {msg.chunk} of tree {msg.tree} out of order")
+        mask_blob, cts_blob = unframe_blobs(msg.payload, 2)
+        in_sample = unpack_mask(mask_blob, len(self.binned))
+        if (in_sample & ~self.train_mask).any():
+            return self._fail("gradients of rows outside the training rows")
         try:
-            cts = self.he.load(cts_blob)
+            self.tree, self.cts = msg.tree, self.he.load(cts_blob)
         except HeError as exc:
             return self._fail(str(exc))
-        rows = self._sample[self._rows.size:self._rows.size + cts.rows]
-        if len(rows) != cts.rows:
+        if self.cts.rows != int(in_sample.sum()):
             return self._fail("gradients do not match the rows they are for")
-        self._rows.add(cts, self.binned[rows])
-        self._next_chunk += 1
-        if self._next_chunk < msg.chunks:
-            self.phase = Phase.WAIT_CHUNKS
-            return []
-        if self._rows.size != len(self._sample):
-            return self._fail("gradients do not cover the rows they are for")
+        self._pos = np.cumsum(in_sample) - 1            # row -> its ciphertext
+        self._in_sample = in_sample
         self._frontier = [(0, np.arange(len(self.binned)), 0, -1)]
         self._next_id, self._pending = 1, {}
         return self._histograms()
@@ -509,12 +482,8 @@ class PassiveBoost:
         for node_id, _rows, _depth, sibling in self._frontier:
             if sibling >= 0 and sent_child(node_id, len(grown[node_id]), sibling, len(grown[sibling])) != node_id:
                 continue
-            if node_id == 0:
-                blob = self._rows.root_sums()
-            else:
-                mask = np.zeros(len(self._sample), dtype=bool)
-                mask[self._pos[grown[node_id]]] = True
-                blob = self._rows.bucket_sums(mask)
+            rows = grown[node_id]
+            blob = self.he.bucket_sums(self.cts, self._pos[rows], self.binned[rows], self.bins)
             out.append(EncryptedHistograms(self.session, self.tree, node_id, blob))
         self.phase = Phase.WAIT_DECISIONS if self._frontier else Phase.WAIT_GRADIENTS
         return out

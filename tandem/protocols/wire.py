@@ -249,14 +249,11 @@ class PublicKeyMsg(Message):
 
 @message(23)
 class EncryptedGradients(Message):
-    """Active -> passive, for tree ``tree``, chunk ``chunk`` of ``chunks``. Payload (framed): in the
-    first chunk the packed bitmap of the rows the tree is grown on (all training rows, or a GOSS
-    sample; empty in later chunks), then one packed (gradient, hessian) ciphertext per row of the
-    chunk (the rows in order)."""
+    """Active -> passive, for tree ``tree``. Payload (framed): the packed bitmap of the rows the
+    tree is grown on (all training rows, or a GOSS sample), then one packed (gradient, hessian)
+    ciphertext per such row."""
     session: str
     tree: int
-    chunk: int
-    chunks: int
     payload: bytes = field(default=b"", repr=False)
     PAYLOAD = True
 
