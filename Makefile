@@ -32,6 +32,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/world.py
 	$(BIN)/python bench/psi.py
 	$(BIN)/python bench/secureboost.py
+	$(BIN)/python bench/decide.py
 
 clean:
 	rm -rf $(VENV) demo-world .pytest_cache .hypothesis
