@@ -129,6 +129,7 @@ def _demo_decide(world: Path, customer_model: dict) -> None:
     with progress_bar("seller model") as update:
         update("training the federated seller model", 0.1)
         models = {"customers": customer_model, **train_models(world, ["sellers"])}
+        update("seller model trained", 1.0)
     paths, key = write_decide_configs(world, models)
     bank, market = Service(paths["bank"]), Service(paths["market"])
     try:
@@ -137,6 +138,7 @@ def _demo_decide(world: Path, customer_model: dict) -> None:
         with progress_bar("requests") as update:
             update("a burst of checkouts and seller applications", 0.1)
             stats = burst(world, market.api, key)
+            update("done", 1.0)
     finally:
         bank.stop()
         market.stop()

@@ -49,19 +49,20 @@ class PeerPool:
         return await self._idle.get()
 
     async def post(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        for attempt in (1, 2):                 # a kept-alive connection the server closed: once more, fresh
+        retried = False                  # a kept-alive connection the server closed: once more, fresh
+        while True:
             conn = await self._take()
             try:
                 status, data = await asyncio.wait_for(self._exchange(conn, path, body, headers or {}), self.timeout)
             except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
                 self._open -= 1
                 conn[1].close()
-                if attempt == 2 or isinstance(exc, asyncio.TimeoutError):
+                if retried or isinstance(exc, asyncio.TimeoutError):
                     raise PeerUnavailable(f"{self.peer} did not answer ({type(exc).__name__})") from None
+                retried = True
                 continue
             self._idle.put_nowait(conn)
             return status, data
-        raise AssertionError("unreachable")
 
     async def _exchange(self, conn, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         reader, writer = conn
