@@ -26,6 +26,7 @@ from tandem.store import open_store
 from tandem.store.schema import Column, TableSpec
 
 CHUNK = 20_000
+POLICY_SECTION = {"customers": "installments", "sellers": "sellers"}
 SPEC = {e: TableSpec(f"scores_{e}", (Column("link_id", "VARCHAR", False), Column("local_id", "BIGINT", False),
                                       Column("pd", "DOUBLE", False), Column("limit_amount", "DOUBLE", False),
                                       Column("band", "VARCHAR", False), Column("model_version", "VARCHAR", False),
@@ -46,7 +47,6 @@ def score_portfolio(config_path: str, entity: str, progress=lambda what, fractio
     store = open_store(cfg.node.store)
     try:
         table = FeatureTable(rows(store, "bank", entity, cfg.as_of), scorer.names, POLICY_COLUMNS[("active", entity)])
-        local = table_local_ids(table)
         policy = rules.load_policy(cfg.policy)
         audit = AuditLog(cfg.node.audit_path, cfg.node.name)
         bits = np.zeros((len(table), scorer.n_bits), dtype=bool)
@@ -77,7 +77,7 @@ def score_portfolio(config_path: str, entity: str, progress=lambda what, fractio
         limits, bands = _limits(entity, pd, table, found, gmv[found], policy, scorer.parties)
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         out = pa.table({"link_id": pa.array(np.array(table.link_ids, dtype=object)[found].tolist(), pa.string()),
-                        "local_id": pa.array(local[found], pa.int64()), "pd": pa.array(pd, pa.float64()),
+                        "local_id": pa.array(table.local_ids[found], pa.int64()), "pd": pa.array(pd, pa.float64()),
                         "limit_amount": pa.array(limits, pa.float64()), "band": pa.array(bands, pa.string()),
                         "model_version": pa.array([scorer.version] * int(found.sum()), pa.string()),
                         "scored_at": pa.array([now] * int(found.sum()), pa.timestamp("us"))})
@@ -88,11 +88,6 @@ def score_portfolio(config_path: str, entity: str, progress=lambda what, fractio
             "model_version": scorer.version, "table": SPEC[entity].name,
             "bands": {b: bands.count(b) for b in ("approve", "refer", "decline")},
             "pd_mean": float(pd.mean()) if len(pd) else None}
-
-
-def table_local_ids(table: FeatureTable) -> np.ndarray:
-    by_link = {lid: local for local, lid in table.by_local.items()}
-    return np.array([by_link[lid] for lid in table.link_ids], dtype=np.int64)
 
 
 def _limits(entity: str, pd: np.ndarray, table: FeatureTable, found: np.ndarray, gmv: np.ndarray, policy: dict,
@@ -107,9 +102,6 @@ def _limits(entity: str, pd: np.ndarray, table: FeatureTable, found: np.ndarray,
         else:
             probe = rules.seller_credit_line(p, gmv[i], get("business_debt"), None, {}, policy, parties)
         limits.append(probe.limit)
-        bands.append("decline" if p >= policy[KIND[entity]]["pd_decline"] else
-                     "approve" if p < policy[KIND[entity]]["pd_approve"] else "refer")
+        bands.append(rules.pd_band(p, policy[POLICY_SECTION[entity]]))
     return limits, bands
 
-
-KIND = {"customers": "installments", "sellers": "sellers"}

@@ -11,10 +11,9 @@ import sys
 import threading
 from pathlib import Path
 
+from tandem.demo import TRAIN_ARGS as TRAIN       # one set of training settings for the demo and tests
 from tandem.errors import TandemError
 from tandem.link.local import free_port
-
-from tandem.demo import TRAIN_ARGS as TRAIN  # noqa: E402 - one set of demo training settings
 
 
 def train_models(world: Path, entities=("customers", "sellers"), args: dict | None = None) -> dict[str, dict]:

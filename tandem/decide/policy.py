@@ -51,8 +51,13 @@ def annuity(amount: float, months: int, annual_rate: float) -> float:
     return amount / months if r == 0 else amount * r / (1 - (1 + r) ** -months)
 
 
+def pd_band(pd: float, p: dict) -> str:
+    """The band of a PD alone under a policy section: approve, refer or decline."""
+    return "decline" if pd >= p["pd_decline"] else "approve" if pd < p["pd_approve"] else "refer"
+
+
 def _band(pd: float, amount: float, limit: float, p: dict) -> str:
-    if pd >= p["pd_decline"] or limit < p["min_limit"]:
+    if pd_band(pd, p) == "decline" or limit < p["min_limit"]:
         return "decline"
     if pd < p["pd_approve"] and amount <= limit:
         return "approve"

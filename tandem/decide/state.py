@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -46,7 +46,6 @@ class DecideConfig:
     policy: Path | None
     as_of: date
     refresh_s: float = 600.0
-    extra: dict = field(default_factory=dict)
 
 
 def load_decide_config(path: str | os.PathLike) -> DecideConfig:
@@ -107,7 +106,8 @@ class FeatureTable:
             raise InputError(f"the store has no feature '{missing[0]}' that the model needs")
         self.link_ids = table.column("link_id").to_pylist()
         self.index = {lid: i for i, lid in enumerate(self.link_ids)}
-        self.by_local = dict(zip(table.column("local_id").to_pylist(), self.link_ids))
+        self.local_ids = table.column("local_id").to_numpy()
+        self.by_local = dict(zip(self.local_ids.tolist(), self.link_ids))
         self.X = np.column_stack([_floats(table, n) for n in names]) if names else np.zeros((len(self.link_ids), 0))
         self.extras = {n: _floats(table, n) for n in extras}
 
