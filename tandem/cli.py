@@ -119,10 +119,12 @@ def demo(
                   f"[bold]{fed:.3f}[/] AUC without either side seeing the other's rows "
                   f"({result['seconds_per_tree']} s per tree).\nModel report: [bold]{report}[/]")
     console.rule("[bold]Decide: installments at checkout and seller credit lines, online")
-    _demo_decide(out, {**result, "market": trained["market"]})
+    configs = _demo_decide(out, {**result, "market": trained["market"]})
+    console.rule("[bold]Offer: the next best offer for each shared client, gated by solvency")
+    _demo_offers(out, configs)
 
 
-def _demo_decide(world: Path, customer_model: dict) -> None:
+def _demo_decide(world: Path, customer_model: dict) -> dict[str, Path]:
     """Train the seller model, start both decision services and send them a burst of requests."""
     from tandem.decide.local import burst, train_models, Service, write_decide_configs
 
@@ -150,6 +152,36 @@ def _demo_decide(world: Path, customer_model: dict) -> None:
             ["latency p50 / p95 / p99 (ms)", " / ".join(f"{q:.1f}" for q in s["latency_ms"])],
             ["errors", s["errors"]]]))
     console.print(f"Every decision is in the bank's store (table decisions); configs: {paths['bank'].parent}")
+    return paths
+
+
+def _demo_offers(world: Path, configs: dict[str, Path]) -> None:
+    """Train a propensity model per product, decide every shared client's offers in batch and replay
+    the held-out wave (the marketplace's decision service answers the bank's requests)."""
+    from tandem.decide.local import Service
+    from tandem.offers.batch import offers_portfolio
+    from tandem.offers.catalog import load_catalog
+    from tandem.offers.local import add_offers_sections
+    from tandem.offers.train import train_propensity
+
+    with progress_bar("propensity") as update:
+        trained = train_propensity(world, load_catalog(), progress=update)
+    _print_propensity(trained)
+    add_offers_sections(configs, trained["manifests"])
+    market = Service(configs["market"])
+    try:
+        market.wait_ready()
+        with progress_bar("offers") as update:
+            result = offers_portfolio(str(configs["bank"]), update, report=world / "offers" / "report.html")
+    finally:
+        market.stop()
+    _print_offers(result)
+    s = {r["strategy"]: r for r in result["evaluation"].get("strategies", [])}
+    if s:
+        console.print(f"\nOffering each client what both sides' behaviour points to: [bold]"
+                      f"{s['federated']['acceptance']:.1%}[/] of top-1 offers accepted, {s['federated']['lift']:.1f}x "
+                      f"random targeting ({s['random']['acceptance']:.1%}); the bank alone: "
+                      f"{s['bank only']['acceptance']:.1%}.")
 
 
 def _print_summary(s: dict, out: Path) -> None:
@@ -584,6 +616,106 @@ def score(
         result = score_portfolio(str(config), entity, update)
     console.print(table(f"{result['rows']:,} {entity} scored into {result['table']} (model {result['model_version']})",
                         ["band", "rows"], [[b, n] for b, n in result["bands"].items()]))
+
+
+@app.command()
+def propensity(
+    world_dir: Path = typer.Option(..., "--world", "-w", help="A linked world folder (`tandem link`)."),
+    catalog: Optional[Path] = typer.Option(None, help="The offer catalog (TOML; default: the one shipped, "
+                                           "tandem/offers/catalog.toml)."),
+    holdout_from: Optional[str] = typer.Option(None, help="Campaigns sent on or after this day (YYYY-MM-DD) are "
+                                               "held out for evaluation. Default: the latest campaign's day."),
+    trees: Trees = 15,                     # the defaults are tandem.offers.train.ARGS
+    max_depth: MaxDepth = 3,
+    learning_rate: LearningRate = 0.25,
+    bins: Bins = 16,
+    key_bits: KeyBits = 2048,
+):
+    """Train a federated propensity model per product of the offer catalog.
+
+    SecureBoost on both sides' features against the bank's campaign responses
+    before the held-out wave; each party is its own node process. Writes each
+    party's manifest into WORLD/nodes."""
+    from tandem.offers.catalog import load_catalog
+    from tandem.offers.train import ARGS, train_propensity
+
+    cat = load_catalog(catalog)
+    args = {**ARGS, "trees": trees, "max_depth": max_depth, "learning_rate": learning_rate, "bins": bins,
+            "key_bits": key_bits}
+    _training_args({"l2": 1.0, "goss": False, "goss_top": 0.2, "goss_other": 0.1, "early_stopping": 0,
+                    "validation_fraction": 0.1, "he": "ou", "first_tree_active_only": False, **args})
+    with progress_bar("propensity") as update:
+        result = train_propensity(world_dir, cat, args, holdout_from=_date(holdout_from) if holdout_from else None,
+                                  progress=update)
+    _print_propensity(result)
+    console.print(f"manifests: {result['manifests']['bank']} and {result['manifests']['market']}; point each "
+                  "node's \\[offers] models = \"FILE\" at its own, then run `tandem offers`")
+
+
+def _print_propensity(result: dict) -> None:
+    console.print(table(f"Propensity models, trained on the campaigns before {result['holdout_from']} "
+                        "(test AUC on held-out contacts of each campaign)", ["product", "rows train / test",
+                                                                               "AUC", "s per tree"],
+                        [[k, f"{r['n_train']:,} / {r['n_test']:,}", r["metrics"]["auc"], r["seconds_per_tree"]]
+                         for k, r in result["products"].items()]))
+
+
+@app.command()
+def offers(
+    config: Path = typer.Option(..., "--config", "-c", help="The bank node's TOML config, with \\[decide] and "
+                                "\\[offers] sections."),
+    report: Optional[Path] = typer.Option(None, help="Write the HTML report here (default: STATE_DIR/"
+                                          "offers-report.html)."),
+    evaluate: bool = typer.Option(True, help="Replay the held-out campaigns: top-1 acceptance and revenue of the "
+                                  "federated propensity models vs random targeting vs the bank alone."),
+    holdout_from: Optional[str] = typer.Option(None, help="First day of the held-out campaigns (default: the "
+                                               "one the models were trained with)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the offer mix and the evaluation as JSON."),
+):
+    """Next best offers for every shared client, into the bank's store (table offers).
+
+    Products ranked by propensity x value; credit only under the decision
+    policy's PD cutoff; within consent, do-not-disturb and the contact limits;
+    personalised content from the marketplace for the offers made. Then the
+    replay of the held-out campaigns and the HTML report."""
+    from tandem.node import load_node_config
+    from tandem.offers.batch import offers_portfolio
+
+    out = report or load_node_config(config).state_dir / "offers-report.html"
+    with progress_bar("offers") as update:
+        result = offers_portfolio(str(config), update, evaluate=evaluate, report=out if evaluate else None,
+                                  holdout_from=_date(holdout_from) if holdout_from else None)
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print_offers(result)
+
+
+def _print_offers(result: dict) -> None:
+    console.print(table(f"Offer mix: {result['clients']:,} shared clients decided into table {result['table']}",
+                        ["product", "credit", "clients offered", "as first offer", "mean propensity",
+                         "expected value, RUB"],
+                        [[m["product"], "yes" if m["credit"] else "no", m["offers"], m["first"], m["mean_propensity"],
+                          f"{m['expected_value_rub']:,.0f}"] for m in result["mix"]]))
+    console.print(table("Withheld (client x product pairs)", ["reason", "pairs"],
+                        [[k.replace("_", " "), v] for k, v in result["withheld"].items()]))
+    credit = result["credit"]
+    console.print(f"{credit['offers']:,} credit offers, every one with a PD under the policy's cutoff "
+                  f"{credit['pd_cutoff']} (highest: {credit['pd_max'] if credit['pd_max'] is not None else '—'})")
+    ev = result.get("evaluation")
+    if ev and ev.get("strategies"):
+        console.print(table(f"Uplift on the held-out campaigns from {ev['holdout_from']} ({ev['contacts']:,} "
+                            "contacts, one random product each; replayed on the contacts where the strategy's "
+                            "top-1 offer is the product offered)",
+                            ["strategy", "contacts replayed", "top-1 acceptance", "95% CI", "lift vs random",
+                             "revenue per 1,000 contacts, RUB"],
+                            [[s["strategy"], s["contacts"], f"{s['acceptance']:.2%}",
+                              f"{s['ci95'][0]:.1%} – {s['ci95'][1]:.1%}", f"{s['lift']:.2f}x",
+                              f"{s['revenue_per_1000']:,.0f}"] for s in ev["strategies"]]))
+    elif ev:
+        console.print(ev.get("note", ""))
+    if result.get("report"):
+        console.print(f"Offer report: [bold]{result['report']}[/]")
 
 
 @app.command()

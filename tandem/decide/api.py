@@ -159,10 +159,12 @@ def check_peer(reply, peer: str) -> None:
 
 
 class BankClient:
-    """The marketplace node's mutual-TLS client of the bank's decision service (audited)."""
+    """The marketplace node's mutual-TLS client of the bank's decision service (audited); the bank's
+    offers use it the other way round, as a client of the marketplace's (``service`` names it)."""
 
-    def __init__(self, address: str, peer: str, tls, audit: AuditLog, timeout_s: float = 5.0):
-        self.peer, self.audit = peer, audit
+    def __init__(self, address: str, peer: str, tls, audit: AuditLog, timeout_s: float = 5.0,
+                 service: str = "the bank's decision service"):
+        self.peer, self.audit, self.service = peer, audit, service
         self.pool = PeerPool(address, peer_context(tls), peer, timeout_s=timeout_s)
 
     async def post(self, path: str, body: dict, session: str) -> tuple[int, bytes]:
@@ -172,7 +174,7 @@ class BankClient:
         try:
             return await self.pool.post(path, data)
         except TandemError as exc:
-            raise HTTPException(502, f"the bank's decision service: {exc}") from None
+            raise HTTPException(502, f"{self.service}: {exc}") from None
 
 
 def forecast_gmv(recent_3m: float | None, trend: float | None) -> float:

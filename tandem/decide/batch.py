@@ -36,8 +36,6 @@ SPEC = {e: TableSpec(f"scores_{e}", (Column("link_id", "VARCHAR", False), Column
 
 def score_portfolio(config_path: str, entity: str, progress=lambda what, fraction: None) -> dict:
     """Score every linked ``entity`` row; write ``scores_{entity}`` into the bank's store (atomically)."""
-    import httpx
-
     cfg = load_decide_config(config_path)
     if entity not in cfg.models:
         raise InputError(f"{config_path}: [decide] has no {entity}_model")
@@ -52,20 +50,11 @@ def score_portfolio(config_path: str, entity: str, progress=lambda what, fractio
         bits = np.zeros((len(table), scorer.n_bits), dtype=bool)
         found = np.zeros(len(table), dtype=bool)
         gmv = np.zeros(len(table))
-        with httpx.Client(base_url=f"https://{cfg.peer_address}", verify=peer_context(cfg.node.tls), timeout=120) as client:
+        with peer_client(cfg) as client:
             for start in range(0, len(table), CHUNK):
                 ids = table.link_ids[start:start + CHUNK]
-                body = json.dumps({"kind": entity, "model_version": scorer.version, "link_ids": ids}).encode()
-                audit.record(direction="out", peer=cfg.peer, protocol="decide/1", session=scorer.version,
-                             message="bits request", nbytes=len(body), records=len(ids))
-                try:
-                    reply = client.post("/v1/bits", content=body, headers={"content-type": "application/json"})
-                except httpx.HTTPError as exc:
-                    raise TandemError(f"the {cfg.peer} decision service is unreachable ({type(exc).__name__})") from None
-                check_peer(reply, cfg.peer)
-                if reply.status_code != 200:
-                    raise TandemError(f"{cfg.peer}: {reply.json().get('detail', reply.text)[:300]}")
-                answer = reply.json()
+                answer = post_peer(client, cfg, audit, "/v1/bits", {"kind": entity, "model_version": scorer.version,
+                                                                    "link_ids": ids}, scorer.version, "bits request")
                 hit = np.flatnonzero(answer["found"]) + start
                 found[hit] = True
                 for i, text in zip(hit, answer["bits"]):
@@ -88,6 +77,34 @@ def score_portfolio(config_path: str, entity: str, progress=lambda what, fractio
             "model_version": scorer.version, "table": SPEC[entity].name,
             "bands": {b: bands.count(b) for b in ("approve", "refer", "decline")},
             "pd_mean": float(pd.mean()) if len(pd) else None}
+
+
+def peer_client(cfg):
+    """A synchronous mutual-TLS client of the other node's decision service (batch work)."""
+    import httpx
+
+    return httpx.Client(base_url=f"https://{cfg.peer_address}", verify=peer_context(cfg.node.tls), timeout=120)
+
+
+def post_peer(client, cfg, audit: AuditLog, path: str, body: dict, session: str, message: str) -> dict:
+    """POST ``body`` to the peer (audited, with its row count), check that the peer answered, return its JSON."""
+    import httpx
+
+    data = json.dumps(body).encode()
+    audit.record(direction="out", peer=cfg.peer, protocol="decide/1", session=session, message=message,
+                 nbytes=len(data), records=len(body.get("link_ids", ())))
+    try:
+        reply = client.post(path, content=data, headers={"content-type": "application/json"})
+    except httpx.HTTPError as exc:
+        raise TandemError(f"the {cfg.peer} decision service is unreachable ({type(exc).__name__})") from None
+    check_peer(reply, cfg.peer)
+    if reply.status_code != 200:
+        try:
+            detail = reply.json().get("detail", reply.text)
+        except ValueError:
+            detail = reply.text
+        raise TandemError(f"{cfg.peer}: {str(detail)[:300]}")
+    return reply.json()
 
 
 def _limits(entity: str, pd: np.ndarray, table: FeatureTable, found: np.ndarray, gmv: np.ndarray, policy: dict,

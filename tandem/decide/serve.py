@@ -41,6 +41,7 @@ def build(config_path: str):
     audit = AuditLog(node.audit_path, node.name, sync_each=False)
     keys = read_api_keys(cfg.api_keys)
     state = ServiceState(cfg, store, role)
+    policy = None
     if role == "active":
         con = getattr(store, "con", None)
         if con is None:
@@ -54,6 +55,9 @@ def build(config_path: str):
         apps = [(cfg.listen, market_app(state, bank, audit, "mtls"), True)]
         if cfg.api_listen:
             apps.append((cfg.api_listen, market_app(state, bank, audit, "api_key", keys), False))
+    from tandem.offers.service import attach_offers
+
+    attach_offers(apps, config_path, cfg, state, store, audit, role, policy, keys)
     return apps, cfg, state
 
 

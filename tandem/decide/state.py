@@ -148,6 +148,7 @@ class ServiceState:
         self.models: dict[str, dict[str, ActiveScorer | PassiveScorer]] = {e: {} for e in cfg.models}
         self.current: dict[str, str] = {}
         self.tables: dict[str, FeatureTable] = {}
+        self.on_refresh: list = []                 # more tables to rebuild with these (the offers')
         self._lock = threading.Lock()
         self.reload()
         self.refresh()
@@ -177,6 +178,8 @@ class ServiceState:
             table = FeatureTable(rows(self.store, party, entity, self.cfg.as_of), scorer.names, extras)
             with self._lock:
                 self.tables[entity] = table
+        for rebuild in self.on_refresh:
+            rebuild()
 
     def _refresh_loop(self) -> None:
         while True:

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tandem.world.catalog import (CAMPAIGNS, MARKETPLACE_MCC, MCC, MCC_AMOUNT, MCC_BASE, MCC_CODES, MERCHANT_COUNT,
+from tandem.world.campaigns import campaign_tables
+from tandem.world.catalog import (MARKETPLACE_MCC, MCC, MCC_AMOUNT, MCC_BASE, MCC_CODES, MERCHANT_COUNT,
                                   MERCHANT_FIRST, MERCHANTS)
 from tandem.world.persons import DOMAINS, Persons, email_locals, format_phones, mix_ids, phone_number, primary_domain
 from tandem.world.risk import (PRODUCTS, application_logit, application_terms, dpd_history, prior_logit, sigmoid)
@@ -22,9 +23,11 @@ def bank_client_ids(person_id: np.ndarray) -> np.ndarray:
 
 
 def generate_bank(rng: np.random.Generator, p: Persons, chunk: int, cfg: dict, intercepts: dict,
-                  card_orders: pd.DataFrame) -> dict:
+                  card_orders: pd.DataFrame, market_behaviour: pd.DataFrame) -> dict:
     """Return ``{"tables": {name: pa.Table}, "clients": DataFrame, "application": DataFrame}``.
 
+    ``card_orders`` and ``market_behaviour`` come from the marketplace's chunk (card payments
+    the bank sees; what each user did there, which drives campaign responses).
     ``clients`` holds person_id, client_id and the raw identifiers (for the truth);
     ``application`` the true PD and outcome of each new loan (for the truth).
     """
@@ -80,12 +83,13 @@ def generate_bank(rng: np.random.Generator, p: Persons, chunk: int, cfg: dict, i
 
     cards = _card_transactions(rng, cfg, chunk, client_id, tr, has_card, snap_day, pid, card_orders)
     loans, payments, application = _loans(rng, cfg, chunk, client_id, tr, intercepts, snap_day)
-    contacts = _campaign_contacts(rng, cfg, client_id, tr)
+    behaviour = market_behaviour.set_index("person_id").reindex(pid, fill_value=0).reset_index(drop=True)
+    campaigns = campaign_tables(rng, cfg, client_id, tr, behaviour, snap_day)
     application.insert(0, "person_id", pid[application.pop("client_index").to_numpy()])
     ids = pd.DataFrame({"person_id": pid, "client_id": client_id, "phone": phone, "email": email})
     return {"tables": {"clients": clients, "accounts": accounts, "salary_inflows": salary,
                        "card_transactions": cards, "loans": loans, "loan_payments": payments,
-                       "campaign_contacts": contacts},
+                       **campaigns},
             "clients": ids, "application": application}
 
 
@@ -185,30 +189,3 @@ def _loans(rng, cfg, chunk, client_id, tr, intercepts, snap_day):
     application = pd.DataFrame({"client_index": a, "loan_id": loan_id[: len(a)], "true_pd": pd_true,
                                 "default": dpd[: len(a)].max(axis=1) >= 90})
     return loans, payments, application
-
-
-def _campaign_contacts(rng, cfg, client_id, tr) -> pa.Table:
-    n = len(client_id)
-    disc, imp, stress, dig = (tr[k].to_numpy() for k in ("discipline", "impulsivity", "stress", "digital"))
-    rel_income = np.log(tr["income"].to_numpy() / cfg["income"]["median_monthly_rub"])
-    response = {
-        "credit_card": 0.5 * imp + 0.3 * dig, "cash_loan": 0.8 * stress + 0.3 * imp,
-        "installment_card": 0.6 * imp + 0.4 * stress, "deposit": 0.8 * disc + 0.5 * rel_income,
-        "insurance": 0.4 * rel_income + 0.2 * disc, "marketplace_cashback": 0.8 * dig + 0.3 * imp,
-    }
-    parts = []
-    for cid, _name, product, _channel, _month in CAMPAIGNS:
-        who = np.flatnonzero(rng.random(n) < cfg["campaigns"]["contacts_share"])
-        p = sigmoid(-3.0 + response[product][who])
-        parts.append(pa.table({"campaign_id": np.full(len(who), cid, dtype=np.int32),
-                               "client_id": client_id[who], "responded": rng.random(len(who)) < p}))
-    return pa.concat_tables(parts)
-
-
-def campaigns_table(cfg: dict) -> pa.Table:
-    snapshot = cfg["time"]["snapshot_date"]
-    return pa.table({
-        "campaign_id": pa.array([c[0] for c in CAMPAIGNS], pa.int32()),
-        "name": [c[1] for c in CAMPAIGNS], "product": [c[2] for c in CAMPAIGNS], "channel": [c[3] for c in CAMPAIGNS],
-        "sent_on": dates_to_arrow(np.array([add_months(snapshot, -c[4]) for c in CAMPAIGNS], dtype="datetime64[D]")),
-    })

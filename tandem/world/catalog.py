@@ -43,11 +43,13 @@ MERCHANT_FIRST = np.cumsum([1] + [len(m[4]) for m in MCCS])[:-1]   # index of ea
 MERCHANT_COUNT = np.array([len(m[4]) for m in MCCS])
 
 CAMPAIGNS = [
-    # id, name, product, channel, month before snapshot
-    (1, "Credit card 120 days interest-free", "credit_card", "sms", 11),
-    (2, "Cash loan from 9.9%", "cash_loan", "push", 9),
-    (3, "Installment card", "installment_card", "email", 7),
-    (4, "Deposit 7%", "deposit", "sms", 5),
-    (5, "Travel insurance", "insurance", "email", 3),
-    (6, "5% cashback at the marketplace", "marketplace_cashback", "push", 2),
+    # id, name, product (a key of the offer catalog, tandem/offers/catalog.toml), channel, months before
+    # the snapshot: one historic campaign per product
+    (1, "Installments at checkout: 0% for 3 months", "installment_plan", "sms", 10),
+    (2, "Cashback card: 5% in your favourite marketplace categories", "cashback_card", "push", 9),
+    (3, "Savings deposit 7%", "deposit", "sms", 7),
+    (4, "Insurance for cross-border parcels", "cross_border_insurance", "email", 6),
+    (5, "500 RUB off at the marketplace, with the bank", "marketplace_promo", "push", 4),
 ]
+# the latest wave: each contacted client was offered one product, drawn at random (the held-out wave)
+TEST_WAVE = [(10 + i, f"Test wave: {name}", product, "push", 2) for i, (_, name, product, _, _) in enumerate(CAMPAIGNS)]

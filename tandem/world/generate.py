@@ -19,7 +19,8 @@ import pyarrow.parquet as pq
 from tandem.errors import InputError
 from tandem.ids import NormalisationReport, normalise_emails, normalise_phones
 from tandem.store.duck import DuckStore
-from tandem.world.bank import campaigns_table, generate_bank
+from tandem.world.bank import generate_bank
+from tandem.world.campaigns import campaigns_table
 from tandem.world.config import MAX_PERSONS, load_config
 from tandem.world.market import generate_market
 from tandem.world.persons import draw_persons
@@ -113,7 +114,7 @@ def _write(n_persons: int, seed: int, cfg: dict, intercepts: dict, tmp: Path, pr
             rng = np.random.default_rng([seed, chunk + 1])
             people = draw_persons(rng, first, min(chunk_size, n_persons - first), cfg)
             m = generate_market(rng, people, chunk, cfg, sellers)
-            b = generate_bank(rng, people, chunk, cfg, intercepts, m["card_orders"])
+            b = generate_bank(rng, people, chunk, cfg, intercepts, m["card_orders"], m["behaviour"])
             for name, table in m["tables"].items():
                 market.append(name, table)
             for name, table in b["tables"].items():

@@ -162,4 +162,18 @@ def generate_market(rng: np.random.Generator, p: Persons, chunk: int, cfg: dict,
                                 "total": np.round(total[recent_card], 2)})
     ids = pd.DataFrame({"person_id": pid, "user_id": user_id, "phone": phone, "email": email})
     return {"tables": {"users": users, "sessions": sessions, "orders": orders, "order_items": items},
-            "users": ids, "card_orders": card_orders}
+            "users": ids, "card_orders": card_orders,
+            "behaviour": _behaviour(pid, o_user, status != 2, total, pay == 3, cross_border, s_count, tc)}
+
+
+def _behaviour(pid, o_user, kept, total, installments, cross_border, sessions, tc) -> pd.DataFrame:
+    """What each user did at the marketplace (one row per user, for the bank's campaign responses):
+    kept (not cancelled) orders, those paid in installments and cross-border, monthly spend, sessions."""
+    n = len(pid)
+    count = lambda mask: np.bincount(o_user[kept & mask], minlength=n)  # noqa: E731
+    spend = np.bincount(o_user[kept], weights=total[kept], minlength=n)
+    orders = count(np.ones(len(o_user), dtype=bool))
+    return pd.DataFrame({"person_id": pid, "orders": orders, "installment_orders": count(installments),
+                         "cross_border_orders": count(cross_border), "spend_per_month": spend / tc["order_months"],
+                         "avg_check": np.where(orders > 0, spend / np.maximum(orders, 1), np.nan),
+                         "sessions": sessions})

@@ -42,6 +42,10 @@ BANK_TABLES: tuple[T, ...] = (
     T("campaign_contacts", (
         C("campaign_id", "INTEGER", False), C("client_id", "BIGINT", False), C("responded", "BOOLEAN", False),
     )),
+    T("contact_preferences", (
+        C("client_id", "BIGINT", False), C("marketing_consent", "BOOLEAN", False, "agreed to receive offers"),
+        C("do_not_disturb_until", "DATE", doc="no contacts before this day (NULL: none asked for)"),
+    ), key=("client_id",), doc="what each client allows the bank's marketing"),
     T("business_clients", (
         C("business_id", "BIGINT", False), C("inn", "VARCHAR", False), C("name", "VARCHAR"),
         C("region", "VARCHAR"), C("opened_on", "DATE"), C("consent_partner", "BOOLEAN", False),
