@@ -54,3 +54,26 @@ def chromium() -> str:
     reason) only outside CI."""
     proc = _script("browser.sh", "install", "no browser")
     return proc.stdout.strip().splitlines()[-1]
+
+
+def render(chromium: str, path: Path, screenshot: Path | None = None) -> dict:
+    """Open an HTML file in a real headless Chromium: its ``title``, ``images`` (alt, decoded, natural
+    width, shown width), ``body`` text and the console and page ``errors``."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(Path(path).as_uri())
+            images = page.eval_on_selector_all(
+                "img", "els => els.map(e => [e.alt, e.complete, e.naturalWidth, e.getBoundingClientRect().width])")
+            shown = {"title": page.title(), "images": images, "body": page.inner_text("body"), "errors": errors}
+            if screenshot is not None:
+                page.screenshot(path=str(screenshot), full_page=True)
+        finally:
+            browser.close()
+    return shown

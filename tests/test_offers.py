@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_cli
+from conftest import render, run_cli
 from tandem.decide.local import TRAIN, Service, train_models, write_decide_configs
 from tandem.decide.policy import load_policy
-from tandem.link.local import link_world
+from tandem.link.local import free_port, link_world
 from tandem.offers.catalog import load_catalog
 from tandem.offers.local import add_offers_sections
 from tandem.world.generate import generate_world
@@ -64,6 +64,12 @@ def offers(tmp_path_factory):
                  "contacts": _frame(world / "bank.duckdb", """
                      SELECT c.client_id, m.product, m.sent_on, c.responded FROM campaign_contacts c
                      JOIN campaigns m USING (campaign_id)""")}
+        dead = paths["bank"].with_name("decide-bank-dead-peer.toml")   # the marketplace's service is not there
+        text = paths["bank"].read_text()
+        market_at = tomllib.loads(text)["peers"]["market"]["decide"]
+        dead.write_text(text.replace(f'decide = "{market_at}"', f'decide = "127.0.0.1:{free_port()}"'))
+        state["dead_peer"] = run_cli("offers", "--config", str(dead))
+        state["after_failure"] = _frame(world / "bank.duckdb", "SELECT count(*) AS n, max(decided_at) AS t FROM offers")
         bank = state["bank"] = Service(paths["bank"]).wait_ready()
         state["bank_api"] = "https://" + tomllib.loads(paths["bank"].read_text())["decide"]["api_listen"]
         yield state
@@ -111,6 +117,15 @@ def test_every_offer_respects_solvency_consent_rules_and_contact_limits(offers):
     for text in o.loc[personal, "categories"]:
         names = text.split(",")
         assert len(names) == 3 and set(names) <= set(CATALOG.categories)
+
+
+def test_an_unreachable_marketplace_is_one_error_line_and_the_offers_table_is_kept(offers):
+    proc = offers["dead_peer"]
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("offers ")]
+    assert lines[-1].startswith("error:") and "market" in lines[-1] and "unreachable" in lines[-1], proc.stderr
+    kept = offers["after_failure"].iloc[0]
+    assert kept["n"] == len(offers["offers"]) and kept["t"] == offers["offers"]["decided_at"].max()
 
 
 def test_federated_targeting_beats_random_twice_and_the_bank_alone(offers):
@@ -222,22 +237,9 @@ def test_the_marketplace_sends_content_only_for_offered_clients_and_only_public_
 
 
 def test_the_offer_report_renders_in_a_real_browser(offers, chromium):
-    from playwright.sync_api import sync_playwright
-
-    path = offers["world"] / "offers.html"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(path.as_uri())
-            images = page.eval_on_selector_all(
-                "img", "els => els.map(e => [e.alt, e.complete, e.naturalWidth, e.getBoundingClientRect().width])")
-            body = page.inner_text("body")
-        finally:
-            browser.close()
+    shown = render(chromium, offers["world"] / "offers.html")
+    images, body, errors = shown["images"], shown["body"], shown["errors"]
+    assert shown["title"] == "Next best offers"
     assert {i[0] for i in images} == {"Top-1 acceptance", "Revenue per 1,000 contacts", "Acceptance by propensity "
                                       "decile", "Propensity AUC per product", "Offer mix", "Withheld"}
     for alt, complete, natural_width, shown_width in images:

@@ -147,3 +147,23 @@ def test_demo_world_default_rate_and_value_of_joining(tmp_path_factory):
     assert 0.04 <= summary["default_rate"] <= 0.12
     assert summary["auc_joint"] - summary["auc_bank_only"] >= 0.03
     assert summary["seconds"] > 0
+
+
+def test_campaigns_contact_only_consenting_clients_and_the_last_wave_offers_a_random_product(small_world):
+    con = duckdb.connect(str(small_world / "bank.duckdb"), read_only=True)
+    clients = con.execute("SELECT count(*) FROM clients").fetchall()[0][0]
+    prefs = con.sql("SELECT * FROM contact_preferences").df()
+    assert len(prefs) == clients and prefs["client_id"].is_unique
+    assert 0.8 < prefs["marketing_consent"].mean() < 0.9 and 0.02 < prefs["do_not_disturb_until"].notna().mean() < 0.06
+    contacts = con.sql("""SELECT c.*, m.product, m.sent_on, p.marketing_consent FROM campaign_contacts c
+                          JOIN campaigns m USING (campaign_id) JOIN contact_preferences p USING (client_id)""").df()
+    con.close()
+    assert contacts["marketing_consent"].all()
+    wave = contacts[contacts["sent_on"] == contacts["sent_on"].max()]
+    assert wave["client_id"].is_unique and wave["product"].nunique() == 5
+    assert (wave["product"].value_counts(normalize=True).between(0.15, 0.25)).all()
+    historic = contacts[contacts["sent_on"] < contacts["sent_on"].max()]
+    assert set(historic["product"]) == set(wave["product"])
+    per_product = historic.groupby("product").size() / prefs["marketing_consent"].sum()
+    assert per_product.between(0.35, 0.45).all()
+    assert 0.02 < historic["responded"].mean() < 0.12

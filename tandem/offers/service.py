@@ -76,6 +76,7 @@ def attach_offers(apps: list, config_path: str, cfg, state, store, audit, role: 
     if role == "active":
         if "customers" not in cfg.models:
             raise InputError(f"{config_path}: [offers] needs [decide] customers_model (the PD of the solvency gate)")
+
         def build_bank() -> BankSide:
             catalog, scorers = _scorers(ocfg, role)
             return BankSide(store, cfg.as_of, catalog, state.model("customers"), scorers)

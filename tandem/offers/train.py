@@ -1,5 +1,6 @@
 """Per-product propensity models: the federated booster on both sides' features against the bank's
-historic campaign responses (label ``responded``), each party as its own node process.
+historic campaign responses (label ``responded``), over mutual TLS between the marketplace's node
+(its own process) and the bank's (in the process of the bank's command).
 
 Each party exports its own rows keyed by link id from its own store; the bank's rows of a
 product are the linked clients its campaigns of that product contacted before the held-out

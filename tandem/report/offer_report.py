@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tandem.atomic import write_atomically
-from tandem.report.model_report import _fmt, _png
+from tandem.report.model_report import _fmt, _png, figures, html_page
 
 COLOURS = {"random, as sent": "#cfcfcf", "random": "#9e9e9e", "bank only": "#5b8fd6", "federated": "#e07b39"}
 
@@ -99,8 +99,6 @@ def write_offer_report(path: str | os.PathLike, result: dict, title: str = "Next
     """Write the report of a ``tandem offers`` run (``offers_portfolio``'s result)."""
     ev = result.get("evaluation") or {}
     charts = _charts(result)
-    figs = "".join(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">'
-                   f"<figcaption>{html.escape(name)}</figcaption></figure>" for name, b64 in charts.items())
     uplift = _table(["strategy", "contacts replayed", "accepted", "top-1 acceptance", "95% CI", "lift vs random",
                      "revenue per 1,000 contacts, RUB"],
                     [[s["strategy"], s["contacts"], s["accepted"], f"{s['acceptance']:.2%}",
@@ -115,21 +113,14 @@ def write_offer_report(path: str | os.PathLike, result: dict, title: str = "Next
                    f"{m['expected_value_rub']:,.0f}"] for m in result.get("mix", [])])
     withheld = _table(["reason", "client x product pairs"], [[k, v] for k, v in result.get("withheld", {}).items()])
     note = html.escape(ev.get("note", "")) if ev.get("note") else ""
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}} table{{border-collapse:collapse;margin:1rem 0}}
-td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}} th{{text-align:left;background:#f4f4f4}}
-figure{{display:inline-block;vertical-align:top;margin:.5rem}} figcaption{{text-align:center;color:#555}}</style></head>
-<body><h1>{html.escape(title)}</h1>
-<p>{result.get('clients', 0):,} shared clients decided. Held-out campaigns from {html.escape(str(ev.get('holdout_from', '—')))}:
+    body = f"""<p>{result.get('clients', 0):,} shared clients decided. Held-out campaigns from {html.escape(str(ev.get('holdout_from', '—')))}:
 {ev.get('contacts', 0):,} contacts, each offered one product at random; a strategy is scored on the contacts where
 its top-1 offer is the product the client was offered (replay). "Random" is a random product among those the
 rules allow the client (solvency, consent, eligibility), as every strategy here obeys them; "random, as sent" is
 the whole wave. {note}</p>
 <h2>Uplift on the held-out campaigns</h2>{uplift}
-<h2>Charts</h2>{figs}
+<h2>Charts</h2>{figures(charts)}
 <h2>Per product</h2>{per_product}
 <h2>Offer mix</h2>{mix}
-<h2>Withheld</h2>{withheld}
-</body></html>"""
-    return write_atomically(path, page.encode())
+<h2>Withheld</h2>{withheld}"""
+    return write_atomically(path, html_page(title, body).encode())
