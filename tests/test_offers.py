@@ -7,7 +7,10 @@ import os
 import ssl
 import subprocess
 import sys
+import threading
+import time
 import tomllib
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -19,6 +22,8 @@ import pytest
 from conftest import render, run_cli
 from tandem.decide.local import TRAIN, Service, train_models, write_decide_configs
 from tandem.decide.policy import load_policy
+from tandem.decide.scoring import PassiveScorer, decode_bits
+from tandem.learn import model_io
 from tandem.link.local import free_port, link_world
 from tandem.offers.catalog import load_catalog
 from tandem.offers.local import add_offers_sections
@@ -36,6 +41,35 @@ def _frame(path: Path, sql: str) -> pd.DataFrame:
         return con.sql(sql).df()
     finally:
         con.close()
+
+
+@contextmanager
+def _garbage_market(world: Path):
+    """A server with the marketplace's certificate that answers every request for bits with nonsense."""
+    import uvicorn
+    from fastapi import FastAPI, Request
+
+    app = FastAPI()
+
+    @app.post("/v1/offers/bits")
+    async def bits(request: Request) -> dict:
+        body = await request.json()
+        n = len(body["link_ids"])
+        return {"found": [True] * n, "bits": {v: ["not base64!"] * n for v in body["model_versions"]}}
+
+    certs, port = world / "nodes" / "certs", free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, ssl_certfile=str(certs / "market.pem"),
+                                           ssl_keyfile=str(certs / "market.key"), ssl_ca_certs=str(certs / "ca.pem"),
+                                           ssl_cert_reqs=ssl.CERT_REQUIRED, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +103,16 @@ def offers(tmp_path_factory):
         market_at = tomllib.loads(text)["peers"]["market"]["decide"]
         dead.write_text(text.replace(f'decide = "{market_at}"', f'decide = "127.0.0.1:{free_port()}"'))
         state["dead_peer"] = run_cli("offers", "--config", str(dead))
+        with _garbage_market(world) as address:
+            dead.write_text(text.replace(f'decide = "{market_at}"', f'decide = "{address}"'))
+            state["garbage_peer"] = run_cli("offers", "--config", str(dead))
         state["after_failure"] = _frame(world / "bank.duckdb", "SELECT count(*) AS n, max(decided_at) AS t FROM offers")
+        unknown = world.parent / "catalog.toml"            # a product the bank never marketed
+        unknown.write_text(CATALOG.path.read_text() + '\n[products.mortgage]\nname = "Mortgage"\naudience = '
+                           '"customers"\ncredit = true\nsolvency = "installments"\nvalue_rub = 30000.0\n')
+        manifest = (world / "nodes" / "offers-bank.json").read_bytes()
+        state["unknown_product"] = run_cli("propensity", "--world", str(world), "--catalog", str(unknown))
+        state["manifest_kept"] = (world / "nodes" / "offers-bank.json").read_bytes() == manifest
         bank = state["bank"] = Service(paths["bank"]).wait_ready()
         state["bank_api"] = "https://" + tomllib.loads(paths["bank"].read_text())["decide"]["api_listen"]
         yield state
@@ -119,13 +162,22 @@ def test_every_offer_respects_solvency_consent_rules_and_contact_limits(offers):
         assert len(names) == 3 and set(names) <= set(CATALOG.categories)
 
 
-def test_an_unreachable_marketplace_is_one_error_line_and_the_offers_table_is_kept(offers):
-    proc = offers["dead_peer"]
-    assert proc.returncode == 2
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("offers ")]
-    assert lines[-1].startswith("error:") and "market" in lines[-1] and "unreachable" in lines[-1], proc.stderr
+def test_an_unreachable_or_garbled_marketplace_is_one_error_line_and_the_offers_table_is_kept(offers):
+    for proc, words in ((offers["dead_peer"], ("market", "unreachable")),
+                        (offers["garbage_peer"], ("market", "bits of model", "do not fit"))):
+        assert proc.returncode == 2
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("offers ")]
+        assert len(lines) == 1 and lines[0].startswith("error:") and all(w in lines[0] for w in words), proc.stderr
     kept = offers["after_failure"].iloc[0]
     assert kept["n"] == len(offers["offers"]) and kept["t"] == offers["offers"]["decided_at"].max()
+
+
+def test_a_catalog_product_without_campaign_history_is_one_error_line(offers):
+    proc = offers["unknown_product"]
+    assert proc.returncode == 2 and offers["manifest_kept"]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert "'mortgage'" in lines[0] and "campaigns.product" in lines[0] and "bank.duckdb" in lines[0]
 
 
 def test_federated_targeting_beats_random_twice_and_the_bank_alone(offers):
@@ -234,6 +286,9 @@ def test_the_marketplace_sends_content_only_for_offered_clients_and_only_public_
     b = json.loads(bits.content)
     assert set(b) == {"found", "bits"} and list(b["bits"]) == [versions] and len(b["bits"][versions]) == len(ids)
     assert b"." not in bits.content                                             # no numbers: bits and ids only
+    market_part = json.loads((offers["world"] / "nodes" / "offers-market.json").read_text())["models"]["cashback_card"]
+    k = len(PassiveScorer(model_io.load(market_part, "passive")).split_ids)
+    assert all(decode_bits(text, k) is not None for text in b["bits"][versions])   # one bit per marketplace split
 
 
 def test_the_offer_report_renders_in_a_real_browser(offers, chromium):

@@ -18,7 +18,7 @@ import pyarrow as pa
 from tandem.audit import AuditLog
 from tandem.decide import policy as rules
 from tandem.decide.batch import CHUNK, peer_client, post_peer
-from tandem.decide.scoring import ActiveScorer, decode_bits
+from tandem.decide.scoring import ActiveScorer, ScoringError, decode_bits
 from tandem.decide.state import load_decide_config
 from tandem.errors import InputError, TandemError
 from tandem.learn import model_io
@@ -116,14 +116,17 @@ def _score(side: BankSide, cfg, audit: AuditLog, progress) -> tuple[np.ndarray, 
             ids = side.link_ids[start:start + CHUNK]
             answer = post_peer(client, cfg, audit, "/v1/offers/bits", {"model_versions": versions, "link_ids": ids},
                                versions[0], "offer bits request")
-            hit = np.flatnonzero(answer["found"]) + start
+            hit = np.flatnonzero(_found(answer, len(ids), cfg)) + start
             found[hit] = True
             for v, s, b in zip(versions, scorers, bits):
-                texts = answer["bits"].get(v)
-                if texts is None or len(texts) != len(hit):
+                texts = answer.get("bits", {}).get(v) if isinstance(answer.get("bits"), dict) else None
+                if not isinstance(texts, list) or len(texts) != len(hit):
                     raise TandemError(f"{cfg.peer}: no bits for model {v} in its answer")
-                for i, text in zip(hit, texts):
-                    b[i] = decode_bits(text, s.n_bits)
+                try:
+                    for i, text in zip(hit, texts):
+                        b[i] = decode_bits(text, s.n_bits)
+                except (ScoringError, TypeError) as exc:
+                    raise TandemError(f"{cfg.peer}: bits of model {v} do not fit it ({exc})") from None
             progress("federated scoring", 0.05 + 0.75 * min(1.0, (start + CHUNK) / max(1, n)))
     rows = np.flatnonzero(found)
     pd, propensity = side.scores(rows, [b[rows] for b in bits])
@@ -143,9 +146,22 @@ def _content(side: BankSide, rows: np.ndarray, decisions: Decisions, cfg, audit:
                 ids = [side.link_ids[rows[r]] for r in part]
                 answer = post_peer(client, cfg, audit, "/v1/offers/content", {"product": p.key, "link_ids": ids},
                                    p.key, f"offer content request {p.key}")
-                for r, cats in zip(part[np.array(answer["found"], dtype=bool)], answer["categories"]):
+                hit = part[_found(answer, len(ids), cfg)]
+                named = answer.get("categories")
+                if not isinstance(named, list) or len(named) != len(hit) or not all(
+                        isinstance(c, list) and all(isinstance(x, str) and x in side.catalog.categories for x in c)
+                        for c in named):
+                    raise TandemError(f"{cfg.peer}: the content of {p.key} is not names from the public category list")
+                for r, cats in zip(hit, named):
                     out[(int(r), j)] = ",".join(cats)
     return out
+
+
+def _found(answer: dict, n: int, cfg) -> np.ndarray:
+    found = answer.get("found")
+    if not isinstance(found, list) or len(found) != n or not all(isinstance(f, bool) for f in found):
+        raise TandemError(f"{cfg.peer}: a malformed answer (found must list {n} booleans)")
+    return np.array(found, dtype=bool)
 
 
 def _table(side: BankSide, rows: np.ndarray, pd: np.ndarray, propensity: np.ndarray, decisions: Decisions,

@@ -145,6 +145,8 @@ def bank_router(holder: _Holder, market: BankClient | None, policy: dict, who) -
             if p.personalise != "none":
                 content = await ask("/v1/offers/content", {"product": p.key, "link_ids": [link_id]}, link_id)
                 categories = content["categories"][0] if content.get("found", [False])[0] else None
+                if categories is not None and not set(categories) <= set(side.catalog.categories):
+                    raise HTTPException(502, "the marketplace's content is not names from the public category list")
             offers.append(Offer(rank=int(decisions.rank[0, j]), product=p.key, name=p.name, credit=p.credit,
                                 propensity=float(propensity[j]), value_rub=p.value_rub,
                                 expected_value_rub=float(decisions.expected_value[0, j]),

@@ -48,19 +48,20 @@ def export_propensity_files(world: Path, catalog: Catalog, folder: Path, as_of: 
     """Each party's training file per product (the marketplace's is the same for all): the bank's
     linked clients its campaigns of the product contacted before the held-out wave, with the label.
     Returns ``({product: {"bank": file, "market": file}}, first day held out)``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    market = open_store(world / "market.duckdb", read_only=True)
-    try:
-        pq.write_table(rows(market, "market", "customers", as_of).drop(["local_id"]), folder / "market.parquet")
-    finally:
-        market.close()
     bank = open_store(world / "bank.duckdb", read_only=True)
     files = {}
     try:
         start = holdout_start(bank, holdout_from)
+        labelled = {p.key: training_labels(bank, p.key, start) for p in catalog.customer_products}  # all, first
         features = bank_rows(bank, as_of)
+        market = open_store(world / "market.duckdb", read_only=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            pq.write_table(rows(market, "market", "customers", as_of).drop(["local_id"]), folder / "market.parquet")
+        finally:
+            market.close()
         for product in catalog.customer_products:
-            labels = training_labels(bank, product.key, start)
+            labels = labelled[product.key]
             hit = pc.is_in(features.column("local_id"), labels.column("client_id"))
             mine = features.filter(hit)
             at = {cid: r for cid, r in zip(labels.column("client_id").to_pylist(), labels.column(LABEL).to_pylist())}
