@@ -180,6 +180,13 @@ def test_restarting_the_bank_mid_load_loses_no_recorded_decision(services):
         user = s["users"][int(rid.rsplit("-", 1)[1]) % len(s["users"])]
         again = _checkout(s, rid, user).json()
         assert again["replayed"] and again["decision"] == d["decision"] and again["pd"] == d["pd"]
+    s["bank"].stop()                       # a clean stop: every answered decision is in the store's table
+    con = duckdb.connect(str(s["world"] / "bank.duckdb"), read_only=True)
+    stored = dict(con.execute("SELECT request_id, decision FROM decisions WHERE request_id LIKE 'load-%'").fetchall())
+    con.close()
+    assert {rid: d["decision"] for rid, d in ok.items()}.items() <= stored.items()
+    assert all(p.stat().st_size == 0 for p in (s["world"] / "nodes" / "state-bank" / "ledger").glob("*.jsonl"))
+    s["bank"] = Service(s["paths"]["bank"]).wait_ready()
 
 
 def test_the_bank_api_survives_schemathesis(services):

@@ -9,7 +9,6 @@ request id reused 409, malformed input 422, no credentials 401.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import ssl
@@ -35,7 +34,7 @@ Auth = Literal["mtls", "api_key"]
 
 
 def _authenticator(auth: Auth, keys: set[str]):
-    def check(request: Request) -> str:
+    async def check(request: Request) -> str:        # async: FastAPI runs it on the loop, not in a thread
         if auth == "mtls":
             return "node"                          # the TLS layer required a certificate from our CA
         key = request.headers.get("x-api-key", "")
@@ -97,10 +96,10 @@ def bank_app(state: ServiceState, ledger: Ledger, policy: dict, audit: AuditLog,
     async def decided(body, entity: str, decide) -> Response:
         """The decision (``Decision`` schema), recorded before it is answered."""
         try:
-            future = ledger.record(body.request_id, request_hash({"kind": entity, **body.model_dump()}), decide)
+            response, replayed = await ledger.record(body.request_id,
+                                                     request_hash({"kind": entity, **body.model_dump()}), decide)
         except ReusedRequestId as exc:
             raise HTTPException(409, str(exc)) from None
-        response, replayed = await asyncio.wrap_future(future)
         out = json.dumps({**response, "replayed": replayed}).encode()
         if auth == "mtls":
             audit.record(direction="out", peer="node", protocol=PROTOCOL, session=body.request_id,

@@ -8,6 +8,7 @@ clients: TLS with an API key. A JSON ``ready`` line is printed once both listen.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import ssl
 import sys
@@ -33,7 +34,8 @@ def _host_port(text: str, where: str) -> tuple[str, int]:
 
 
 def build(config_path: str):
-    """The service's apps and resources: ``[(listen, app, mutual_tls)], cfg, closers``."""
+    """The service's apps and resources: ``[(listen, app, mutual_tls)], cfg, state, ledger`` (``None`` on
+    the passive side)."""
     cfg = load_decide_config(config_path)
     node = cfg.node
     role = "active" if isinstance(load_scorer(next(iter(cfg.models.values())), None), ACTIVE) else "passive"
@@ -41,11 +43,12 @@ def build(config_path: str):
     audit = AuditLog(node.audit_path, node.name, sync_each=False)
     keys = read_api_keys(cfg.api_keys)
     state = ServiceState(cfg, store, role)
+    ledger = None
     if role == "active":
         con = getattr(store, "con", None)
         if con is None:
             raise InputError(f"{node.store}: the decision ledger needs a DuckDB store")
-        ledger, policy = Ledger(con), load_policy(cfg.policy)
+        ledger, policy = Ledger(con, node.state_dir / "ledger"), load_policy(cfg.policy)
         apps = [(cfg.listen, bank_app(state, ledger, policy, audit, "mtls"), True)]
         if cfg.api_listen:
             apps.append((cfg.api_listen, bank_app(state, ledger, policy, audit, "api_key", keys), False))
@@ -54,7 +57,7 @@ def build(config_path: str):
         apps = [(cfg.listen, market_app(state, bank, audit, "mtls"), True)]
         if cfg.api_listen:
             apps.append((cfg.api_listen, market_app(state, bank, audit, "api_key", keys), False))
-    return apps, cfg, state
+    return apps, cfg, state, ledger
 
 
 async def _serve(apps, cfg) -> None:
@@ -83,11 +86,17 @@ async def _serve(apps, cfg) -> None:
 
 
 def serve(config_path: str) -> None:
-    apps, cfg, _state = build(config_path)
+    apps, cfg, _state, ledger = build(config_path)
+    gc.collect()
+    gc.freeze()            # what start-up built lives as long as the service: keep it out of every collection
     try:
         import uvloop
-
-        uvloop.run(_serve(apps, cfg))
+        run = uvloop.run
     except ImportError:
-        asyncio.run(_serve(apps, cfg))
+        run = asyncio.run
+    try:
+        run(_serve(apps, cfg))
+    finally:
+        if ledger is not None:
+            ledger.close()         # the journal's last decisions into the store
     sys.stdout.flush()
