@@ -697,19 +697,14 @@ def insight_run(
 
 
 def _print_insight(r) -> None:
+    from tandem.insight.result import shown
+
     q = r.query
     note = (f"ε {q.epsilon:g}, groups of at least {q.min_group_size}"
             + ("" if q.noise else ", NO NOISE (test mode)")
             + (f"; {r.suppressed} group(s) suppressed" if r.suppressed else "")
             + (f"; where {'; '.join(f.label for f in q.where)}" if q.where else ""))
-    console.print(table(f"{q.name} ({note})", r.columns, [[_figure(v) for v in row] for row in r.rows()]))
-
-
-def _figure(v):
-    """A released figure for the eye: whole numbers from 100 up, two decimals from 1, four below."""
-    if not isinstance(v, float):
-        return v
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}" if abs(v) >= 1 else f"{v:.4f}"
+    console.print(table(f"{q.name} ({note})", r.columns, [[shown(v) for v in row] for row in r.rows()]))
 
 
 def _write_insight_table(path: Path, results) -> None:

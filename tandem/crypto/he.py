@@ -18,6 +18,7 @@ same bucket-sum primitive (``PublicHe.group_sums``) and hidden under fresh rando
 from __future__ import annotations
 
 import secrets
+from functools import lru_cache
 
 import numpy as np
 from heu import numpy as hnp
@@ -75,12 +76,7 @@ class PublicHe:
 
     @classmethod
     def from_bytes(cls, public_key: bytes) -> "PublicHe":
-        try:
-            key = phe.PublicKey.__new__(phe.PublicKey)
-            key.__setstate__(public_key)
-            return cls(hnp.setup(key))
-        except Exception:   # the library raises several types for a bad key
-            raise HeError("received an unusable public key") from None
+        return cls(_public_kit(bytes(public_key)))
 
     def load(self, blob: bytes):
         """Ciphertexts from their wire form."""
@@ -222,6 +218,17 @@ class SecretHe(PublicHe):
         out[:, :, 127] = high[:, :, 0] - missing - low[:, :, :127].sum(axis=2)
         out[:, :, n_bins - 1] = missing
         return out[0], out[1]
+
+
+@lru_cache(maxsize=8)
+def _public_kit(public_key: bytes):
+    """A kit for a received public key; reading one takes ~0.2 s, and a peer keeps its key across queries."""
+    try:
+        key = phe.PublicKey.__new__(phe.PublicKey)
+        key.__setstate__(public_key)
+        return hnp.setup(key)
+    except Exception:   # the library raises several types for a bad key
+        raise HeError("received an unusable public key") from None
 
 
 def pack_slots(values: np.ndarray, per: int) -> np.ndarray:

@@ -8,7 +8,7 @@ The policy is the node's ``[insight]`` section:
     max_epsilon = 2.0          # the most one query may spend
     min_group_size = 50        # the smallest minimum group size this node accepts
 
-The ledger is table ``insight_budget`` of the node's store: one row per query charged (before
+(``tandem.insight.job.check_query`` applies the last two.) The ledger is table ``insight_budget`` of the node's store: one row per query charged (before
 any figure of it is computed), so a restart, a crash or a failed query never gives budget back.
 """
 
@@ -100,9 +100,6 @@ class Ledger:
 
     def check(self, peer: str, epsilon: float, rows: pa.Table | None = None) -> None:
         """Raise ``BudgetSpent`` (one line: spent, budget, when it refreshes) unless ``epsilon`` fits."""
-        if epsilon > self.policy.max_epsilon + _TOLERANCE:
-            raise BudgetSpent(f"the query asks epsilon {epsilon:g}, more than the {self.policy.max_epsilon:g} "
-                              f"this node allows per query ([insight] max_epsilon)")
         spent, period, refreshes = self.spent(peer, rows)
         if spent + epsilon > self.policy.budget + _TOLERANCE:
             when = f"; it refreshes on {refreshes.isoformat()}" if refreshes else "; it never refreshes"
@@ -122,7 +119,7 @@ class Ledger:
                             "period": [period_of(self.policy.refresh, now.date())[0]], "epsilon": [float(epsilon)],
                             "role": [role], "query": [query], "charged_at": [now.replace(tzinfo=None)]},
                            schema=old.schema)
-            store.write_table(TABLE.name, pa.concat_tables([old, new]), TABLE)
+            store.write_table(TABLE.name, pa.concat_tables([old, new]).combine_chunks(), TABLE)
         finally:
             store.close()
 

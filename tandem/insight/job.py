@@ -52,14 +52,22 @@ class InsightParty:
 
     def check(self, query: Query) -> None:
         """This node's own rules for a query (the budget is checked separately, per peer)."""
-        if query.min_group_size < self.policy.min_group_size:
-            raise InputError(f"the query's min_group_size {query.min_group_size} is below this node's minimum "
-                             f"{self.policy.min_group_size} ([insight] min_group_size)")
+        check_query(query, self.policy)
         if not query.noise and os.environ.get(NOISE_OFF_ENV) != "1":
             raise InputError(f"noise = false is for tests only ({NOISE_OFF_ENV}=1 on both nodes)")
 
     def role(self, query: Query) -> str:
         return "group holder" if self.party == query.group_party else "measure holder"
+
+
+def check_query(query: Query, policy: InsightPolicy) -> None:
+    """A node's per-query rules: the most epsilon one query may spend, the smallest minimum group size."""
+    if query.epsilon > policy.max_epsilon + 1e-9:
+        raise InputError(f"'{query.name}' asks epsilon {query.epsilon:g}, more than the {policy.max_epsilon:g} "
+                         f"this node allows per query ([insight] max_epsilon)")
+    if query.min_group_size < policy.min_group_size:
+        raise InputError(f"'{query.name}': min_group_size {query.min_group_size} is below this node's minimum "
+                         f"{policy.min_group_size} ([insight] min_group_size)")
 
 
 def initiate(session: Session, query: Query, me: InsightParty, progress: Progress | None = None) -> InsightResult:
@@ -122,5 +130,10 @@ def _run(session: Session, query: Query, query_id: str, records: PartyRecords, m
         for msg in role.chunks():
             session.send(msg)
     while not role.done:
-        session.send_all(role.receive(session.recv()))
+        msg = session.recv()
+        try:
+            out = role.receive(msg)
+        except RemoteProtocolError as exc:
+            raise RemoteProtocolError(f"peer {session.peer}: {exc}") from None
+        session.send_all(out)
     return InsightResult(query, query_id, role.groups_, role.figures_, scales, margin)

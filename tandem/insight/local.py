@@ -13,6 +13,7 @@ from typing import Callable
 from tandem.atomic import write_atomically
 from tandem.errors import InputError, TandemError
 from tandem.insight.budget import InsightPolicy
+from tandem.insight.job import check_query
 from tandem.insight.query import Query, save_queries
 from tandem.insight.result import InsightResult
 from tandem.link.local import NODES, NodeProcess, failure, write_configs
@@ -27,6 +28,8 @@ def insight_world(world: Path, queries: list[Query], *, initiator: str = "bank",
         raise InputError(f"--initiator must be one of {', '.join(NODES)}, got '{initiator}'")
     if not queries:
         raise InputError("no insight query given (--query FILE or --group-by with --measure)")
+    for query in queries:           # the nodes check the same; failing here saves starting them
+        check_query(query, policy or InsightPolicy())
     configs = write_configs(world, timeout_s)
     if policy is not None:
         section = (f'\n[insight]\nbudget = {policy.budget!r}\nrefresh = "{policy.refresh}"\n'

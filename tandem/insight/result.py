@@ -85,6 +85,13 @@ class InsightResult:
                    list(event["scales"]), int(event["margin"]))
 
 
+def shown(v):
+    """A figure for the eye: whole numbers from 100 up, two decimals from 1, four below."""
+    if not isinstance(v, float):
+        return v
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}" if abs(v) >= 1 else f"{v:.4f}"
+
+
 def _measure(m: Measure, q: Query, fig: np.ndarray, sd: list[float]) -> tuple[float, float]:
     """A measure's value and noise standard deviation from one group's figures."""
     slot = {name: i for i, name in enumerate(q.slots)}

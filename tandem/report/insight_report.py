@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from tandem.atomic import write_atomically
-from tandem.insight.result import InsightResult
+from tandem.insight.result import InsightResult, shown
 from tandem.report.model_report import _fmt, _png
 
 
@@ -42,7 +42,8 @@ def _section(result: InsightResult) -> str:
              "as of": q.as_of, "query id": result.query_id}
     facts_html = "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in facts.items())
     head = "".join(f"<th>{html.escape(c)}</th>" for c in result.columns)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in result.rows())
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(shown(v)))}</td>" for v in row) + "</tr>"
+                   for row in result.rows())
     figs = "".join(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">'
                    f"<figcaption>{html.escape(name)}</figcaption></figure>"
                    for name, b64 in (_charts(result).items() if result.groups else []))
