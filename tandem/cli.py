@@ -124,6 +124,29 @@ def demo(
                   f"({result['seconds_per_tree']} s per tree).\nModel report: [bold]{report}[/]")
     console.rule("[bold]Decide: installments at checkout and seller credit lines, online")
     _demo_decide(out, {**result, "market": trained["market"]})
+    console.rule("[bold]Insight: joint figures with minimum group sizes and differential privacy")
+    _demo_insight(out)
+
+
+def _demo_insight(world: Path) -> None:
+    """A few questions only both databases together can answer, asked between the two nodes."""
+    from tandem.demo import INSIGHT_QUERIES
+    from tandem.insight.local import insight_world
+    from tandem.insight.query import load_queries
+    from tandem.report.insight_report import write_insight_report
+
+    path = world / "insight" / "queries.toml"
+    write_atomically(path, INSIGHT_QUERIES.encode())
+    with progress_bars(["bank", "market"]) as update:
+        results = insight_world(world, load_queries(path), on_event=lambda n, e: e.get("event") == "progress"
+                                and update(n, e["what"], e["fraction"]))
+    for r in results:
+        _print_insight(r)
+    report = write_insight_report(world / "insight" / "report.html", results, "Insight: the demo world")
+    spent = sum(r.query.epsilon for r in results)
+    console.print(f"No figure covers fewer than 50 shared customers and each carries noise; the queries spent "
+                  f"ε {spent:g} of each node's monthly budget (`tandem insight budget {world}`).\n"
+                  f"Insight report: [bold]{report}[/]")
 
 
 def _demo_decide(world: Path, customer_model: dict) -> None:

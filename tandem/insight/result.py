@@ -87,6 +87,8 @@ class InsightResult:
 
 def shown(v):
     """A figure for the eye: whole numbers from 100 up, two decimals from 1, four below."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
     if not isinstance(v, float):
         return v
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}" if abs(v) >= 1 else f"{v:.4f}"
