@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tandem.atomic import write_atomically
 from tandem.insight.result import InsightResult, shown
-from tandem.report.model_report import _fmt, _png
+from tandem.report.model_report import _fmt, _png, figures, html_page
 
 
 def _charts(result: InsightResult) -> dict[str, str]:
@@ -44,9 +44,7 @@ def _section(result: InsightResult) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in result.columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(shown(v)))}</td>" for v in row) + "</tr>"
                    for row in result.rows())
-    figs = "".join(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">'
-                   f"<figcaption>{html.escape(name)}</figcaption></figure>"
-                   for name, b64 in (_charts(result).items() if result.groups else []))
+    figs = figures(_charts(result)) if result.groups else ""
     empty = "" if result.groups else "<p>No group reached the minimum size: nothing was released.</p>"
     return (f"<section><h2>{html.escape(q.name)}</h2><table>{facts_html}</table>{empty}"
             f"<table><tr>{head}</tr>{body}</table>{figs}</section>")
@@ -54,16 +52,7 @@ def _section(result: InsightResult) -> str:
 
 def write_insight_report(path: str | os.PathLike, results: list[InsightResult], title: str) -> Path:
     """Write the report for ``results`` (the released figures only; nothing suppressed is shown)."""
-    sections = "".join(_section(r) for r in results)
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}} table{{border-collapse:collapse;margin:1rem 0}}
-td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}} th{{text-align:left;background:#f4f4f4}}
-figure{{display:inline-block;vertical-align:top;margin:.5rem}} figcaption{{text-align:center;color:#555}}</style></head>
-<body><h1>{html.escape(title)}</h1>
-<p>Figures computed jointly by the bank and the marketplace without either seeing the other's rows:
-groups below the minimum size are suppressed, and every figure carries differential-privacy noise
-(the ±95% columns; see docs/privacy.md).</p>
-{sections}
-</body></html>"""
-    return write_atomically(path, page.encode())
+    intro = ("<p>Figures computed jointly by the bank and the marketplace without either seeing the other's rows: "
+             "groups below the minimum size are suppressed, and every figure carries differential-privacy noise "
+             "(the ±95% columns; see docs/privacy.md).</p>")
+    return write_atomically(path, html_page(title, intro + "".join(_section(r) for r in results)).encode())
