@@ -727,7 +727,9 @@ def _print_insight(r) -> None:
             + ("" if q.noise else ", NO NOISE (test mode)")
             + (f"; {r.suppressed} group(s) suppressed" if r.suppressed else "")
             + (f"; where {'; '.join(f.label for f in q.where)}" if q.where else ""))
-    console.print(table(f"{q.name} ({note})", r.columns, [[shown(v) for v in row] for row in r.rows()]))
+    headers = ["±95%" if c.endswith(" ±95%") else c.replace("bank.", "").replace("market.", "").replace("_", " ")
+               for c in r.columns]         # short, and wrappable in a narrow terminal
+    console.print(table(f"{q.name} ({note})", headers, [[shown(v) for v in row] for row in r.rows()]))
 
 
 def _write_insight_table(path: Path, results) -> None:

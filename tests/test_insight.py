@@ -17,7 +17,6 @@ import pytest
 
 from tandem.insight import catalog
 from tandem.insight.budget import InsightPolicy
-from tandem.insight.dp import released_sd
 from tandem.insight.job import NOISE_OFF_ENV, InsightParty, initiate, respond
 from tandem.insight.query import FIXED_POINT, load_queries
 from tandem.insight.records import load_records
