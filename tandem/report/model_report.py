@@ -97,23 +97,32 @@ def write_model_report(path: str | os.PathLike, *, title: str, metrics: dict, y:
                   for d in deciles(y, score))
     imp = "".join(f"<tr><td>{html.escape(p)}</td><td>{html.escape(f)}</td><td>{g:.2f}</td></tr>"
                   for p, f, g in importance)
-    figs = "".join(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">'
+    body = f"""<h2>Summary (held-out test rows)</h2><table>{rows}</table>
+<h2>Charts</h2>{figures(charts)}
+<h2>Lift and calibration by decile</h2>
+<table><tr><th>decile</th><th>rows</th><th>mean PD</th><th>observed rate</th><th>lift</th><th>cumulative capture</th></tr>{dec}</table>
+<h2>Importance by party</h2>
+<p>Features of a passive party appear as "(not shared)" unless that party chooses to share names.</p>
+<table><tr><th>party</th><th>feature</th><th>total gain</th></tr>{imp}</table>"""
+    return write_atomically(path, html_page(title, body).encode())
+
+
+def figures(charts: dict[str, str]) -> str:
+    """Charts (name -> base64 PNG) as captioned ``<figure>`` elements."""
+    return "".join(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">'
                    f"<figcaption>{html.escape(name)}</figcaption></figure>" for name, b64 in charts.items())
-    page = f"""<!doctype html>
+
+
+def html_page(title: str, body: str) -> str:
+    """A whole self-contained report page: the shared style, ``title`` as heading, then ``body``."""
+    return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}} table{{border-collapse:collapse;margin:1rem 0}}
 td,th{{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}} th{{text-align:left;background:#f4f4f4}}
 figure{{display:inline-block;vertical-align:top;margin:.5rem}} figcaption{{text-align:center;color:#555}}</style></head>
 <body><h1>{html.escape(title)}</h1>
-<h2>Summary (held-out test rows)</h2><table>{rows}</table>
-<h2>Charts</h2>{figs}
-<h2>Lift and calibration by decile</h2>
-<table><tr><th>decile</th><th>rows</th><th>mean PD</th><th>observed rate</th><th>lift</th><th>cumulative capture</th></tr>{dec}</table>
-<h2>Importance by party</h2>
-<p>Features of a passive party appear as "(not shared)" unless that party chooses to share names.</p>
-<table><tr><th>party</th><th>feature</th><th>total gain</th></tr>{imp}</table>
+{body}
 </body></html>"""
-    return write_atomically(path, page.encode())
 
 
 def _fmt(v) -> str:
