@@ -4,13 +4,15 @@ The decision path does not wait for the store. Decisions made in one turn of the
 event loop are appended together to a journal in the node's state folder and fsynced
 (about 0.1 ms, where a DuckDB commit costs about a millisecond and, when DuckDB folds its
 own log into the file, hundreds), then answered. A writer thread moves them from the
-journal into the store's ``decisions`` table in one transaction every ``COPY_S`` seconds
-and deletes the journal segments they came from once that transaction is committed.
-Starting the ledger first copies whatever an earlier process left in the journal
-(a crash, a kill) into the table, and closing it copies the rest, so after a restart or a
-clean stop the table holds every decision ever answered. A request id seen before returns
-the recorded answer (``replayed``) and books nothing; reused with a different request, it
-is refused.
+journal into the store's ``decisions`` table (DuckDB or PostgreSQL) in one transaction
+every ``COPY_S`` seconds and deletes the journal segments they came from once that
+transaction is committed. Starting the ledger first copies whatever an earlier process
+left in the journal (a crash, a kill) into the table, and closing it copies the rest, so
+after a restart or a clean stop the table holds every decision ever answered.
+
+A request id seen before returns the recorded answer (``replayed``) and books nothing;
+reused with a different request, it is refused. The ledger is the table's only writer and
+knows every request id in it, so each is stored once.
 """
 
 from __future__ import annotations
@@ -25,11 +27,16 @@ from pathlib import Path
 
 import pyarrow as pa
 
-TABLE = "decisions"
-SCHEMA = pa.schema([("request_id", pa.string()), ("kind", pa.string()), ("link_id", pa.string()),
-                    ("decision", pa.string()), ("pd", pa.float64()), ("limit_amount", pa.float64()),
-                    ("model_version", pa.string()), ("request_hash", pa.string()), ("response", pa.string()),
-                    ("decided_at", pa.timestamp("us", tz="UTC"))])
+from tandem.store import open_store
+from tandem.store.schema import Column, TableSpec
+
+TABLE = TableSpec("decisions", (
+    Column("request_id", "VARCHAR", False), Column("kind", "VARCHAR", False), Column("link_id", "VARCHAR", False),
+    Column("decision", "VARCHAR", False), Column("pd", "DOUBLE"), Column("limit_amount", "DOUBLE"),
+    Column("model_version", "VARCHAR"), Column("request_hash", "VARCHAR", False),
+    Column("response", "VARCHAR", False, "the answer as sent, JSON"), Column("decided_at", "TIMESTAMP", False, "UTC"),
+), key=("request_id",), doc="every online decision of the bank's service")
+SCHEMA = TABLE.arrow_schema()
 COPY_S = 0.5
 
 
@@ -42,28 +49,31 @@ def request_hash(body: dict) -> str:
 
 
 class Ledger:
-    """The decision log: a journal in ``journal_dir`` and the ``decisions`` table of the DuckDB
-    connection ``con`` (the bank's store). Used from one event loop: ``await record(...)`` ->
-    ``(response, replayed)`` once the decision is durable."""
+    """The decision log: a journal in ``journal_dir`` and the ``decisions`` table of the store at
+    ``store`` (the bank's: a DuckDB file or a SQLAlchemy URL; the ledger opens its own handle).
+    Used from one event loop: ``await record(...)`` -> ``(response, replayed)`` once the decision is
+    durable."""
 
-    def __init__(self, con, journal_dir: str | os.PathLike):
-        con.execute(f"""CREATE TABLE IF NOT EXISTS {TABLE} (request_id VARCHAR PRIMARY KEY, kind VARCHAR,
-                        link_id VARCHAR, decision VARCHAR, pd DOUBLE, limit_amount DOUBLE, model_version VARCHAR,
-                        request_hash VARCHAR, response VARCHAR, decided_at TIMESTAMPTZ)""")
-        self._cursor = con.cursor()
-        self._dir = Path(journal_dir)
-        self._dir.mkdir(parents=True, exist_ok=True)
-        left = sorted(self._dir.glob("*.jsonl"), key=lambda p: int(p.stem))
-        self._store([row for path in left for row in _read_segment(path)], left)
+    def __init__(self, store: str | os.PathLike, journal_dir: str | os.PathLike):
+        self._db = open_store(store)
+        if self._db.columns(TABLE.name) is None:
+            self._db.create_table(TABLE)
         # request id -> (request hash, recorded response as JSON text | future of the journal write).
         # Text, not dicts: the garbage collector does not track strings, and full passes over tens of
         # thousands of recorded dicts would stall the service for hundreds of milliseconds.
-        self._known: dict[str, tuple[str, str | asyncio.Future]] = {
-            rid: (h, resp) for rid, h, resp in
-            con.execute(f"SELECT request_id, request_hash, response FROM {TABLE}").fetchall()}
+        known = self._db.read_table(TABLE.name, ["request_id", "request_hash", "response"])
+        self._known: dict[str, tuple[str, str | asyncio.Future]] = dict(zip(
+            known.column("request_id").to_pylist(),
+            zip(known.column("request_hash").to_pylist(), known.column("response").to_pylist())))
+        self._dir = Path(journal_dir)
+        self._dir.mkdir(parents=True, exist_ok=True)
+        left = _segments(self._dir)
+        rows = [row for path in left for row in _read_segment(path) if row[0] not in self._known]
+        self._store(rows, left)                      # what an earlier process journaled and never stored
+        self._known.update((row[0], (row[7], row[8])) for row in rows)
         self._pending: list[tuple[str, str, dict, asyncio.Future]] = []
         self._lock = threading.Lock()                # guards the open segment and what waits for the store
-        self._unstored: list[dict] = []
+        self._unstored: list[tuple] = []
         self._segment = int(left[-1].stem) + 1 if left else 0
         self._fd = self._open_segment()
         self._closing = threading.Event()
@@ -135,7 +145,7 @@ class Ledger:
             os.close(self._fd)
             self._segment += 1
             self._fd = self._open_segment()
-            done = [p for p in self._dir.glob("*.jsonl") if int(p.stem) < self._segment]
+            done = [p for p in _segments(self._dir) if int(p.stem) < self._segment]
         try:
             self._store(rows, done)
         except Exception:  # noqa: BLE001 - the journal still holds them; the next round retries
@@ -145,8 +155,8 @@ class Ledger:
     def _store(self, rows: list[tuple], segments: list[Path]) -> None:
         """Commit ``rows`` (the table's columns, in order) and delete the journal ``segments`` they came from."""
         if rows:
-            batch = pa.Table.from_arrays([pa.array(col, f.type) for col, f in zip(zip(*rows), SCHEMA)], schema=SCHEMA)
-            self._cursor.execute(f"INSERT OR IGNORE INTO {TABLE} SELECT * FROM batch")
+            columns = [pa.array(col, f.type) for col, f in zip(zip(*rows), SCHEMA)]
+            self._db.append(TABLE.name, pa.Table.from_arrays(columns, schema=SCHEMA))
         for path in segments:
             path.unlink()
 
@@ -156,13 +166,19 @@ class Ledger:
         self._writer.join()
         self.copy()
         os.close(self._fd)
+        self._db.close()
+
+
+def _segments(folder: Path) -> list[Path]:
+    """The journal's segments, oldest first (``0.jsonl``, ``1.jsonl``, ...)."""
+    return sorted((p for p in folder.glob("*.jsonl") if p.stem.isdigit()), key=lambda p: int(p.stem))
 
 
 def _row(request_id: str, body_hash: str, response: dict, text: str) -> tuple:
     """A decision as a row of the ``decisions`` table."""
     return (request_id, response["kind"], response["link_id"], response["decision"], response["pd"],
             response["limit"], response["model_version"], body_hash, text,
-            datetime.fromisoformat(response["decided_at"]))
+            datetime.fromisoformat(response["decided_at"]).astimezone(timezone.utc).replace(tzinfo=None))
 
 
 def _read_segment(path: Path) -> list[tuple]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import signal
 import ssl
 import sys
 
@@ -19,7 +20,7 @@ from tandem.decide.baseline import LightGbmScorer
 from tandem.decide.ledger import Ledger
 from tandem.decide.policy import load_policy
 from tandem.decide.scoring import ActiveScorer
-from tandem.decide.state import ServiceState, load_decide_config, load_scorer, read_api_keys
+from tandem.decide.state import ApiClients, ServiceState, load_decide_config, load_scorer, read_api_keys
 from tandem.errors import InputError
 from tandem.store import open_store
 
@@ -41,22 +42,19 @@ def build(config_path: str):
     role = "active" if isinstance(load_scorer(next(iter(cfg.models.values())), None), ACTIVE) else "passive"
     store = open_store(node.store, read_only=role == "passive")
     audit = AuditLog(node.audit_path, node.name, sync_each=False)
-    keys = read_api_keys(cfg.api_keys)
+    clients = ApiClients(read_api_keys(cfg.api_keys), cfg.rate_limit)
     state = ServiceState(cfg, store, role)
     ledger = None
     if role == "active":
-        con = getattr(store, "con", None)
-        if con is None:
-            raise InputError(f"{node.store}: the decision ledger needs a DuckDB store")
-        ledger, policy = Ledger(con, node.state_dir / "ledger"), load_policy(cfg.policy)
+        ledger, policy = Ledger(node.store, node.state_dir / "ledger"), load_policy(cfg.policy)
         apps = [(cfg.listen, bank_app(state, ledger, policy, audit, "mtls"), True)]
         if cfg.api_listen:
-            apps.append((cfg.api_listen, bank_app(state, ledger, policy, audit, "api_key", keys), False))
+            apps.append((cfg.api_listen, bank_app(state, ledger, policy, audit, "api_key", clients), False))
     else:
         bank = BankClient(cfg.peer_address, cfg.peer, node.tls, audit) if cfg.peer else None
         apps = [(cfg.listen, market_app(state, bank, audit, "mtls"), True)]
         if cfg.api_listen:
-            apps.append((cfg.api_listen, market_app(state, bank, audit, "api_key", keys), False))
+            apps.append((cfg.api_listen, market_app(state, bank, audit, "api_key", clients), False))
     return apps, cfg, state, ledger
 
 
@@ -71,6 +69,14 @@ async def _serve(apps, cfg) -> None:
             app, host=host, port=port, ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key), ssl_ca_certs=str(tls.ca),
             ssl_cert_reqs=ssl.CERT_REQUIRED if mutual else ssl.CERT_NONE, log_level="warning", access_log=False,
             lifespan="off", loop="asyncio", http="httptools")))
+    def stop_all(*_):
+        for s in servers:
+            s.should_exit = True
+    # Each uvicorn server takes SIGTERM/SIGINT while it runs and, once stopped, hands the signal on to the
+    # handler it found: ours, installed first, stops them all and lets the process close the ledger,
+    # where the default handler would kill it.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop_all)
     tasks = [asyncio.create_task(s.serve()) for s in servers]
     while not all(s.started for s in servers):
         if any(t.done() for t in tasks):
