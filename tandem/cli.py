@@ -23,6 +23,10 @@ app = typer.Typer(
 store_app = typer.Typer(help="Check a party store, import files into it, copy it to another database.",
                         no_args_is_help=True)
 app.add_typer(store_app, name="store")
+insight_app = typer.Typer(help="Joint figures over both parties' data with minimum group sizes and differential "
+                               "privacy: ask them, list the fields they may use, read a node's privacy budget.",
+                          no_args_is_help=True)
+app.add_typer(insight_app, name="insight")
 
 PARTIES = ("bank", "market")
 
@@ -122,6 +126,29 @@ def demo(
     configs = _demo_decide(out, {**result, "market": trained["market"]})
     console.rule("[bold]Offer: the next best offer for each shared client, gated by solvency")
     _demo_offers(out, configs)
+    console.rule("[bold]Insight: joint figures with minimum group sizes and differential privacy")
+    _demo_insight(out)
+
+
+def _demo_insight(world: Path) -> None:
+    """A few questions only both databases together can answer, asked between the two nodes."""
+    from tandem.demo import INSIGHT_QUERIES
+    from tandem.insight.local import insight_world
+    from tandem.insight.query import load_queries
+    from tandem.report.insight_report import write_insight_report
+
+    path = world / "insight" / "queries.toml"
+    write_atomically(path, INSIGHT_QUERIES.encode())
+    with progress_bars(["bank", "market"]) as update:
+        results = insight_world(world, load_queries(path), on_event=lambda n, e: e.get("event") == "progress"
+                                and update(n, e["what"], e["fraction"]))
+    for r in results:
+        _print_insight(r)
+    report = write_insight_report(world / "insight" / "report.html", results, "Insight: the demo world")
+    spent = sum(r.query.epsilon for r in results)
+    console.print(f"No figure covers fewer than 50 shared customers and each carries noise; the queries spent "
+                  f"ε {spent:g} of each node's monthly budget (`tandem insight budget {world}`).\n"
+                  f"Insight report: [bold]{report}[/]")
 
 
 def _demo_decide(world: Path, customer_model: dict) -> dict[str, Path]:
@@ -374,6 +401,10 @@ def node(
     label: Optional[str] = typer.Option(None, help="The label column of --data (the label holder only)."),
     train: Optional[str] = typer.Option(None, "--train", help="Train with these peers (comma-separated) as the "
                                         "passive parties, then exit."),
+    insight: Optional[str] = typer.Option(None, "--insight", help="Run the --query files' insight queries with "
+                                          "this peer, then exit."),
+    query: list[Path] = typer.Option([], "--query", help="An insight query file (TOML), for --insight."),
+    sessions: int = typer.Option(0, "--sessions", help="Serve this many sessions, then exit (0: until stopped)."),
     test_fraction: TestFraction = 0.2,
     seed: Seed = 42,
     trees: Trees = 50,
@@ -412,6 +443,13 @@ def node(
             args = _training_args(locals())
             n.train(train.split(","), request_fields(args), he, key_bits)
             return
+        if insight:
+            from tandem.insight.query import load_queries
+
+            if not query:
+                raise InputError("--insight needs one or more --query FILE")
+            n.insight(insight, [q for path in query for q in load_queries(path)])
+            return
         if link:
             if events:
                 n.link(link, entities.split(","), count_only, incremental)
@@ -423,8 +461,10 @@ def node(
             return
         if not events:
             console.print(f"node {cfg.name} listening on port {n.server.port}; Ctrl-C stops it")
-        while not (once and n.finished.is_set()):
+        limit = 1 if once else sessions
+        while not (limit and (n.served >= limit or n.failure)):
             n.finished.wait(0.5)
+            n.finished.clear()
         if n.failure:
             raise TandemError(n.failure)
     except TandemError as exc:
@@ -738,6 +778,146 @@ def audit(
                         ["time", "dir", "peer", "protocol", "message", "bytes", "records", "session"], rows))
     out_bytes = sum(e["bytes"] for e in entries if e["direction"] == "out")
     console.print(f"sent {out_bytes:,} bytes in {sum(e['direction'] == 'out' for e in entries):,} messages")
+
+
+@insight_app.command("run")
+def insight_run(
+    world_dir: Path = typer.Option(..., "--world", "-w", help="A linked world folder (`tandem world`, then "
+                                   "`tandem link`)."),
+    query_files: list[Path] = typer.Option([], "--query", "-q", help="A query file (TOML, [[query]] tables); "
+                                           "may be given more than once."),
+    group_by: list[str] = typer.Option([], "--group-by", "-g", help="A group key, e.g. bank.income_band "
+                                       "(one query from the command line)."),
+    measure: list[str] = typer.Option([], "--measure", "-m", help="count, sum(F), mean(F), share(FLAG) or "
+                                      "share(PART, WHOLE); fields of the party without the group keys."),
+    where: list[str] = typer.Option([], "--where", help="A filter on either party's field, e.g. "
+                                    "\"bank.segment == 'premium'\" or \"market.orders >= 2\"."),
+    epsilon: float = typer.Option(1.0, help="Privacy budget the query spends (differential privacy)."),
+    min_group_size: int = typer.Option(50, help="Groups with fewer linked customers are never shown."),
+    as_of: Optional[str] = typer.Option(None, help="Fields as of this date (default: the world's snapshot)."),
+    param: list[str] = typer.Option([], "--param", help="NAME=VALUE, e.g. duty_free_eur=200 "
+                                    "(see `tandem insight fields`)."),
+    initiator: str = typer.Option("bank", help="The node that asks: bank or market."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the figures here (.csv or .parquet)."),
+    report: Optional[Path] = typer.Option(None, help="HTML report (default: WORLD/insight/report.html)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    budget: float = typer.Option(10.0, help="Development nodes: epsilon per partner and period."),
+    refresh: str = typer.Option("monthly", help="Development nodes: daily, weekly, monthly or never."),
+    max_epsilon: float = typer.Option(2.0, help="Development nodes: the most one query may spend."),
+    timeout: float = typer.Option(60.0, help="Seconds a node waits for its peer before giving up."),
+):
+    """Ask joint questions of the bank and the marketplace (insight/1).
+
+    Group keys of one party, measures of the other, over their linked customers; groups below the
+    minimum size are suppressed and every figure carries differential-privacy noise."""
+    from tandem.insight.budget import InsightPolicy
+    from tandem.insight.local import insight_world
+    from tandem.insight.query import load_queries, parse_query
+
+    queries = [q for path in query_files for q in load_queries(path)]
+    if group_by or measure or where:
+        params = {}
+        for item in param:
+            name, sep, value = item.partition("=")
+            try:
+                params[name.strip()] = float(value)
+            except ValueError:
+                raise InputError(f"--param must look like NAME=NUMBER, got '{item}'") from None
+        raw = {"group_by": group_by, "measures": measure or ["count"], "where": where, "epsilon": epsilon,
+               "min_group_size": min_group_size, "params": params}
+        queries.append(parse_query({**raw, **({"as_of": as_of} if as_of else {})}, "command line"))
+    elif param or as_of:
+        raise InputError("--param and --as-of belong to a command-line query (--group-by, --measure)")
+    if out is not None and out.suffix.lower() not in (".csv", ".parquet"):
+        raise InputError(f"--out must end in .csv or .parquet, got '{out}'")
+    policy = InsightPolicy.from_section({"budget": budget, "refresh": refresh, "max_epsilon": max_epsilon},
+                                        "command line")
+    with progress_bars(["bank", "market"]) as update:
+        results = insight_world(world_dir, queries, initiator=initiator, policy=policy, timeout_s=timeout,
+                                on_event=lambda n, e: e.get("event") == "progress"
+                                and update(n, e["what"], e["fraction"]))
+    if out is not None:
+        _write_insight_table(out, results)
+    from tandem.report.insight_report import write_insight_report
+
+    page = write_insight_report(report or world_dir / "insight" / "report.html", results,
+                                f"Insight: {world_dir.name} (bank + marketplace)")
+    if as_json:
+        print(json.dumps([{"query": r.query.name, "query_id": r.query_id, "columns": r.columns, "rows": r.rows(),
+                           "suppressed": r.suppressed} for r in results], indent=2))
+        return
+    for r in results:
+        _print_insight(r)
+    console.print(f"report: {page}" + (f"; figures: {out}" if out else ""))
+
+
+def _print_insight(r) -> None:
+    from tandem.insight.result import shown
+
+    q = r.query
+    note = (f"ε {q.epsilon:g}, groups of at least {q.min_group_size}"
+            + ("" if q.noise else ", NO NOISE (test mode)")
+            + (f"; {r.suppressed} group(s) suppressed" if r.suppressed else "")
+            + (f"; where {'; '.join(f.label for f in q.where)}" if q.where else ""))
+    headers = ["±95%" if c.endswith(" ±95%") else c.replace("bank.", "").replace("market.", "").replace("_", " ")
+               for c in r.columns]         # short, and wrappable in a narrow terminal
+    console.print(table(f"{q.name} ({note})", headers, [[shown(v) for v in row] for row in r.rows()]))
+
+
+def _write_insight_table(path: Path, results) -> None:
+    """All queries' figures in one file (a ``query`` column tells them apart), written atomically."""
+    import io
+
+    import pandas as pd
+
+    frames = [r.to_arrow().to_pandas().assign(query=r.query.name, query_id=r.query_id) for r in results]
+    frame = pd.concat(frames, ignore_index=True)
+    frame = frame[["query", "query_id"] + [c for c in frame.columns if c not in ("query", "query_id")]]
+    buf = io.BytesIO()
+    if path.suffix.lower() == ".csv":
+        frame.to_csv(buf, index=False)
+    else:
+        frame.to_parquet(buf, index=False)
+    write_atomically(path, buf.getvalue())
+
+
+@insight_app.command("fields")
+def insight_fields():
+    """List the fields and parameters an insight query may use.
+
+    Group keys with their labels, numbers with the clamping bounds that set the noise, flags."""
+    from tandem.insight.catalog import FIELDS, PARAMS
+
+    rows = [[f.qualified, f.kind, ", ".join(f.labels) if f.kind == "group" else
+             f"[{f.bounds[0]:g}, {f.bounds[1]:g}] {f.unit}".strip(), f.doc] for f in FIELDS.values()]
+    console.print(table("Insight fields (group keys of one party, measures of the other, filters on either)",
+                        ["field", "kind", "labels / bounds", "meaning"], rows, justify_numbers=False))
+    console.print(table("Parameters ([query.params] or --param NAME=VALUE)", ["parameter", "default", "meaning"],
+                        [[n, d, doc] for n, (d, doc) in PARAMS.items()], justify_numbers=False))
+
+
+@insight_app.command("budget")
+def insight_budget(
+    target: Path = typer.Argument(..., help="A node config (.toml) or a world folder (its bank node)."),
+):
+    """Show a node's privacy-budget ledger and what is left per partner this period."""
+    from tandem.insight.budget import Ledger
+    from tandem.node import load_node_config
+
+    if target.is_dir():
+        target = target / "nodes" / "bank.toml"
+    cfg = load_node_config(target)
+    ledger = Ledger(cfg.store, cfg.insight)
+    rows = ledger.rows().to_pylist()
+    console.print(table(f"{cfg.name}: insight queries charged", ["charged at", "peer", "period", "epsilon", "role",
+                                                                 "query id"],
+                        [[str(r["charged_at"])[:19], r["peer"], r["period"], r["epsilon"], r["role"], r["query_id"]]
+                         for r in rows]))
+    left = []
+    for peer in cfg.peers:
+        spent, period, refreshes = ledger.spent(peer)
+        left.append([peer, period, spent, cfg.insight.budget - spent, refreshes.isoformat() if refreshes else "never"])
+    console.print(table("Privacy budget left (epsilon)", ["peer", "period", "spent", "left", "refreshes on"], left))
 
 
 def _is_url(target: str) -> bool:

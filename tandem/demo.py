@@ -15,6 +15,31 @@ from tandem.learn.metrics import roc_auc
 from tandem.store import open_store
 from tandem.world.config import load_config
 
+# the Insight step: questions the partnership asks of both databases (docs/privacy.md, insight/1)
+INSIGHT_QUERIES = """
+[[query]]
+name = "Average check at the marketplace by the bank's income band"
+group_by = "bank.income_band"
+measures = ["mean(market.avg_check)"]
+
+[[query]]
+name = "Category popularity among the bank's affluent and premium clients"
+group_by = "market.top_category"
+measures = ["count"]
+where = ["bank.segment in ['affluent', 'premium']"]
+
+[[query]]
+name = "Share of card spend going to the marketplace, by delivery region"
+group_by = "market.region"
+measures = ["share(bank.card_spend_marketplace, bank.card_spend)"]
+
+[[query]]
+name = "Cross-border parcels a 200 EUR duty-free threshold would add (now 500 EUR), by income band"
+group_by = "bank.income_band"
+measures = ["sum(market.cross_border_newly_dutiable)", "sum(market.cross_border_over_threshold)"]
+params = {duty_free_eur = 500, new_duty_free_eur = 200}
+"""
+
 TRAIN_ARGS = {"test_fraction": 0.3, "seed": 42, "trees": 40, "max_depth": 4, "learning_rate": 0.15, "bins": 32}
 
 

@@ -4,6 +4,8 @@
     tandem node --config bank.toml --link market   start a link run with peer ``market``, then exit
     tandem node --config bank.toml --train market[,telco] --data bank.csv --id ID --label LABEL
                                                    train with the passive parties named, then exit
+    tandem node --config bank.toml --insight market --query Q.toml
+                                                   run insight queries with peer ``market``, then exit
 """
 
 from __future__ import annotations
@@ -22,18 +24,20 @@ from typing import TYPE_CHECKING, Callable
 from tandem.audit import AuditLog
 from tandem.engine import LocalEngine
 from tandem.errors import InputError, TandemError
+from tandem.insight.budget import InsightPolicy
 from tandem.link.blinder import EngineBlinder
 from tandem.link.job import PROTOCOL, EntityOutcome, parse_keys, run_entity
 from tandem.link.memory import load_memory, memory_path, save_memory
 from tandem.link.records import PRESETS, EntitySource, load_records
 from tandem.protocols.errors import RemoteProtocolError
-from tandem.protocols.wire import LinkAccept, LinkRequest, TrainRequest
+from tandem.protocols.wire import InsightQuery, LinkAccept, LinkRequest, TrainRequest
 from tandem.store import open_store
 from tandem.store.schema import Column, TableSpec
 from tandem.transport.grpc_node import GrpcChannel, Inboxes, NodeServer, PeerClient, TlsFiles
 from tandem.transport.session import Session
 
 if TYPE_CHECKING:       # training modules load only when a node trains (they pull in pandas and scipy)
+    from tandem.insight.query import Query
     from tandem.learn.federated import PartyData
 
 ENTITIES = ("customers", "sellers")
@@ -57,6 +61,8 @@ class NodeConfig:
     timeout_s: float = 60.0
     workers: int | None = None
     path: Path = field(default=Path("."))
+    preset: str = "bank"
+    insight: InsightPolicy = field(default_factory=InsightPolicy)
 
     @property
     def audit_path(self) -> Path:
@@ -106,6 +112,7 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
         peers={n: v["address"] for n, v in peers.items()},
         sources=dict(PRESETS[preset]), keys=keys,
         timeout_s=float(node.get("timeout_s", 60)), workers=node.get("workers"), path=path,
+        preset=preset, insight=InsightPolicy.from_section(raw.get("insight", {}), path),
     )
 
 
@@ -123,6 +130,8 @@ class Node:
         self.engine = LocalEngine(config.workers)
         self.blinder = EngineBlinder(self.engine)
         self.finished = threading.Event()
+        self.served = 0                        # sessions answered so far
+        self._insight = None                   # this node's side of insight queries (keeps its key pair)
         self.failure: str | None = None
         self._lock = threading.Lock()          # one job at a time: the store has one writer
 
@@ -181,6 +190,9 @@ class Node:
                 if isinstance(request, TrainRequest):
                     self._respond_train(session, request)
                     return
+                if isinstance(request, InsightQuery):
+                    self._respond_insight(session, request)
+                    return
                 if not isinstance(request, LinkRequest):
                     raise RemoteProtocolError(f"peer {peer} opened a session with {request.name}")
                 if request.protocol != PROTOCOL:
@@ -208,6 +220,7 @@ class Node:
             session.abort(self.failure)
         finally:
             session.channel.close()
+            self.served += 1
             self.finished.set()
 
     # --- training ----------------------------------------------------------------------------
@@ -280,6 +293,50 @@ class Node:
 
         entries, _ = read_audit(self.config.audit_path)
         return sum(e["bytes"] for e in entries if e["session"] == session_id and e["direction"] == "out")
+
+    # --- insight -----------------------------------------------------------------------------
+
+    def insight(self, peer: str, queries: list[Query]) -> list[dict]:
+        """Run ``queries`` with ``peer``, one session each; return each result (``InsightResult.to_event``)."""
+        from tandem.insight.job import PROTOCOL as INSIGHT_PROTOCOL, initiate
+
+        if peer not in self.clients:
+            raise InputError(f"{self.config.path}: no peer named '{peer}' (known: {', '.join(self.clients) or 'none'})")
+        results = []
+        for query in queries:
+            session = self._session(peer, pysecrets.token_hex(16), INSIGHT_PROTOCOL)
+            try:
+                with self._lock:
+                    result = initiate(session, query, self._insight_party(), self._progress)
+            except TandemError as exc:
+                session.abort(str(exc))
+                raise
+            finally:
+                session.channel.close()
+            results.append(self._insight_result(session, result))
+        return results
+
+    def _respond_insight(self, session: Session, request: InsightQuery) -> None:
+        from tandem.insight.job import PROTOCOL as INSIGHT_PROTOCOL, respond
+
+        session.protocol = INSIGHT_PROTOCOL
+        self._insight_result(session, respond(session, request, self._insight_party(), self._progress))
+
+    def _insight_party(self):
+        from tandem.insight.job import InsightParty
+
+        if self._insight is None:
+            self._insight = InsightParty(self.config.preset, self.config.store, self.config.insight)
+        return self._insight
+
+    def _insight_result(self, session: Session, result) -> dict:
+        out = {"node": self.config.name, "peer": session.peer, "session": session.id, **result.to_event(),
+               "bytes_sent": self._bytes_sent(session.id)}
+        self.events({"event": "result", **out})
+        return out
+
+    def _progress(self, what: str, fraction: float) -> None:
+        self.events({"event": "progress", "node": self.config.name, "what": what, "fraction": fraction})
 
     # --- shared ------------------------------------------------------------------------------
 

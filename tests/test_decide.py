@@ -134,6 +134,30 @@ def test_bad_requests_get_clear_4xx_answers(services):
     assert c.post(bank_api + "/v1/checkout/installments", json=body).status_code == 422
 
 
+def test_a_client_over_its_rate_limit_is_told_to_wait(services, tmp_path):
+    s = services
+    from tandem.link.local import free_port
+
+    text = s["paths"]["market"].read_text()
+    decide = tomllib.loads(text)["decide"]
+    for old in (decide["listen"], decide["api_listen"]):
+        text = text.replace(old, f"127.0.0.1:{free_port()}")
+    limited = s["paths"]["market"].with_name("decide-market-limited.toml")
+    limited.write_text(text.replace("[decide]\n", "[decide]\nrate_limit = 5\n"))
+    gateway = Service(limited).wait_ready()
+    try:
+        c = _client(s["key"])
+        statuses = [c.post(gateway.api + "/v1/checkout", json={"request_id": "limit-000", "user_id": s["users"][0],
+                                                               "order": {"amount": 100.0, "currency": "RUB"}})
+                    for _ in range(12)]
+    finally:
+        gateway.stop()
+    codes = [r.status_code for r in statuses]
+    assert codes[:5] == [200] * 5 and 429 in codes[5:]                   # a burst of one second's worth, then 429
+    refused = next(r for r in statuses if r.status_code == 429)
+    assert int(refused.headers["retry-after"]) >= 1 and "requests per second" in refused.json()["detail"]
+
+
 def test_seller_credit_lines_and_the_audit_log(services):
     s = services
     c = _client(s["key"])
@@ -180,6 +204,13 @@ def test_restarting_the_bank_mid_load_loses_no_recorded_decision(services):
         user = s["users"][int(rid.rsplit("-", 1)[1]) % len(s["users"])]
         again = _checkout(s, rid, user).json()
         assert again["replayed"] and again["decision"] == d["decision"] and again["pd"] == d["pd"]
+    s["bank"].stop()                       # a clean stop: every answered decision is in the store's table
+    con = duckdb.connect(str(s["world"] / "bank.duckdb"), read_only=True)
+    stored = dict(con.execute("SELECT request_id, decision FROM decisions WHERE request_id LIKE 'load-%'").fetchall())
+    con.close()
+    assert {rid: d["decision"] for rid, d in ok.items()}.items() <= stored.items()
+    assert all(p.stat().st_size == 0 for p in (s["world"] / "nodes" / "state-bank" / "ledger").glob("*.jsonl"))
+    s["bank"] = Service(s["paths"]["bank"]).wait_ready()
 
 
 def test_the_bank_api_survives_schemathesis(services):

@@ -50,3 +50,17 @@ def test_bits_travel_exactly_and_malformed_bits_are_refused():
         decode_bits(encode_bits(bits), 33)                     # a set bit beyond the 33rd
     with pytest.raises(ScoringError, match="not base64"):
         decode_bits("!!", 37)
+
+
+def test_each_api_key_is_held_to_its_rate_limit():
+    from tandem.decide.state import ApiClients, key_hash
+
+    clients = ApiClients({key_hash("a"), key_hash("b")}, rate_limit=10)
+    assert clients.admit("") == "unknown" and clients.admit("c") == "unknown"
+    assert [clients.admit("a", now=100.0) for _ in range(10)] == [None] * 10       # a second's worth at once
+    wait = clients.admit("a", now=100.0)
+    assert wait == pytest.approx(0.1)                                               # then one every 1 / rate
+    assert clients.admit("b", now=100.0) is None                                    # keys are held apart
+    assert clients.admit("a", now=100.15) is None and clients.admit("a", now=100.15) is not None
+    assert [clients.admit("a", now=200.0) for _ in range(11)].count(None) == 10    # refilled, never above burst
+    assert ApiClients({key_hash("a")}).admit("a") is None                          # 0: no limit

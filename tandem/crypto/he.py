@@ -8,9 +8,17 @@ borrows). Sums of packed values unpack exactly as long as the hessian sum stays 
 
 Only ``SecretHe`` (the label holder) can decrypt. ``PublicHe`` (a passive party) can
 only sum by bucket.
+
+Insight uses the same door for integer sums by group: non-negative integers packed
+``SLOT_BITS`` to a slot, several slots to a plaintext (``pack_slots``), summed by group with the
+same bucket-sum primitive (``PublicHe.group_sums``) and hidden under fresh random masks
+(``PublicHe.add_masks``) before the key holder decrypts them (``SecretHe.decrypt_slots``).
 """
 
 from __future__ import annotations
+
+import secrets
+from functools import lru_cache
 
 import numpy as np
 from heu import numpy as hnp
@@ -21,6 +29,11 @@ FIELD_BITS = 64
 SCHEMES = {"ou": phe.SchemaType.OU, "paillier": phe.SchemaType.ZPaillier}
 DEFAULT_SCHEME, DEFAULT_KEY_BITS = "ou", 2048
 _FORMAT = hnp.MatrixSerializeFormat.Best
+
+# Insight slots: a slot holds a sum below 2**SUM_BITS plus a mask drawn from [2**MASK_BITS, 2**(MASK_BITS + 1));
+# their total stays below 2**SLOT_BITS, so slots never carry into each other, and the mask hides the sum to
+# within a statistical distance of 2**(SUM_BITS - MASK_BITS) = 2**-39.
+SUM_BITS, MASK_BITS, SLOT_BITS = 62, 101, 104
 
 
 class HeError(ValueError):
@@ -63,12 +76,7 @@ class PublicHe:
 
     @classmethod
     def from_bytes(cls, public_key: bytes) -> "PublicHe":
-        try:
-            key = phe.PublicKey.__new__(phe.PublicKey)
-            key.__setstate__(public_key)
-            return cls(hnp.setup(key))
-        except Exception:   # the library raises several types for a bad key
-            raise HeError("received an unusable public key") from None
+        return cls(_public_kit(bytes(public_key)))
 
     def load(self, blob: bytes):
         """Ciphertexts from their wire form."""
@@ -109,6 +117,55 @@ class PublicHe:
         order = np.ascontiguousarray(order.astype(np.int8))
         return self.dump(self._evaluator.feature_wise_bucket_sum(sub, select, order, n_buckets, False))
 
+    # --- Insight: sums by group of packed integer slots ---------------------------------------
+
+    @property
+    def slots_per_plaintext(self) -> int:
+        """How many ``SLOT_BITS`` slots fit in one plaintext of this key (6 for OU 2048)."""
+        bound = int(str(self._kit.public_key().plaintext_bound()))
+        return max(1, (bound.bit_length() - 2) // SLOT_BITS)
+
+    def encrypt_slots(self, values: np.ndarray):
+        """Encrypt ``(n, s)`` non-negative integers below ``2**SUM_BITS``, packed: ``(n, ceil(s / per))``
+        ciphertexts, ``per = slots_per_plaintext``."""
+        plain = self._kit.array(pack_slots(values, self.slots_per_plaintext), phe.BigintEncoderParams())
+        return self._kit.encryptor().encrypt(plain)
+
+    def add(self, a, b):
+        """Ciphertexts ``a + b`` (same shape)."""
+        return self._evaluator.add(a, b)
+
+    def group_sums(self, ciphertexts, groups: np.ndarray, n_groups: int):
+        """Encrypted sums of the rows of each group: ``ciphertexts`` ``(m, c)``, ``groups`` ``(m,)`` ints in
+        ``[0, n_groups)`` or ``-1`` (left out) -> ``(n_groups, c)`` ciphertexts.
+
+        One bucket-sum pass, as for a histogram: the bucket-sum primitive takes at most 128 buckets, so
+        groups are spread over ``ceil(n_groups / 127)`` columns of 127 groups each, the last bucket of a
+        column collecting the rows of the other columns' groups (and then dropped).
+        """
+        groups = np.asarray(groups, dtype=np.int64)
+        if len(groups) != ciphertexts.rows or ((groups < -1) | (groups >= n_groups)).any():
+            raise ValueError("one group in [-1, n_groups) per ciphertext row")
+        take = groups >= 0
+        if not take.any():
+            return self.encrypt_slots(np.zeros((n_groups, ciphertexts.cols * self.slots_per_plaintext), np.int64))
+        if n_groups <= 128:
+            order = np.where(take, groups, 0).reshape(-1, 1)
+            return self._evaluator.feature_wise_bucket_sum(ciphertexts, take.astype(np.int8).reshape(1, -1),
+                                                           np.ascontiguousarray(order.astype(np.int8)), n_groups, False)
+        columns = -(-n_groups // 127)
+        first = np.arange(columns) * 127
+        local = groups[:, None] - first[None, :]
+        order = np.where((local >= 0) & (local < 127), local, 127).astype(np.int8)
+        sums = self._evaluator.feature_wise_bucket_sum(ciphertexts, take.astype(np.int8).reshape(1, -1),
+                                                       np.ascontiguousarray(order), 128, False)
+        return sums[[(g // 127) * 128 + g % 127 for g in range(n_groups)]]
+
+    def add_masks(self, sums, masks: np.ndarray):
+        """``sums`` ``(g, c)`` plus a FRESH encryption of ``masks`` ``(g, s)`` (from ``random_masks``): the
+        result is re-randomised, so the key holder cannot tie it to the ciphertexts it made."""
+        return self._evaluator.add(sums, self.encrypt_slots(masks))
+
 
 class SecretHe(PublicHe):
     """The label holder's keys: everything ``PublicHe`` does, plus encrypt and decrypt."""
@@ -133,6 +190,12 @@ class SecretHe(PublicHe):
         g, h = unpack(values[:, 0])
         return g, h
 
+    def decrypt_slots(self, ciphertexts, n_slots: int) -> np.ndarray:
+        """Packed ``(g, c)`` ciphertexts -> ``(g, n_slots)`` Python ints (``HeError`` if they cannot be slots)."""
+        if ciphertexts.cols != -(-n_slots // self.slots_per_plaintext):
+            raise HeError("sums have the wrong shape")
+        return unpack_slots(self._kit.decryptor().decrypt(ciphertexts).to_numpy(), n_slots, self.slots_per_plaintext)
+
     def decrypt_bucket_sums(self, blob: bytes, n_features: int, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
         """``bucket_sums`` output -> ``(g_sum, h_sum)`` fixed-point int64, each ``(n_features, n_bins)``."""
         if n_bins <= 127:
@@ -155,6 +218,66 @@ class SecretHe(PublicHe):
         out[:, :, 127] = high[:, :, 0] - missing - low[:, :, :127].sum(axis=2)
         out[:, :, n_bins - 1] = missing
         return out[0], out[1]
+
+
+@lru_cache(maxsize=8)
+def _public_kit(public_key: bytes):
+    """A kit for a received public key; reading one takes ~0.2 s, and a peer keeps its key across queries."""
+    try:
+        key = phe.PublicKey.__new__(phe.PublicKey)
+        key.__setstate__(public_key)
+        return hnp.setup(key)
+    except Exception:   # the library raises several types for a bad key
+        raise HeError("received an unusable public key") from None
+
+
+def pack_slots(values: np.ndarray, per: int) -> np.ndarray:
+    """``(n, s)`` non-negative integers -> ``(n, ceil(s / per))`` Python ints; slot ``j`` sits at bits
+    ``[SLOT_BITS * (j % per), ...)`` of column ``j // per``."""
+    rows = np.asarray(values, dtype=object)
+    if rows.ndim != 2 or rows.shape[1] < 1:
+        raise ValueError("slots must be a 2-d array with at least one column")
+    n, s = rows.shape
+    cols = -(-s // per)
+    out = np.empty((n, cols), dtype=object)
+    limit = 1 << SLOT_BITS
+    for c in range(cols):
+        chunk = rows[:, c * per:(c + 1) * per].tolist()
+        packed = []
+        for row in chunk:
+            acc = 0
+            for k, v in enumerate(row):
+                v = int(v)
+                if not 0 <= v < limit:
+                    raise ValueError("slot values must be in [0, 2**SLOT_BITS)")
+                acc |= v << (SLOT_BITS * k)
+            packed.append(acc)
+        out[:, c] = packed
+    return out
+
+
+def unpack_slots(packed: np.ndarray, n_slots: int, per: int) -> np.ndarray:
+    """Inverse of ``pack_slots``: ``(g, c)`` Python ints -> ``(g, n_slots)`` Python ints."""
+    packed = np.asarray(packed, dtype=object)
+    if packed.ndim != 2 or packed.shape[1] != -(-n_slots // per):
+        raise HeError("sums have the wrong shape")
+    mask = (1 << SLOT_BITS) - 1
+    out = np.empty((packed.shape[0], n_slots), dtype=object)
+    for j in range(n_slots):
+        col = packed[:, j // per].tolist()
+        shift = SLOT_BITS * (j % per)
+        if any(int(v) < 0 or int(v) >> (SLOT_BITS * per) for v in col):
+            raise HeError("sums are out of range")
+        out[:, j] = [(int(v) >> shift) & mask for v in col]
+    return out
+
+
+def random_masks(n_groups: int, n_slots: int) -> np.ndarray:
+    """``(n_groups, n_slots)`` Python ints, uniform in ``[2**MASK_BITS, 2**(MASK_BITS + 1))``, from ``secrets``."""
+    out = np.empty((n_groups, n_slots), dtype=object)
+    for idx in np.ndindex(out.shape):
+        out[idx] = (1 << MASK_BITS) | secrets.randbits(MASK_BITS)
+    return out
 
 
 def _unframe(blob: bytes) -> list[bytes]:

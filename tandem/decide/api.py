@@ -4,14 +4,14 @@ Each service runs on two listeners: mutual TLS for the other node, and TLS with 
 (``X-API-Key``) for other clients; ``make_app(..., auth=...)`` builds the app for one of
 them. Every answer that leaves for the other node, and every call to it, is audited.
 Errors are 4xx with one ``detail`` line: unknown link id 404, model version not loaded or
-request id reused 409, malformed input 422, no credentials 401.
+request id reused 409, malformed input 422, no credentials 401, over the API key's rate
+limit 429 (with ``Retry-After``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import hmac
 import json
+import math
 import ssl
 from typing import Literal
 
@@ -26,39 +26,42 @@ from tandem.decide.peer_http import PeerPool
 from tandem.decide.schemas import (BitsRequest, BitsResponse, CheckoutRequest, Decision, InstallmentRequest, Problem,
                                    SellerCreditRequest, SellerRequest)
 from tandem.decide.scoring import ScoringError, decode_bits, encode_bits
-from tandem.decide.state import KINDS, ServiceState, key_hash
+from tandem.decide.state import KINDS, ApiClients, ServiceState
 from tandem.errors import TandemError
 
 PROTOCOL = "decide/1"
-ERRORS = {code: {"model": Problem} for code in (401, 404, 409, 422, 502, 503)}
+ERRORS = {code: {"model": Problem} for code in (401, 404, 409, 422, 429, 502, 503)}
 Auth = Literal["mtls", "api_key"]
 
 
-def _authenticator(auth: Auth, keys: set[str]):
-    def check(request: Request) -> str:
+def _authenticator(auth: Auth, clients: ApiClients):
+    async def check(request: Request) -> str:        # async: FastAPI runs it on the loop, not in a thread
         if auth == "mtls":
             return "node"                          # the TLS layer required a certificate from our CA
-        key = request.headers.get("x-api-key", "")
-        if not key or not any(hmac.compare_digest(key_hash(key), k) for k in keys):
+        verdict = clients.admit(request.headers.get("x-api-key", ""))
+        if verdict == "unknown":
             raise HTTPException(401, "missing or unknown API key (X-API-Key)")
+        if verdict is not None:
+            raise HTTPException(429, f"more than {clients.rate:g} requests per second for this API key",
+                                headers={"Retry-After": str(max(1, math.ceil(verdict)))})
         return "client"
     return check
 
 
-def _app(title: str, auth: Auth, keys: set[str], state: ServiceState) -> FastAPI:
+def _app(title: str, auth: Auth, clients: ApiClients, state: ServiceState) -> FastAPI:
     app = FastAPI(title=title, version="1", responses=ERRORS)
 
     @app.exception_handler(HTTPException)
     async def problem(_request, exc: HTTPException):
-        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code)
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.get("/v1/health")
-    def health(_who: str = Depends(_authenticator(auth, keys))) -> dict:
+    def health(_who: str = Depends(_authenticator(auth, clients))) -> dict:
         return {"status": "ok", "models": {e: list(v) for e, v in state.models.items()}, "current": state.current,
                 "rows": {e: len(t) for e, t in state.tables.items()}}
 
     @app.post("/v1/admin/reload")
-    def reload(_who: str = Depends(_authenticator(auth, keys))) -> dict:
+    def reload(_who: str = Depends(_authenticator(auth, clients))) -> dict:
         """Load the model files again (a new version goes live; the previous one is still answered)
         and rebuild the feature tables."""
         try:
@@ -72,10 +75,10 @@ def _app(title: str, auth: Auth, keys: set[str], state: ServiceState) -> FastAPI
 
 
 def bank_app(state: ServiceState, ledger: Ledger, policy: dict, audit: AuditLog, auth: Auth,
-             keys: set[str] = frozenset()) -> FastAPI:
+             clients: ApiClients = ApiClients(set())) -> FastAPI:
     """The bank's decision service (the label holder's part of the models, its features, the ledger)."""
-    app = _app("Tandem bank decisions", auth, keys, state)
-    who = _authenticator(auth, keys)
+    app = _app("Tandem bank decisions", auth, clients, state)
+    who = _authenticator(auth, clients)
 
     def score(entity: str, link_id: str, version: str, bits_text: str):
         scorer = state.model(entity, version)
@@ -97,10 +100,10 @@ def bank_app(state: ServiceState, ledger: Ledger, policy: dict, audit: AuditLog,
     async def decided(body, entity: str, decide) -> Response:
         """The decision (``Decision`` schema), recorded before it is answered."""
         try:
-            future = ledger.record(body.request_id, request_hash({"kind": entity, **body.model_dump()}), decide)
+            response, replayed = await ledger.record(body.request_id,
+                                                     request_hash({"kind": entity, **body.model_dump()}), decide)
         except ReusedRequestId as exc:
             raise HTTPException(409, str(exc)) from None
-        response, replayed = await asyncio.wrap_future(future)
         out = json.dumps({**response, "replayed": replayed}).encode()
         if auth == "mtls":
             audit.record(direction="out", peer="node", protocol=PROTOCOL, session=body.request_id,
@@ -183,11 +186,11 @@ def forecast_gmv(recent_3m: float | None, trend: float | None) -> float:
 
 
 def market_app(state: ServiceState, bank: BankClient | None, audit: AuditLog, auth: Auth,
-               keys: set[str] = frozenset()) -> FastAPI:
+               clients: ApiClients = ApiClients(set())) -> FastAPI:
     """The marketplace's gateway: turns a checkout (by its own user id) into a bank request that holds
     only the link id, the order and its go-left bits."""
-    app = _app("Tandem marketplace gateway", auth, keys, state)
-    who = _authenticator(auth, keys)
+    app = _app("Tandem marketplace gateway", auth, clients, state)
+    who = _authenticator(auth, clients)
 
     def bits_for(entity: str, local_id: int) -> tuple[str, str, np.ndarray, dict]:
         table = state.tables[entity]

@@ -8,7 +8,9 @@ clients: TLS with an API key. A JSON ``ready`` line is printed once both listen.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import signal
 import ssl
 import sys
 
@@ -18,7 +20,7 @@ from tandem.decide.baseline import LightGbmScorer
 from tandem.decide.ledger import Ledger
 from tandem.decide.policy import load_policy
 from tandem.decide.scoring import ActiveScorer
-from tandem.decide.state import ServiceState, load_decide_config, load_scorer, read_api_keys
+from tandem.decide.state import ApiClients, ServiceState, load_decide_config, load_scorer, read_api_keys
 from tandem.errors import InputError
 from tandem.store import open_store
 
@@ -33,32 +35,30 @@ def _host_port(text: str, where: str) -> tuple[str, int]:
 
 
 def build(config_path: str):
-    """The service's apps and resources: ``[(listen, app, mutual_tls)], cfg, closers``."""
+    """The service's apps and resources: ``[(listen, app, mutual_tls)], cfg, state, ledger`` (``None`` on
+    the passive side)."""
     cfg = load_decide_config(config_path)
     node = cfg.node
     role = "active" if isinstance(load_scorer(next(iter(cfg.models.values())), None), ACTIVE) else "passive"
     store = open_store(node.store, read_only=role == "passive")
     audit = AuditLog(node.audit_path, node.name, sync_each=False)
-    keys = read_api_keys(cfg.api_keys)
+    clients = ApiClients(read_api_keys(cfg.api_keys), cfg.rate_limit)
     state = ServiceState(cfg, store, role)
-    policy = None
+    ledger = policy = None
     if role == "active":
-        con = getattr(store, "con", None)
-        if con is None:
-            raise InputError(f"{node.store}: the decision ledger needs a DuckDB store")
-        ledger, policy = Ledger(con), load_policy(cfg.policy)
+        ledger, policy = Ledger(node.store, node.state_dir / "ledger"), load_policy(cfg.policy)
         apps = [(cfg.listen, bank_app(state, ledger, policy, audit, "mtls"), True)]
         if cfg.api_listen:
-            apps.append((cfg.api_listen, bank_app(state, ledger, policy, audit, "api_key", keys), False))
+            apps.append((cfg.api_listen, bank_app(state, ledger, policy, audit, "api_key", clients), False))
     else:
         bank = BankClient(cfg.peer_address, cfg.peer, node.tls, audit) if cfg.peer else None
         apps = [(cfg.listen, market_app(state, bank, audit, "mtls"), True)]
         if cfg.api_listen:
-            apps.append((cfg.api_listen, market_app(state, bank, audit, "api_key", keys), False))
+            apps.append((cfg.api_listen, market_app(state, bank, audit, "api_key", clients), False))
     from tandem.offers.service import attach_offers
 
-    attach_offers(apps, config_path, cfg, state, store, audit, role, policy, keys)
-    return apps, cfg, state
+    attach_offers(apps, config_path, cfg, state, store, audit, role, policy, clients)
+    return apps, cfg, state, ledger
 
 
 async def _serve(apps, cfg) -> None:
@@ -72,6 +72,14 @@ async def _serve(apps, cfg) -> None:
             app, host=host, port=port, ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key), ssl_ca_certs=str(tls.ca),
             ssl_cert_reqs=ssl.CERT_REQUIRED if mutual else ssl.CERT_NONE, log_level="warning", access_log=False,
             lifespan="off", loop="asyncio", http="httptools")))
+    def stop_all(*_):
+        for s in servers:
+            s.should_exit = True
+    # Each uvicorn server takes SIGTERM/SIGINT while it runs and, once stopped, hands the signal on to the
+    # handler it found: ours, installed first, stops them all and lets the process close the ledger,
+    # where the default handler would kill it.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop_all)
     tasks = [asyncio.create_task(s.serve()) for s in servers]
     while not all(s.started for s in servers):
         if any(t.done() for t in tasks):
@@ -87,11 +95,17 @@ async def _serve(apps, cfg) -> None:
 
 
 def serve(config_path: str) -> None:
-    apps, cfg, _state = build(config_path)
+    apps, cfg, _state, ledger = build(config_path)
+    gc.collect()
+    gc.freeze()            # what start-up built lives as long as the service: keep it out of every collection
     try:
         import uvloop
-
-        uvloop.run(_serve(apps, cfg))
+        run = uvloop.run
     except ImportError:
-        asyncio.run(_serve(apps, cfg))
+        run = asyncio.run
+    try:
+        run(_serve(apps, cfg))
+    finally:
+        if ledger is not None:
+            ledger.close()         # the journal's last decisions into the store
     sys.stdout.flush()

@@ -9,6 +9,7 @@ requests for the old one are still answered.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import threading
@@ -46,6 +47,7 @@ class DecideConfig:
     policy: Path | None
     as_of: date
     refresh_s: float = 600.0
+    rate_limit: float = 0.0                       # requests per second per API key (0: no limit)
 
 
 def load_decide_config(path: str | os.PathLike) -> DecideConfig:
@@ -81,7 +83,14 @@ def load_decide_config(path: str | os.PathLike) -> DecideConfig:
 
         as_of = load_config()["time"]["snapshot_date"]
     return DecideConfig(node, d["listen"], d.get("api_listen"), resolve("api_keys"), models, peer, address,
-                        resolve("policy"), as_of, float(d.get("refresh_s", 600)))
+                        resolve("policy"), as_of, float(d.get("refresh_s", 600)), _rate_limit(d, path))
+
+
+def _rate_limit(section: dict, path) -> float:
+    value = section.get("rate_limit", 0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise InputError(f"{path}: [decide] rate_limit must be a number of requests per second >= 0 (0: no limit)")
+    return float(value)
 
 
 def read_api_keys(path: Path | None) -> set[str]:
@@ -95,6 +104,31 @@ def read_api_keys(path: Path | None) -> set[str]:
 
 def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiClients:
+    """Who may call an API-key listener: the SHA-256 of each accepted key, and a rate limit per key
+    (a token bucket refilled at ``rate_limit`` requests per second, holding one second's worth; 0:
+    no limit). ``admit(key)`` -> ``None`` (go ahead), ``"unknown"`` or the seconds to wait."""
+
+    def __init__(self, key_hashes: set[str], rate_limit: float = 0.0):
+        self.key_hashes, self.rate = key_hashes, rate_limit
+        self._buckets: dict[str, tuple[float, float]] = {}       # key hash -> (tokens, at)
+
+    def admit(self, key: str, now: float | None = None) -> str | float | None:
+        digest = key_hash(key)
+        if not key or not any(hmac.compare_digest(digest, k) for k in self.key_hashes):
+            return "unknown"
+        if self.rate <= 0:
+            return None
+        now = time.monotonic() if now is None else now
+        tokens, at = self._buckets.get(digest, (self.rate, now))
+        tokens = min(self.rate, tokens + (now - at) * self.rate)
+        if tokens < 1:
+            self._buckets[digest] = (tokens, now)
+            return (1 - tokens) / self.rate
+        self._buckets[digest] = (tokens - 1, now)
+        return None
 
 
 class FeatureTable:

@@ -11,14 +11,14 @@ from tandem.errors import StoreError
 from tandem.store.base import check_schema
 
 
-def run_sql(store, tables: list[str], sql: str, as_of: date) -> pa.Table:
-    """Check that ``tables`` match the world schema, then run ``sql`` with ``$as_of`` bound."""
+def run_sql(store, tables: list[str], sql: str, as_of: date, params: dict | None = None) -> pa.Table:
+    """Check that ``tables`` match the world schema, then run ``sql`` with ``$as_of`` (and ``params``) bound."""
     from tandem.world.schema import BANK_TABLES, MARKET_TABLES
 
     specs = [s for s in BANK_TABLES + MARKET_TABLES if s.name in tables]
     check_schema(store, specs)
     con = store.analytics(tables)
     try:
-        return con.sql(sql, params={"as_of": as_of}).to_arrow_table()
+        return con.sql(sql, params={"as_of": as_of, **(params or {})}).to_arrow_table()
     except duckdb.Error as exc:
         raise StoreError(f"{store.location}: feature query failed: {str(exc).splitlines()[0]}") from None

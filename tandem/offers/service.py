@@ -21,6 +21,7 @@ from fastapi import Path as PathParam
 
 from tandem.decide.api import ERRORS, PROTOCOL, BankClient, _authenticator
 from tandem.decide.scoring import ActiveScorer, PassiveScorer, ScoringError, decode_bits, encode_bits
+from tandem.decide.state import ApiClients
 from tandem.errors import InputError
 from tandem.learn import model_io
 from tandem.offers.catalog import load_catalog
@@ -67,7 +68,7 @@ def _scorers(ocfg: OffersConfig, role: str):
 
 
 def attach_offers(apps: list, config_path: str, cfg, state, store, audit, role: str, policy: dict | None,
-                  keys: set[str]) -> None:
+                  clients: ApiClients) -> None:
     """Add the offer endpoints to a node's apps (``[(listen, app, mutual_tls)]``) if its config has an
     ``[offers]`` section; their tables refresh with the service's feature tables."""
     ocfg = load_offers_config(config_path)
@@ -86,7 +87,7 @@ def attach_offers(apps: list, config_path: str, cfg, state, store, audit, role: 
                              service="the marketplace's decision service") if cfg.peer else None)
         for _listen, app, mutual in apps:
             if not mutual:
-                app.include_router(bank_router(holder, market, policy, _authenticator("api_key", keys)))
+                app.include_router(bank_router(holder, market, policy, _authenticator("api_key", clients)))
     else:
         versions = _Versions()
 
@@ -163,7 +164,7 @@ def bank_router(holder: _Holder, market: BankClient | None, policy: dict, who) -
 
 def market_router(holder: _Holder, state, audit) -> APIRouter:
     router = APIRouter()
-    node = _authenticator("mtls", set())
+    node = _authenticator("mtls", ApiClients(set()))
 
     @router.post("/v1/offers/bits", response_model=OfferBitsResponse, responses=ERRORS)
     def offer_bits(body: OfferBitsRequest, _who: str = Depends(node)) -> OfferBitsResponse:

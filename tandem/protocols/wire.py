@@ -365,4 +365,87 @@ class SharedRows(Message):
     PAYLOAD = True
 
 
-OPENING = (LinkRequest.CODE, TrainRequest.CODE)    # message types that may open a session at a responder
+# --- insight: joint aggregates with thresholds and differential privacy (insight/1) -------------
+
+@message(70)
+class InsightQuery(Message):
+    """Initiator -> responder: run this query (canonical JSON of ``tandem.insight.query.Query``) over the
+    linked customers; the initiator's link table has ``n_links`` link ids with this SHA-256 digest."""
+    session: str
+    protocol: str                  # "insight/1"
+    query_id: str
+    spec: str
+    party: str                     # the initiator's side of the catalogue: "bank" or "market"
+    n_links: int
+    links_digest: str
+
+
+@message(71)
+class InsightAccept(Message):
+    """Responder -> initiator: the query passed this side's checks and is charged to its budget."""
+    session: str
+    query_id: str
+
+
+@message(72)
+class InsightKey(Message):
+    """Measure holder -> group holder: a fresh homomorphic public key (payload) for this query."""
+    session: str
+    n_rows: int
+    n_slots: int
+    payload: bytes = field(default=b"", repr=False)
+    PAYLOAD = True
+
+
+@message(73)
+class EncryptedMeasures(Message):
+    """Measure holder -> group holder: packed ciphertexts of rows ``[first, first + rows)`` in link-id order."""
+    session: str
+    first: int
+    rows: int
+    last: bool
+    payload: bytes = field(default=b"", repr=False)
+    PAYLOAD = True
+
+    @property
+    def records(self) -> int:
+        return self.rows
+
+
+@message(74)
+class MaskedSums(Message):
+    """Group holder -> measure holder: per group of the query's public label order, the encrypted sums
+    plus a fresh encryption of random masks."""
+    session: str
+    n_groups: int
+    payload: bytes = field(default=b"", repr=False)
+    PAYLOAD = True
+
+
+@message(75)
+class NoisySums(Message):
+    """Measure holder -> group holder: the masked sums decrypted, plus its noise share; ``n_groups x
+    n_slots`` signed 16-byte big-endian integers."""
+    session: str
+    n_groups: int
+    payload: bytes = field(default=b"", repr=False)
+    PAYLOAD = True
+
+
+@message(76)
+class InsightRelease(Message):
+    """Group holder -> measure holder: the released groups (positions in the public label order) and their
+    figures with both noise shares and no mask; signed 8-byte big-endian integers, one per slot."""
+    session: str
+    groups: list[int]
+    payload: bytes = field(default=b"", repr=False)
+    PAYLOAD = True
+
+
+@message(77)
+class InsightDone(Message):
+    """Measure holder -> group holder: the release passed this side's checks."""
+    session: str
+
+
+OPENING = (LinkRequest.CODE, TrainRequest.CODE, InsightQuery.CODE)    # message types that may open a session

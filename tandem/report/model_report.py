@@ -108,13 +108,13 @@ def write_model_report(path: str | os.PathLike, *, title: str, metrics: dict, y:
 
 
 def figures(charts: dict[str, str]) -> str:
-    """Each chart (name -> base64 PNG) as a captioned figure."""
+    """Charts (name -> base64 PNG) as captioned ``<figure>`` elements."""
     return "".join(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">'
                    f"<figcaption>{html.escape(name)}</figcaption></figure>" for name, b64 in charts.items())
 
 
 def html_page(title: str, body: str) -> str:
-    """A self-contained report page: the reports' shared style, ``title`` as its heading, then ``body``."""
+    """A whole self-contained report page: the shared style, ``title`` as heading, then ``body``."""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}} table{{border-collapse:collapse;margin:1rem 0}}

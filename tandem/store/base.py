@@ -33,6 +33,12 @@ class Store(Protocol):
                     spec: TableSpec | None = None) -> int:
         """Replace ``name`` with ``data`` (one table or a stream of chunks); return rows written."""
 
+    def create_table(self, spec: TableSpec) -> None:
+        """Create an empty table from ``spec``."""
+
+    def append(self, name: str, chunk: pa.Table) -> None:
+        """Append ``chunk`` to an existing table in one transaction (columns matched by name)."""
+
     def read_table(self, name: str, columns: list[str] | None = None) -> pa.Table: ...
 
     def iter_batches(self, name: str, batch_size: int = 100_000,

@@ -37,8 +37,9 @@ class DuckStore:
         """Refuse a file cut short (a copy that stopped early): DuckDB would only fail on the lost blocks."""
         if not self.path.exists():
             return
-        _, _, block_size, total_blocks, *_ = self.con.execute("PRAGMA database_size").fetchone()
-        expected = _HEADER_BYTES + block_size * total_blocks
+        # free blocks at the end of the file may be cut off by DuckDB itself: only used blocks must be there
+        _, _, block_size, _total_blocks, used_blocks, *_ = self.con.execute("PRAGMA database_size").fetchone()
+        expected = _HEADER_BYTES + block_size * used_blocks
         actual = self.path.stat().st_size
         if actual < expected:
             self.con.close()

@@ -77,6 +77,22 @@ class SqlStore:
             raise StoreError(f"{self.location}: writing table '{name}' failed: {_first_line(exc)}") from None
         return rows
 
+    def create_table(self, spec: TableSpec) -> None:
+        """Create an empty table from ``spec``."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.text(self._ddl(spec.name, spec, None)))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{self.location}: creating table '{spec.name}' failed: {_first_line(exc)}") from None
+
+    def append(self, name: str, chunk: pa.Table) -> None:
+        """Append ``chunk`` to an existing table in one transaction, matching columns by name."""
+        try:
+            with self.engine.begin() as conn:
+                self._insert(conn, name, chunk)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{self.location}: appending to '{name}' failed: {_first_line(exc)}") from None
+
     def _ddl(self, table: str, spec: TableSpec | None, schema: pa.Schema | None) -> str:
         types = _PG_TYPES if self._is_pg else {}
         if spec is None:
@@ -120,8 +136,12 @@ class SqlStore:
             with self.engine.connect().execution_options(stream_results=True) as conn:
                 result = conn.execute(sa.text(sql))
                 names = list(result.keys())
+                empty = True
                 while rows := result.fetchmany(batch_size):
+                    empty = False
                     yield pa.RecordBatch.from_pylist([dict(zip(names, r)) for r in rows], schema=schema)
+                if empty and schema is None:          # no rows: the columns still have names
+                    yield pa.RecordBatch.from_arrays([pa.array([], pa.null()) for _ in names], names=names)
         except SQLAlchemyError as exc:
             raise StoreError(f"{self.location}: query failed: {_first_line(exc)}") from None
 
