@@ -3,6 +3,7 @@ decodes and is laid out, and the released figures are in its tables."""
 
 import numpy as np
 
+from conftest import render
 from tandem.insight.dp import slot_scales, threshold_margin
 from tandem.insight.query import parse_query
 from tandem.insight.result import InsightResult
@@ -10,8 +11,6 @@ from tandem.report.insight_report import write_insight_report
 
 
 def test_the_insight_report_renders_in_a_real_browser(tmp_path, chromium):
-    from playwright.sync_api import sync_playwright
-
     q1 = parse_query({"name": "Average check by income band", "group_by": "bank.income_band",
                       "measures": ["mean(market.avg_check)"]}, "test")
     q2 = parse_query({"name": "Top categories", "group_by": "market.top_category", "measures": ["count"]}, "test")
@@ -20,20 +19,8 @@ def test_the_insight_report_renders_in_a_real_browser(tmp_path, chromium):
                        s1, threshold_margin(s1[0]))
     r2 = InsightResult(q2, "b2", [], np.zeros((0, 1), np.int64), s2, threshold_margin(s2[0]))
     path = write_insight_report(tmp_path / "insight.html", [r1, r2], "Insight: demo (bank + marketplace)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(path.as_uri())
-            title = page.title()
-            images = page.eval_on_selector_all(
-                "img", "els => els.map(e => [e.alt, e.complete, e.naturalWidth, e.getBoundingClientRect().width])")
-            body = page.inner_text("body")
-        finally:
-            browser.close()
+    shown = render(chromium, path)
+    title, images, body, errors = shown["title"], shown["images"], shown["body"], shown["errors"]
     assert title == "Insight: demo (bank + marketplace)"
     assert len(images) == 2                                   # count and mean of the first query; none for the empty one
     for alt, complete, natural_width, shown_width in images:
