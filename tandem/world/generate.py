@@ -29,7 +29,7 @@ from tandem.world.schema import BANK_TABLES, MARKET_TABLES
 from tandem.world.sellers import generate_sellers
 
 Progress = Callable[[str, float], None]   # (step description, fraction done 0..1)
-TRAITS = ["age", "region", "household", "income", "discipline", "impulsivity", "digital", "stress"]
+TRAITS = ["age", "region", "household", "income", "discipline", "impulsivity", "digital", "stress", "early_strain"]
 
 
 def generate_world(persons: int, seed: int, out: str | os.PathLike, config: str | os.PathLike | None = None,

@@ -51,6 +51,7 @@ def generate_market(rng: np.random.Generator, p: Persons, chunk: int, cfg: dict,
     pid = p.person_id[idx]
     user_id = market_user_ids(pid)
     dig, imp, stress = tr["digital"].to_numpy(), tr["impulsivity"].to_numpy(), tr["stress"].to_numpy()
+    early = tr["early_strain"].to_numpy()
     disc, income = tr["discipline"].to_numpy(), tr["income"].to_numpy()
     rel_income = np.log(income / cfg["income"]["median_monthly_rub"])
 
@@ -106,15 +107,18 @@ def generate_market(rng: np.random.Generator, p: Persons, chunk: int, cfg: dict,
     no = len(o_user)
     age_days = rng.integers(1, o_days + 1, no)
     t = 1 - age_days / o_days
-    night = rng.random(no) < np.clip(0.04 * np.exp(0.9 * imp[o_user] + 0.3 * stress[o_user]), 0, 0.7)
+    # strain shows in what users do at the marketplace: the strain the bank sees too, and the early strain
+    # that shows here (cash on delivery, installments, returns, night orders) before it reaches the accounts
+    strain = (stress + early) / np.sqrt(2)
+    night = rng.random(no) < np.clip(0.04 * np.exp(0.9 * imp[o_user] + 0.3 * strain[o_user]), 0, 0.7)
     hour = np.where(night, rng.integers(0, 6, no), rng.integers(8, 24, no))
     o_ts = (snap_day - age_days) * US_PER_DAY + hour * 3_600_000_000 + rng.integers(0, 3_600_000_000, no)
-    ou_stress, ou_dig, ou_imp = stress[o_user], dig[o_user], imp[o_user]
+    ou_strain, ou_dig, ou_imp = strain[o_user], dig[o_user], imp[o_user]
     pay = _gumbel_choice(rng, np.column_stack([
         np.zeros(no),
         0.5 * ou_dig - 1.0,
-        -0.9 + 1.0 * ou_stress * (0.4 + t) - 0.6 * ou_dig - 0.3 * disc[o_user],
-        -2.3 + 1.0 * ou_stress * (0.4 + t) + 0.5 * ou_imp,
+        -0.9 + 1.0 * ou_strain * (0.4 + t) - 0.6 * ou_dig - 0.3 * disc[o_user],
+        -2.3 + 1.0 * ou_strain * (0.4 + t) + 0.5 * ou_imp,
     ]))
     cross_border = rng.random(no) < np.clip(mc["cross_border_share"] * (1 + 0.3 * ou_dig), 0, 0.95)
 
@@ -143,7 +147,7 @@ def generate_market(rng: np.random.Generator, p: Persons, chunk: int, cfg: dict,
             seller[m] = pool[(pick[m] * len(pool)).astype(np.int64)]
     total = np.bincount(i_order, weights=price * qty, minlength=no)
     first_item = np.concatenate([[0], np.cumsum(i_count)[:-1]])
-    ret_p = np.clip(CATEGORY_RETURN[cat[first_item]] * np.exp(0.6 * ou_imp + 0.5 * ou_stress * t), 0, 0.9)
+    ret_p = np.clip(CATEGORY_RETURN[cat[first_item]] * np.exp(0.6 * ou_imp + 0.5 * ou_strain * t), 0, 0.9)
     cancel_p = 0.03 + 0.07 * (pay == 2)
     u = rng.random(no)
     status = np.where(u < cancel_p, 2, np.where(u < cancel_p + ret_p, 1, 0))

@@ -3,7 +3,9 @@
 Traits (standard normal unless said otherwise) drive behaviour on both sides:
 ``discipline`` (pays on time, saves), ``impulsivity`` (night orders, returns,
 betting), ``digital`` (online affinity), ``stress`` (recent financial strain:
-cash withdrawals, cash on delivery, installments).
+cash withdrawals, cash on delivery, installments), ``early_strain`` (strain so recent that it
+shows at the marketplace — cash on delivery, installments, returns, night orders — before it
+reaches the bank's accounts).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def draw_traits(rng: np.random.Generator, n: int, cfg: dict) -> pd.DataFrame:
     age_curve = -0.35 * ((age - 45) / 22.0) ** 2
     log_income = (np.log(cfg["income"]["median_monthly_rub"]) + np.log(np.array(regions["income_multiplier"])[region])
                   + cfg["income"]["sigma"] * rng.standard_normal(n) + 0.12 * discipline + age_curve)
+    early_strain = rng.standard_normal(n)
     return pd.DataFrame({
         "age": age,
         "region": np.array(regions["names"])[region],
@@ -82,6 +85,7 @@ def draw_traits(rng: np.random.Generator, n: int, cfg: dict) -> pd.DataFrame:
         "impulsivity": impulsivity,
         "digital": digital,
         "stress": stress,
+        "early_strain": early_strain,
     })
 
 

@@ -46,6 +46,7 @@ def application_logit(rng: np.random.Generator, traits: pd.DataFrame, terms: dic
     income = t["income"].to_numpy()
     burden = np.log1p(terms["payment"] / income)
     return (-0.85 * t["discipline"].to_numpy() + 0.9 * t["impulsivity"].to_numpy() + 0.85 * t["stress"].to_numpy()
+            + cfg["loans"]["early_strain_weight"] * t["early_strain"].to_numpy()
             + 1.6 * burden - 0.3 * np.log(income / cfg["income"]["median_monthly_rub"])
             + 0.1 * (t["household"].to_numpy() - 2) + _PRODUCT_RISK[terms["product"]]
             + 0.5 * rng.standard_normal(len(t)))
