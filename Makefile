@@ -32,6 +32,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/world.py
 	$(BIN)/python bench/psi.py
 	$(BIN)/python bench/secureboost.py
+	$(BIN)/python bench/world_gain.py
 	$(BIN)/python bench/decide.py
 
 clean:

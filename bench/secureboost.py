@@ -157,8 +157,10 @@ def main() -> None:
         f"{rates['encrypt']:,.0f}/s, bucket-sum additions {rates['add']:,.0f}/s, decryption "
         f"{rates['decrypt']:,.0f}/s (DESIGN.md: ~63k / ~780k / ~9.6k). The machine's speed drifts between "
         "days by up to 2.5x (the plaintext reference took 0.038-0.100 s per tree on different days), so compare "
-        "the ratios to this machine's floor, not seconds across days. What is not crypto: messages and bitmaps, "
-        "the label holder's own histograms and split search, routing every row through the tree.",
+        "the ratios to this machine's floor, not seconds across days. The floor counts rows x features x "
+        "(1 + (depth - 1) / 2) additions, the most the subtraction trick leaves; the smaller sibling is often far "
+        "below half the rows, so a run can come in under it. What is not crypto: messages and bitmaps, the label "
+        "holder's own histograms and split search, routing every row through the tree.",
         "",
     ])
     write_section(args.results, "## SecureBoost (learn)", section)
