@@ -31,10 +31,11 @@ from tandem.world.schema import spec  # noqa: E402
 
 FLOOR_MULTS_PER_S = 30_000 * 2
 NOTES = """\
-Notes. This machine's X25519 rate varies between runs (19.7k-24.8k per core with both cores
-busy, measured the same day), so compare ratios, not seconds. The 75 s target assumes the
-DESIGN floor of 30k/s per core, which this machine does not reach: its floor alone is
-83-101 s. Where the time goes (300k x 300k, 2026-11-25, traced): the run is CPU-bound, both
+Notes. This machine's X25519 rate varies between days (19.7k-24.8k per core with both cores
+busy on 2026-11-25, when its floor alone was 83-101 s and Tandem took 102-116 s; 36.8k on
+2026-12-01), so compare ratios, not seconds. openmined-psi's P-256 gains more than X25519 on the
+faster days (426 s on 2026-11-25, 223 s on 2026-12-01), so the speed-up over it moves with the
+machine too (3.4x-4.2x). Where the time goes (300k x 300k, 2026-11-25, traced): the run is CPU-bound, both
 cores busy for ~99% of the wall time (wall = all processes' CPU / 2 within 1-2%), and the
 workers' X25519 calls are ~87% of that CPU. The rest, per node at 300k: start-up ~0.8 s,
 reading and normalising the store ~0.9 s, matching ~0.45 s, writing the link table ~0.2 s.
