@@ -17,7 +17,9 @@ same bucket-sum primitive (``PublicHe.group_sums``) and hidden under fresh rando
 
 from __future__ import annotations
 
+import os
 import secrets
+import sys
 from functools import lru_cache
 
 import numpy as np
@@ -67,12 +69,33 @@ def unpack(values) -> tuple[np.ndarray, np.ndarray]:
     return g.reshape(shape), h.reshape(shape)
 
 
+_pool_started = False
+
+
+def _start_pool_quietly(kit) -> None:
+    """sf-heu writes one log line to stdout when its thread pool starts (the first parallel call in a
+    process); start it with stdout pointed at stderr, so command output (JSON included) stays clean."""
+    global _pool_started
+    if _pool_started:
+        return
+    _pool_started = True
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        kit.encryptor().encrypt(kit.array(np.zeros((4, 1), dtype=object), phe.BigintEncoderParams()))
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 class PublicHe:
     """A passive party's view: the public key; add, subtract, bucket sums; (de)serialise."""
 
     def __init__(self, kit):
         self._kit = kit
         self._evaluator = kit.evaluator()
+        _start_pool_quietly(kit)
 
     @classmethod
     def from_bytes(cls, public_key: bytes) -> "PublicHe":
