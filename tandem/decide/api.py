@@ -75,8 +75,10 @@ def _app(title: str, auth: Auth, clients: ApiClients, state: ServiceState) -> Fa
 
 
 def bank_app(state: ServiceState, ledger: Ledger, policy: dict, audit: AuditLog, auth: Auth,
-             clients: ApiClients = ApiClients(set())) -> FastAPI:
-    """The bank's decision service (the label holder's part of the models, its features, the ledger)."""
+             clients: ApiClients | None = None) -> FastAPI:
+    """The bank's decision service (the label holder's part of the models, its features, the ledger).
+    ``clients``: who may call the API-key listener (none given: nobody)."""
+    clients = clients or ApiClients(set())
     app = _app("Tandem bank decisions", auth, clients, state)
     who = _authenticator(auth, clients)
 
@@ -186,9 +188,10 @@ def forecast_gmv(recent_3m: float | None, trend: float | None) -> float:
 
 
 def market_app(state: ServiceState, bank: BankClient | None, audit: AuditLog, auth: Auth,
-               clients: ApiClients = ApiClients(set())) -> FastAPI:
+               clients: ApiClients | None = None) -> FastAPI:
     """The marketplace's gateway: turns a checkout (by its own user id) into a bank request that holds
     only the link id, the order and its go-left bits."""
+    clients = clients or ApiClients(set())
     app = _app("Tandem marketplace gateway", auth, clients, state)
     who = _authenticator(auth, clients)
 

@@ -116,8 +116,7 @@ class Ledger:
         rows = [_row(rid, h, r, text) for (rid, h, r, _done), text in zip(batch, texts)]
         try:
             with self._lock:
-                os.write(self._fd, data)
-                os.fdatasync(self._fd)
+                _append_durably(self._fd, data)
                 self._unstored += rows
         except OSError as exc:         # every waiting request hears of the failure; nothing was answered
             for rid, _h, _r, done in batch:
@@ -167,6 +166,20 @@ class Ledger:
         self.copy()
         os.close(self._fd)
         self._db.close()
+
+
+def _append_durably(fd: int, data: bytes) -> None:
+    """Append ``data`` and fsync it; on failure cut the file back, so a decision that was not answered
+    is not in the journal either (a restart would otherwise store it)."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fdatasync(fd)
+    except OSError:
+        os.ftruncate(fd, start)
+        raise
 
 
 def _segments(folder: Path) -> list[Path]:
