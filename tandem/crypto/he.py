@@ -73,20 +73,21 @@ _pool_started = False
 
 
 def _start_pool_quietly(kit) -> None:
-    """sf-heu writes one log line to stdout when its thread pool starts (the first parallel call in a
-    process); start it with stdout pointed at stderr, so command output (JSON included) stays clean."""
+    """sf-heu writes one info line to stdout when its thread pool starts (the first parallel call in a
+    process); start it with stdout pointed at /dev/null, so command output (JSON included) stays clean."""
     global _pool_started
     if _pool_started:
         return
     _pool_started = True
     sys.stdout.flush()
-    saved = os.dup(1)
+    saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(2, 1)
+        os.dup2(null, 1)
         kit.encryptor().encrypt(kit.array(np.zeros((4, 1), dtype=object), phe.BigintEncoderParams()))
     finally:
         os.dup2(saved, 1)
         os.close(saved)
+        os.close(null)
 
 
 class PublicHe:
