@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from rich.console import Console, Group
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -43,7 +43,7 @@ def progress_bars(titles: list[str]) -> Iterator:
     """Like ``progress_bar`` with one bar per title; yields ``update(title, step, fraction)``."""
     bar = Progress(TextColumn("[bold]{task.description:<8}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                    TextColumn("{task.fields[step]}"), TimeElapsedColumn(), console=err_console)
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
 
     def update(title: str, step: str, fraction: float) -> None:
         if not tasks:

@@ -63,6 +63,8 @@ def make_node_cert(folder: str | os.PathLike, node: str, ca_cert: str | os.PathL
     folder.mkdir(parents=True, exist_ok=True)
     ca = x509.load_pem_x509_certificate(Path(ca_cert).read_bytes())
     ca_private = serialization.load_pem_private_key(Path(ca_key).read_bytes(), password=None)
+    if not isinstance(ca_private, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{ca_key}: the CA key must be an EC key (tandem certs makes one)")
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
     san = x509.SubjectAlternativeName([x509.DNSName(node), x509.DNSName("localhost"),

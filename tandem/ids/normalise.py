@@ -39,7 +39,18 @@ class InvalidIdentifier(ValueError):
 
 _FORMATTING = str.maketrans("", "", " -()\t")
 _RU_SHAPE = re.compile(r"(?:\+7|8|7)?(9\d{9})")
-_RU_MOBILE = re.compile(phonenumbers.PhoneMetadata.metadata_for_region("RU").mobile.national_number_pattern)
+
+
+def _ru_mobile_pattern() -> str:
+    """The national-number pattern of Russian mobiles in phonenumbers' own metadata."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region("RU")
+    pattern = metadata.mobile.national_number_pattern if metadata and metadata.mobile else None
+    if not pattern:
+        raise RuntimeError("phonenumbers has no mobile pattern for RU")
+    return pattern
+
+
+_RU_MOBILE = re.compile(_ru_mobile_pattern())
 
 
 def _fast_ru_mobile(text: str) -> str | None:
@@ -233,7 +244,7 @@ def _normalise_many(values: Iterable[object], one, kind: str,
 
 def _normalise_rest(values, one, kind: str, done: np.ndarray) -> tuple[np.ndarray, NormalisationReport]:
     """``one`` over the values that ``done`` left as ``None``; rows in the report are rows of ``values``."""
-    todo = np.flatnonzero(np.equal(done, None))
+    todo = np.flatnonzero(np.equal(done, np.array(None)))
     rest = values.take(todo).to_pylist() if isinstance(values, (pa.Array, pa.ChunkedArray)) \
         else [values[i] for i in todo]
     normalised, part = _normalise_many(rest, one, kind)

@@ -24,6 +24,7 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import NoReturn
 
 from tandem.errors import InputError
 from tandem.insight import catalog
@@ -148,7 +149,7 @@ def parse_query(raw: dict, where: str, defaults: dict | None = None) -> Query:
     if unknown:
         raise InputError(f"{where}: unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(_KEYS))})")
 
-    def fail(msg: str):
+    def fail(msg: str) -> NoReturn:
         raise InputError(f"{where}: {msg}")
 
     groups = raw.get("group_by")

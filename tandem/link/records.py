@@ -93,7 +93,7 @@ def _consented(column: pa.ChunkedArray) -> np.ndarray:
 def _unique_values(key: str, column: pa.ChunkedArray) -> tuple[np.ndarray, KeyReport]:
     """Normalise one key's column (shape ``(n,)``); values that several records share become ``None``."""
     normalised, rep = NORMALISERS[key](column)
-    usable = np.not_equal(normalised, None)
+    usable = np.not_equal(normalised, np.array(None))
     report = KeyReport(invalid=dict(rep.invalid))
     if len(set(normalised[usable])) < usable.sum():       # the usual case (no duplicates) costs one set
         counts = Counter(normalised[usable])

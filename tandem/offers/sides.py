@@ -12,6 +12,7 @@ from datetime import date
 import numpy as np
 
 from tandem.decide.rows import rows
+from tandem.decide.scoring import PassiveScorer
 from tandem.decide.state import FeatureTable
 from tandem.offers.catalog import Catalog
 from tandem.offers.content import top_categories
@@ -86,7 +87,7 @@ class MarketSide:
     """The marketplace's linked users for the propensity scorers (by model version) and the
     personalised content of each product that has some."""
 
-    def __init__(self, store, as_of: date, catalog: Catalog, scorers: dict[str, object]):
+    def __init__(self, store, as_of: date, catalog: Catalog, scorers: dict[str, PassiveScorer]):
         self.scorers = scorers
         table = rows(store, "market", "customers", as_of)
         names = _union(scorers.values())

@@ -55,7 +55,7 @@ def _charts(y: np.ndarray, score: np.ndarray, importance: list[tuple[str, str, f
     charts["KS"] = _png(fig)
 
     fig, ax = plt.subplots(figsize=(4.2, 4))
-    bins = np.linspace(0, max(score.max(), 1e-9), 40)
+    bins = list(np.linspace(0, max(score.max(), 1e-9), 40))
     ax.hist(score[y == 0], bins=bins, alpha=0.6, density=True, label="repaid")
     ax.hist(score[y == 1], bins=bins, alpha=0.6, density=True, label="defaulted")
     ax.set(xlabel="score (PD)", ylabel="density", title="Score distribution")

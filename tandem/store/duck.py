@@ -38,7 +38,9 @@ class DuckStore:
         if not self.path.exists():
             return
         # free blocks at the end of the file may be cut off by DuckDB itself: only used blocks must be there
-        _, _, block_size, _total_blocks, used_blocks, *_ = self.con.execute("PRAGMA database_size").fetchone()
+        size = self.con.execute("PRAGMA database_size").fetchone()
+        assert size is not None, "PRAGMA database_size returns one row"
+        _, _, block_size, _total_blocks, used_blocks, *_ = size
         expected = _HEADER_BYTES + block_size * used_blocks
         actual = self.path.stat().st_size
         if actual < expected:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NoReturn
 
 import duckdb
 import pyarrow as pa
@@ -96,6 +96,8 @@ class SqlStore:
     def _ddl(self, table: str, spec: TableSpec | None, schema: pa.Schema | None) -> str:
         types = _PG_TYPES if self._is_pg else {}
         if spec is None:
+            if schema is None:
+                raise ValueError("_ddl needs a table spec or an Arrow schema")
             spec = TableSpec(table, tuple(_column(f) for f in schema))
         body = spec.ddl(quote=self._quote, type_names=types)
         return body.replace(f"CREATE TABLE {self._quote(spec.name)}", f"CREATE TABLE {self._quote(table)}", 1)
@@ -158,16 +160,19 @@ class SqlStore:
 
     def _schema(self, name: str, columns: list[str] | None) -> pa.Schema:
         types = self.columns(name)
+        if types is None:
+            self._missing(name)
         return pa.schema([(c, _arrow_type(types[c])) for c in (columns or list(types))])
 
-    def _missing(self, name: str):
+    def _missing(self, name: str) -> NoReturn:
         raise StoreError(f"{self.location}: table '{name}' is missing")
 
 
 def _arrow_type(backend_type: str) -> pa.DataType:
     from tandem.store.schema import ARROW_TYPES, canonical_type
 
-    return ARROW_TYPES.get(canonical_type(backend_type), pa.string())
+    arrow_type: pa.DataType = ARROW_TYPES.get(canonical_type(backend_type), pa.string())
+    return arrow_type
 
 
 def _column(field: pa.Field):

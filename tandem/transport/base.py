@@ -53,5 +53,6 @@ class MemoryChannel:
 
 def memory_pair(a: str, b: str) -> tuple[MemoryChannel, MemoryChannel]:
     """Two connected channels: the first is ``a``'s end (its peer is ``b``), the second ``b``'s."""
-    ab, ba = queue.Queue(), queue.Queue()
+    ab: queue.Queue[bytes] = queue.Queue()
+    ba: queue.Queue[bytes] = queue.Queue()
     return MemoryChannel(b, ba, ab), MemoryChannel(a, ab, ba)

@@ -82,13 +82,14 @@ def campaign_tables(rng: np.random.Generator, cfg: dict, client_id: np.ndarray, 
     offered = rng.integers(0, len(TEST_WAVE), len(in_wave))
     who.append(in_wave)
     campaign.append(np.array([c[0] for c in TEST_WAVE], dtype=np.int32)[offered])
-    who, campaign = np.concatenate(who), np.concatenate(campaign)
+    who_rows, campaign_ids = np.concatenate(who), np.concatenate(campaign)
     product_of = {c[0]: c[2] for c in CAMPAIGNS + TEST_WAVE}
-    p = np.empty(len(who))
+    p = np.empty(len(who_rows))
     for cid, product in product_of.items():
-        mask = campaign == cid
-        p[mask] = accept[product][who[mask]]
-    contacts = pa.table({"campaign_id": campaign, "client_id": client_id[who], "responded": rng.random(len(who)) < p})
+        mask = campaign_ids == cid
+        p[mask] = accept[product][who_rows[mask]]
+    contacts = pa.table({"campaign_id": campaign_ids, "client_id": client_id[who_rows],
+                         "responded": rng.random(len(who_rows)) < p})
     return {"campaign_contacts": contacts, "contact_preferences": preferences}
 
 

@@ -59,7 +59,7 @@ def ceiling_aucs(world: str | Path, seed: int = 0) -> dict:
         return {"auc_bank_only": None, "auc_joint": None, "ceiling_rows": len(frame),
                 "ceiling_note": "too few shared borrowers to estimate an AUC"}
     test = np.random.default_rng([seed, 0x7E57]).random(len(frame)) < TEST_FRACTION
-    out = {"ceiling_rows": int(len(frame)), "ceiling_test_rows": int(test.sum()),
+    out: dict[str, int | float] = {"ceiling_rows": int(len(frame)), "ceiling_test_rows": int(test.sum()),
            "ceiling_test_defaults": int(y[test].sum())}
     for name, cols in (("auc_bank_only", bank_cols), ("auc_joint", bank_cols + market_cols)):
         train = lgb.Dataset(frame.loc[~test, cols].astype(float), y[~test])

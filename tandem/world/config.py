@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from datetime import date
 from importlib import resources
@@ -12,7 +13,7 @@ from tandem.errors import InputError
 MAX_PERSONS = 40_000_000  # the phone numbering plan of the generator holds this many
 
 
-def load_config(path: str | Path | None = None) -> dict:
+def load_config(path: str | os.PathLike | None = None) -> dict:
     """Return the calibration as nested dicts; values in ``path`` override the defaults.
 
     Unknown sections or keys in ``path`` are an error (a typo must not be silently ignored).

@@ -122,7 +122,8 @@ def _write(n_persons: int, seed: int, cfg: dict, intercepts: dict, tmp: Path, pr
             truth = _truth(people, b, m, reports)
             writer = writer or pq.ParquetWriter(tmp / "truth.parquet", truth.schema)
             writer.write_table(truth)
-        writer.close()
+        if writer is not None:
+            writer.close()
         return _summary(n_persons, seed, bank, market, tmp, reports, sellers["truth"])
     finally:
         bank.close()
@@ -171,7 +172,7 @@ def _summary(n_persons, seed, bank: DuckStore, market: DuckStore, tmp: Path, rep
     app = bank.con.execute("""
         SELECT count(*), avg(CASE WHEN default_90_12m THEN 1.0 ELSE 0.0 END)
         FROM loans WHERE issued_on >= (SELECT max(issued_on) - INTERVAL 60 DAY FROM loans)
-    """).fetchone()
+    """).fetchone() or (0, None)
     st = seller_truth.to_pandas()
     return {
         "persons": n_persons,
