@@ -13,11 +13,11 @@ import os
 from pathlib import Path
 
 from cryptography import x509
-
-from tandem.atomic import write_atomically
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tandem.atomic import write_atomically
 
 VALID_DAYS = 365
 
@@ -41,7 +41,7 @@ def make_ca(folder: str | os.PathLike, name: str = "Tandem development CA") -> t
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(_name(name))
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -66,7 +66,7 @@ def make_node_cert(folder: str | os.PathLike, node: str, ca_cert: str | os.PathL
     if not isinstance(ca_private, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{ca_key}: the CA key must be an EC key (tandem certs makes one)")
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     san = x509.SubjectAlternativeName([x509.DNSName(node), x509.DNSName("localhost"),
                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
     cert = (x509.CertificateBuilder().subject_name(_name(node)).issuer_name(ca.subject)

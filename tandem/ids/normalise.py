@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
-from phonenumbers import NumberParseException, PhoneNumberFormat
-from phonenumbers import ValidationResult
+from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
 DEFAULT_REGION = "RU"
 _EXAMPLES_PER_REASON = 5
@@ -188,7 +187,7 @@ class NormalisationReport:
     def n_invalid(self) -> int:
         return sum(self.invalid.values())
 
-    def merge(self, other: "NormalisationReport", row_offset: int = 0) -> None:
+    def merge(self, other: NormalisationReport, row_offset: int = 0) -> None:
         """Add ``other`` (a later chunk whose rows start at ``row_offset``) into this report."""
         self.total += other.total
         self.valid += other.valid

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import duckdb
 import pyarrow as pa
@@ -11,7 +11,6 @@ import pyarrow as pa
 from tandem.errors import StoreError
 from tandem.store.base import TMP_SUFFIX
 from tandem.store.schema import TableSpec
-
 
 _HEADER_BYTES = 3 * 4096    # DuckDB's main header and two database headers precede the blocks
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from typing import Iterable, Iterator, NoReturn
+from collections.abc import Iterable, Iterator
+from typing import NoReturn
 
 import duckdb
 import pyarrow as pa

@@ -7,11 +7,19 @@ import pandas as pd
 import pyarrow as pa
 
 from tandem.world.campaigns import campaign_tables
-from tandem.world.catalog import (MARKETPLACE_MCC, MCC, MCC_AMOUNT, MCC_BASE, MCC_CODES, MERCHANT_COUNT,
-                                  MERCHANT_FIRST, MERCHANTS)
+from tandem.world.catalog import (
+    MARKETPLACE_MCC,
+    MCC,
+    MCC_AMOUNT,
+    MCC_BASE,
+    MCC_CODES,
+    MERCHANT_COUNT,
+    MERCHANT_FIRST,
+    MERCHANTS,
+)
 from tandem.world.persons import DOMAINS, Persons, email_locals, format_phones, mix_ids, phone_number, primary_domain
-from tandem.world.risk import (PRODUCTS, application_logit, application_terms, dpd_history, prior_logit, sigmoid)
-from tandem.world.timeline import US_PER_DAY, add_months, day_number, dates_to_arrow, timestamps_to_arrow
+from tandem.world.risk import PRODUCTS, application_logit, application_terms, dpd_history, prior_logit, sigmoid
+from tandem.world.timeline import US_PER_DAY, add_months, dates_to_arrow, day_number, timestamps_to_arrow
 
 BANK_ID = 25_214_903_917 | 1, 11
 SALARY_MONTHS = 6

@@ -74,7 +74,7 @@ def campaign_tables(rng: np.random.Generator, cfg: dict, client_id: np.ndarray, 
     noisy = {p: v + cc["noise"] * rng.standard_normal(n) for p, v in logits.items()}
     accept = {p: sigmoid(intercept_for(v, cc[f"rate_{p}"]) + v) for p, v in noisy.items()}
     who, campaign = [], []
-    for cid, _name, product, _channel, _month in CAMPAIGNS:
+    for cid, _name, _product, _channel, _month in CAMPAIGNS:
         contacted = np.flatnonzero(consent & (rng.random(n) < cc["contacts_share"]))
         who.append(contacted)
         campaign.append(np.full(len(contacted), cid, dtype=np.int32))

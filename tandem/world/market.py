@@ -6,10 +6,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tandem.world.catalog import (CATEGORY_BASE, CATEGORY_NAMES, CATEGORY_PRICE, CATEGORY_RETURN, CAT)
-from tandem.world.persons import (DOMAIN_TYPOS, DOMAINS, OLD_PHONE_OFFSET, Persons, email_locals, format_phones,
-                                  mix_ids, phone_number, primary_domain)
-from tandem.world.timeline import US_PER_DAY, day_number, dates_to_arrow, timestamps_to_arrow
+from tandem.world.catalog import CAT, CATEGORY_BASE, CATEGORY_NAMES, CATEGORY_PRICE, CATEGORY_RETURN
+from tandem.world.persons import (
+    DOMAIN_TYPOS,
+    DOMAINS,
+    OLD_PHONE_OFFSET,
+    Persons,
+    email_locals,
+    format_phones,
+    mix_ids,
+    phone_number,
+    primary_domain,
+)
+from tandem.world.timeline import US_PER_DAY, dates_to_arrow, day_number, timestamps_to_arrow
 
 MARKET_ID = (6_364_136_223_846_793_005 % (1 << 40)) | 1, 1_442_695_040_888_963_407 % (1 << 40)
 MARKET_PHONE_STYLES = ["+7 (ddd) ddd-dd-dd", "8 ddd ddd dd dd", "8(ddd)ddddddd", "+7digits", "ddd-ddd-dd-dd"]
