@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from tandem.audit import AuditLog
 from tandem.engine import LocalEngine
 from tandem.errors import InputError, TandemError
 from tandem.insight.budget import InsightPolicy
@@ -34,7 +33,7 @@ from tandem.protocols.wire import InsightQuery, LinkAccept, LinkRequest, TrainRe
 from tandem.store import open_store
 from tandem.store.schema import Column, TableSpec
 from tandem.transport.grpc_node import GrpcChannel, Inboxes, NodeServer, PeerClient, TlsFiles
-from tandem.transport.session import Session
+from tandem.transport.session import Session, open_audit
 
 if TYPE_CHECKING:       # training modules load only when a node trains (they pull in pandas and scipy)
     from tandem.insight.query import Query
@@ -123,7 +122,7 @@ class Node:
         self.config = config
         self.train_data = train_data
         self.events = events or (lambda e: None)
-        self.audit = AuditLog(config.audit_path, config.name)
+        self.audit = open_audit(config)
         self.inboxes = Inboxes(self._on_new_session)
         self.server = NodeServer(config.name, config.listen, config.tls, set(config.peers), self.inboxes)
         self.clients = {n: PeerClient(n, a, config.tls) for n, a in config.peers.items()}

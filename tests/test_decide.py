@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import tomllib
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
+from tandem.audit import read_audit
 from tandem.decide.local import TRAIN, Service, train_models, write_decide_configs
 from tandem.learn.boosting import HistBoostingClassifier
 from tandem.learn.federated import estimator_kwargs, ordered, request_fields, split_rows
@@ -169,8 +171,18 @@ def test_seller_credit_lines_and_the_audit_log(services):
         d = a.json()
         assert d["kind"] == "seller_credit_line" and d["limit"] >= 0
         assert d["decision"] == "decline" or len(d["terms"]) == 1
-    audit = (s["world"] / "nodes" / "state-market" / "audit.jsonl").read_text()
-    assert "/v1/sellers/credit-line" in audit and "/v1/checkout/installments" in audit
+    sent, _ = read_audit(s["world"] / "nodes" / "state-market" / "audit.jsonl")
+    received, _ = read_audit(s["world"] / "nodes" / "state-bank" / "audit.jsonl")
+    for kind in ("sellers", "customers"):           # each call and answer, on both nodes, with the real peer
+        asked = {e["session"] for e in sent if (e["direction"], e["peer"], e["message"]) == (
+            "out", "bank", f"{kind} decision request")}
+        answered = {e["session"] for e in sent if (e["direction"], e["peer"], e["message"]) == (
+            "in", "bank", f"{kind} decision")}
+        heard = {e["session"] for e in received if (e["direction"], e["peer"], e["message"]) == (
+            "in", "market", f"{kind} decision request")}
+        assert answered and answered <= asked and answered <= heard
+        if kind == "sellers":
+            assert {f"seller-{i:05d}" for i in range(10)} <= answered
 
 
 def test_restarting_the_bank_mid_load_loses_no_recorded_decision(services):
@@ -192,13 +204,18 @@ def test_restarting_the_bank_mid_load_loses_no_recorded_decision(services):
     threads = [threading.Thread(target=load, args=(w,)) for w in range(4)]
     for t in threads:
         t.start()
-    while len(ok) < 40:
+    deadline = time.monotonic() + 300
+    while len(ok) < 40 and time.monotonic() < deadline:
         threading.Event().wait(0.05)
+    if len(ok) < 40:
+        stop.set()
+    assert len(ok) >= 40, f"only {len(ok)} decisions within 300 s"
     s["bank"].proc.send_signal(signal.SIGKILL)              # crash, mid-load
     s["bank"].proc.wait()
     stop.set()
     for t in threads:
-        t.join()
+        t.join(timeout=60)
+        assert not t.is_alive(), "a load thread did not stop within 60 s"
     s["bank"] = Service(s["paths"]["bank"]).wait_ready()
     for rid, d in list(ok.items())[:: max(1, len(ok) // 15)]:
         user = s["users"][int(rid.rsplit("-", 1)[1]) % len(s["users"])]

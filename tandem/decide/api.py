@@ -2,7 +2,9 @@
 
 Each service runs on two listeners: mutual TLS for the other node, and TLS with an API key
 (``X-API-Key``) for other clients; ``make_app(..., auth=...)`` builds the app for one of
-them. Every answer that leaves for the other node, and every call to it, is audited.
+them. The peer listener's guard (``transport.http_server.PeerGuard``) admits only the configured
+peer node and audits every request and answer; calls to the other node go through
+``transport.http_client.PeerHttpClient``, which audits them too.
 Errors are 4xx with one ``detail`` line: unknown link id 404, model version not loaded or
 request id reused 409, malformed input 422, no credentials 401, over the API key's rate
 limit 429 (with ``Retry-After``).
@@ -12,24 +14,29 @@ from __future__ import annotations
 
 import json
 import math
-import ssl
+import sys
 from typing import Literal
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
-from tandem.audit import AuditLog
 from tandem.decide import policy as rules
 from tandem.decide.ledger import Ledger, ReusedRequestId, request_hash
-from tandem.decide.peer_http import PeerPool
 from tandem.decide.schemas import (BitsRequest, BitsResponse, CheckoutRequest, Decision, InstallmentRequest, Problem,
                                    SellerCreditRequest, SellerRequest)
 from tandem.decide.scoring import ScoringError, decode_bits, encode_bits
 from tandem.decide.state import KINDS, ApiClients, ServiceState
 from tandem.errors import TandemError
+from tandem.transport.http import Messages, PeerMessage
+from tandem.transport.http_client import PeerHttpClient
 
 PROTOCOL = "decide/1"
+MESSAGES: Messages = {           # the decision services' peer endpoints, as the audit log names them
+    "/v1/checkout/installments": PeerMessage("customers decision", "request_id"),
+    "/v1/sellers/credit-line": PeerMessage("sellers decision", "request_id"),
+    "/v1/bits": PeerMessage("bits", "model_version", rows=True),
+}
 ERRORS = {code: {"model": Problem} for code in (401, 404, 409, 422, 429, 502, 503)}
 Auth = Literal["mtls", "api_key"]
 
@@ -37,7 +44,7 @@ Auth = Literal["mtls", "api_key"]
 def _authenticator(auth: Auth, clients: ApiClients):
     async def check(request: Request) -> str:        # async: FastAPI runs it on the loop, not in a thread
         if auth == "mtls":
-            return "node"                          # the TLS layer required a certificate from our CA
+            return "node"            # PeerGuard admitted only the configured peer's certificate
         verdict = clients.admit(request.headers.get("x-api-key", ""))
         if verdict == "unknown":
             raise HTTPException(401, "missing or unknown API key (X-API-Key)")
@@ -68,13 +75,14 @@ def _app(title: str, auth: Auth, clients: ApiClients, state: ServiceState) -> Fa
             versions = state.reload()
             state.refresh()
         except Exception as exc:  # noqa: BLE001 - a bad file must not take the service down
-            raise HTTPException(409, f"reload failed, still serving the loaded models: {exc}") from None
+            print(f"reload failed: {exc}", file=sys.stderr, flush=True)     # the operator's log, not the caller's
+            raise HTTPException(409, "reload failed, still serving the loaded models") from None
         return {"models": versions, "current": state.current}
 
     return app
 
 
-def bank_app(state: ServiceState, ledger: Ledger, policy: dict, audit: AuditLog, auth: Auth,
+def bank_app(state: ServiceState, ledger: Ledger, policy: dict, auth: Auth,
              clients: ApiClients | None = None) -> FastAPI:
     """The bank's decision service (the label holder's part of the models, its features, the ledger).
     ``clients``: who may call the API-key listener (none given: nobody)."""
@@ -107,9 +115,6 @@ def bank_app(state: ServiceState, ledger: Ledger, policy: dict, audit: AuditLog,
         except ReusedRequestId as exc:
             raise HTTPException(409, str(exc)) from None
         out = json.dumps({**response, "replayed": replayed}).encode()
-        if auth == "mtls":
-            audit.record(direction="out", peer="node", protocol=PROTOCOL, session=body.request_id,
-                         message=f"{entity} decision", nbytes=len(out), records=1)
         return Response(out, media_type="application/json")
 
     def answer(body, entity: str, scorer, pd: float, outcome: rules.Outcome, currency: str) -> dict:
@@ -143,43 +148,22 @@ def bank_app(state: ServiceState, ledger: Ledger, policy: dict, audit: AuditLog,
     return app
 
 
-def peer_context(tls) -> ssl.SSLContext:
-    """Client TLS: our node certificate, and only servers whose certificate our CA signed. The
-    peer's name is checked per connection by ``check_peer`` (every node certificate also names
-    127.0.0.1, so the address alone would not tell the nodes apart)."""
-    context = ssl.create_default_context(cafile=str(tls.ca))
-    context.check_hostname = False
-    context.load_cert_chain(str(tls.cert), str(tls.key))
-    return context
-
-
-def check_peer(reply, peer: str) -> None:
-    """The answer came from ``peer``'s certificate (its common name), or ``TandemError``."""
-    stream = reply.extensions.get("network_stream")
-    tls = stream.get_extra_info("ssl_object") if stream is not None else None
-    subject = dict(x[0] for x in (tls.getpeercert() or {}).get("subject", ())) if tls is not None else {}
-    if subject.get("commonName") != peer:
-        raise TandemError(f"the decision service answering is not {peer} (certificate of "
-                          f"{subject.get('commonName', 'nobody')})")
-
-
 class BankClient:
-    """The marketplace node's mutual-TLS client of the bank's decision service (audited); the bank's
-    offers use it the other way round, as a client of the marketplace's (``service`` names it)."""
+    """The marketplace node's client of the bank's decision service (the bank's offers use it the other
+    way round, as a client of the marketplace's: ``service`` names it); a peer that cannot be reached
+    is a 502 whose detail names the service only."""
 
-    def __init__(self, address: str, peer: str, tls, audit: AuditLog, timeout_s: float = 5.0,
-                 service: str = "the bank's decision service"):
-        self.peer, self.audit, self.service = peer, audit, service
-        self.pool = PeerPool(address, peer_context(tls), peer, timeout_s=timeout_s)
+    def __init__(self, address: str, peer: str, tls, audit, timeout_s: float = 5.0,
+                 service: str = "the bank's decision service", messages: Messages | None = None):
+        self.service = service
+        self.http = PeerHttpClient(address, peer, tls, audit, messages or MESSAGES, PROTOCOL, timeout_s=timeout_s)
 
-    async def post(self, path: str, body: dict, session: str) -> tuple[int, bytes]:
-        data = json.dumps(body).encode()
-        self.audit.record(direction="out", peer=self.peer, protocol=PROTOCOL, session=session, message=path,
-                          nbytes=len(data), records=1)
+    async def post(self, path: str, body: dict) -> tuple[int, bytes]:
         try:
-            return await self.pool.post(path, data)
+            return await self.http.post(path, body)
         except TandemError as exc:
-            raise HTTPException(502, f"{self.service}: {exc}") from None
+            print(f"{self.service}: {exc}", file=sys.stderr, flush=True)     # the operator's log
+            raise HTTPException(502, f"{self.service} is unavailable") from None
 
 
 def forecast_gmv(recent_3m: float | None, trend: float | None) -> float:
@@ -187,7 +171,7 @@ def forecast_gmv(recent_3m: float | None, trend: float | None) -> float:
     return round(min((recent_3m or 0.0) * float(np.exp(3 * (trend or 0.0))), 1e10), 2)
 
 
-def market_app(state: ServiceState, bank: BankClient | None, audit: AuditLog, auth: Auth,
+def market_app(state: ServiceState, bank: BankClient | None, auth: Auth,
                clients: ApiClients | None = None) -> FastAPI:
     """The marketplace's gateway: turns a checkout (by its own user id) into a bank request that holds
     only the link id, the order and its go-left bits."""
@@ -209,7 +193,7 @@ def market_app(state: ServiceState, bank: BankClient | None, audit: AuditLog, au
         """The bank's decision, passed through as it came (the bank validated it)."""
         if bank is None:
             raise HTTPException(503, "no bank configured for this node")
-        status, reply = await bank.post(path, payload, payload["request_id"])
+        status, reply = await bank.post(path, payload)
         if status != 200:
             try:
                 detail = json.loads(reply).get("detail", "")
@@ -251,10 +235,7 @@ def market_app(state: ServiceState, bank: BankClient | None, audit: AuditLog, au
             if body.kind == "sellers":
                 g, t = (table.extras[n][rows] for n in ("gmv_recent_3m", "gmv_trend"))
                 gmv = [forecast_gmv(None if np.isnan(a) else a, None if np.isnan(b) else b) for a, b in zip(g, t)]
-            out = BitsResponse(model_version=scorer.version, found=found, bits=[encode_bits(b) for b in bits],
-                               forecast_gmv=gmv)
-            audit.record(direction="out", peer="node", protocol=PROTOCOL, session=body.model_version,
-                         message="bits", nbytes=len(out.model_dump_json()), records=len(rows))
-            return out
+            return BitsResponse(model_version=scorer.version, found=found, bits=[encode_bits(b) for b in bits],
+                                forecast_gmv=gmv)
 
     return app

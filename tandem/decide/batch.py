@@ -14,9 +14,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pyarrow as pa
 
-from tandem.audit import AuditLog
 from tandem.decide import policy as rules
-from tandem.decide.api import check_peer, peer_context
+from tandem.decide.api import MESSAGES, PROTOCOL
 from tandem.decide.scoring import ActiveScorer, decode_bits
 from tandem.decide.state import FeatureTable, POLICY_COLUMNS, load_decide_config
 from tandem.decide.rows import rows
@@ -24,6 +23,9 @@ from tandem.errors import InputError, TandemError
 from tandem.learn import model_io
 from tandem.store import open_store
 from tandem.store.schema import Column, TableSpec
+from tandem.transport.http import Messages
+from tandem.transport.http_client import BlockingPeerHttpClient
+from tandem.transport.session import open_audit
 
 CHUNK = 20_000
 POLICY_SECTION = {"customers": "installments", "sellers": "sellers"}
@@ -46,15 +48,14 @@ def score_portfolio(config_path: str, entity: str, progress=lambda what, fractio
     try:
         table = FeatureTable(rows(store, "bank", entity, cfg.as_of), scorer.names, POLICY_COLUMNS[("active", entity)])
         policy = rules.load_policy(cfg.policy)
-        audit = AuditLog(cfg.node.audit_path, cfg.node.name)
         bits = np.zeros((len(table), scorer.n_bits), dtype=bool)
         found = np.zeros(len(table), dtype=bool)
         gmv = np.zeros(len(table))
-        with peer_client(cfg) as client:
+        with peer_client(cfg, MESSAGES) as client:
             for start in range(0, len(table), CHUNK):
                 ids = table.link_ids[start:start + CHUNK]
-                answer = post_peer(client, cfg, audit, "/v1/bits", {"kind": entity, "model_version": scorer.version,
-                                                                    "link_ids": ids}, scorer.version, "bits request")
+                answer = post_peer(client, cfg, "/v1/bits", {"kind": entity, "model_version": scorer.version,
+                                                             "link_ids": ids})
                 hit = np.flatnonzero(answer["found"]) + start
                 found[hit] = True
                 for i, text in zip(hit, answer["bits"]):
@@ -79,32 +80,25 @@ def score_portfolio(config_path: str, entity: str, progress=lambda what, fractio
             "pd_mean": float(pd.mean()) if len(pd) else None}
 
 
-def peer_client(cfg):
-    """A synchronous mutual-TLS client of the other node's decision service (batch work)."""
-    import httpx
+def peer_client(cfg, messages: Messages) -> BlockingPeerHttpClient:
+    """A blocking mutual-TLS client of the other node's decision service (batch work), audited in this
+    node's audit log with ``messages`` naming the endpoints."""
+    return BlockingPeerHttpClient(cfg.peer_address, cfg.peer, cfg.node.tls, open_audit(cfg.node), messages, PROTOCOL)
 
-    return httpx.Client(base_url=f"https://{cfg.peer_address}", verify=peer_context(cfg.node.tls), timeout=120)
 
-
-def post_peer(client, cfg, audit: AuditLog, path: str, body: dict, session: str, message: str) -> dict:
-    """POST ``body`` to the peer (audited, with its row count), check that the peer answered, return its JSON."""
-    import httpx
-
-    data = json.dumps(body).encode()
-    audit.record(direction="out", peer=cfg.peer, protocol="decide/1", session=session, message=message,
-                 nbytes=len(data), records=len(body.get("link_ids", ())))
+def post_peer(client: BlockingPeerHttpClient, cfg, path: str, body: dict) -> dict:
+    """POST ``body`` to the peer, check that it answered, return its JSON (``TandemError`` otherwise)."""
+    status, data = client.post(path, body)
     try:
-        reply = client.post(path, content=data, headers={"content-type": "application/json"})
-    except httpx.HTTPError as exc:
-        raise TandemError(f"the {cfg.peer} decision service is unreachable ({type(exc).__name__})") from None
-    check_peer(reply, cfg.peer)
-    if reply.status_code != 200:
-        try:
-            detail = reply.json().get("detail", reply.text)
-        except ValueError:
-            detail = reply.text
+        answer = json.loads(data)
+    except ValueError:
+        answer = None
+    if status != 200:
+        detail = answer.get("detail", "") if isinstance(answer, dict) else data.decode(errors="replace")
         raise TandemError(f"{cfg.peer}: {str(detail)[:300]}")
-    return reply.json()
+    if not isinstance(answer, dict):
+        raise TandemError(f"{cfg.peer}: a malformed answer to {path}")
+    return answer
 
 
 def _limits(entity: str, pd: np.ndarray, table: FeatureTable, found: np.ndarray, gmv: np.ndarray, policy: dict,

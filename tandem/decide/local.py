@@ -106,8 +106,9 @@ def burst(world: Path, api: str, key: str, checkouts: int = 400, sellers: int = 
     from concurrent.futures import ThreadPoolExecutor
 
     import duckdb
-    import httpx
     import numpy as np
+
+    from tandem.transport.http_client import ApiClient
 
     con = duckdb.connect(str(world / "market.duckdb"), read_only=True)
     try:
@@ -126,13 +127,10 @@ def burst(world: Path, api: str, key: str, checkouts: int = 400, sellers: int = 
 
     def send(job):
         if not hasattr(local, "client"):
-            local.client = httpx.Client(verify=False, headers={"X-API-Key": key}, timeout=30)
+            local.client = ApiClient(key)
         started = time.perf_counter()
-        try:
-            reply = local.client.post(api + job[0], json=job[1])
-        except httpx.HTTPError:
-            return job[0], None, time.perf_counter() - started
-        return job[0], reply.json() if reply.status_code == 200 else None, time.perf_counter() - started
+        status, answer = local.client.post(api + job[0], job[1])
+        return job[0], answer if status == 200 else None, time.perf_counter() - started
 
     with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(send, jobs))

@@ -11,91 +11,62 @@ import asyncio
 import gc
 import json
 import signal
-import ssl
 import sys
 
-from tandem.audit import AuditLog
-from tandem.decide.api import BankClient, bank_app, market_app
+from tandem.decide.api import MESSAGES, PROTOCOL, BankClient, bank_app, market_app
 from tandem.decide.baseline import LightGbmScorer
 from tandem.decide.ledger import Ledger
 from tandem.decide.policy import load_policy
 from tandem.decide.scoring import ActiveScorer
 from tandem.decide.state import ApiClients, ServiceState, load_decide_config, load_scorer, read_api_keys
-from tandem.errors import InputError
 from tandem.store import open_store
+from tandem.transport.http_server import HttpServers
+from tandem.transport.session import open_audit
 
 ACTIVE = (ActiveScorer, LightGbmScorer)
 
 
-def _host_port(text: str, where: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise InputError(f"{where} must look like host:port, got '{text}'")
-    return host, int(port)
-
-
 def build(config_path: str):
-    """The service's apps and resources: ``[(listen, app, mutual_tls)], cfg, state, ledger`` (``None`` on
-    the passive side)."""
+    """The service's listeners and resources: ``HttpServers, cfg, state, ledger`` (``None`` on the passive
+    side)."""
     cfg = load_decide_config(config_path)
     node = cfg.node
     role = "active" if isinstance(load_scorer(next(iter(cfg.models.values())), None), ACTIVE) else "passive"
     store = open_store(node.store, read_only=role == "passive")
-    audit = AuditLog(node.audit_path, node.name, sync_each=False)
+    audit = open_audit(node, sync_each=False)
     clients = ApiClients(read_api_keys(cfg.api_keys), cfg.rate_limit)
     state = ServiceState(cfg, store, role)
     ledger = policy = None
     if role == "active":
         ledger, policy = Ledger(node.store, node.state_dir / "ledger"), load_policy(cfg.policy)
-        apps = [(cfg.listen, bank_app(state, ledger, policy, audit, "mtls"), True)]
+        apps = [(cfg.listen, bank_app(state, ledger, policy, "mtls"), True)]
         if cfg.api_listen:
-            apps.append((cfg.api_listen, bank_app(state, ledger, policy, audit, "api_key", clients), False))
+            apps.append((cfg.api_listen, bank_app(state, ledger, policy, "api_key", clients), False))
     else:
         bank = BankClient(cfg.peer_address, cfg.peer, node.tls, audit) if cfg.peer else None
-        apps = [(cfg.listen, market_app(state, bank, audit, "mtls"), True)]
+        apps = [(cfg.listen, market_app(state, bank, "mtls"), True)]
         if cfg.api_listen:
-            apps.append((cfg.api_listen, market_app(state, bank, audit, "api_key", clients), False))
-    from tandem.offers.service import attach_offers
+            apps.append((cfg.api_listen, market_app(state, bank, "api_key", clients), False))
+    from tandem.offers.service import OFFER_MESSAGES, attach_offers
 
     attach_offers(apps, config_path, cfg, state, store, audit, role, policy, clients)
-    return apps, cfg, state, ledger
+    servers = HttpServers(apps, node.tls, peer=cfg.peer, audit=audit, messages={**MESSAGES, **OFFER_MESSAGES},
+                          protocol=PROTOCOL, where=str(node.path))
+    return servers, cfg, state, ledger
 
 
-async def _serve(apps, cfg) -> None:
-    import uvicorn
-
-    tls = cfg.node.tls
-    servers = []
-    for listen, app, mutual in apps:
-        host, port = _host_port(listen, f"{cfg.node.path}: [decide] listen")
-        servers.append(uvicorn.Server(uvicorn.Config(
-            app, host=host, port=port, ssl_certfile=str(tls.cert), ssl_keyfile=str(tls.key), ssl_ca_certs=str(tls.ca),
-            ssl_cert_reqs=ssl.CERT_REQUIRED if mutual else ssl.CERT_NONE, log_level="warning", access_log=False,
-            lifespan="off", loop="asyncio", http="httptools")))
-    def stop_all(*_):
-        for s in servers:
-            s.should_exit = True
+async def _serve(servers: HttpServers, cfg) -> None:
     # Each uvicorn server takes SIGTERM/SIGINT while it runs and, once stopped, hands the signal on to the
     # handler it found: ours, installed first, stops them all and lets the process close the ledger,
     # where the default handler would kill it.
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, stop_all)
-    tasks = [asyncio.create_task(s.serve()) for s in servers]
-    while not all(s.started for s in servers):
-        if any(t.done() for t in tasks):
-            break
-        await asyncio.sleep(0.05)
-    if not all(s.started for s in servers):
-        for s in servers:
-            s.should_exit = True
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise InputError(f"{cfg.node.path}: cannot listen on {', '.join(a[0] for a in apps)} (address in use?)")
-    print(json.dumps({"event": "ready", "node": cfg.node.name, "listen": [a[0] for a in apps]}), flush=True)
-    await asyncio.gather(*tasks)
+        signal.signal(sig, servers.stop)
+    await servers.serve(lambda: print(json.dumps({"event": "ready", "node": cfg.node.name,
+                                                  "listen": servers.listen}), flush=True))
 
 
 def serve(config_path: str) -> None:
-    apps, cfg, _state, ledger = build(config_path)
+    servers, cfg, _state, ledger = build(config_path)
     gc.collect()
     gc.freeze()            # what start-up built lives as long as the service: keep it out of every collection
     try:
@@ -104,7 +75,7 @@ def serve(config_path: str) -> None:
     except ImportError:
         run = asyncio.run
     try:
-        run(_serve(apps, cfg))
+        run(_serve(servers, cfg))
     finally:
         if ledger is not None:
             ledger.close()         # the journal's last decisions into the store

@@ -15,7 +15,6 @@ from datetime import date, datetime, timezone
 import numpy as np
 import pyarrow as pa
 
-from tandem.audit import AuditLog
 from tandem.decide import policy as rules
 from tandem.decide.batch import CHUNK, peer_client, post_peer
 from tandem.decide.scoring import ActiveScorer, ScoringError, decode_bits
@@ -25,6 +24,7 @@ from tandem.learn import model_io
 from tandem.offers.catalog import load_catalog
 from tandem.offers.decision import REASONS, Decisions, decide
 from tandem.offers.models import load_manifest, load_offers_config, read_manifest
+from tandem.offers.service import OFFER_MESSAGES
 from tandem.offers.sides import BankSide
 from tandem.store import open_store
 from tandem.store.schema import Column as C
@@ -72,11 +72,10 @@ def offers_portfolio(config_path: str, progress=lambda what, fraction: None, eva
     try:
         progress("reading the bank's features and contact history", 0.02)
         side = BankSide(store, cfg.as_of, catalog, pd_scorer, scorers)
-        audit = AuditLog(cfg.node.audit_path, cfg.node.name)
-        found, pd, propensity = _score(side, cfg, audit, progress)
+        found, pd, propensity = _score(side, cfg, progress)
         rows = np.flatnonzero(found)
         decisions = decide(propensity, side.clients(rows, pd), catalog, side.products, policy)
-        categories = _content(side, rows, decisions, cfg, audit)
+        categories = _content(side, rows, decisions, cfg)
         table = _table(side, rows, pd, propensity, decisions, categories)
         progress("writing table offers", 0.9)
         store.write_table(SPEC.name, table, SPEC)
@@ -105,17 +104,16 @@ def offers_portfolio(config_path: str, progress=lambda what, fraction: None, eva
     return result
 
 
-def _score(side: BankSide, cfg, audit: AuditLog, progress) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _score(side: BankSide, cfg, progress) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(found (n,), pd (m,), propensity (m, k))`` over the clients the marketplace knows."""
     n, versions = len(side), side.versions
     scorers = [side.pd_scorer, *side.scorers]
     bits = [np.zeros((n, s.n_bits), dtype=bool) for s in scorers]
     found = np.zeros(n, dtype=bool)
-    with peer_client(cfg) as client:
+    with peer_client(cfg, OFFER_MESSAGES) as client:
         for start in range(0, n, CHUNK):
             ids = side.link_ids[start:start + CHUNK]
-            answer = post_peer(client, cfg, audit, "/v1/offers/bits", {"model_versions": versions, "link_ids": ids},
-                               versions[0], "offer bits request")
+            answer = post_peer(client, cfg, "/v1/offers/bits", {"model_versions": versions, "link_ids": ids})
             hit = np.flatnonzero(_found(answer, len(ids), cfg)) + start
             found[hit] = True
             for v, s, b in zip(versions, scorers, bits):
@@ -133,10 +131,10 @@ def _score(side: BankSide, cfg, audit: AuditLog, progress) -> tuple[np.ndarray, 
     return found, pd, propensity
 
 
-def _content(side: BankSide, rows: np.ndarray, decisions: Decisions, cfg, audit: AuditLog) -> dict:
+def _content(side: BankSide, rows: np.ndarray, decisions: Decisions, cfg) -> dict:
     """(row position, product position) -> categories, asked of the marketplace only for offered pairs."""
     out = {}
-    with peer_client(cfg) as client:
+    with peer_client(cfg, OFFER_MESSAGES) as client:
         for j, p in enumerate(side.products):
             if p.personalise == "none":
                 continue
@@ -144,8 +142,7 @@ def _content(side: BankSide, rows: np.ndarray, decisions: Decisions, cfg, audit:
             for start in range(0, len(offered), CHUNK):
                 part = offered[start:start + CHUNK]
                 ids = [side.link_ids[rows[r]] for r in part]
-                answer = post_peer(client, cfg, audit, "/v1/offers/content", {"product": p.key, "link_ids": ids},
-                                   p.key, f"offer content request {p.key}")
+                answer = post_peer(client, cfg, "/v1/offers/content", {"product": p.key, "link_ids": ids})
                 hit = part[_found(answer, len(ids), cfg)]
                 named = answer.get("categories")
                 if not isinstance(named, list) or len(named) != len(hit) or not all(

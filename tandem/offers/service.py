@@ -8,7 +8,8 @@ bank would approve, i.e. its view of the client's solvency.
 Marketplace, on its mutual-TLS listener (the bank node only): ``POST /v1/offers/bits`` (go-left
 bits of the PD model's and the propensity models' marketplace splits, never features) and
 ``POST /v1/offers/content`` (the personalised part of an offer, asked only for clients the bank
-offers it). Every answer that leaves a node, and every call to the other node, is audited.
+offers it). The transport audits every request and answer of the peer endpoints (``OFFER_MESSAGES``
+names them), on both nodes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi import Path as PathParam
 
-from tandem.decide.api import ERRORS, PROTOCOL, BankClient, _authenticator
+from tandem.decide.api import ERRORS, BankClient, _authenticator
 from tandem.decide.scoring import ActiveScorer, PassiveScorer, ScoringError, decode_bits, encode_bits
 from tandem.decide.state import ApiClients
 from tandem.errors import InputError
@@ -30,6 +31,12 @@ from tandem.offers.models import OffersConfig, load_manifest, load_offers_config
 from tandem.offers.schemas import (ContentRequest, ContentResponse, Offer, OfferBitsRequest, OfferBitsResponse,
                                    OfferList, Withheld)
 from tandem.offers.sides import BankSide, MarketSide
+from tandem.transport.http import Messages, PeerMessage
+
+OFFER_MESSAGES: Messages = {     # the marketplace's offer endpoints for the bank node, as the audit log names them
+    "/v1/offers/bits": PeerMessage("offer bits", "model_versions", rows=True),
+    "/v1/offers/content": PeerMessage("offer content", "product", suffix="product", rows=True),
+}
 
 
 class _Holder:
@@ -84,7 +91,8 @@ def attach_offers(apps: list, config_path: str, cfg, state, store, audit, role: 
 
         holder = _Holder(build_bank)
         market = (BankClient(cfg.peer_address, cfg.peer, cfg.node.tls, audit,
-                             service="the marketplace's decision service") if cfg.peer else None)
+                             service="the marketplace's decision service", messages=OFFER_MESSAGES)
+                  if cfg.peer else None)
         for _listen, app, mutual in apps:
             if not mutual:
                 app.include_router(bank_router(holder, market, policy, _authenticator("api_key", clients)))
@@ -98,15 +106,15 @@ def attach_offers(apps: list, config_path: str, cfg, state, store, audit, role: 
         holder = _Holder(build)
         for _listen, app, mutual in apps:
             if mutual:
-                app.include_router(market_router(holder, state, audit))
+                app.include_router(market_router(holder, state))
     state.on_refresh.append(holder.refresh)
 
 
 def bank_router(holder: _Holder, market: BankClient | None, policy: dict, who) -> APIRouter:
     router = APIRouter()
 
-    async def ask(path: str, body: dict, session: str) -> dict:
-        status, data = await market.post(path, body, session)
+    async def ask(path: str, body: dict) -> dict:
+        status, data = await market.post(path, body)
         try:
             answer = json.loads(data)
         except ValueError:
@@ -128,7 +136,7 @@ def bank_router(holder: _Holder, market: BankClient | None, policy: dict, who) -
             raise HTTPException(404, f"unknown link_id {link_id}")
         if market is None:
             raise HTTPException(503, "no marketplace configured for this node ([decide] peer)")
-        reply = await ask("/v1/offers/bits", {"model_versions": side.versions, "link_ids": [link_id]}, link_id)
+        reply = await ask("/v1/offers/bits", {"model_versions": side.versions, "link_ids": [link_id]})
         if not reply.get("found", [False])[0]:
             raise HTTPException(404, f"link_id {link_id} is not known to the marketplace")
         try:
@@ -144,7 +152,7 @@ def bank_router(holder: _Holder, market: BankClient | None, policy: dict, who) -
             p = side.products[j]
             categories = None
             if p.personalise != "none":
-                content = await ask("/v1/offers/content", {"product": p.key, "link_ids": [link_id]}, link_id)
+                content = await ask("/v1/offers/content", {"product": p.key, "link_ids": [link_id]})
                 categories = content["categories"][0] if content.get("found", [False])[0] else None
                 if categories is not None and not set(categories) <= set(side.catalog.categories):
                     raise HTTPException(502, "the marketplace's content is not names from the public category list")
@@ -162,7 +170,7 @@ def bank_router(holder: _Holder, market: BankClient | None, policy: dict, who) -
     return router
 
 
-def market_router(holder: _Holder, state, audit) -> APIRouter:
+def market_router(holder: _Holder, state) -> APIRouter:
     router = APIRouter()
     node = _authenticator("mtls", ApiClients(set()))
 
@@ -184,10 +192,7 @@ def market_router(holder: _Holder, state, audit) -> APIRouter:
             else:
                 bits = state.model("customers", v).bits(table.X[[table.index[lid] for lid in present]])
             out[v] = [encode_bits(b) for b in bits]
-        answer = OfferBitsResponse(found=found, bits=out)
-        audit.record(direction="out", peer="node", protocol=PROTOCOL, session=body.model_versions[0],
-                     message="offer bits", nbytes=len(answer.model_dump_json()), records=len(present))
-        return answer
+        return OfferBitsResponse(found=found, bits=out)
 
     @router.post("/v1/offers/content", response_model=ContentResponse, responses=ERRORS)
     def offer_content(body: ContentRequest, _who: str = Depends(node)) -> ContentResponse:
@@ -197,10 +202,6 @@ def market_router(holder: _Holder, state, audit) -> APIRouter:
         if content is None:
             raise HTTPException(404, f"product {body.product} has no personalised content in this catalog")
         found = [lid in content for lid in body.link_ids]
-        answer = ContentResponse(found=found, categories=[content[lid] for lid in body.link_ids if lid in content])
-        audit.record(direction="out", peer="node", protocol=PROTOCOL, session=body.product,
-                     message=f"offer content {body.product}", nbytes=len(answer.model_dump_json()),
-                     records=sum(found))
-        return answer
+        return ContentResponse(found=found, categories=[content[lid] for lid in body.link_ids if lid in content])
 
     return router

@@ -8,6 +8,12 @@ from tandem.protocols.wire import Abort, Message, decode
 from tandem.transport.base import Channel, TransportError
 
 
+def open_audit(node, sync_each: bool = True) -> AuditLog:
+    """The audit log of the node with config ``node`` (its ``audit_path`` and ``name``), which every
+    crossing of this node writes to; ``sync_each=False`` for online services (see ``AuditLog``)."""
+    return AuditLog(node.audit_path, node.name, sync_each=sync_each)
+
+
 class Session:
     """Send and receive typed messages with one peer; every frame sent or received is audited."""
 

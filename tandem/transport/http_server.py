@@ -1,0 +1,191 @@
+"""The server side of HTTP crossings: the decision services' listeners (uvicorn, TLS) and the guard
+of every mutual-TLS peer listener.
+
+``PeerGuard`` (ASGI middleware) answers a peer listener's caller only if its certificate names
+the configured peer (else 403), and writes one audit line per request received and per answer
+sent, with the caller's certificate name. uvicorn does not hand the client certificate to the
+app, so the listener's protocol class puts its names into ``scope["extensions"]["tls"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from tandem.audit import AuditLog
+from tandem.errors import InputError
+from tandem.transport.http import Messages, cert_names, describe, is_peer, parse, record
+
+Listener = tuple[str, Any, bool]  # ("host:port", ASGI app, mutual TLS: the peer listener)
+
+
+class _PeerNamesProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol that also tells the app the names of the client's certificate."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        tls = transport.get_extra_info("ssl_object")
+        self._names = cert_names(tls.getpeercert() if tls is not None else None)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope["extensions"] = {"tls": {"client_cert_names": self._names}}
+
+
+async def _body(receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+class PeerGuard:
+    """ASGI middleware of a mutual-TLS listener that answers only the node ``peer``.
+
+    The TLS layer already required a certificate from our CA; this checks its name (CN or DNS SAN)
+    and audits, in ``audit`` as ``protocol`` messages named by ``messages``, each request received
+    and each answer sent (refusals included), with the caller's certificate name as the peer.
+    """
+
+    def __init__(self, app, peer: str | None, audit: AuditLog, messages: Messages, protocol: str):
+        self.app, self.peer, self.audit, self.messages, self.protocol = app, peer, audit, messages, protocol
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        names = tuple(scope.get("extensions", {}).get("tls", {}).get("client_cert_names", ()))
+        caller = names[0] if names else "unknown"
+        data = await _body(receive)
+        body = parse(data)
+        what = describe(self.messages, scope["path"], body)
+        record(self.audit, "in", caller, self.protocol, what, True, len(data), what.request_records(body))
+        if not is_peer(names, self.peer):
+            refusal = json.dumps({"detail": f"this listener answers only the node {self.peer}"}).encode()
+            record(self.audit, "out", caller, self.protocol, what, False, len(refusal), 0)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 403,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(refusal)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": refusal})
+            return
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()  # the app waits for a disconnect
+            replayed = True
+            return {"type": "http.request", "body": data, "more_body": False}
+
+        status, chunks = 500, []
+
+        async def audited_send(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    answer = b"".join(chunks)
+                    record(
+                        self.audit,
+                        "out",
+                        caller,
+                        self.protocol,
+                        what,
+                        False,
+                        len(answer),
+                        what.answer_records(status, answer),
+                    )
+            await send(message)
+
+        await self.app(scope, replay, audited_send)
+
+
+def _host_port(text: str, where: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InputError(f"{where} must look like host:port, got '{text}'")
+    return host, int(port)
+
+
+class HttpServers:
+    """The listeners of one node's services, each a uvicorn server with the node certificate (``tls``:
+    ca, cert, key paths). A mutual listener requires a client certificate from our CA and is wrapped
+    in ``PeerGuard(peer, audit, messages, protocol)``; the others are plain TLS (the apps' own auth).
+    ``where`` names the config in errors."""
+
+    def __init__(
+        self,
+        listeners: list[Listener],
+        tls,
+        *,
+        peer: str | None,
+        audit: AuditLog,
+        messages: Messages,
+        protocol: str,
+        where: str,
+    ):
+        import uvicorn
+
+        self.listen = [listen for listen, _app, _mutual in listeners]
+        self.where = where
+        self.servers = []
+        for listen, app, mutual in listeners:
+            host, port = _host_port(listen, f"{where}: [decide] listen")
+            if mutual:
+                app = PeerGuard(app, peer, audit, messages, protocol)
+            self.servers.append(
+                uvicorn.Server(
+                    uvicorn.Config(
+                        app,
+                        host=host,
+                        port=port,
+                        ssl_certfile=str(tls.cert),
+                        ssl_keyfile=str(tls.key),
+                        ssl_ca_certs=str(tls.ca),
+                        ssl_cert_reqs=ssl.CERT_REQUIRED if mutual else ssl.CERT_NONE,
+                        log_level="warning",
+                        access_log=False,
+                        lifespan="off",
+                        loop="asyncio",
+                        http=_PeerNamesProtocol,
+                    )
+                )
+            )
+
+    def stop(self, *_signal) -> None:
+        """Ask every listener to finish (usable as a signal handler)."""
+        for s in self.servers:
+            s.should_exit = True
+
+    async def serve(self, on_ready: Callable[[], None] = lambda: None) -> None:
+        """Listen until stopped; ``on_ready()`` once all listen. ``InputError`` if one cannot listen."""
+        tasks = [asyncio.create_task(s.serve()) for s in self.servers]
+        while not all(s.started for s in self.servers):
+            if any(t.done() for t in tasks):
+                break
+            await asyncio.sleep(0.05)
+        if not all(s.started for s in self.servers):
+            self.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise InputError(f"{self.where}: cannot listen on {', '.join(self.listen)} (address in use?)")
+        on_ready()
+        await asyncio.gather(*tasks)
