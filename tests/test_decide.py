@@ -136,7 +136,7 @@ def test_bad_requests_get_clear_4xx_answers(services):
 
 def test_a_client_over_its_rate_limit_is_told_to_wait(services, tmp_path):
     s = services
-    from tandem.link.local import free_port
+    from tandem.transport.ports import free_port
 
     text = s["paths"]["market"].read_text()
     decide = tomllib.loads(text)["decide"]

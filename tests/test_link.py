@@ -13,7 +13,7 @@ import pytest
 
 from tandem.audit import read_audit
 from tandem.crypto.tls import make_ca, make_node_cert
-from tandem.link.local import write_configs
+from tandem.devcluster import write_configs
 from tandem.world.generate import generate_world
 
 from conftest import run_cli
@@ -220,7 +220,8 @@ def test_records_keep_consented_rows_and_set_duplicates_aside(tmp_path):
     import pyarrow as pa
 
     from tandem.errors import InputError
-    from tandem.link.records import PRESETS, load_records
+    from tandem.link.records import load_records
+    from tandem.parties import PRESETS
     from tandem.store import open_store
 
     store = open_store(tmp_path / "b.duckdb", create=True)

@@ -7,7 +7,7 @@ import pytest
 
 from tandem.ids import normalise_emails, normalise_phones
 from tandem.world.generate import generate_world
-from tandem.world.schema import BANK_TABLES, MARKET_TABLES
+from tandem.store.party_schema import BANK_TABLES, MARKET_TABLES
 
 from conftest import run_cli
 

@@ -16,16 +16,13 @@ import sys
 
 from tandem.audit import AuditLog
 from tandem.decide.api import BankClient, bank_app, market_app
-from tandem.decide.baseline import LightGbmScorer
 from tandem.decide.ledger import Ledger
 from tandem.decide.policy import load_policy
-from tandem.decide.scoring import ActiveScorer
-from tandem.decide.state import ApiClients, ServiceState, load_decide_config, load_scorer, read_api_keys
+from tandem.decide.scorers import load_plugins, load_scorer
+from tandem.decide.scoring import PassiveScorer
+from tandem.decide.state import ApiClients, ServiceState, load_decide_config, read_api_keys
 from tandem.errors import InputError
 from tandem.store import open_store
-
-ACTIVE = (ActiveScorer, LightGbmScorer)
-
 
 def _host_port(text: str, where: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
@@ -39,7 +36,8 @@ def build(config_path: str):
     the passive side)."""
     cfg = load_decide_config(config_path)
     node = cfg.node
-    role = "active" if isinstance(load_scorer(next(iter(cfg.models.values())), None), ACTIVE) else "passive"
+    load_plugins(cfg.scorers)
+    role = "passive" if isinstance(load_scorer(next(iter(cfg.models.values())), None), PassiveScorer) else "active"
     store = open_store(node.store, read_only=role == "passive")
     audit = AuditLog(node.audit_path, node.name, sync_each=False)
     clients = ApiClients(read_api_keys(cfg.api_keys), cfg.rate_limit)

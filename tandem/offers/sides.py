@@ -11,7 +11,7 @@ from datetime import date
 
 import numpy as np
 
-from tandem.decide.rows import rows
+from tandem.features.rows import rows
 from tandem.decide.state import FeatureTable
 from tandem.offers.catalog import Catalog
 from tandem.offers.content import top_categories
