@@ -346,7 +346,7 @@ def load_queries_text(text: str):
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "q.toml"
         path.write_text(text)
-        return load_queries(path)
+        return [q.at(AS_OF.date()) for q in load_queries(path)]     # as the asking node does ([node] as_of)
 
 
 def load_raw(store: str, party: str, query) -> np.ndarray:
