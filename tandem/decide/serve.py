@@ -24,6 +24,7 @@ from tandem.decide.state import ApiClients, ServiceState, load_decide_config, re
 from tandem.errors import InputError
 from tandem.store import open_store
 
+
 def _host_port(text: str, where: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():

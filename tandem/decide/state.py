@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from tandem.features.rows import rows
 from tandem.decide.scorers import load_scorer
 from tandem.decide.scoring import ActiveScorer, PassiveScorer
 from tandem.errors import InputError
+from tandem.features.rows import rows
 from tandem.node import NodeConfig, load_node_config
 from tandem.parties import ENTITIES
 

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from tandem.features import application_labels, bank_features, market_features
 from tandem.features.sellers import bank_seller_features, market_seller_features, seller_labels
+
 # (party, entity) -> (link table, features, their key column, labels or None)
 SOURCES = {("bank", "customers"): ("link_customers", bank_features, "client_id", application_labels),
            ("market", "customers"): ("link_customers", market_features, "user_id", None),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tandem.parties import PARTIES
 from tandem.store.party_schema import CATEGORIES, REGIONS
 
 

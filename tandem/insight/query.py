@@ -27,7 +27,8 @@ from pathlib import Path
 
 from tandem.errors import InputError
 from tandem.insight import catalog
-from tandem.insight.catalog import PARTIES, Field
+from tandem.insight.catalog import Field
+from tandem.parties import PARTIES
 
 FIXED_POINT = 100                 # a measure value travels as round(value * 100), clamped to its bounds
 MAX_GROUPS = 2000
@@ -75,7 +76,7 @@ class Query:
     clamp: dict[str, tuple[float, float]] = field(default_factory=dict)
     noise: bool = True
 
-    def at(self, day: date) -> "Query":
+    def at(self, day: date) -> Query:
         """This query taken at ``day``, unless it names its own ``as_of``."""
         return self if self.as_of else replace(self, as_of=day.isoformat())
 

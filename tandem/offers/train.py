@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tandem.features.rows import rows
 from tandem.errors import TandemError
+from tandem.features.rows import rows
 from tandem.offers.catalog import Catalog
 from tandem.offers.history import holdout_start, training_labels
 from tandem.offers.models import write_manifest
