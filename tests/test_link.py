@@ -162,7 +162,7 @@ def test_a_wrong_protocol_version_and_malformed_frames_are_refused(world):
     """A hand-made peer (with a valid certificate) talks to a real node process."""
     from tandem.node import Node, load_node_config
     from tandem.protocols.errors import RemoteProtocolError
-    from tandem.protocols.wire import LinkRequest
+    from tandem.protocols.wire import OPENING, LinkRequest, TrainRequest
     from tandem.transport.base import TransportError
 
     configs = write_configs(world, timeout_s=10)
@@ -177,6 +177,13 @@ def test_a_wrong_protocol_version_and_malformed_frames_are_refused(world):
         session.send(LinkRequest("f" * 32, "psi/9", ["customers"], ["customers:phone"], False, False))
         with pytest.raises(RemoteProtocolError, match="peer market stopped: peer bank speaks psi/9"):
             session.recv()
+        # every message type that may open a session has the node's handler, and only those
+        assert {m.CODE for m in bank._openers} == set(OPENING)
+        train = bank._session("market", "e" * 32, "boost/2")
+        train.send(TrainRequest("e" * 32, "boost/2", "m" * 16, 1, 300_000, 2, 2, 8, 0.3, 1.0, 1.0, False, 0, 0, 0,
+                                100_000))
+        with pytest.raises(RemoteProtocolError, match="node market was started without training data"):
+            train.recv()                # the opener table sent it to training, which refuses (no TrainAccept)
     finally:
         bank.close()
         market.kill()
