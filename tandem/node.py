@@ -20,6 +20,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -262,8 +263,7 @@ class Node:
         for query in queries:
             session = self._session(peer, pysecrets.token_hex(16), INSIGHT_PROTOCOL)
             asked = query.at(self.config.as_of)
-            result = self._job([session], lambda s=session, q=asked: initiate(s, q, self._insight_party(),
-                                                                              self._progress))
+            result = self._job([session], partial(initiate, session, asked, self._insight_party(), self._progress))
             results.append(self._insight_result(session, result))
         return results
 
