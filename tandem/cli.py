@@ -324,6 +324,7 @@ def features(
 
     from tandem.features import bank_features, market_features
     from tandem.store import open_store
+
     day = _date(as_of) if as_of else date.today()
     build = {"bank": bank_features, "market": market_features}[_party(party)]
     store = open_store(store_target, read_only=not _is_url(store_target))
