@@ -11,8 +11,8 @@ from datetime import date
 
 import numpy as np
 
-from tandem.features.rows import rows
 from tandem.decide.state import FeatureTable
+from tandem.features.rows import rows
 from tandem.offers.catalog import Catalog
 from tandem.offers.content import top_categories
 from tandem.offers.decision import Clients
