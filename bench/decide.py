@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--results", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     args = parser.parse_args()
-    from tandem.decide.baseline import bank_only_setup
+    from baseline import bank_only_setup
     from tandem.decide.local import Service, train_models, write_decide_configs
     from tandem.link.local import link_world
     from tandem.world.generate import generate_world

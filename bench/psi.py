@@ -24,10 +24,10 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).parent))
 from world import cpu_model, write_section  # noqa: E402
 
-from tandem.link.local import NodeProcess, write_configs  # noqa: E402
+from tandem.devcluster import NodeProcess, write_configs  # noqa: E402
 from tandem.store import open_store  # noqa: E402
 from tandem.world.persons import phone_number  # noqa: E402
-from tandem.world.schema import spec  # noqa: E402
+from tandem.store.party_schema import spec  # noqa: E402
 
 FLOOR_MULTS_PER_S = 30_000 * 2
 NOTES = """\

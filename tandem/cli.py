@@ -14,6 +14,7 @@ from rich.markup import escape
 from tandem.atomic import write_atomically
 from tandem.console import console, err_console, progress_bar, progress_bars, table
 from tandem.errors import InputError, TandemError
+from tandem.parties import PARTIES
 
 app = typer.Typer(
     help="Tandem: a bank and a marketplace working on their shared customers without sharing raw rows.\n\n"
@@ -28,7 +29,6 @@ insight_app = typer.Typer(help="Joint figures over both parties' data with minim
                           no_args_is_help=True)
 app.add_typer(insight_app, name="insight")
 
-PARTIES = ("bank", "market")
 
 # training options shared by `tandem train` and `tandem node --train`
 TestFraction = Annotated[float, typer.Option(help="Share of linked rows held out for testing.")]
@@ -247,7 +247,7 @@ def store_check(
     """Check that a store has every table and column its party needs, with the right types."""
     from tandem.store import open_store
     from tandem.store.base import check_schema
-    from tandem.world.schema import TABLES
+    from tandem.store.party_schema import TABLES
 
     store = open_store(target, read_only=not _is_url(target))
     try:
@@ -269,7 +269,7 @@ def store_import(
     """Import a Parquet or CSV file as a table (replaces the table atomically)."""
     from tandem.store import open_store
     from tandem.store.base import import_file
-    from tandem.world.schema import spec
+    from tandem.store.party_schema import spec
 
     table_spec = None
     if party is not None:
@@ -294,7 +294,7 @@ def store_copy(
     """Copy a party's tables from one store to another, in chunks (e.g. a world into PostgreSQL)."""
     from tandem.store import open_store
     from tandem.store.base import check_schema
-    from tandem.world.schema import TABLES
+    from tandem.store.party_schema import TABLES
 
     specs = TABLES[_party(party)]
     src = open_store(source, read_only=not _is_url(source))
@@ -318,15 +318,14 @@ def features(
     party: str = typer.Option(..., help="bank or market."),
     out: Path = typer.Option(..., "--out", "-o", help="Parquet file to write."),
     as_of: Optional[str] = typer.Option(None, help="Snapshot date (YYYY-MM-DD); data before it is used. "
-                                        "Default: the world's snapshot."),
+                                        "Default: today."),
 ):
     """Build a party's model features for its own customers, from its own store."""
 
     from tandem.features import bank_features, market_features
     from tandem.store import open_store
-    from tandem.world.config import load_config
 
-    day = _date(as_of) if as_of else load_config()["time"]["snapshot_date"]
+    day = _date(as_of) if as_of else date.today()
     build = {"bank": bank_features, "market": market_features}[_party(party)]
     store = open_store(store_target, read_only=not _is_url(store_target))
     try:

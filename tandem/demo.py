@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from tandem.decide.rows import rows
+from tandem.features.rows import rows
 from tandem.learn.boosting import HistBoostingClassifier
 from tandem.learn.federated import read_party_file
 from tandem.learn.metrics import roc_auc

@@ -17,21 +17,22 @@ import sys
 import threading
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tandem.engine import LocalEngine
 from tandem.errors import InputError, TandemError
 from tandem.insight.budget import InsightPolicy
+from tandem.link import node_job as link_job
 from tandem.link.blinder import EngineBlinder
-from tandem.link.job import PROTOCOL, EntityOutcome, parse_keys, run_entity
-from tandem.link.memory import load_memory, memory_path, save_memory
-from tandem.link.records import PRESETS, EntitySource, load_records
+from tandem.link.job import PROTOCOL
+from tandem.parties import ENTITIES, PRESETS, EntitySource
 from tandem.protocols.errors import RemoteProtocolError
-from tandem.protocols.wire import InsightQuery, LinkAccept, LinkRequest, TrainRequest
-from tandem.store import open_store
-from tandem.store.schema import Column, TableSpec
+from tandem.protocols.wire import InsightQuery, LinkRequest, Message, TrainAccept, TrainRequest
 from tandem.transport.grpc_node import GrpcChannel, Inboxes, NodeServer, PeerClient, TlsFiles
 from tandem.transport.session import Session, open_audit
 
@@ -39,10 +40,8 @@ if TYPE_CHECKING:       # training modules load only when a node trains (they pu
     from tandem.insight.query import Query
     from tandem.learn.federated import PartyData
 
-ENTITIES = ("customers", "sellers")
-LINK_TABLE = {e: TableSpec(f"link_{e}", (Column("link_id", "VARCHAR", False), Column("local_id", "BIGINT", False),
-                                         Column("matched_on", "VARCHAR", False))) for e in ENTITIES}
 Events = Callable[[dict], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -62,6 +61,7 @@ class NodeConfig:
     path: Path = field(default=Path("."))
     preset: str = "bank"
     insight: InsightPolicy = field(default_factory=InsightPolicy)
+    as_of: date = field(default_factory=date.today)   # the day features and insight fields are taken at
 
     @property
     def audit_path(self) -> Path:
@@ -103,6 +103,10 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
         if unknown:
             raise InputError(f"{path}: [link] {e}_keys has unknown key(s) {', '.join(unknown)}")
     store = need("node", "store")
+    try:
+        as_of = date.fromisoformat(str(node["as_of"])) if "as_of" in node else date.today()
+    except ValueError:
+        raise InputError(f"{path}: [node] as_of must be a date like 2019-01-01") from None
     return NodeConfig(
         name=need("node", "name"), listen=need("node", "listen"),
         store=store if "://" in store else str(resolve(store)),
@@ -111,12 +115,13 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
         peers={n: v["address"] for n, v in peers.items()},
         sources=dict(PRESETS[preset]), keys=keys,
         timeout_s=float(node.get("timeout_s", 60)), workers=node.get("workers"), path=path,
-        preset=preset, insight=InsightPolicy.from_section(raw.get("insight", {}), path),
+        preset=preset, insight=InsightPolicy.from_section(raw.get("insight", {}), path), as_of=as_of,
     )
 
 
 class Node:
-    """One party's node: serves peers, runs link jobs, writes results into its own store."""
+    """One party's node: serves peers, hands each session to its job (link, train, insight), writes
+    results into its own store."""
 
     def __init__(self, config: NodeConfig, events: Events | None = None, train_data: PartyData | None = None):
         self.config = config
@@ -133,6 +138,9 @@ class Node:
         self._insight = None                   # this node's side of insight queries (keeps its key pair)
         self.failure: str | None = None
         self._lock = threading.Lock()          # one job at a time: the store has one writer
+        # the message that opens a session -> this node's side of it
+        self._openers: dict[type[Message], Callable[[Session, Any], None]] = {
+            LinkRequest: self._respond_link, TrainRequest: self._respond_train, InsightQuery: self._respond_insight}
 
     def start(self) -> None:
         self.server.start()
@@ -146,12 +154,11 @@ class Node:
         self.engine.close()
         self.audit.close()
 
-    # --- initiator ---------------------------------------------------------------------------
+    # --- link --------------------------------------------------------------------------------
 
     def link(self, peer: str, entities: list[str], count_only: bool = False, incremental: bool = False) -> dict:
         """Run a link job with ``peer`` as initiator; return the result (also written to the store)."""
-        if peer not in self.clients:
-            raise InputError(f"{self.config.path}: no peer named '{peer}' (known: {', '.join(self.clients) or 'none'})")
+        self._known(peer)
         if count_only and incremental:
             raise InputError("--incremental keeps linking state; it cannot be combined with --count-only")
         bad = [e for e in entities if e not in ENTITIES]
@@ -161,66 +168,20 @@ class Node:
         request = LinkRequest(session_id, PROTOCOL, entities,
                               [f"{e}:{k}" for e in entities for k in self.config.keys[e]], count_only, incremental)
         session = self._session(peer, session_id)
-        try:
-            with self._lock:
-                session.send(request)               # the peer loads its records while we load ours
-                records = self._load(entities, parse_keys(request))
-                reply = session.recv()
-                if not isinstance(reply, LinkAccept):
-                    raise RemoteProtocolError(f"peer {peer} answered {reply.name} to a link request")
-                return self._run(session, request, records, initiator=True)
-        except TandemError as exc:
-            session.abort(str(exc))
-            raise
-        finally:
-            session.channel.close()
+        return self._link_result(self._job([session], lambda: link_job.initiate(
+            session, request, self._link_party(), self._throttled_progress())))
 
-    # --- responder ---------------------------------------------------------------------------
+    def _respond_link(self, session: Session, request: LinkRequest) -> None:
+        self._link_result(link_job.respond(session, request, self._link_party(), self._throttled_progress()))
 
-    def _on_new_session(self, session_id: str, peer: str) -> None:
-        threading.Thread(target=self._respond, args=(session_id, peer), daemon=True,
-                         name=f"session-{session_id[:8]}").start()
+    def _link_party(self) -> link_job.LinkParty:
+        c = self.config
+        return link_job.LinkParty(c.name, c.store, c.sources, c.keys, c.state_dir, self.blinder,
+                                  self.engine.worker_peak_rss_mib)
 
-    def _respond(self, session_id: str, peer: str) -> None:
-        session = self._session(peer, session_id)
-        try:
-            with self._lock:
-                request = session.recv()
-                if isinstance(request, TrainRequest):
-                    self._respond_train(session, request)
-                    return
-                if isinstance(request, InsightQuery):
-                    self._respond_insight(session, request)
-                    return
-                if not isinstance(request, LinkRequest):
-                    raise RemoteProtocolError(f"peer {peer} opened a session with {request.name}")
-                if request.protocol != PROTOCOL:
-                    raise RemoteProtocolError(f"peer {peer} speaks {request.protocol}, this node speaks {PROTOCOL}")
-                if request.count_only and request.incremental:
-                    raise RemoteProtocolError(f"peer {peer} asked for an incremental count-only run")
-                keys = parse_keys(request)
-                for entity, ks in keys.items():
-                    if entity not in ENTITIES:
-                        raise RemoteProtocolError(f"peer {peer} asked to link unknown entity '{entity}'")
-                    unknown = [k for k in ks if k not in self.config.sources[entity].keys]
-                    if unknown:
-                        raise RemoteProtocolError(f"peer {peer} asked to link {entity} on {unknown[0]}, "
-                                                  f"which this node has no column for")
-                records = self._load(request.entities, keys)
-                session.send(LinkAccept(session_id))
-                self._run(session, request, records, initiator=False)
-        except TandemError as exc:
-            self.failure = str(exc)
-            self.events({"event": "error", "node": self.config.name, "message": str(exc)})
-            session.abort(str(exc))
-        except Exception as exc:   # a bug must still end the session visibly, not hang the peer
-            self.failure = f"internal error: {type(exc).__name__}: {exc}"
-            self.events({"event": "error", "node": self.config.name, "message": self.failure})
-            session.abort(self.failure)
-        finally:
-            session.channel.close()
-            self.served += 1
-            self.finished.set()
+    def _link_result(self, result: dict) -> dict:
+        self.events({"event": "result", **result})
+        return result
 
     # --- training ----------------------------------------------------------------------------
 
@@ -233,45 +194,40 @@ class Node:
         if unknown or not peers or len(set(peers)) != len(peers):
             raise InputError(f"{self.config.path}: --train needs distinct known peers "
                              f"(unknown: {', '.join(unknown) or '-'}; known: {', '.join(self.clients) or 'none'})")
-        if self.train_data is None or self.train_data.y is None:
+        train_data = self.train_data
+        if train_data is None or train_data.y is None:
             raise InputError("this node has no labelled training data (--data FILE --id COLUMN --label COLUMN)")
-        from tandem.learn.federated import PROTOCOL as TRAIN_PROTOCOL, active_job
+        from tandem.learn.federated import PROTOCOL as TRAIN_PROTOCOL
+        from tandem.learn.federated import active_job
 
         model_id = pysecrets.token_hex(8)
         sessions = [self._session(p, pysecrets.token_hex(16), TRAIN_PROTOCOL) for p in peers]
-        try:
-            with self._lock:
-                requests = [TrainRequest(s.id, TRAIN_PROTOCOL, model_id, **request_args) for s in sessions]
-                for s, request in zip(sessions, requests):
-                    s.send(request)
-                for s in sessions:
-                    reply = s.recv()
-                    if not isinstance(reply, LinkAccept):
-                        raise RemoteProtocolError(f"peer {s.peer} answered {reply.name} to a training request")
-                result = active_job(sessions, self.train_data, requests[0], self.blinder, party=self.config.name,
-                                    passive_parties=peers, scheme=scheme, key_bits=key_bits,
-                                    checkpoints=self.config.state_dir / "checkpoints",
-                                    progress=lambda what, fraction: self.events({
-                                        "event": "progress", "node": self.config.name, "what": what,
-                                        "fraction": fraction}))
-        except TandemError as exc:
+
+        def work() -> dict:
+            requests = [TrainRequest(s.id, TRAIN_PROTOCOL, model_id, **request_args) for s in sessions]
+            for s, request in zip(sessions, requests, strict=True):
+                s.send(request)
             for s in sessions:
-                s.abort(str(exc))
-            raise
-        finally:
-            for s in sessions:
-                s.channel.close()
-        return self._finish_training(sessions, result)
+                reply = s.recv()
+                if not isinstance(reply, TrainAccept):
+                    raise RemoteProtocolError(f"peer {s.peer} answered {reply.name} to a training request")
+            return active_job(sessions, train_data, requests[0], self.blinder, party=self.config.name,
+                              passive_parties=peers, scheme=scheme, key_bits=key_bits,
+                              checkpoints=self.config.state_dir / "checkpoints", progress=self._progress)
+
+        return self._finish_training(sessions, self._job(sessions, work))
 
     def _respond_train(self, session: Session, request: TrainRequest) -> None:
-        from tandem.learn.federated import PROTOCOL as TRAIN_PROTOCOL, passive_job
+        from tandem.learn.federated import PROTOCOL as TRAIN_PROTOCOL
+        from tandem.learn.federated import passive_job
 
         session.protocol = TRAIN_PROTOCOL
         if request.protocol != TRAIN_PROTOCOL:
-            raise RemoteProtocolError(f"peer {session.peer} speaks {request.protocol}, this node speaks {TRAIN_PROTOCOL}")
+            raise RemoteProtocolError(f"peer {session.peer} speaks {request.protocol}, "
+                                      f"this node speaks {TRAIN_PROTOCOL}")
         if self.train_data is None:
             raise InputError(f"node {self.config.name} was started without training data (--data FILE --id COLUMN)")
-        session.send(LinkAccept(session.id))
+        session.send(TrainAccept(session.id))
         self._finish_training([session], passive_job(session, self.train_data, request, self.blinder,
                                                      party=self.config.name,
                                                      checkpoints=self.config.state_dir / "checkpoints"))
@@ -296,27 +252,23 @@ class Node:
     # --- insight -----------------------------------------------------------------------------
 
     def insight(self, peer: str, queries: list[Query]) -> list[dict]:
-        """Run ``queries`` with ``peer``, one session each; return each result (``InsightResult.to_event``)."""
-        from tandem.insight.job import PROTOCOL as INSIGHT_PROTOCOL, initiate
+        """Run ``queries`` with ``peer``, one session each, each taken at its own ``as_of`` or else this
+        node's; return each result (``InsightResult.to_event``)."""
+        from tandem.insight.job import PROTOCOL as INSIGHT_PROTOCOL
+        from tandem.insight.job import initiate
 
-        if peer not in self.clients:
-            raise InputError(f"{self.config.path}: no peer named '{peer}' (known: {', '.join(self.clients) or 'none'})")
+        self._known(peer)
         results = []
         for query in queries:
             session = self._session(peer, pysecrets.token_hex(16), INSIGHT_PROTOCOL)
-            try:
-                with self._lock:
-                    result = initiate(session, query, self._insight_party(), self._progress)
-            except TandemError as exc:
-                session.abort(str(exc))
-                raise
-            finally:
-                session.channel.close()
+            asked = query.at(self.config.as_of)
+            result = self._job([session], partial(initiate, session, asked, self._insight_party(), self._progress))
             results.append(self._insight_result(session, result))
         return results
 
     def _respond_insight(self, session: Session, request: InsightQuery) -> None:
-        from tandem.insight.job import PROTOCOL as INSIGHT_PROTOCOL, respond
+        from tandem.insight.job import PROTOCOL as INSIGHT_PROTOCOL
+        from tandem.insight.job import respond
 
         session.protocol = INSIGHT_PROTOCOL
         self._insight_result(session, respond(session, request, self._insight_party(), self._progress))
@@ -334,73 +286,71 @@ class Node:
         self.events({"event": "result", **out})
         return out
 
-    def _progress(self, what: str, fraction: float) -> None:
-        self.events({"event": "progress", "node": self.config.name, "what": what, "fraction": fraction})
+    # --- sessions ----------------------------------------------------------------------------
 
-    # --- shared ------------------------------------------------------------------------------
+    def _on_new_session(self, session_id: str, peer: str) -> None:
+        threading.Thread(target=self._respond, args=(session_id, peer), daemon=True,
+                         name=f"session-{session_id[:8]}").start()
+
+    def _respond(self, session_id: str, peer: str) -> None:
+        """Answer a session a peer opened: its first message picks the job (``self._openers``)."""
+        session = self._session(peer, session_id)
+        try:
+            with self._lock:
+                request = session.recv()
+                handler = self._openers.get(type(request))
+                if handler is None:
+                    raise RemoteProtocolError(f"peer {peer} opened a session with {request.name}")
+                handler(session, request)
+        except TandemError as exc:
+            self.failure = str(exc)
+            self.events({"event": "error", "node": self.config.name, "message": str(exc)})
+            session.abort(str(exc))
+        except Exception as exc:   # a bug must still end the session visibly, not hang the peer
+            self.failure = f"internal error: {type(exc).__name__}: {exc}"
+            self.events({"event": "error", "node": self.config.name, "message": self.failure})
+            session.abort(self.failure)
+        finally:
+            session.channel.close()
+            self.served += 1
+            self.finished.set()
+
+    def _job(self, sessions: list[Session], work: Callable[[], T]) -> T:
+        """Run an initiated job under the node's lock; on an error abort every session (the peers see
+        why), and always close their channels."""
+        try:
+            with self._lock:
+                return work()
+        except TandemError as exc:
+            for s in sessions:
+                s.abort(str(exc))
+            raise
+        finally:
+            for s in sessions:
+                s.channel.close()
+
+    def _known(self, peer: str) -> None:
+        if peer not in self.clients:
+            raise InputError(f"{self.config.path}: no peer named '{peer}' (known: {', '.join(self.clients) or 'none'})")
 
     def _session(self, peer: str, session_id: str, protocol: str = PROTOCOL) -> Session:
         channel = GrpcChannel(self.clients[peer], self.inboxes, session_id, self.config.timeout_s)
         return Session(channel, session_id, protocol, self.audit, self.config.timeout_s)
 
-    def _load(self, entities: list[str], keys: dict[str, list[str]]) -> dict:
-        store = open_store(self.config.store, read_only="://" not in self.config.store)
-        try:
-            return {e: load_records(store, self.config.sources[e], keys[e]) for e in entities}
-        finally:
-            store.close()
+    def _progress(self, what: str, fraction: float) -> None:
+        self.events({"event": "progress", "node": self.config.name, "what": what, "fraction": fraction})
 
-    def _run(self, session: Session, request: LinkRequest, records: dict, initiator: bool) -> dict:
-        started = time.perf_counter()
-        keys = parse_keys(request)
-        outcomes: list[EntityOutcome] = []
+    def _throttled_progress(self) -> Callable[[str, float], None]:
+        """``_progress`` at most every 0.3 s (and at each end): link keys report per chunk."""
         last = [0.0]
 
         def progress(what: str, fraction: float) -> None:
             now = time.monotonic()
             if now - last[0] > 0.3 or fraction >= 1.0:
                 last[0] = now
-                self.events({"event": "progress", "node": self.config.name, "what": what, "fraction": fraction})
+                self._progress(what, fraction)
 
-        def memories(entity: str) -> dict | None:
-            if not request.incremental:
-                return None
-            return {k: load_memory(memory_path(self.config.state_dir, session.peer, entity, k)) for k in keys[entity]}
-
-        for entity in request.entities:
-            outcomes.append(run_entity(session, records[entity], entity, keys[entity], initiator=initiator,
-                                       count_only=request.count_only, blinder=self.blinder, progress=progress,
-                                       memories=memories(entity)))
-        if not request.count_only:
-            self._write(outcomes)
-        for o in outcomes:
-            for key, memory in o.memories.items():
-                save_memory(memory_path(self.config.state_dir, session.peer, o.entity, key), memory)
-        result = {
-            "node": self.config.name, "peer": session.peer, "session": session.id,
-            "count_only": request.count_only, "incremental": request.incremental,
-            "seconds": round(time.perf_counter() - started, 2),
-            "peak_rss_mib": {"node": _peak_rss_mib(), "workers": self.engine.worker_peak_rss_mib()},
-            "entities": {o.entity: {"consented": o.consented, "linked": None if request.count_only else o.linked,
-                                    "keys": o.per_key} for o in outcomes},
-        }
-        self.events({"event": "result", **result})
-        return result
-
-    def _write(self, outcomes: list[EntityOutcome]) -> None:
-        store = open_store(self.config.store, create=True)
-        try:
-            for o in outcomes:
-                store.write_table(LINK_TABLE[o.entity].name, o.rows, LINK_TABLE[o.entity])
-        finally:
-            store.close()
-
-
-def _peak_rss_mib() -> int:
-    """Peak resident memory of this node process, MiB."""
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        return progress
 
 
 def json_events(stream=sys.stdout) -> Events:

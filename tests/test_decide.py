@@ -138,7 +138,7 @@ def test_bad_requests_get_clear_4xx_answers(services):
 
 def test_a_client_over_its_rate_limit_is_told_to_wait(services, tmp_path):
     s = services
-    from tandem.link.local import free_port
+    from tandem.transport.ports import free_port
 
     text = s["paths"]["market"].read_text()
     decide = tomllib.loads(text)["decide"]
@@ -239,3 +239,28 @@ def test_the_bank_api_survives_schemathesis(services):
                           capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "No issues found" in proc.stdout and "Tested: 4" in proc.stdout            # all four operations
+
+
+def test_a_scorer_plugin_registers_a_model_format(tmp_path):
+    """Formats other than the federated model's come from plugin files named in ``[decide] scorers``
+    (the benchmark's bank-only LightGBM is one); the product itself knows none of them."""
+    from tandem.decide import scorers
+    from tandem.errors import InputError
+
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text("from tandem.decide.scorers import register\n\n\nclass Flat:\n"
+                      "    n_bits, parties, names = 0, [], ['x']\n\n    def __init__(self, model):\n"
+                      "        self.version = model['model_id']\n\n    def score(self, x, bits):\n"
+                      "        return 0.5, {'x': 0.0}\n\n\nregister('test-flat/1', Flat)\n")
+    model = tmp_path / "flat.json"
+    model.write_text(json.dumps({"format": "test-flat/1", "model_id": "f1"}))
+    with pytest.raises(InputError, match="not a tandem-boost/2 model"):
+        scorers.load_scorer(model, None)              # unknown until its plugin is loaded
+    try:
+        scorers.load_plugins([plugin])
+        scorer = scorers.load_scorer(model, None)
+        assert scorer.version == "f1" and scorer.score(None, None) == (0.5, {"x": 0.0})
+    finally:
+        scorers.FORMATS.pop("test-flat/1", None)
+    with pytest.raises(InputError, match="nowhere.py"):
+        scorers.load_plugins([tmp_path / "nowhere.py"])

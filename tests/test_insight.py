@@ -20,7 +20,7 @@ from tandem.insight.budget import InsightPolicy
 from tandem.insight.job import NOISE_OFF_ENV, InsightParty, initiate, respond
 from tandem.insight.query import FIXED_POINT, load_queries
 from tandem.insight.records import load_records
-from tandem.link.local import write_configs
+from tandem.devcluster import write_configs
 from tandem.protocols.wire import decode
 from tandem.transport.base import memory_pair
 from tandem.transport.session import Session
@@ -346,7 +346,7 @@ def load_queries_text(text: str):
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "q.toml"
         path.write_text(text)
-        return load_queries(path)
+        return [q.at(AS_OF.date()) for q in load_queries(path)]     # as the asking node does ([node] as_of)
 
 
 def load_raw(store: str, party: str, query) -> np.ndarray:

@@ -171,6 +171,20 @@ def test_the_canonical_form_round_trips():
     assert q.n_groups == 18 and q.group_labels(17) == ("premium", "65+") and q.sensitivities()[2] == 900_000
 
 
+def test_a_query_is_taken_at_its_own_day_or_the_asking_nodes():
+    from tandem.insight.job import check_query
+
+    unset = parse_query({"group_by": "market.region"}, "q")
+    assert unset.as_of == ""
+    with pytest.raises(InputError, match="names no as_of day"):
+        check_query(unset, InsightPolicy())           # a peer's query without a day is refused, not run today
+    asked = unset.at(date(2019, 1, 1))
+    assert asked.as_of == "2019-01-01" and type(asked).from_json(asked.to_json()) == asked
+    check_query(asked, InsightPolicy())
+    own = parse_query({"group_by": "market.region", "as_of": "2018-06-01"}, "q")
+    assert own.at(date(2019, 1, 1)).as_of == "2018-06-01"
+
+
 def test_the_ledger_refuses_once_spent_survives_reopening_and_refreshes(tmp_path):
     store = str(tmp_path / "bank.duckdb")
     open_store(store, create=True).close()

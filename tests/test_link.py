@@ -13,7 +13,7 @@ import pytest
 
 from tandem.audit import read_audit
 from tandem.crypto.tls import make_ca, make_node_cert
-from tandem.link.local import write_configs
+from tandem.devcluster import write_configs
 from tandem.world.generate import generate_world
 
 from conftest import run_cli
@@ -162,7 +162,7 @@ def test_a_wrong_protocol_version_and_malformed_frames_are_refused(world):
     """A hand-made peer (with a valid certificate) talks to a real node process."""
     from tandem.node import Node, load_node_config
     from tandem.protocols.errors import RemoteProtocolError
-    from tandem.protocols.wire import LinkRequest
+    from tandem.protocols.wire import OPENING, LinkRequest, TrainRequest
     from tandem.transport.base import TransportError
 
     configs = write_configs(world, timeout_s=10)
@@ -177,6 +177,13 @@ def test_a_wrong_protocol_version_and_malformed_frames_are_refused(world):
         session.send(LinkRequest("f" * 32, "psi/9", ["customers"], ["customers:phone"], False, False))
         with pytest.raises(RemoteProtocolError, match="peer market stopped: peer bank speaks psi/9"):
             session.recv()
+        # every message type that may open a session has the node's handler, and only those
+        assert {m.CODE for m in bank._openers} == set(OPENING)
+        train = bank._session("market", "e" * 32, "boost/2")
+        train.send(TrainRequest("e" * 32, "boost/2", "m" * 16, 1, 300_000, 2, 2, 8, 0.3, 1.0, 1.0, False, 0, 0, 0,
+                                100_000))
+        with pytest.raises(RemoteProtocolError, match="node market was started without training data"):
+            train.recv()                # the opener table sent it to training, which refuses (no TrainAccept)
     finally:
         bank.close()
         market.kill()
@@ -220,7 +227,8 @@ def test_records_keep_consented_rows_and_set_duplicates_aside(tmp_path):
     import pyarrow as pa
 
     from tandem.errors import InputError
-    from tandem.link.records import PRESETS, load_records
+    from tandem.link.records import load_records
+    from tandem.parties import PRESETS
     from tandem.store import open_store
 
     store = open_store(tmp_path / "b.duckdb", create=True)

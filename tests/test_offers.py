@@ -24,7 +24,8 @@ from tandem.decide.local import TRAIN, Service, train_models, write_decide_confi
 from tandem.decide.policy import load_policy
 from tandem.decide.scoring import PassiveScorer, decode_bits
 from tandem.learn import model_io
-from tandem.link.local import free_port, link_world
+from tandem.link.local import link_world
+from tandem.transport.ports import free_port
 from tandem.offers.catalog import load_catalog
 from tandem.offers.local import add_offers_sections
 from tandem.world.generate import generate_world

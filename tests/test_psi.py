@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tandem.crypto.psi_group import POINT_BYTES, hash_to_points, new_secret
+from tandem.crypto.psi_group import POINT_BYTES, hash_to_points, new_secret, run_salt
 from tandem.engine import LocalEngine
 from tandem.link.blinder import EngineBlinder
 from tandem.link.job import run_entity
@@ -77,7 +77,8 @@ def test_sent_bytes_hold_no_identifier_raw_normalised_or_plainly_hashed():
     raw = ["+7 (916) 123-45-67", "8 903 555 00 11", "Ivan.Petrov@Mail.RU"]
     norm = ["+79161234567", "+79035550011", "ivan.petrov@mail.ru"]
     others = [f"+7999{i:07d}" for i in range(200)]
-    _, _, ca, _ = run_pair(norm[:2] + others, ["+79161234567"] + others[:50], chunk=64)
+    market_values = ["+79161234567"] + others[:50]
+    _, _, ca, cb = run_pair(norm[:2] + others, market_values, chunk=64)
     sent = b"".join(ca.sent)
     forbidden = []
     for value in raw + norm + others[:60]:
@@ -89,10 +90,18 @@ def test_sent_bytes_hold_no_identifier_raw_normalised_or_plainly_hashed():
         forbidden.append(hash_to_points("customers:phone", b"", [value]))     # hashed to the curve, unblinded
     hits = [f for f in forbidden if f in sent]
     assert hits == []
-    # the salt is per run: even the hashed points of this run are never sent unblinded
-    for m in map(decode, ca.sent):
-        if m.name == "Blinded":
-            assert len(m.payload) % POINT_BYTES == 0
+    # the points this run hashes to (under the salt both sides derived from the two nonces) are
+    # never sent unblinded, by either side, in any message
+    nonce = {side: next(m.nonce for m in map(decode, ch.sent) if isinstance(m, KeyStart))
+             for side, ch in (("bank", ca), ("market", cb))}
+    salt = run_salt(bytes.fromhex(nonce["bank"]), bytes.fromhex(nonce["market"]))
+    everything = b"".join(ca.sent) + b"".join(cb.sent)
+    for values in (norm[:2] + others, market_values):
+        hashed = hash_to_points("customers:phone", salt, values)
+        points = [hashed[i:i + POINT_BYTES] for i in range(0, len(hashed), POINT_BYTES)]
+        assert len(points) == len(values) and not [p for p in points if p in everything]
+    blinded = [m for m in map(decode, ca.sent) if m.name == "Blinded"]
+    assert sum(len(m.payload) for m in blinded) == len(norm[:2] + others) * POINT_BYTES
 
 
 def test_the_same_record_blinds_differently_on_every_run():

@@ -92,7 +92,7 @@ def test_three_parties_paillier_and_256_bins_through_the_command(tmp_path):
 
 def _node_run(folder, on_event=lambda name, event: None):
     """Start the market node (serving once) and the bank node training with it; return both processes."""
-    from tandem.link.local import NodeProcess, node_configs
+    from tandem.devcluster import NodeProcess, node_configs
 
     configs = node_configs(folder, {"bank": "bank.duckdb", "market": "market.duckdb"},
                            {"bank": "bank", "market": "bank"}, timeout_s=10)

@@ -6,8 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tandem.ids import normalise_emails, normalise_phones
+from tandem.store.party_schema import BANK_TABLES, MARKET_TABLES
 from tandem.world.generate import generate_world
-from tandem.world.schema import BANK_TABLES, MARKET_TABLES
 
 from conftest import run_cli
 
@@ -167,3 +167,62 @@ def test_campaigns_contact_only_consenting_clients_and_the_last_wave_offers_a_ra
     per_product = historic.groupby("product").size() / prefs["marketing_consent"].sum()
     assert per_product.between(0.35, 0.45).all()
     assert 0.02 < historic["responded"].mean() < 0.12
+
+
+def test_the_world_speaks_the_party_schema_and_records_its_day(small_world):
+    """The simulator follows the product's public vocabulary (insight groups by it), and its summary
+    records the day its data is taken at, which the dev cluster writes into each node's config."""
+    from tandem.devcluster import world_as_of
+    from tandem.insight import catalog
+    from tandem.store.party_schema import CATEGORIES, REGIONS
+    from tandem.world.catalog import CATEGORY_NAMES
+    from tandem.world.config import load_config
+
+    cfg = load_config()
+    assert tuple(cfg["regions"]["names"]) == REGIONS and tuple(CATEGORY_NAMES) == CATEGORIES
+    assert catalog.PARAMS["duty_free_eur"][0] == cfg["market"]["duty_free_threshold_eur"]
+    assert catalog.PARAMS["eur_rub"][0] == cfg["market"]["eur_rub"]
+    day = cfg["time"]["snapshot_date"]
+    assert json.loads((small_world / "summary.json").read_text())["as_of"] == day.isoformat()
+    assert world_as_of(small_world) == day
+    con = duckdb.connect(str(small_world / "market.duckdb"), read_only=True)
+    try:
+        used = {r[0] for r in con.execute("SELECT DISTINCT region FROM users UNION SELECT DISTINCT category "
+                                          "FROM order_items").fetchall()}
+    finally:
+        con.close()
+    assert used <= set(REGIONS) | set(CATEGORIES)
+
+
+def test_a_node_without_as_of_takes_today(small_world, tmp_path):
+    from datetime import date
+
+    from tandem.devcluster import node_configs, world_as_of
+    from tandem.node import load_node_config
+
+    assert world_as_of(tmp_path) is None                       # no summary.json: nothing recorded
+    paths = node_configs(tmp_path / "nodes", {"bank": "../bank.duckdb"}, {"bank": "bank"}, 5.0)
+    assert load_node_config(paths["bank"]).as_of == date.today()
+    dated = node_configs(tmp_path / "dated", {"bank": "../bank.duckdb"}, {"bank": "bank"}, 5.0, as_of=date(2019, 1, 1))
+    assert load_node_config(dated["bank"]).as_of == date(2019, 1, 1)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(dated["bank"].read_text().replace('as_of = "2019-01-01"', 'as_of = "soon"'))
+    with pytest.raises(Exception, match=r"\[node\] as_of must be a date"):
+        load_node_config(bad)
+
+
+def test_only_the_demo_the_world_command_and_tests_import_the_world():
+    """The product does not depend on its simulator (issue 12, item 5)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "tandem"
+    found = []
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("world/") or rel == "demo.py":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"^\s*(from tandem\.world[\s.]|import tandem\.world|from tandem import world)", line):
+                found.append(f"{rel}:{n}")
+    # the `tandem world` and `tandem demo` commands (cli) are the only other importers
+    assert all(f.startswith(("cli.py:", "cli/")) for f in found), found

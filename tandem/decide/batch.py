@@ -18,9 +18,10 @@ from tandem.decide import policy as rules
 from tandem.decide.api import MESSAGES, PROTOCOL
 from tandem.decide.scoring import ActiveScorer, decode_bits
 from tandem.decide.state import FeatureTable, POLICY_COLUMNS, load_decide_config
-from tandem.decide.rows import rows
+from tandem.features.rows import rows
 from tandem.errors import InputError, TandemError
 from tandem.learn import model_io
+from tandem.parties import ENTITIES
 from tandem.store import open_store
 from tandem.store.schema import Column, TableSpec
 from tandem.transport.http import Messages
@@ -33,7 +34,7 @@ SPEC = {e: TableSpec(f"scores_{e}", (Column("link_id", "VARCHAR", False), Column
                                       Column("pd", "DOUBLE", False), Column("limit_amount", "DOUBLE", False),
                                       Column("band", "VARCHAR", False), Column("model_version", "VARCHAR", False),
                                       Column("scored_at", "TIMESTAMP", False)))
-        for e in ("customers", "sellers")}
+        for e in ENTITIES}
 
 
 def score_portfolio(config_path: str, entity: str, progress=lambda what, fraction: None) -> dict:

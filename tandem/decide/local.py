@@ -13,10 +13,11 @@ from pathlib import Path
 
 from tandem.demo import TRAIN_ARGS as TRAIN       # one set of training settings for the demo and tests
 from tandem.errors import TandemError
-from tandem.link.local import free_port
+from tandem.parties import ENTITIES, PARTIES, other
+from tandem.transport.ports import free_port
 
 
-def train_models(world: Path, entities=("customers", "sellers"), args: dict | None = None) -> dict[str, dict]:
+def train_models(world: Path, entities=ENTITIES, args: dict | None = None) -> dict[str, dict]:
     """Export each party's rows of a linked world and train a federated model per entity.
 
     Returns entity -> the label holder's training result (with ``model_path``) and the
@@ -40,19 +41,19 @@ def write_decide_configs(world: Path, models: dict[str, dict], refresh_s: float 
     nodes = world / "nodes"
     key = secrets.token_urlsafe(24)
     (nodes / "api-keys.txt").write_text(key_hash(key) + "\n")
-    ports = {name: (free_port(), free_port()) for name in ("bank", "market")}
+    ports = {name: (free_port(), free_port()) for name in PARTIES}
     paths = {}
-    for name in ("bank", "market"):
+    for name in PARTIES:
         base = (nodes / f"{name}.toml").read_text()
-        other = "market" if name == "bank" else "bank"
+        peer = other(name)
         lines = [base.rstrip(), "", "[decide]", f'listen = "127.0.0.1:{ports[name][0]}"',
                  f'api_listen = "127.0.0.1:{ports[name][1]}"', 'api_keys = "api-keys.txt"', f"refresh_s = {refresh_s}",
-                 f'peer = "{other}"']
+                 f'peer = "{peer}"']
         for entity, result in models.items():
             path = result["model_path"] if name == "bank" else result["market"]["model_path"]
             lines.append(f'{entity}_model = "{Path(path).resolve()}"')
         text = "\n".join(lines) + "\n"
-        text = text.replace(f"[peers.{other}]\n", f"[peers.{other}]\ndecide = \"127.0.0.1:{ports[other][0]}\"\n")
+        text = text.replace(f"[peers.{peer}]\n", f"[peers.{peer}]\ndecide = \"127.0.0.1:{ports[peer][0]}\"\n")
         paths[name] = nodes / f"decide-{name}.toml"
         paths[name].write_text(text)
     return paths, key

@@ -14,16 +14,14 @@ import signal
 import sys
 
 from tandem.decide.api import MESSAGES, PROTOCOL, BankClient, bank_app, market_app
-from tandem.decide.baseline import LightGbmScorer
 from tandem.decide.ledger import Ledger
 from tandem.decide.policy import load_policy
-from tandem.decide.scoring import ActiveScorer
-from tandem.decide.state import ApiClients, ServiceState, load_decide_config, load_scorer, read_api_keys
+from tandem.decide.scorers import load_plugins, load_scorer
+from tandem.decide.scoring import PassiveScorer
+from tandem.decide.state import ApiClients, ServiceState, load_decide_config, read_api_keys
 from tandem.store import open_store
 from tandem.transport.http_server import HttpServers
 from tandem.transport.session import open_audit
-
-ACTIVE = (ActiveScorer, LightGbmScorer)
 
 
 def build(config_path: str):
@@ -31,7 +29,8 @@ def build(config_path: str):
     side)."""
     cfg = load_decide_config(config_path)
     node = cfg.node
-    role = "active" if isinstance(load_scorer(next(iter(cfg.models.values())), None), ACTIVE) else "passive"
+    load_plugins(cfg.scorers)
+    role = "passive" if isinstance(load_scorer(next(iter(cfg.models.values())), None), PassiveScorer) else "active"
     store = open_store(node.store, read_only=role == "passive")
     audit = open_audit(node, sync_each=False)
     clients = ApiClients(read_api_keys(cfg.api_keys), cfg.rate_limit)

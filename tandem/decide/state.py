@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import threading
 import time
@@ -22,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from tandem.decide.rows import ENTITIES, rows
+from tandem.decide.scorers import load_scorer
 from tandem.decide.scoring import ActiveScorer, PassiveScorer
 from tandem.errors import InputError
-from tandem.learn import model_io
+from tandem.features.rows import rows
 from tandem.node import NodeConfig, load_node_config
+from tandem.parties import ENTITIES
 
 KINDS = {"customers": "installments", "sellers": "seller_credit_line"}
 POLICY_COLUMNS = {("active", "customers"): ("income_median", "debt_service"), ("active", "sellers"): ("business_debt",),
@@ -48,6 +48,7 @@ class DecideConfig:
     as_of: date
     refresh_s: float = 600.0
     rate_limit: float = 0.0                       # requests per second per API key (0: no limit)
+    scorers: tuple[Path, ...] = ()                # plugin files registering more model formats
 
 
 def load_decide_config(path: str | os.PathLike) -> DecideConfig:
@@ -79,11 +80,17 @@ def load_decide_config(path: str | os.PathLike) -> DecideConfig:
     except ValueError:
         raise InputError(f"{path}: [decide] as_of must be a date like 2019-01-01") from None
     if as_of is None:
-        from tandem.world.config import load_config
-
-        as_of = load_config()["time"]["snapshot_date"]
+        as_of = node.as_of
     return DecideConfig(node, d["listen"], d.get("api_listen"), resolve("api_keys"), models, peer, address,
-                        resolve("policy"), as_of, float(d.get("refresh_s", 600)), _rate_limit(d, path))
+                        resolve("policy"), as_of, float(d.get("refresh_s", 600)), _rate_limit(d, path),
+                        _plugins(d, path))
+
+
+def _plugins(section: dict, path) -> tuple[Path, ...]:
+    value = section.get("scorers", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{path}: [decide] scorers must be a list of plugin file paths")
+    return tuple(Path(v) if os.path.isabs(v) else (Path(path).parent / v).resolve() for v in value)
 
 
 def _rate_limit(section: dict, path) -> float:
@@ -157,21 +164,6 @@ class FeatureTable:
 
 def _floats(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).to_pandas().to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-def load_scorer(path: Path, role: str | None):
-    """A party's scorer from its model file: its part of a federated model, or (the bank-only
-    baseline of the benchmark) a LightGBM."""
-    from tandem.decide import baseline
-
-    try:
-        head = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable model file ({exc})") from None
-    if isinstance(head, dict) and head.get("format") == baseline.FORMAT:
-        return baseline.LightGbmScorer(head)
-    model = model_io.load(path, role)
-    return ActiveScorer(model) if model["role"] == "active" else PassiveScorer(model)
 
 
 class ServiceState:

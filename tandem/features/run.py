@@ -12,8 +12,9 @@ from tandem.store.base import check_schema
 
 
 def run_sql(store, tables: list[str], sql: str, as_of: date, params: dict | None = None) -> pa.Table:
-    """Check that ``tables`` match the world schema, then run ``sql`` with ``$as_of`` (and ``params``) bound."""
-    from tandem.world.schema import BANK_TABLES, MARKET_TABLES
+    """Check that ``tables`` match the party schema (``store/party_schema.py``), then run ``sql`` with
+    ``$as_of`` (and ``params``) bound."""
+    from tandem.store.party_schema import BANK_TABLES, MARKET_TABLES
 
     specs = [s for s in BANK_TABLES + MARKET_TABLES if s.name in tables]
     check_schema(store, specs)

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tandem.world.catalog import CATEGORY_NAMES
-from tandem.world.config import load_config
-
-PARTIES = ("bank", "market")
+from tandem.store.party_schema import CATEGORIES, REGIONS
 
 
 @dataclass(frozen=True)
@@ -34,7 +31,6 @@ class Field:
         return f"{self.party}.{self.name}"
 
 
-_REGIONS = tuple(load_config()["regions"]["names"])
 INCOME_BANDS = ("under 20k", "20k-40k", "40k-70k", "70k-120k", "120k+", "no salary")
 AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
 
@@ -42,7 +38,7 @@ _FIELDS = (
     Field("bank", "income_band", "group", "median monthly salary over the 6 months before as_of, RUB",
           labels=INCOME_BANDS),
     Field("bank", "segment", "group", "the bank's client segment", labels=("mass", "affluent", "premium")),
-    Field("bank", "region", "group", "the client's region at the bank", labels=_REGIONS),
+    Field("bank", "region", "group", "the client's region at the bank", labels=REGIONS),
     Field("bank", "age_band", "group", "age at as_of", labels=AGE_BANDS),
     Field("bank", "income", "number", "median monthly salary over the 6 months before as_of (none: no salary)",
           "RUB/month", bounds=(0, 250_000)),
@@ -52,9 +48,9 @@ _FIELDS = (
           bounds=(0, 30_000)),
     Field("bank", "debt_service", "number", "monthly payments of loans open at as_of", "RUB/month",
           bounds=(0, 200_000)),
-    Field("market", "region", "group", "the user's region at the marketplace", labels=_REGIONS),
+    Field("market", "region", "group", "the user's region at the marketplace", labels=REGIONS),
     Field("market", "top_category", "group", "the category the user spent most on in the 12 months before as_of",
-          labels=tuple(CATEGORY_NAMES) + ("none",)),
+          labels=CATEGORIES + ("none",)),
     Field("market", "main_payment", "group", "the payment method of most of the user's orders",
           labels=("card", "wallet", "cod", "installments", "none")),
     Field("market", "avg_check", "number", "average order total, cancelled orders excluded (none: no orders)",
@@ -78,12 +74,11 @@ _FIELDS = (
 )
 FIELDS: dict[str, Field] = {f.qualified: f for f in _FIELDS}
 
-# parameters of the SQL (both sides see them in the query); defaults from the world calibration
-_MARKET = load_config()["market"]
+# parameters of the SQL (both sides see them in the query); defaults: the 2019 rule and rate
 PARAMS: dict[str, tuple[float, str]] = {
-    "duty_free_eur": (float(_MARKET["duty_free_threshold_eur"]), "duty-free threshold per parcel, EUR"),
+    "duty_free_eur": (500.0, "duty-free threshold per parcel, EUR"),
     "new_duty_free_eur": (200.0, "a lower threshold to compare with, EUR"),
-    "eur_rub": (float(_MARKET["eur_rub"]), "RUB per EUR"),
+    "eur_rub": (73.0, "RUB per EUR"),
 }
 
 TABLES = {"bank": ["clients", "salary_inflows", "card_transactions", "loans", "link_customers"],

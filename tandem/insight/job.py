@@ -61,7 +61,10 @@ class InsightParty:
 
 
 def check_query(query: Query, policy: InsightPolicy) -> None:
-    """A node's per-query rules: the most epsilon one query may spend, the smallest minimum group size."""
+    """A node's per-query rules: a day to take the fields at, the most epsilon one query may spend, the
+    smallest minimum group size."""
+    if not query.as_of:
+        raise InputError(f"'{query.name}' names no as_of day (the asking node sets it: [node] as_of)")
     if query.epsilon > policy.max_epsilon + 1e-9:
         raise InputError(f"'{query.name}' asks epsilon {query.epsilon:g}, more than the {policy.max_epsilon:g} "
                          f"this node allows per query ([insight] max_epsilon)")

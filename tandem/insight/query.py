@@ -21,15 +21,15 @@ import json
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import NoReturn
 
 from tandem.errors import InputError
 from tandem.insight import catalog
-from tandem.insight.catalog import PARTIES, Field
-from tandem.world.config import load_config
+from tandem.insight.catalog import Field
+from tandem.parties import PARTIES
 
 FIXED_POINT = 100                 # a measure value travels as round(value * 100), clamped to its bounds
 MAX_GROUPS = 2000
@@ -72,10 +72,14 @@ class Query:
     where: tuple[Filter, ...] = ()
     epsilon: float = 1.0
     min_group_size: int = 50
-    as_of: str = ""
+    as_of: str = ""                 # ISO day the fields are taken at; "" until the initiator sets it (``at``)
     params: dict[str, float] = field(default_factory=dict)
     clamp: dict[str, tuple[float, float]] = field(default_factory=dict)
     noise: bool = True
+
+    def at(self, day: date) -> Query:
+        """This query taken at ``day``, unless it names its own ``as_of``."""
+        return self if self.as_of else replace(self, as_of=day.isoformat())
 
     @property
     def group_party(self) -> str:
@@ -206,9 +210,9 @@ def parse_query(raw: dict, where: str, defaults: dict | None = None) -> Query:
     k = raw.get("min_group_size", 50)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         fail("min_group_size must be a positive integer")
-    as_of = raw.get("as_of") or str(load_config()["time"]["snapshot"])
+    as_of = raw.get("as_of") or ""
     try:
-        as_of = date.fromisoformat(str(as_of)).isoformat()
+        as_of = date.fromisoformat(str(as_of)).isoformat() if as_of else ""
     except ValueError:
         fail(f"as_of must be a date like 2019-01-01, got '{as_of}'")
     params = dict(raw.get("params") or {})

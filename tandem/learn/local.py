@@ -8,16 +8,14 @@ computed here, outside the nodes, for evaluation only — like the world's ceili
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
-from tandem.errors import InputError, TandemError
-from tandem.link.local import NodeProcess, node_configs
-from tandem.link.local import failure as _failure
+from tandem.devcluster import OnEvent, no_events, node_configs, run_pair
+from tandem.errors import InputError
 
 
 def train_local(files: dict[str, Path], id_column: str, label_party: str, label_column: str, args: dict,
                 workdir: Path, timeout_s: float = 120.0,
-                on_event: Callable[[str, dict], None] = lambda n, e: None) -> dict[str, dict]:
+                on_event: OnEvent = no_events) -> dict[str, dict]:
     """Run the nodes; return each node's result event. ``args``: training options by CLI name
     (seed, test_fraction, trees, ...). A rerun in the same ``workdir`` after an interruption
     resumes from the last completed tree."""
@@ -31,26 +29,11 @@ def train_local(files: dict[str, Path], id_column: str, label_party: str, label_
             raise InputError(f"{f}: file does not exist (party {party})")
     configs = node_configs(workdir / "nodes", {p: f"{p}.duckdb" for p in files}, {p: "bank" for p in files},
                            timeout_s)
-    servers = {p: NodeProcess(p, ["--config", str(configs[p]), "--once", "--data", str(Path(files[p]).resolve()),
-                                  "--id", id_column], on_event) for p in passive}
-    try:
-        for p, server in servers.items():
-            if not server.ready.wait(60) or server.proc.poll() is not None:
-                raise TandemError(f"{p} node did not start: {server.error()}")
-        run = ["--config", str(configs[label_party]), "--train", ",".join(passive),
-               "--data", str(Path(files[label_party]).resolve()), "--id", id_column, "--label", label_column]
-        for key, value in args.items():
-            flag = f"--{key.replace('_', '-')}"
-            run += ([flag] if value else []) if isinstance(value, bool) else [flag, str(value)]
-        active = NodeProcess(label_party, run, on_event)
-        if active.wait(timeout=24 * 3600) != 0:
-            first = next((p for p, s in servers.items() if s.proc.poll() not in (None, 0)), passive[0])
-            raise TandemError(_failure(label_party, active, first, servers[first]))
-        for p, server in servers.items():
-            if server.wait(timeout=timeout_s + 30) != 0:
-                raise TandemError(f"{p} node: {server.error()}")
-        return {label_party: active.result(), **{p: s.result() for p, s in servers.items()}}
-    finally:
-        for server in servers.values():
-            if server.proc.poll() is None:
-                server.proc.kill()
+    servers = {p: ["--once", "--data", str(Path(files[p]).resolve()), "--id", id_column] for p in passive}
+    run = ["--train", ",".join(passive), "--data", str(Path(files[label_party]).resolve()), "--id", id_column,
+           "--label", label_column]
+    for key, value in args.items():
+        flag = f"--{key.replace('_', '-')}"
+        run += ([flag] if value else []) if isinstance(value, bool) else [flag, str(value)]
+    procs = run_pair(configs, label_party, run, servers, timeout_s, on_event)
+    return {name: proc.result() for name, proc in procs.items()}

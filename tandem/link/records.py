@@ -11,30 +11,9 @@ import pyarrow.compute as pc
 
 from tandem.errors import InputError
 from tandem.ids import normalise_emails, normalise_inns, normalise_phones
+from tandem.parties import EntitySource
 
 NORMALISERS = {"phone": normalise_phones, "email": normalise_emails, "inn": normalise_inns}
-
-
-@dataclass(frozen=True)
-class EntitySource:
-    """Where an entity's records live in the party's store."""
-
-    table: str
-    id: str
-    consent: str
-    keys: dict[str, str]          # key name (phone, email, inn) -> column
-
-
-PRESETS = {
-    "bank": {
-        "customers": EntitySource("clients", "client_id", "consent_partner", {"phone": "phone", "email": "email"}),
-        "sellers": EntitySource("business_clients", "business_id", "consent_partner", {"inn": "inn"}),
-    },
-    "market": {
-        "customers": EntitySource("users", "user_id", "consent_partner", {"phone": "phone", "email": "email"}),
-        "sellers": EntitySource("sellers", "seller_id", "consent_partner", {"inn": "inn"}),
-    },
-}
 
 
 @dataclass

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tandem.errors import InputError
+from tandem.parties import ENTITIES
 
 DEFAULT = Path(__file__).with_name("catalog.toml")
-AUDIENCES = ("customers", "sellers")
+AUDIENCES = ENTITIES                          # who a product is offered to
 SOLVENCY = ("installments", "sellers")          # sections of the decision policy (tandem/decide/policy.toml)
 PERSONALISE = ("none", "top_categories")
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")

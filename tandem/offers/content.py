@@ -25,7 +25,7 @@ def top_categories(store, as_of: date, categories: tuple[str, ...], n: int) -> d
     """link id -> the ``n`` public categories the user spent most on in the 12 months before
     ``as_of`` (delivered orders), topped up from the public list in its order when fewer."""
     from tandem.store.base import check_schema
-    from tandem.world.schema import MARKET_TABLES
+    from tandem.store.party_schema import MARKET_TABLES
 
     check_schema(store, [s for s in MARKET_TABLES if s.name in ("orders", "order_items")])
     con = store.analytics(["link_customers", "orders", "order_items"])

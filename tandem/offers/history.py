@@ -15,7 +15,7 @@ HISTORY = ("campaigns", "campaign_contacts")
 
 
 def _sql(store, tables: tuple[str, ...], sql: str, params: dict) -> pa.Table:
-    from tandem.world.schema import BANK_TABLES
+    from tandem.store.party_schema import BANK_TABLES
 
     check_schema(store, [s for s in BANK_TABLES if s.name in tables])
     try:

@@ -11,9 +11,9 @@ from datetime import date
 
 import numpy as np
 
-from tandem.decide.rows import rows
 from tandem.decide.scoring import PassiveScorer
 from tandem.decide.state import FeatureTable
+from tandem.features.rows import rows
 from tandem.offers.catalog import Catalog
 from tandem.offers.content import top_categories
 from tandem.offers.decision import Clients

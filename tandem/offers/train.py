@@ -20,11 +20,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tandem.decide.rows import rows
 from tandem.errors import TandemError
+from tandem.features.rows import rows
 from tandem.offers.catalog import Catalog
 from tandem.offers.history import holdout_start, training_labels
 from tandem.offers.models import write_manifest
+from tandem.parties import PARTIES
 from tandem.store import open_store
 
 ARGS = {"test_fraction": 0.2, "seed": 42, "trees": 15, "max_depth": 3, "learning_rate": 0.25, "bins": 16,
@@ -88,10 +89,10 @@ def train_propensity(world: Path, catalog: Catalog, args: dict | None = None, as
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from tandem.world.config import load_config
+    from tandem.devcluster import world_as_of
 
     args = args or ARGS
-    as_of = as_of or load_config()["time"]["snapshot_date"]
+    as_of = as_of or world_as_of(world) or date.today()
     workdir = world / "propensity"
     files, start = export_propensity_files(world, catalog, workdir, as_of, holdout_from)
     products = [p.key for p in catalog.customer_products]
@@ -108,7 +109,7 @@ def train_propensity(world: Path, catalog: Catalog, args: dict | None = None, as
         trained = {p: r for part in parts for p, r in part.items()}
     progress("done", 1.0)
     results = {p: {**trained[p]["bank"], "bank_file": str(files[p]["bank"])} for p in products}
-    models = {party: {p: trained[p][party]["model_path"] for p in products} for party in ("bank", "market")}
+    models = {party: {p: trained[p][party]["model_path"] for p in products} for party in PARTIES}
     metrics = {k: {"auc": r["metrics"]["auc"], "n_train": r["n_train"], "n_test": r["n_test"],
                    "seconds_per_tree": r["seconds_per_tree"]} for k, r in results.items()}
     manifests = {"bank": write_manifest(world / "nodes" / "offers-bank.json", "bank", models["bank"],
@@ -120,38 +121,34 @@ def train_propensity(world: Path, catalog: Catalog, args: dict | None = None, as
 def _train_group(files: dict, products: list[str], args: dict, folder: Path, timeout_s: float, on_tree) -> dict:
     """Train ``products`` one after another: the marketplace's node is its own process serving every
     session; the bank's node runs in this process (it is the bank's command) over mutual TLS."""
+    from tandem.devcluster import node_configs, serving
     from tandem.learn.federated import read_party_file, request_fields
-    from tandem.link.local import NodeProcess, node_configs
     from tandem.node import Node, load_node_config
 
     configs = node_configs(folder, {"bank": "bank.duckdb", "market": "market.duckdb"},
                            {"bank": "bank", "market": "bank"}, timeout_s)
-    market = NodeProcess("market", ["--config", str(configs["market"]), "--data",
-                                    str(Path(files[products[0]]["market"]).resolve()), "--id", "link_id"],
-                         lambda n, e: None)
+    market_args = ["--data", str(Path(files[products[0]]["market"]).resolve()), "--id", "link_id"]
     bank, current = None, [products[0]]
-    try:
-        if not market.ready.wait(60) or market.proc.poll() is not None:
-            raise TandemError(f"market node did not start: {market.error()}")
-        bank = Node(load_node_config(configs["bank"]), events=lambda e: e.get("event") == "progress" and e.get(
-            "what", "").startswith("tree") and on_tree(current[0], e["what"], e["fraction"]))
-        bank.start()
-        out = {}
-        for product in products:
-            current[0] = product
-            bank.train_data = read_party_file(files[product]["bank"], "link_id", LABEL)
-            try:
-                result = bank.train(["market"], request_fields(args), "ou", int(args.get("key_bits", 2048)))
-            except TandemError as exc:
-                raise TandemError(f"{product}: {exc}" + (f" (market node: {market.error()})"
-                                                         if market.proc.poll() not in (None, 0) else "")) from None
-            out[product] = {"bank": result, "market": _passive_result(market, result["model_path"], timeout_s)}
-        return out
-    finally:
-        if bank is not None:
-            bank.close()
-        if market.proc.poll() is None:
-            market.proc.kill()
+    with serving(configs, {"market": market_args}) as procs:
+        market = procs["market"]
+        try:
+            bank = Node(load_node_config(configs["bank"]), events=lambda e: e.get("event") == "progress" and e.get(
+                "what", "").startswith("tree") and on_tree(current[0], e["what"], e["fraction"]))
+            bank.start()
+            out = {}
+            for product in products:
+                current[0] = product
+                bank.train_data = read_party_file(files[product]["bank"], "link_id", LABEL)
+                try:
+                    result = bank.train(["market"], request_fields(args), "ou", int(args.get("key_bits", 2048)))
+                except TandemError as exc:
+                    raise TandemError(f"{product}: {exc}" + (f" (market node: {market.error()})"
+                                                             if market.proc.poll() not in (None, 0) else "")) from None
+                out[product] = {"bank": result, "market": _passive_result(market, result["model_path"], timeout_s)}
+            return out
+        finally:
+            if bank is not None:
+                bank.close()
 
 
 def _passive_result(market, active_model: str, timeout_s: float) -> dict:

@@ -355,6 +355,12 @@ class TrainRequest(Message):
     validation_fraction_ppm: int
 
 
+@message(33)
+class TrainAccept(Message):
+    """A passive party's answer to a ``TrainRequest``: it has the data and speaks the protocol."""
+    session: str
+
+
 @message(32)
 class SharedRows(Message):
     """Active -> passive, after linking with every passive party: which of the linked rows (in link-id

@@ -25,7 +25,7 @@ from tandem.world.config import MAX_PERSONS, load_config
 from tandem.world.market import generate_market
 from tandem.world.persons import draw_persons
 from tandem.world.risk import calibrate
-from tandem.world.schema import BANK_TABLES, MARKET_TABLES
+from tandem.store.party_schema import BANK_TABLES, MARKET_TABLES
 from tandem.world.sellers import generate_sellers
 
 Progress = Callable[[str, float], None]   # (step description, fraction done 0..1)
@@ -54,6 +54,7 @@ def generate_world(persons: int, seed: int, out: str | os.PathLike, config: str 
         progress("calibrating", 0.01)
         intercepts = calibrate(cfg, seed)
         summary = _write(persons, seed, cfg, intercepts, tmp, progress)
+        summary["as_of"] = cfg["time"]["snapshot_date"].isoformat()   # the day the nodes take the data at
         if evaluate:
             from tandem.world.ceiling import ceiling_aucs
 

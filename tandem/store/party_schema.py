@@ -1,9 +1,17 @@
-"""The tables of each party's store in the synthetic world (and what a real party must provide)."""
+"""What each party's store must hold: the tables a real bank's or marketplace's store provides
+(the synthetic world writes the same ones). ``TABLES[preset]``: the specs checked by ``tandem store
+check``, the feature SQL and the offers' history and content queries."""
 
 from __future__ import annotations
 
 from tandem.store.schema import Column as C
 from tandem.store.schema import TableSpec as T
+
+# the values both parties' ``region`` and ``category`` columns take: a public vocabulary (insight groups by it)
+REGIONS: tuple[str, ...] = ("Moscow", "Saint Petersburg", "Novosibirsk", "Yekaterinburg", "Kazan", "Nizhny Novgorod",
+                            "Krasnodar", "Samara", "Rostov-on-Don", "Other")
+CATEGORIES: tuple[str, ...] = ("electronics", "fashion", "shoes", "home", "kids", "beauty", "sports", "auto", "books",
+                               "grocery", "luxury", "gaming")
 
 BANK_TABLES: tuple[T, ...] = (
     T("clients", (
@@ -88,10 +96,11 @@ MARKET_TABLES: tuple[T, ...] = (
     )),
 )
 
-TABLES = {"bank": BANK_TABLES, "market": MARKET_TABLES}
+TABLES: dict[str, tuple[T, ...]] = {"bank": BANK_TABLES, "market": MARKET_TABLES}
 
 
 def spec(party: str, table: str) -> T:
+    """The spec of ``party``'s ``table``; ``KeyError`` when it has none."""
     for t in TABLES[party]:
         if t.name == table:
             return t

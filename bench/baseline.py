@@ -1,5 +1,7 @@
 """The single-party baseline of the decision benchmark: the bank's own decision service scoring a
-LightGBM on bank-only features (no marketplace, no bits), with the same policy and ledger."""
+LightGBM on bank-only features (no marketplace, no bits), with the same policy and ledger.
+
+The service loads this file as a scorer plugin (``[decide] scorers``): importing it registers the format."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from tandem.decide.scorers import register
 
 FORMAT = "tandem-lightgbm/1"
 
@@ -27,7 +31,7 @@ class LightGbmScorer:
     def score(self, x: np.ndarray, bits: np.ndarray) -> tuple[float, dict[str, float]]:
         contrib = self.booster.predict(np.asarray(x, dtype=np.float64).reshape(1, -1), pred_contrib=True)[0]
         raw = float(contrib.sum())
-        return float(1 / (1 + np.exp(-raw))), dict(zip(self.names, contrib[:-1].tolist()))
+        return float(1 / (1 + np.exp(-raw))), dict(zip(self.names, contrib[:-1].tolist(), strict=True))
 
 
 def train_bank_only(bank_file: Path, out: Path, trees: int = 40) -> dict:
@@ -50,13 +54,14 @@ def bank_only_setup(world: Path, bank_config: Path, federated_model: str | Path)
     of request bodies for it: ``bodies(n, tag) -> [bytes]``."""
     import duckdb
 
-    from tandem.link.local import free_port
+    from tandem.transport.ports import free_port
 
     model = train_bank_only(world / "train" / "bank.parquet", world / "nodes" / "bank-only-model.json")
     text = bank_config.read_text()
     section = text[text.index("[decide]"):]
     lines = [ln for ln in section.splitlines() if not ln.startswith(("listen", "api_listen", "customers_model",
                                                                        "sellers_model", "peer"))]
+    lines += [f'scorers = ["{Path(__file__).resolve()}"]']
     lines += [f'listen = "127.0.0.1:{free_port()}"', f'api_listen = "127.0.0.1:{free_port()}"',
               f'customers_model = "{(world / "nodes" / "bank-only-model.json").resolve()}"']
     path = bank_config.with_name("decide-bank-only.toml")
@@ -72,3 +77,6 @@ def bank_only_setup(world: Path, bank_config: Path, federated_model: str | Path)
                             "order": {"amount": float(round(rng.uniform(1000, 60000), 2)), "currency": "RUB"}}).encode()
                 for i in range(n)]
     return path, bodies
+
+
+register(FORMAT, LightGbmScorer)

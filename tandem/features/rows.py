@@ -1,6 +1,6 @@
 """Each party's rows for its linked customers and sellers, keyed by link id, from its own store only.
 
-The same tables feed training (``tandem.demo``), the online feature cache and batch scoring,
+The same tables feed training (the demo, offers), the online feature cache and batch scoring,
 so a model always sees the features it was trained on.
 """
 
@@ -13,7 +13,6 @@ import pyarrow as pa
 from tandem.features import application_labels, bank_features, market_features
 from tandem.features.sellers import bank_seller_features, market_seller_features, seller_labels
 
-ENTITIES = ("customers", "sellers")
 # (party, entity) -> (link table, features, their key column, labels or None)
 SOURCES = {("bank", "customers"): ("link_customers", bank_features, "client_id", application_labels),
            ("market", "customers"): ("link_customers", market_features, "user_id", None),

@@ -1,0 +1,125 @@
+"""A node's side of one link session: ``initiate`` (the asking node) and ``respond`` (the asked one),
+the same shape as the training and insight jobs.
+
+Each side loads its consented records from its own store, runs every entity's keys over the
+session (``link.job.run_entity``), writes its link tables (unless count-only) and keeps the
+incremental state per peer, entity and key under its state folder.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tandem.link.blinder import EngineBlinder
+from tandem.link.job import PROTOCOL, EntityOutcome, Progress, parse_keys, run_entity
+from tandem.link.memory import load_memory, memory_path, save_memory
+from tandem.link.records import EntityRecords, load_records
+from tandem.parties import ENTITIES, EntitySource
+from tandem.protocols.errors import RemoteProtocolError
+from tandem.protocols.wire import LinkAccept, LinkRequest
+from tandem.store import open_store
+from tandem.store.schema import Column, TableSpec
+from tandem.transport.session import Session
+
+LINK_TABLE = {e: TableSpec(f"link_{e}", (Column("link_id", "VARCHAR", False), Column("local_id", "BIGINT", False),
+                                         Column("matched_on", "VARCHAR", False))) for e in ENTITIES}
+
+
+@dataclass
+class LinkParty:
+    """What one node links with: its name, store, where each entity's records are, its key priority
+    per entity, its state folder, the blinder (worker pool) and a probe of the workers' peak memory (MiB)."""
+
+    name: str
+    store: str
+    sources: dict[str, EntitySource]
+    keys: dict[str, list[str]]
+    state_dir: Path
+    blinder: EngineBlinder
+    worker_rss_mib: Callable[[], list[int]]
+
+
+def initiate(session: Session, request: LinkRequest, me: LinkParty, progress: Progress) -> dict:
+    """Ask the peer of ``session`` for ``request``; return this side's result."""
+    session.send(request)               # the peer loads its records while we load ours
+    records = _load(me, request.entities, parse_keys(request))
+    reply = session.recv()
+    if not isinstance(reply, LinkAccept):
+        raise RemoteProtocolError(f"peer {session.peer} answered {reply.name} to a link request")
+    return _run(session, request, records, me, True, progress)
+
+
+def respond(session: Session, request: LinkRequest, me: LinkParty, progress: Progress) -> dict:
+    """Check the peer's ``request`` against what this node holds, accept it and run it; return this side's result."""
+    peer = session.peer
+    if request.protocol != PROTOCOL:
+        raise RemoteProtocolError(f"peer {peer} speaks {request.protocol}, this node speaks {PROTOCOL}")
+    if request.count_only and request.incremental:
+        raise RemoteProtocolError(f"peer {peer} asked for an incremental count-only run")
+    keys = parse_keys(request)
+    for entity, ks in keys.items():
+        if entity not in ENTITIES:
+            raise RemoteProtocolError(f"peer {peer} asked to link unknown entity '{entity}'")
+        unknown = [k for k in ks if k not in me.sources[entity].keys]
+        if unknown:
+            raise RemoteProtocolError(f"peer {peer} asked to link {entity} on {unknown[0]}, "
+                                      f"which this node has no column for")
+    records = _load(me, request.entities, keys)
+    session.send(LinkAccept(session.id))
+    return _run(session, request, records, me, False, progress)
+
+
+def _load(me: LinkParty, entities: list[str], keys: dict[str, list[str]]) -> dict[str, EntityRecords]:
+    store = open_store(me.store, read_only="://" not in me.store)
+    try:
+        return {e: load_records(store, me.sources[e], keys[e]) for e in entities}
+    finally:
+        store.close()
+
+
+def _run(session: Session, request: LinkRequest, records: dict[str, EntityRecords], me: LinkParty,
+         initiator: bool, progress: Progress) -> dict:
+    started = time.perf_counter()
+    keys = parse_keys(request)
+
+    def memories(entity: str) -> dict | None:
+        if not request.incremental:
+            return None
+        return {k: load_memory(memory_path(me.state_dir, session.peer, entity, k)) for k in keys[entity]}
+
+    outcomes = [run_entity(session, records[entity], entity, keys[entity], initiator=initiator,
+                           count_only=request.count_only, blinder=me.blinder, progress=progress,
+                           memories=memories(entity)) for entity in request.entities]
+    if not request.count_only:
+        _write(me, outcomes)
+    for o in outcomes:
+        for key, memory in o.memories.items():
+            save_memory(memory_path(me.state_dir, session.peer, o.entity, key), memory)
+    return {
+        "node": me.name, "peer": session.peer, "session": session.id,
+        "count_only": request.count_only, "incremental": request.incremental,
+        "seconds": round(time.perf_counter() - started, 2),
+        "peak_rss_mib": {"node": _peak_rss_mib(), "workers": me.worker_rss_mib()},
+        "entities": {o.entity: {"consented": o.consented, "linked": None if request.count_only else o.linked,
+                                "keys": o.per_key} for o in outcomes},
+    }
+
+
+def _write(me: LinkParty, outcomes: list[EntityOutcome]) -> None:
+    store = open_store(me.store, create=True)
+    try:
+        for o in outcomes:
+            if o.rows is not None:
+                store.write_table(LINK_TABLE[o.entity].name, o.rows, LINK_TABLE[o.entity])
+    finally:
+        store.close()
+
+
+def _peak_rss_mib() -> int:
+    """Peak resident memory of this node process, MiB."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
