@@ -17,10 +17,10 @@ import pytest
 from tandem.audit import AuditLog, read_audit
 from tandem.crypto.tls import make_ca, make_node_cert
 from tandem.decide.api import MESSAGES, PROTOCOL, bank_app, market_app
-from tandem.link.local import free_port
 from tandem.offers.service import OFFER_MESSAGES, market_router
 from tandem.transport.http_client import BlockingPeerHttpClient, PeerUnavailable
 from tandem.transport.http_server import HttpServers
+from tandem.transport.ports import free_port
 
 LINK = "ab" * 16
 VERSION = "cd" * 8
