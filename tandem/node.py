@@ -29,6 +29,7 @@ from tandem.link.blinder import EngineBlinder
 from tandem.link.job import PROTOCOL, EntityOutcome, parse_keys, run_entity
 from tandem.link.memory import load_memory, memory_path, save_memory
 from tandem.link.records import PRESETS, EntitySource, load_records
+from tandem.link.result import EntityLink, KeyCounts, LinkResult
 from tandem.protocols.errors import RemoteProtocolError
 from tandem.protocols.wire import InsightQuery, LinkAccept, LinkRequest, TrainRequest
 from tandem.store import open_store
@@ -149,7 +150,7 @@ class Node:
 
     # --- initiator ---------------------------------------------------------------------------
 
-    def link(self, peer: str, entities: list[str], count_only: bool = False, incremental: bool = False) -> dict:
+    def link(self, peer: str, entities: list[str], count_only: bool = False, incremental: bool = False) -> LinkResult:
         """Run a link job with ``peer`` as initiator; return the result (also written to the store)."""
         if peer not in self.clients:
             raise InputError(f"{self.config.path}: no peer named '{peer}' (known: {', '.join(self.clients) or 'none'})")
@@ -351,7 +352,7 @@ class Node:
         finally:
             store.close()
 
-    def _run(self, session: Session, request: LinkRequest, records: dict, initiator: bool) -> dict:
+    def _run(self, session: Session, request: LinkRequest, records: dict, initiator: bool) -> LinkResult:
         started = time.perf_counter()
         keys = parse_keys(request)
         outcomes: list[EntityOutcome] = []
@@ -377,15 +378,14 @@ class Node:
         for o in outcomes:
             for key, memory in o.memories.items():
                 save_memory(memory_path(self.config.state_dir, session.peer, o.entity, key), memory)
-        result = {
-            "node": self.config.name, "peer": session.peer, "session": session.id,
-            "count_only": request.count_only, "incremental": request.incremental,
-            "seconds": round(time.perf_counter() - started, 2),
-            "peak_rss_mib": {"node": _peak_rss_mib(), "workers": self.engine.worker_peak_rss_mib()},
-            "entities": {o.entity: {"consented": o.consented, "linked": None if request.count_only else o.linked,
-                                    "keys": o.per_key} for o in outcomes},
-        }
-        self.events({"event": "result", **result})
+        result = LinkResult(
+            node=self.config.name, peer=session.peer, session=session.id,
+            count_only=request.count_only, incremental=request.incremental,
+            seconds=round(time.perf_counter() - started, 2),
+            peak_rss_mib={"node": _peak_rss_mib(), "workers": self.engine.worker_peak_rss_mib()},
+            entities={o.entity: EntityLink(o.consented, None if request.count_only else o.linked,
+                                           {k: KeyCounts(**v) for k, v in o.per_key.items()}) for o in outcomes})
+        self.events({"event": "result", **result.to_json()})
         return result
 
     def _write(self, outcomes: list[EntityOutcome]) -> None:

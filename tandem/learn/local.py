@@ -11,15 +11,17 @@ from pathlib import Path
 from typing import Callable
 
 from tandem.errors import InputError, TandemError
+from tandem.learn.options import TrainingOptions
+from tandem.learn.result import TrainingResult
 from tandem.link.local import NodeProcess, node_configs
 from tandem.link.local import failure as _failure
 
 
-def train_local(files: dict[str, Path], id_column: str, label_party: str, label_column: str, args: dict,
+def train_local(files: dict[str, Path], id_column: str, label_party: str, label_column: str,
+                options: TrainingOptions,
                 workdir: Path, timeout_s: float = 120.0,
-                on_event: Callable[[str, dict], None] = lambda n, e: None) -> dict[str, dict]:
-    """Run the nodes; return each node's result event. ``args``: training options by CLI name
-    (seed, test_fraction, trees, ...). A rerun in the same ``workdir`` after an interruption
+                on_event: Callable[[str, dict], None] = lambda n, e: None) -> dict[str, TrainingResult]:
+    """Run the nodes; return each node's result event. A rerun in the same ``workdir`` after an interruption
     resumes from the last completed tree."""
     if label_party not in files:
         raise InputError(f"--label names party '{label_party}', which has no --party file")
@@ -39,9 +41,7 @@ def train_local(files: dict[str, Path], id_column: str, label_party: str, label_
                 raise TandemError(f"{p} node did not start: {server.error()}")
         run = ["--config", str(configs[label_party]), "--train", ",".join(passive),
                "--data", str(Path(files[label_party]).resolve()), "--id", id_column, "--label", label_column]
-        for key, value in args.items():
-            flag = f"--{key.replace('_', '-')}"
-            run += ([flag] if value else []) if isinstance(value, bool) else [flag, str(value)]
+        run += options.cli_args()
         active = NodeProcess(label_party, run, on_event)
         if active.wait(timeout=24 * 3600) != 0:
             first = next((p for p, s in servers.items() if s.proc.poll() not in (None, 0)), passive[0])
@@ -49,7 +49,8 @@ def train_local(files: dict[str, Path], id_column: str, label_party: str, label_
         for p, server in servers.items():
             if server.wait(timeout=timeout_s + 30) != 0:
                 raise TandemError(f"{p} node: {server.error()}")
-        return {label_party: active.result(), **{p: s.result() for p, s in servers.items()}}
+        nodes = {label_party: active, **servers}
+        return {p: TrainingResult.from_json(node.result_event()) for p, node in nodes.items()}
     finally:
         for server in servers.values():
             if server.proc.poll() is None:

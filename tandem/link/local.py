@@ -18,6 +18,7 @@ from typing import Callable
 
 from tandem.crypto.tls import make_ca, make_node_cert
 from tandem.errors import InputError, TandemError
+from tandem.link.result import LinkResult
 
 NODES = ("bank", "market")
 
@@ -114,6 +115,13 @@ class NodeProcess:
     def result(self) -> dict | None:
         return next((e for e in self.events if e.get("event") == "result"), None)
 
+    def result_event(self) -> dict:
+        """The result event of a node that exited 0 (which always sends one)."""
+        event = self.result()
+        if event is None:
+            raise TandemError(f"{self.name} node exited without a result")
+        return event
+
 
 def failure(name: str, proc: "NodeProcess", other_name: str, other: "NodeProcess") -> str:
     """One line for a failed run: the initiator's error, and the other node's if it failed too
@@ -133,7 +141,7 @@ def failure(name: str, proc: "NodeProcess", other_name: str, other: "NodeProcess
 
 def link_world(world: Path, *, entities: list[str], count_only: bool, timeout_s: float = 60.0,
                incremental: bool = False,
-               on_event: Callable[[str, dict], None] = lambda n, e: None) -> dict[str, dict]:
+               on_event: Callable[[str, dict], None] = lambda n, e: None) -> dict[str, LinkResult]:
     """Run both nodes; return each node's result. Raise ``TandemError`` with the failing node's message."""
     configs = write_configs(world, timeout_s)
     market = NodeProcess("market", ["--config", str(configs["market"]), "--once"], on_event)
@@ -148,7 +156,7 @@ def link_world(world: Path, *, entities: list[str], count_only: bool, timeout_s:
             raise TandemError(failure("bank", bank, "market", market))
         if market.wait(timeout=timeout_s + 30) != 0:
             raise TandemError(f"market node: {market.error()}")
-        return {"bank": bank.result(), "market": market.result()}
+        return {name: LinkResult.from_json(node.result_event()) for name, node in (("bank", bank), ("market", market))}
     finally:
         if market.proc.poll() is None:
             market.proc.kill()

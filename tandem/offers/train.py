@@ -120,7 +120,8 @@ def train_propensity(world: Path, catalog: Catalog, args: dict | None = None, as
 def _train_group(files: dict, products: list[str], args: dict, folder: Path, timeout_s: float, on_tree) -> dict:
     """Train ``products`` one after another: the marketplace's node is its own process serving every
     session; the bank's node runs in this process (it is the bank's command) over mutual TLS."""
-    from tandem.learn.federated import read_party_file, request_fields
+    from tandem.learn.federated import read_party_file
+    from tandem.learn.options import TrainingOptions
     from tandem.link.local import NodeProcess, node_configs
     from tandem.node import Node, load_node_config
 
@@ -129,6 +130,7 @@ def _train_group(files: dict, products: list[str], args: dict, folder: Path, tim
     market = NodeProcess("market", ["--config", str(configs["market"]), "--data",
                                     str(Path(files[products[0]]["market"]).resolve()), "--id", "link_id"],
                          lambda n, e: None)
+    options = TrainingOptions.from_args(args)
     bank, current = None, [products[0]]
     try:
         if not market.ready.wait(60) or market.proc.poll() is not None:
@@ -141,7 +143,7 @@ def _train_group(files: dict, products: list[str], args: dict, folder: Path, tim
             current[0] = product
             bank.train_data = read_party_file(files[product]["bank"], "link_id", LABEL)
             try:
-                result = bank.train(["market"], request_fields(args), "ou", int(args.get("key_bits", 2048)))
+                result = bank.train(["market"], options.request_fields(), options.he, options.key_bits)
             except TandemError as exc:
                 raise TandemError(f"{product}: {exc}" + (f" (market node: {market.error()})"
                                                          if market.proc.poll() not in (None, 0) else "")) from None
