@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from rich.console import Console, Group
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -43,7 +43,7 @@ def progress_bars(titles: list[str]) -> Iterator:
     """Like ``progress_bar`` with one bar per title; yields ``update(title, step, fraction)``."""
     bar = Progress(TextColumn("[bold]{task.description:<8}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                    TextColumn("{task.fields[step]}"), TimeElapsedColumn(), console=err_console)
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
 
     def update(title: str, step: str, fraction: float) -> None:
         if not tasks:
@@ -77,3 +77,21 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4f}" if abs(v) < 10 else f"{v:,.1f}"
     return str(v)
+
+
+def node_progress(update: Callable[[str, str, float], None]) -> Callable[[str, dict], None]:
+    """A node-event handler ``(node, event)`` that moves ``progress_bars``' bar of that node."""
+    def on_event(node: str, event: dict) -> None:
+        if event.get("event") == "progress":
+            update(node, event["what"], event["fraction"])
+
+    return on_event
+
+
+def tree_progress(update: Callable[[str, float], None], start: float, span: float) -> Callable[[str, dict], None]:
+    """A node-event handler that moves ``progress_bar`` from ``start`` over ``span`` as trees are grown."""
+    def on_event(node: str, event: dict) -> None:
+        if event.get("event") == "progress" and event["what"].startswith("tree"):
+            update(event["what"], start + span * event["fraction"])
+
+    return on_event

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from tandem.atomic import write_atomically
-from tandem.console import console, progress_bar, progress_bars, table
+from tandem.console import console, node_progress, progress_bar, progress_bars, table, tree_progress
 from tandem.decide.rows import rows
 from tandem.learn.boosting import HistBoostingClassifier
 from tandem.learn.federated import read_party_file
@@ -80,8 +80,10 @@ def bank_alone_auc(bank_file: Path, test_ids: list[str], args: dict) -> float:
     test = np.isin(np.array(data.ids), np.array(test_ids))
     model = HistBoostingClassifier(n_trees=args["trees"], max_depth=args["max_depth"],
                                    learning_rate=args["learning_rate"], bins=args["bins"], seed=args["seed"])
-    model.fit(data.X[~test], data.y[~test])
-    return roc_auc(data.y[test], model.predict_proba(data.X[test])[:, 1])
+    y = data.y
+    assert y is not None                       # read with a label column
+    model.fit(data.X[~test], y[~test])
+    return roc_auc(y[test], model.predict_proba(data.X[test])[:, 1])
 
 
 def run_demo(persons: int, seed: int, out: Path) -> None:
@@ -98,16 +100,14 @@ def run_demo(persons: int, seed: int, out: Path) -> None:
     console.rule("[bold]Link: bank and marketplace nodes, private set intersection over mutual TLS")
     with progress_bars(["bank", "market"]) as update:
         links = link_world(out, entities=["customers", "sellers"], count_only=False,
-                           on_event=lambda n, e: e.get("event") == "progress" and update(n, e["what"], e["fraction"]))
+                           on_event=node_progress(update))
     print_link_results({"bank": links["bank"]})
     console.rule("[bold]Learn: federated gradient boosting (SecureBoost, Okamoto-Uchiyama 2048)")
     files = export_training_files(out)
     with progress_bar("train") as update:
         update("linking rows and training", 0.05)
         trained = train_local(files, "link_id", "bank", "default", TrainingOptions.from_args(TRAIN_ARGS),
-                              out / "train", on_event=lambda n, e: (
-            e.get("event") == "progress" and e["what"].startswith("tree")
-            and update(e["what"], 0.05 + 0.95 * e["fraction"])))
+                              out / "train", on_event=tree_progress(update, 0.05, 0.95))
         result = trained["bank"]
     alone = bank_alone_auc(files["bank"], result.test_ids, TRAIN_ARGS)
     report = write_training_report(out / "train" / "report.html", result, {"AUC, bank alone": alone})
@@ -137,8 +137,7 @@ def _demo_insight(world: Path) -> None:
     path = world / "insight" / "queries.toml"
     write_atomically(path, INSIGHT_QUERIES.encode())
     with progress_bars(["bank", "market"]) as update:
-        results = insight_world(world, load_queries(path), on_event=lambda n, e: e.get("event") == "progress"
-                                and update(n, e["what"], e["fraction"]))
+        results = insight_world(world, load_queries(path), on_event=node_progress(update))
     for r in results:
         print_insight(r)
     report = write_insight_report(world / "insight" / "report.html", results, "Insight: the demo world")

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from tandem.cli.common import insight_app
-from tandem.console import console, progress_bars, table
+from tandem.console import console, node_progress, progress_bars, table
 from tandem.errors import InputError
 from tandem.printers import print_insight
 
@@ -69,8 +69,7 @@ def insight_run(
                                         "command line")
     with progress_bars(["bank", "market"]) as update:
         results = insight_world(world_dir, queries, initiator=initiator, policy=policy, timeout_s=timeout,
-                                on_event=lambda n, e: e.get("event") == "progress"
-                                and update(n, e["what"], e["fraction"]))
+                                on_event=node_progress(update))
     if out is not None:
         write_insight_table(out, results)
     page = write_insight_report(report or world_dir / "insight" / "report.html", results,

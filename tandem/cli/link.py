@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from tandem.cli.common import app
-from tandem.console import console, progress_bars
+from tandem.console import console, node_progress, progress_bars
 from tandem.printers import print_link_results
 
 
@@ -28,12 +28,8 @@ def link_cmd(
 
     started = time.perf_counter()
     with progress_bars(["bank", "market"]) as update:
-        def on_event(node_name, event):
-            if event.get("event") == "progress":
-                update(node_name, event["what"], event["fraction"])
-
         results = link_world(world_dir, entities=entities.split(","), count_only=count_only, timeout_s=timeout,
-                             incremental=incremental, on_event=on_event)
+                             incremental=incremental, on_event=node_progress(update))
     seconds = round(time.perf_counter() - started, 2)
     if as_json:
         print(json.dumps(results["bank"].summary_json(seconds), indent=2))

@@ -65,7 +65,11 @@ def node(
                 n.link(link, entities.split(","), count_only, incremental)
             else:
                 with progress_bar(f"{cfg.name} <-> {link}") as update:
-                    n.events = lambda e: e.get("event") == "progress" and update(e["what"], e["fraction"])
+                    def on_event(event: dict) -> None:
+                        if event.get("event") == "progress":
+                            update(event["what"], event["fraction"])
+
+                    n.events = on_event
                     result = n.link(link, entities.split(","), count_only, incremental)
                 print_link_results({cfg.name: result})
             return

@@ -9,7 +9,7 @@ import typer
 
 from tandem.atomic import write_atomically
 from tandem.cli.common import app, training_options
-from tandem.console import console, progress_bar
+from tandem.console import console, progress_bar, tree_progress
 from tandem.errors import InputError
 from tandem.learn.options import DEFAULTS, TrainingOptions
 from tandem.printers import print_training
@@ -41,9 +41,8 @@ def train_cmd(
         raise InputError(f"--label must look like NAME:COLUMN, got '{label}'")
     with progress_bar("train") as update:
         update("linking and training", 0.05)
-        results = train_local(files, id_column, label_party, label_column, training, workdir, on_event=lambda n, e: (
-            e.get("event") == "progress" and e["what"].startswith("tree")
-            and update(e["what"], 0.05 + 0.85 * e["fraction"])))
+        results = train_local(files, id_column, label_party, label_column, training, workdir,
+                              on_event=tree_progress(update, 0.05, 0.85))
         update("pooled baselines", 0.9)
         active = results[label_party]
         baselines = pooled_baselines(files, id_column, label_party, label_column, training)
