@@ -25,6 +25,7 @@ from tandem.audit import AuditLog
 from tandem.engine import LocalEngine
 from tandem.errors import InputError, TandemError
 from tandem.insight.budget import InsightPolicy
+from tandem.learn.options import DEFAULTS
 from tandem.link.blinder import EngineBlinder
 from tandem.link.job import PROTOCOL, EntityOutcome, parse_keys, run_entity
 from tandem.link.memory import load_memory, memory_path, save_memory
@@ -226,7 +227,8 @@ class Node:
 
     # --- training ----------------------------------------------------------------------------
 
-    def train(self, peers: list[str], request_args: dict, scheme: str = "ou", key_bits: int = 2048) -> dict:
+    def train(self, peers: list[str], request_args: dict, scheme: str = DEFAULTS.he,
+              key_bits: int = DEFAULTS.key_bits) -> dict:
         """Train with ``peers`` as the passive parties (this node holds the labels); return the result.
 
         ``request_args``: ``TrainRequest`` fields besides session, protocol and model id.

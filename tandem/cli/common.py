@@ -53,8 +53,8 @@ def training_options(names: tuple[str, ...] = NAMES,
                      defaults: Mapping[str, Any] | None = None) -> Callable[[Callable], Callable]:
     """Give a command the training options ``names`` (all by default), generated from
     ``TrainingOptions``: they take the place of its ``training`` parameter in the option list,
-    and the command is called with ``training``, the checked ``TrainingOptions`` of
-    ``defaults`` (over ``DEFAULTS``) and the values given."""
+    and the command is called with ``training``, the ``TrainingOptions`` of ``defaults`` (over
+    ``DEFAULTS``) and the values given, to ``check()`` where it uses them."""
     defaults = dict(defaults or {})
     hints = typing.get_type_hints(TrainingOptions)
     declared = {f.name: f.metadata["flag"] for f in dataclasses.fields(TrainingOptions)}  # e.g. --goss, no --no-goss
@@ -73,7 +73,7 @@ def training_options(names: tuple[str, ...] = NAMES,
         @functools.wraps(command)
         def run(**kwargs: Any) -> Any:
             given = {n: kwargs.pop(n) for n in names}
-            return command(**kwargs, training=TrainingOptions.from_args({**defaults, **given}).check())
+            return command(**kwargs, training=TrainingOptions.from_args({**defaults, **given}))
 
         run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         run.__annotations__ = {p.name: p.annotation for p in params}

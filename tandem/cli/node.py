@@ -51,6 +51,7 @@ def node(
     try:
         n.start()
         if train:
+            training.check()
             n.train(train.split(","), training.request_fields(), training.he, training.key_bits)
             return
         if insight:

@@ -35,6 +35,7 @@ def propensity(
     from tandem.offers.train import train_propensity
 
     cat = load_catalog(catalog)
+    training.check()
     args = {**PROPENSITY_ARGS, **{name: getattr(training, name) for name in PROPENSITY_OPTIONS}}
     with progress_bar("propensity") as update:
         result = train_propensity(world_dir, cat, args, holdout_from=parse_date(holdout_from, "--holdout-from")

@@ -39,6 +39,7 @@ def train_cmd(
     label_party, sep, label_column = label.partition(":")
     if not sep or not label_column:
         raise InputError(f"--label must look like NAME:COLUMN, got '{label}'")
+    training.check()
     with progress_bar("train") as update:
         update("linking and training", 0.05)
         results = train_local(files, id_column, label_party, label_column, training, workdir,
