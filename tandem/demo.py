@@ -75,11 +75,13 @@ def export_training_files(world: Path, entity: str = "customers") -> dict[str, P
 
 
 def bank_alone_auc(bank_file: Path, test_ids: list[str], args: dict) -> float:
-    """The same algorithm on the bank's own features only, same rows, same split."""
+    """The same algorithm on the bank's own features only, same rows, same split (``args``: training
+    options by name, the others at their defaults)."""
     data = read_party_file(bank_file, "link_id", "default")
     test = np.isin(np.array(data.ids), np.array(test_ids))
-    model = HistBoostingClassifier(n_trees=args["trees"], max_depth=args["max_depth"],
-                                   learning_rate=args["learning_rate"], bins=args["bins"], seed=args["seed"])
+    o = TrainingOptions.from_args(args)
+    model = HistBoostingClassifier(n_trees=o.trees, max_depth=o.max_depth, learning_rate=o.learning_rate,
+                                   bins=o.bins, seed=o.seed)
     y = data.y
     assert y is not None                       # read with a label column
     model.fit(data.X[~test], y[~test])
