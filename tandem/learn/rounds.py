@@ -29,7 +29,7 @@ class BoostParams:
     split: SplitParams = field(default_factory=SplitParams)
     first_tree_active_only: bool = DEFAULTS.first_tree_active_only  # tree 0 on the label holder's features only
     goss: tuple[float, float] | None = None  # (top rate, other rate), or None for every training row
-    early_stopping_rounds: int = DEFAULTS.early_stopping  # 0: off; else stop after this many rounds without a better score
+    early_stopping_rounds: int = DEFAULTS.early_stopping  # 0: off; else rounds without a better score
     seed: int = 0
 
     def check(self) -> "BoostParams":
