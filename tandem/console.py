@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console, Group
@@ -77,3 +77,21 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4f}" if abs(v) < 10 else f"{v:,.1f}"
     return str(v)
+
+
+def node_progress(update: Callable[[str, str, float], None]) -> Callable[[str, dict], None]:
+    """A node-event handler ``(node, event)`` that moves ``progress_bars``' bar of that node."""
+    def on_event(node: str, event: dict) -> None:
+        if event.get("event") == "progress":
+            update(node, event["what"], event["fraction"])
+
+    return on_event
+
+
+def tree_progress(update: Callable[[str, float], None], start: float, span: float) -> Callable[[str, dict], None]:
+    """A node-event handler that moves ``progress_bar`` from ``start`` over ``span`` as trees are grown."""
+    def on_event(node: str, event: dict) -> None:
+        if event.get("event") == "progress" and event["what"].startswith("tree"):
+            update(event["what"], start + span * event["fraction"])
+
+    return on_event

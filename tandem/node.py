@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from tandem.engine import LocalEngine
 from tandem.errors import InputError, TandemError
 from tandem.insight.budget import InsightPolicy
+from tandem.learn.options import DEFAULTS
 from tandem.link import node_job as link_job
 from tandem.link.blinder import EngineBlinder
 from tandem.link.job import PROTOCOL
+from tandem.link.result import LinkResult
 from tandem.parties import ENTITIES, PRESETS, EntitySource
 from tandem.protocols.errors import RemoteProtocolError
 from tandem.protocols.wire import InsightQuery, LinkRequest, Message, TrainAccept, TrainRequest
@@ -156,7 +158,7 @@ class Node:
 
     # --- link --------------------------------------------------------------------------------
 
-    def link(self, peer: str, entities: list[str], count_only: bool = False, incremental: bool = False) -> dict:
+    def link(self, peer: str, entities: list[str], count_only: bool = False, incremental: bool = False) -> LinkResult:
         """Run a link job with ``peer`` as initiator; return the result (also written to the store)."""
         self._known(peer)
         if count_only and incremental:
@@ -179,13 +181,14 @@ class Node:
         return link_job.LinkParty(c.name, c.store, c.sources, c.keys, c.state_dir, self.blinder,
                                   self.engine.worker_peak_rss_mib)
 
-    def _link_result(self, result: dict) -> dict:
-        self.events({"event": "result", **result})
+    def _link_result(self, result: LinkResult) -> LinkResult:
+        self.events({"event": "result", **result.to_json()})
         return result
 
     # --- training ----------------------------------------------------------------------------
 
-    def train(self, peers: list[str], request_args: dict, scheme: str = "ou", key_bits: int = 2048) -> dict:
+    def train(self, peers: list[str], request_args: dict, scheme: str = DEFAULTS.he,
+              key_bits: int = DEFAULTS.key_bits) -> dict:
         """Train with ``peers`` as the passive parties (this node holds the labels); return the result.
 
         ``request_args``: ``TrainRequest`` fields besides session, protocol and model id.

@@ -1,5 +1,6 @@
 """Bad input: one clear line naming the problem, non-zero exit, no traceback, nothing half-written."""
 
+import os
 import shutil
 
 import duckdb
@@ -41,8 +42,14 @@ def test_world_rejects_an_unwritable_output(tmp_path):
     locked.chmod(0o500)
     try:
         proc = run_cli("world", "--persons", "100", "--out", str(locked / "w"))
-        if proc.returncode == 0:      # root ignores permission bits; a path under a file is unwritable for all
+        if os.geteuid() == 0:         # root ignores permission bits: the world is written
+            assert proc.returncode == 0, proc.stderr
+            assert (locked / "w" / "bank.duckdb").is_file()
             shutil.rmtree(locked / "w")
+        else:
+            _one_line_error(proc, "cannot write the world there")
+            assert not (locked / "w").exists()
+        # a path under a file is unwritable for everyone, root included
         proc = run_cli("world", "--persons", "100", "--out", str(tmp_path / "file" / "w"))
         _one_line_error(proc, "cannot write the world there")
     finally:
@@ -126,3 +133,8 @@ def test_ids_command_reports_reasons(small_world):
     proc = run_cli("ids", str(small_world / "market.duckdb"), "--party", "market")
     assert proc.returncode == 0, proc.stderr
     assert "not a valid number for its country" in proc.stdout and "empty" in proc.stdout
+
+
+def test_a_bad_date_names_the_option_it_was_given(tmp_path):
+    _one_line_error(run_cli("propensity", "--world", str(tmp_path), "--holdout-from", "soon"),
+                    "--holdout-from must be a date like 2019-01-01, got 'soon'")

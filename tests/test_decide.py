@@ -20,7 +20,8 @@ from conftest import run_cli
 from tandem.audit import read_audit
 from tandem.decide.local import TRAIN, Service, train_models, write_decide_configs
 from tandem.learn.boosting import HistBoostingClassifier
-from tandem.learn.federated import estimator_kwargs, ordered, request_fields, split_rows
+from tandem.learn.federated import ordered, split_rows
+from tandem.learn.options import TrainingOptions, estimator_kwargs
 from tandem.link.local import link_world
 from tandem.world.generate import generate_world
 
@@ -63,7 +64,7 @@ def _reference(world: Path, link_ids: list[str]) -> dict[str, float]:
     bank = pd.read_parquet(world / "train" / "bank.parquet")
     market = pd.read_parquet(world / "train" / "market.parquet")
     pooled = bank.merge(market, on="link_id")
-    fields = request_fields(ARGS)
+    fields = TrainingOptions.from_args(ARGS).request_fields()
     pooled = pooled.iloc[ordered(pooled["link_id"].tolist(), fields["seed"])]
     test, valid = split_rows(pooled["link_id"].tolist(), fields)
     cols = [c for c in pooled.columns if c not in ("link_id", "default")]

@@ -9,9 +9,9 @@ import pytest
 from tandem.engine import LocalEngine
 from tandem.errors import InputError
 from tandem.learn.boosting import HistBoostingClassifier
-from tandem.learn.federated import (active_job, estimator_kwargs, is_test, ordered, passive_job, read_party_file,
-                                    request_fields, split_rows)
+from tandem.learn.federated import active_job, is_test, ordered, passive_job, read_party_file, split_rows
 from tandem.learn.metrics import roc_auc
+from tandem.learn.options import TrainingOptions, estimator_kwargs
 from tandem.link.blinder import EngineBlinder
 from tandem.protocols.boost import PROTOCOL
 from tandem.protocols.wire import TrainRequest
@@ -36,8 +36,8 @@ def _files(tmp_path, n=900, seed=0):
 
 
 def _request(**over) -> TrainRequest:
-    fields = request_fields({"seed": 42, "test_fraction": 0.2, "trees": 6, "max_depth": 3, "learning_rate": 0.3,
-                             "bins": 16, **over})
+    fields = TrainingOptions(seed=42, test_fraction=0.2, trees=6, max_depth=3, learning_rate=0.3,
+                             bins=16).with_args(over).request_fields()
     return TrainRequest("s", PROTOCOL, "m1", **fields)
 
 

@@ -24,12 +24,14 @@ def train_models(world: Path, entities=ENTITIES, args: dict | None = None) -> di
     other party's under ``"market"``."""
     from tandem.demo import export_training_files
     from tandem.learn.local import train_local
+    from tandem.learn.options import TrainingOptions
 
     out = {}
     for entity in entities:
         files = export_training_files(world, entity)
-        results = train_local(files, "link_id", "bank", "default", args or TRAIN, world / "train" / f"{entity}-nodes")
-        out[entity] = {**results["bank"], "market": results["market"]}
+        results = train_local(files, "link_id", "bank", "default", TrainingOptions.from_args(args or TRAIN),
+                              world / "train" / f"{entity}-nodes")
+        out[entity] = {**results["bank"].to_json(), "market": results["market"].to_json()}
     return out
 
 

@@ -7,15 +7,16 @@ from pathlib import Path
 import numpy as np
 
 from tandem.learn.boosting import HistBoostingClassifier
-from tandem.learn.federated import estimator_kwargs, ordered, read_party_file, request_fields, split_rows
+from tandem.learn.federated import ordered, read_party_file, split_rows
 from tandem.learn.metrics import roc_auc
+from tandem.learn.options import TrainingOptions, estimator_kwargs
 
 
 def pooled_baselines(files: dict[str, Path], id_column: str, label_party: str, label_column: str,
-                     args: dict) -> dict:
+                     options: TrainingOptions) -> dict:
     """``auc_plaintext`` (the same algorithm on the pooled table) and ``auc_xgboost`` (XGBoost hist,
     same hyperparameters), on the same rows, order and train/validation/test split as the
-    federated run. ``args``: training options by CLI name."""
+    federated run."""
     import pandas as pd
     import xgboost as xgb
 
@@ -31,7 +32,7 @@ def pooled_baselines(files: dict[str, Path], id_column: str, label_party: str, l
     pooled = parts[0][1]
     for _, frame in parts[1:]:
         pooled = pooled.merge(frame, on="_id")
-    fields = request_fields(args)
+    fields = options.request_fields()
     pooled = pooled.iloc[ordered(pooled["_id"].tolist(), fields["seed"])]
     test, valid = split_rows(pooled["_id"].tolist(), fields)
     features = [c for c in pooled.columns if c not in ("_id", "_y")]

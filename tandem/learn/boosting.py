@@ -13,6 +13,7 @@ from tandem.errors import InputError
 from tandem.learn.binning import Binner
 from tandem.learn.grower import Tree, grow_tree, predict_binned
 from tandem.learn.histogram import build_histogram
+from tandem.learn.options import DEFAULTS as D
 from tandem.learn.rounds import (BoostParams, gradients, round_rows, trees_to_keep, valid_rows,
                                  validation_score)
 from tandem.learn.splitting import SplitParams
@@ -33,10 +34,11 @@ class HistBoostingClassifier:
     the first k features only.
     """
 
-    def __init__(self, n_trees: int = 50, max_depth: int = 5, learning_rate: float = 0.1, bins: int = 32,
-                 l2: float = 1.0, min_child_weight: float = 1.0, min_gain: float = 0.0,
-                 goss: tuple[float, float] | None = None, early_stopping_rounds: int = 0,
-                 validation_fraction: float = 0.1, seed: int = 0, first_tree_features: int | None = None):
+    def __init__(self, n_trees: int = D.trees, max_depth: int = D.max_depth, learning_rate: float = D.learning_rate,
+                 bins: int = D.bins, l2: float = D.l2, min_child_weight: float = D.min_child_weight,
+                 min_gain: float = 0.0, goss: tuple[float, float] | None = None,
+                 early_stopping_rounds: int = D.early_stopping, validation_fraction: float = D.validation_fraction,
+                 seed: int = 0, first_tree_features: int | None = None):
         self.n_trees, self.max_depth, self.learning_rate, self.bins = n_trees, max_depth, learning_rate, bins
         self.l2, self.min_child_weight, self.min_gain, self.goss = l2, min_child_weight, min_gain, goss
         self.early_stopping_rounds, self.validation_fraction = early_stopping_rounds, validation_fraction

@@ -25,6 +25,7 @@ from tandem.errors import InputError
 from tandem.learn import checkpoint, model_io
 from tandem.learn.binning import Binner
 from tandem.learn.metrics import summary
+from tandem.learn.options import DEFAULTS, estimator_kwargs
 from tandem.learn.vertical import VerticalBoostingClassifier, serve_passive, serve_predictions
 from tandem.link.job import run_entity
 from tandem.link.records import EntityRecords, KeyReport
@@ -104,28 +105,6 @@ def ordered(ids: list[str], seed: int) -> np.ndarray:
     return np.array(sorted(range(len(ids)), key=keys.__getitem__), dtype=np.int64)
 
 
-def request_fields(args: dict) -> dict:
-    """Training options (CLI names: seed, test_fraction, trees, ...) -> ``TrainRequest`` fields."""
-    goss = args.get("goss", False)
-    top, other = (args.get("goss_top", 0.2), args.get("goss_other", 0.1)) if goss else (0.0, 0.0)
-    return {"seed": args["seed"], "test_fraction_ppm": round(args["test_fraction"] * 1_000_000),
-            "n_trees": args["trees"], "max_depth": args["max_depth"], "bins": args["bins"],
-            "learning_rate": args["learning_rate"], "l2": args.get("l2", 1.0),
-            "min_child_weight": args.get("min_child_weight", 1.0),
-            "first_tree_active_only": bool(args.get("first_tree_active_only", False)),
-            "goss_top_ppm": round(top * 1_000_000), "goss_other_ppm": round(other * 1_000_000),
-            "early_stopping_rounds": args.get("early_stopping", 0),
-            "validation_fraction_ppm": round(args.get("validation_fraction", 0.1) * 1_000_000)}
-
-
-def estimator_kwargs(fields: dict) -> dict:
-    """``TrainRequest`` fields -> keyword arguments shared by the federated and plaintext estimators."""
-    goss = (fields["goss_top_ppm"] / 1e6, fields["goss_other_ppm"] / 1e6) if fields["goss_top_ppm"] else None
-    return {"n_trees": fields["n_trees"], "max_depth": fields["max_depth"], "learning_rate": fields["learning_rate"],
-            "bins": fields["bins"], "l2": fields["l2"], "min_child_weight": fields["min_child_weight"],
-            "goss": goss, "early_stopping_rounds": fields["early_stopping_rounds"], "seed": fields["seed"]}
-
-
 def split_rows(ids: list[str], fields: dict) -> tuple[np.ndarray, np.ndarray]:
     """``(test, valid)`` masks over rows in the agreed order; validation rows only with early stopping."""
     test = is_test(ids, fields["seed"], fields["test_fraction_ppm"])
@@ -174,7 +153,7 @@ def _fields(request: TrainRequest) -> dict:
 
 
 def active_job(sessions: list[Session], data: PartyData, request: TrainRequest, blinder, *, party: str,
-               passive_parties: list[str], scheme: str = "ou", key_bits: int = 2048,
+               passive_parties: list[str], scheme: str = DEFAULTS.he, key_bits: int = DEFAULTS.key_bits,
                checkpoints: Path | None = None, progress: Callable[[str, float], None] | None = None) -> dict:
     """The label holder's side; returns metrics, timings and its part of the model (JSON dict).
 

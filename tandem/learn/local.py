@@ -11,13 +11,15 @@ from pathlib import Path
 
 from tandem.devcluster import OnEvent, no_events, node_configs, run_pair
 from tandem.errors import InputError
+from tandem.learn.options import TrainingOptions
+from tandem.learn.result import TrainingResult
 
 
-def train_local(files: dict[str, Path], id_column: str, label_party: str, label_column: str, args: dict,
+def train_local(files: dict[str, Path], id_column: str, label_party: str, label_column: str,
+                options: TrainingOptions,
                 workdir: Path, timeout_s: float = 120.0,
-                on_event: OnEvent = no_events) -> dict[str, dict]:
-    """Run the nodes; return each node's result event. ``args``: training options by CLI name
-    (seed, test_fraction, trees, ...). A rerun in the same ``workdir`` after an interruption
+                on_event: OnEvent = no_events) -> dict[str, TrainingResult]:
+    """Run the nodes; return each node's result. A rerun in the same ``workdir`` after an interruption
     resumes from the last completed tree."""
     if label_party not in files:
         raise InputError(f"--label names party '{label_party}', which has no --party file")
@@ -32,8 +34,6 @@ def train_local(files: dict[str, Path], id_column: str, label_party: str, label_
     servers = {p: ["--once", "--data", str(Path(files[p]).resolve()), "--id", id_column] for p in passive}
     run = ["--train", ",".join(passive), "--data", str(Path(files[label_party]).resolve()), "--id", id_column,
            "--label", label_column]
-    for key, value in args.items():
-        flag = f"--{key.replace('_', '-')}"
-        run += ([flag] if value else []) if isinstance(value, bool) else [flag, str(value)]
+    run += options.cli_args()
     procs = run_pair(configs, label_party, run, servers, timeout_s, on_event)
-    return {name: proc.result() for name, proc in procs.items()}
+    return {name: TrainingResult.from_json(proc.result()) for name, proc in procs.items()}

@@ -14,6 +14,7 @@ import numpy as np
 from tandem.crypto.he import dequantise, quantise
 from tandem.errors import InputError
 from tandem.learn.metrics import roc_auc
+from tandem.learn.options import DEFAULTS
 from tandem.learn.splitting import SplitParams, leaf_weight
 
 GOSS_DEFAULT = (0.2, 0.1)      # LightGBM's defaults: keep the top 20% |gradient|, sample 10% of the rest
@@ -21,14 +22,14 @@ GOSS_DEFAULT = (0.2, 0.1)      # LightGBM's defaults: keep the top 20% |gradient
 
 @dataclass(frozen=True)
 class BoostParams:
-    n_trees: int = 50
-    max_depth: int = 5
-    learning_rate: float = 0.1
-    bins: int = 32
+    n_trees: int = DEFAULTS.trees
+    max_depth: int = DEFAULTS.max_depth
+    learning_rate: float = DEFAULTS.learning_rate
+    bins: int = DEFAULTS.bins
     split: SplitParams = field(default_factory=SplitParams)
-    first_tree_active_only: bool = False     # tree 0 on the label holder's features only
+    first_tree_active_only: bool = DEFAULTS.first_tree_active_only  # tree 0 on the label holder's features only
     goss: tuple[float, float] | None = None  # (top rate, other rate), or None for every training row
-    early_stopping_rounds: int = 0           # 0: off; else stop after this many rounds without a better score
+    early_stopping_rounds: int = DEFAULTS.early_stopping  # 0: off; else rounds without a better score
     seed: int = 0
 
     def check(self) -> "BoostParams":

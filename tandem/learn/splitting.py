@@ -6,14 +6,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tandem.learn.options import DEFAULTS
+
 
 _TOL = 1e-9
 
 
 @dataclass(frozen=True)
 class SplitParams:
-    l2: float = 1.0                  # lambda
-    min_child_weight: float = 1.0    # minimum hessian sum in a child
+    l2: float = DEFAULTS.l2                              # lambda
+    min_child_weight: float = DEFAULTS.min_child_weight  # minimum hessian sum in a child
     min_gain: float = 0.0            # gamma
 
 

@@ -11,9 +11,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from tandem.crypto.he import DEFAULT_KEY_BITS, DEFAULT_SCHEME, SecretHe
+from tandem.crypto.he import SecretHe
 from tandem.learn.binning import Binner
 from tandem.learn.boosting import PARAMS, binary_label, sigmoid
+from tandem.learn.options import DEFAULTS as D
 from tandem.learn.rounds import BoostParams, valid_rows
 from tandem.learn.splitting import SplitParams
 from tandem.protocols.boost import (ActiveBoost, PassiveBoost, Resume, passive_bitmaps, predict_federated,
@@ -36,11 +37,13 @@ class VerticalBoostingClassifier:
     from ``resume``), ``raw_`` (scores of the fitted rows).
     """
 
-    def __init__(self, passive: Sequence[Session] = (), *, n_trees: int = 50, max_depth: int = 5,
-                 learning_rate: float = 0.1, bins: int = 32, l2: float = 1.0, min_child_weight: float = 1.0,
-                 min_gain: float = 0.0, goss: tuple[float, float] | None = None, early_stopping_rounds: int = 0,
-                 validation_fraction: float = 0.1, seed: int = 0, first_tree_active_only: bool = False,
-                 scheme: str = DEFAULT_SCHEME, key_bits: int = DEFAULT_KEY_BITS):
+    def __init__(self, passive: Sequence[Session] = (), *, n_trees: int = D.trees, max_depth: int = D.max_depth,
+                 learning_rate: float = D.learning_rate, bins: int = D.bins, l2: float = D.l2,
+                 min_child_weight: float = D.min_child_weight, min_gain: float = 0.0,
+                 goss: tuple[float, float] | None = None, early_stopping_rounds: int = D.early_stopping,
+                 validation_fraction: float = D.validation_fraction, seed: int = 0,
+                 first_tree_active_only: bool = D.first_tree_active_only, scheme: str = D.he,
+                 key_bits: int = D.key_bits):
         self.passive = list(passive)
         self.n_trees, self.max_depth, self.learning_rate, self.bins = n_trees, max_depth, learning_rate, bins
         self.l2, self.min_child_weight, self.min_gain, self.goss = l2, min_child_weight, min_gain, goss

@@ -9,14 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from tandem.devcluster import OnEvent, no_events, run_pair, write_configs
+from tandem.link.result import LinkResult
 
 
 def link_world(world: Path, *, entities: list[str], count_only: bool, timeout_s: float = 60.0,
-               incremental: bool = False, on_event: OnEvent = no_events) -> dict[str, dict]:
+               incremental: bool = False, on_event: OnEvent = no_events) -> dict[str, LinkResult]:
     """Run both nodes; return each node's result. Raise ``TandemError`` with the failing node's message."""
     configs = write_configs(world, timeout_s)
     args = ["--link", "market", "--entities", ",".join(entities)]
     args += ["--count-only"] if count_only else []
     args += ["--incremental"] if incremental else []
     procs = run_pair(configs, "bank", args, {"market": ["--once"]}, timeout_s, on_event)
-    return {name: proc.result() for name, proc in procs.items()}
+    return {name: LinkResult.from_json(proc.result()) for name, proc in procs.items()}

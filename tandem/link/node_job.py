@@ -17,6 +17,7 @@ from tandem.link.blinder import EngineBlinder
 from tandem.link.job import PROTOCOL, EntityOutcome, Progress, parse_keys, run_entity
 from tandem.link.memory import load_memory, memory_path, save_memory
 from tandem.link.records import EntityRecords, load_records
+from tandem.link.result import EntityLink, KeyCounts, LinkResult
 from tandem.parties import ENTITIES, EntitySource
 from tandem.protocols.errors import RemoteProtocolError
 from tandem.protocols.wire import LinkAccept, LinkRequest
@@ -42,7 +43,7 @@ class LinkParty:
     worker_rss_mib: Callable[[], list[int]]
 
 
-def initiate(session: Session, request: LinkRequest, me: LinkParty, progress: Progress) -> dict:
+def initiate(session: Session, request: LinkRequest, me: LinkParty, progress: Progress) -> LinkResult:
     """Ask the peer of ``session`` for ``request``; return this side's result."""
     session.send(request)               # the peer loads its records while we load ours
     records = _load(me, request.entities, parse_keys(request))
@@ -52,7 +53,7 @@ def initiate(session: Session, request: LinkRequest, me: LinkParty, progress: Pr
     return _run(session, request, records, me, True, progress)
 
 
-def respond(session: Session, request: LinkRequest, me: LinkParty, progress: Progress) -> dict:
+def respond(session: Session, request: LinkRequest, me: LinkParty, progress: Progress) -> LinkResult:
     """Check the peer's ``request`` against what this node holds, accept it and run it; return this side's result."""
     peer = session.peer
     if request.protocol != PROTOCOL:
@@ -81,7 +82,7 @@ def _load(me: LinkParty, entities: list[str], keys: dict[str, list[str]]) -> dic
 
 
 def _run(session: Session, request: LinkRequest, records: dict[str, EntityRecords], me: LinkParty,
-         initiator: bool, progress: Progress) -> dict:
+         initiator: bool, progress: Progress) -> LinkResult:
     started = time.perf_counter()
     keys = parse_keys(request)
 
@@ -98,14 +99,13 @@ def _run(session: Session, request: LinkRequest, records: dict[str, EntityRecord
     for o in outcomes:
         for key, memory in o.memories.items():
             save_memory(memory_path(me.state_dir, session.peer, o.entity, key), memory)
-    return {
-        "node": me.name, "peer": session.peer, "session": session.id,
-        "count_only": request.count_only, "incremental": request.incremental,
-        "seconds": round(time.perf_counter() - started, 2),
-        "peak_rss_mib": {"node": _peak_rss_mib(), "workers": me.worker_rss_mib()},
-        "entities": {o.entity: {"consented": o.consented, "linked": None if request.count_only else o.linked,
-                                "keys": o.per_key} for o in outcomes},
-    }
+    return LinkResult(
+        node=me.name, peer=session.peer, session=session.id,
+        count_only=request.count_only, incremental=request.incremental,
+        seconds=round(time.perf_counter() - started, 2),
+        peak_rss_mib={"node": _peak_rss_mib(), "workers": me.worker_rss_mib()},
+        entities={o.entity: EntityLink(o.consented, None if request.count_only else o.linked,
+                                       {k: KeyCounts(**v) for k, v in o.per_key.items()}) for o in outcomes})
 
 
 def _write(me: LinkParty, outcomes: list[EntityOutcome]) -> None:

@@ -42,9 +42,10 @@ def bank_only_propensity(store, side: BankSide, holdout_from: date, args: dict) 
     """(n, k) propensity of every client in ``side`` from a plaintext model per product on the bank's
     own features, trained on the same rows as the federated model (same split of the link ids)."""
     from tandem.learn.boosting import HistBoostingClassifier
-    from tandem.learn.federated import estimator_kwargs, request_fields, split_rows
+    from tandem.learn.federated import split_rows
+    from tandem.learn.options import TrainingOptions, estimator_kwargs
 
-    fields = request_fields(args)
+    fields = TrainingOptions.from_args(args).request_fields()
     out = np.zeros((len(side), len(side.products)))
     local = {cid: i for i, cid in enumerate(side.features.local_ids.tolist())}
     for j, product in enumerate(side.products):

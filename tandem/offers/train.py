@@ -122,12 +122,14 @@ def _train_group(files: dict, products: list[str], args: dict, folder: Path, tim
     """Train ``products`` one after another: the marketplace's node is its own process serving every
     session; the bank's node runs in this process (it is the bank's command) over mutual TLS."""
     from tandem.devcluster import node_configs, serving
-    from tandem.learn.federated import read_party_file, request_fields
+    from tandem.learn.federated import read_party_file
+    from tandem.learn.options import TrainingOptions
     from tandem.node import Node, load_node_config
 
     configs = node_configs(folder, {"bank": "bank.duckdb", "market": "market.duckdb"},
                            {"bank": "bank", "market": "bank"}, timeout_s)
     market_args = ["--data", str(Path(files[products[0]]["market"]).resolve()), "--id", "link_id"]
+    options = TrainingOptions.from_args(args)
     bank, current = None, [products[0]]
     with serving(configs, {"market": market_args}) as procs:
         market = procs["market"]
@@ -140,7 +142,7 @@ def _train_group(files: dict, products: list[str], args: dict, folder: Path, tim
                 current[0] = product
                 bank.train_data = read_party_file(files[product]["bank"], "link_id", LABEL)
                 try:
-                    result = bank.train(["market"], request_fields(args), "ou", int(args.get("key_bits", 2048)))
+                    result = bank.train(["market"], options.request_fields(), options.he, options.key_bits)
                 except TandemError as exc:
                     raise TandemError(f"{product}: {exc}" + (f" (market node: {market.error()})"
                                                              if market.proc.poll() not in (None, 0) else "")) from None

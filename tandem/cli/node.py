@@ -1,0 +1,90 @@
+"""`tandem node`: a party's node, serving peers or starting a link, training or insight run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tandem.cli.common import app, training_options
+from tandem.console import console, progress_bar
+from tandem.errors import InputError, TandemError
+from tandem.learn.options import DEFAULTS, TrainingOptions
+from tandem.printers import print_link_results
+
+
+@app.command()
+@training_options()
+def node(
+    config: Path = typer.Option(..., "--config", "-c", help="The node's TOML config."),
+    link: str | None = typer.Option(None, "--link", help="Start a link run with this peer, then exit."),
+    entities: str = typer.Option("customers,sellers", help="What to link: customers, sellers or both."),
+    count_only: bool = typer.Option(False, "--count-only", help="Learn only the size of the overlap."),
+    incremental: bool = typer.Option(False, "--incremental", help="Keep keys and blinded sets so that the next "
+                                     "run with this peer only processes new records (see docs/privacy.md)."),
+    once: bool = typer.Option(False, "--once", help="Serve one session, then exit (status 1 if it failed)."),
+    events: bool = typer.Option(False, "--events", help="Print progress and results as JSON lines."),
+    data: Path | None = typer.Option(None, help="CSV or Parquet with this party's rows, for training."),
+    id_column: str | None = typer.Option(None, "--id", help="The id column of --data."),
+    label: str | None = typer.Option(None, help="The label column of --data (the label holder only)."),
+    train: str | None = typer.Option(None, "--train", help="Train with these peers (comma-separated) as the "
+                                        "passive parties, then exit."),
+    insight: str | None = typer.Option(None, "--insight", help="Run the --query files' insight queries with "
+                                          "this peer, then exit."),
+    query: list[Path] = typer.Option([], "--query", help="An insight query file (TOML), for --insight."),
+    sessions: int = typer.Option(0, "--sessions", help="Serve this many sessions, then exit (0: until stopped)."),
+    training: TrainingOptions = DEFAULTS,
+):
+    """Run a party's node: serve peers over gRPC with mutual TLS, or start a link or training run."""
+    from tandem.node import Node, json_events, load_node_config
+
+    cfg = load_node_config(config)
+    emit = json_events() if events else None
+    train_data = None
+    if data is not None:
+        from tandem.learn.federated import read_party_file
+
+        if not id_column:
+            raise InputError("--data needs --id COLUMN")
+        train_data = read_party_file(data, id_column, label)
+    n = Node(cfg, emit, train_data)
+    try:
+        n.start()
+        if train:
+            training.check()
+            n.train(train.split(","), training.request_fields(), training.he, training.key_bits)
+            return
+        if insight:
+            from tandem.insight.query import load_queries
+
+            if not query:
+                raise InputError("--insight needs one or more --query FILE")
+            n.insight(insight, [q for path in query for q in load_queries(path)])
+            return
+        if link:
+            if events:
+                n.link(link, entities.split(","), count_only, incremental)
+            else:
+                with progress_bar(f"{cfg.name} <-> {link}") as update:
+                    def on_event(event: dict) -> None:
+                        if event.get("event") == "progress":
+                            update(event["what"], event["fraction"])
+
+                    n.events = on_event
+                    result = n.link(link, entities.split(","), count_only, incremental)
+                print_link_results({cfg.name: result})
+            return
+        if not events:
+            console.print(f"node {cfg.name} listening on port {n.server.port}; Ctrl-C stops it")
+        limit = 1 if once else sessions
+        while not (limit and (n.served >= limit or n.failure)):
+            n.finished.wait(0.5)
+            n.finished.clear()
+        if n.failure:
+            raise TandemError(n.failure)
+    except TandemError as exc:
+        if emit:
+            emit({"event": "error", "node": cfg.name, "message": str(exc)})
+        raise
+    finally:
+        n.close()

@@ -1,0 +1,62 @@
+"""`tandem train`: a federated model from one file per party, each party its own node process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from tandem.atomic import write_atomically
+from tandem.cli.common import app, training_options
+from tandem.console import console, progress_bar, tree_progress
+from tandem.errors import InputError
+from tandem.learn.options import DEFAULTS, TrainingOptions
+from tandem.printers import print_training
+
+
+@app.command("train")
+@training_options()
+def train_cmd(
+    party: list[str] = typer.Option(..., "--party", help="NAME=FILE (CSV or Parquet), once per party."),
+    id_column: str = typer.Option(..., "--id", help="The column that identifies a row on every side."),
+    label: str = typer.Option(..., help="NAME:COLUMN — the party holding the label and its column."),
+    training: TrainingOptions = DEFAULTS,
+    metrics_out: Path | None = typer.Option(None, help="Write metrics as JSON here."),
+    workdir: Path = typer.Option(Path("tandem-train"), help="Folder for node configs, certificates, models, logs."),
+):
+    """Link on the id column, train a federated model (SecureBoost) and evaluate it; each party is its own process."""
+    from tandem.learn.baselines import pooled_baselines
+    from tandem.learn.local import train_local
+    from tandem.report.training_report import write_training_report
+
+    files = {}
+    for item in party:
+        name, sep, file = item.partition("=")
+        if not sep or not name or not file:
+            raise InputError(f"--party must look like NAME=FILE, got '{item}'")
+        files[name] = Path(file)
+    label_party, sep, label_column = label.partition(":")
+    if not sep or not label_column:
+        raise InputError(f"--label must look like NAME:COLUMN, got '{label}'")
+    training.check()
+    with progress_bar("train") as update:
+        update("linking and training", 0.05)
+        results = train_local(files, id_column, label_party, label_column, training, workdir,
+                              on_event=tree_progress(update, 0.05, 0.85))
+        update("pooled baselines", 0.9)
+        active = results[label_party]
+        baselines = pooled_baselines(files, id_column, label_party, label_column, training)
+        update("done", 1.0)
+    m = active.metrics
+    report = write_training_report(workdir / "report.html", active, baselines)
+    metrics = {"auc": m["auc"], "ks": m["ks"], "gini": m["gini"], "brier": m["brier"], **baselines,
+               "train_seconds": active.train_seconds, "seconds_per_tree": active.seconds_per_tree,
+               "bytes_sent": {name: r.bytes_sent for name, r in results.items()},
+               "n_train": active.n_train, "n_test": active.n_test, "deciles": m["deciles"],
+               "models": {name: r.model_path for name, r in results.items()}, "report": str(report)}
+    print_training(results, label_party, baselines)
+    console.print(f"model report: {report}")
+    if metrics_out:
+        write_atomically(metrics_out, json.dumps(metrics, indent=2).encode())
+        console.print(f"metrics written to {metrics_out}")
