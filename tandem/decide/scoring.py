@@ -18,6 +18,7 @@ from bisect import bisect_left
 import numpy as np
 
 from tandem.learn import model_io
+from tandem.learn.tree import goes_left, leaves
 
 
 class ScoringError(ValueError):
@@ -63,13 +64,13 @@ class PassiveScorer:
     def bits(self, X: np.ndarray) -> np.ndarray:
         """Go-left bits ``(n, k)`` of rows ``X`` (n, fp)."""
         binned = self.binner.transform(np.atleast_2d(X))[:, self._f]
-        return np.where(binned == self.binner.missing_bin, self._m, binned <= self._b)
+        return goes_left(binned, self._b, self._m, self.binner.missing_bin)
 
     def row_bits(self, x) -> np.ndarray:
         """``bits`` of one row (k,), in plain Python (the online path)."""
         missing = self.binner.missing_bin
         b = bin_row(self._thresholds, missing, x)
-        return np.array([m if b[f] == missing else b[f] <= bb for f, bb, m in self._splits], dtype=bool)
+        return np.array([goes_left(b[f], bb, m, missing) for f, bb, m in self._splits], dtype=bool)
 
 
 class ActiveScorer:
@@ -86,11 +87,12 @@ class ActiveScorer:
         self.split_ids = sorted({sid for t in ids for _, sid in t.values()})
         index = {sid: i for i, sid in enumerate(self.split_ids)}
         self.parties = sorted({party for t in ids for party, _ in t.values()})
-        self._trees = []
+        self._trees, self._batch = [], []
         for tree, tid in zip(trees, ids):
             passive = np.array([index[tid[n][1]] if n in tid else -1 for n in range(len(tree.value))])
             owner = [tid[n][0] if n in tid else (self.names[tree.feature[n]] if tree.feature[n] >= 0 else "")
                      for n in range(len(tree.value))]
+            self._batch.append((tree, passive))
             self._trees.append((np.array(tree.feature), np.array(tree.bin_), np.array(tree.missing_left),
                                 np.array(tree.left), np.array(tree.right), np.array(tree.value), passive, owner))
         self._lists = [tuple(a.tolist() if isinstance(a, np.ndarray) else a for a in t) for t in self._trees]
@@ -111,8 +113,7 @@ class ActiveScorer:
                 if passive[node] >= 0:
                     go_left = bits[passive[node]]
                 else:
-                    b = binned[feature[node]]
-                    go_left = miss[node] if b == missing else b <= bin_[node]
+                    go_left = goes_left(binned[feature[node]], bin_[node], miss[node], missing)
                 child = left[node] if go_left else right[node]
                 contributions[owner[node]] = contributions.get(owner[node], 0.0) + value[child] - value[node]
                 node = child
@@ -124,17 +125,6 @@ class ActiveScorer:
         binned = self.binner.transform(X)
         missing = self.binner.missing_bin
         raw = np.full(len(binned), self.base_score)
-        rows = np.arange(len(binned))
-        for feature, bin_, miss, left, right, value, passive, _owner in self._trees:
-            node = np.zeros(len(binned), dtype=np.int64)
-            while True:
-                inner = left[node] >= 0
-                if not inner.any():
-                    break
-                r, n = rows[inner], node[inner]
-                own = binned[r, np.maximum(feature[n], 0)]
-                go_left = np.where(passive[n] >= 0, bits[r, np.maximum(passive[n], 0)],
-                                   np.where(own == missing, miss[n], own <= bin_[n]))
-                node[r] = np.where(go_left, left[n], right[n])
-            raw += value[node]
+        for tree, passive in self._batch:
+            raw += np.array(tree.value)[leaves(tree, binned, missing, bits, passive)]
         return 1 / (1 + np.exp(-raw))

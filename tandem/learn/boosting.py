@@ -11,7 +11,8 @@ import numpy as np
 from tandem.crypto.he import dequantise
 from tandem.errors import InputError
 from tandem.learn.binning import Binner
-from tandem.learn.grower import Tree, grow_tree, predict_binned
+from tandem.learn.grower import grow_tree
+from tandem.learn.tree import Tree, predict_binned
 from tandem.learn.histogram import build_histogram
 from tandem.learn.rounds import (BoostParams, gradients, round_rows, trees_to_keep, valid_rows,
                                  validation_score)

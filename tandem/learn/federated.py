@@ -28,8 +28,10 @@ from tandem.learn.metrics import summary
 from tandem.learn.vertical import VerticalBoostingClassifier, serve_passive, serve_predictions
 from tandem.link.job import run_entity
 from tandem.link.records import EntityRecords, KeyReport
-from tandem.protocols.boost import PROTOCOL, PassiveBoost, Resume, pack_mask, unpack_mask
+from tandem.learn.secureboost.passive import PassiveBoost
+from tandem.learn.secureboost.shared import PROTOCOL, Resume
 from tandem.protocols.errors import RemoteProtocolError
+from tandem.protocols.framing import pack_mask, unpack_mask
 from tandem.protocols.wire import SharedRows, TrainRequest
 from tandem.transport.session import Session
 
