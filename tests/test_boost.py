@@ -11,12 +11,12 @@ import pytest
 from tandem.crypto.he import quantise
 from tandem.learn.binning import Binner
 from tandem.learn.boosting import HistBoostingClassifier
-from tandem.learn.vertical import VerticalBoostingClassifier, serve_passive
 from tandem.learn.secureboost.passive import PassiveBoost
 from tandem.learn.secureboost.predict import passive_bitmaps, predict_federated
 from tandem.learn.secureboost.shared import PROTOCOL
-from tandem.protocols.framing import unframe_blobs, unpack_mask
+from tandem.learn.vertical import VerticalBoostingClassifier, serve_passive
 from tandem.protocols.errors import RemoteProtocolError
+from tandem.protocols.framing import unframe_blobs, unpack_mask
 from tandem.protocols.wire import BoostStart, EncryptedGradients, PredictRequest, decode
 from tandem.transport.base import TransportError, memory_pair
 from tandem.transport.session import Session

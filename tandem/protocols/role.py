@@ -18,7 +18,8 @@ peer an ``Abort`` with its text (``Session.abort``), which the peer's session ra
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, NoReturn
+from collections.abc import Callable
+from typing import Any, ClassVar, NoReturn
 
 from tandem.protocols.errors import LocalProtocolError, RemoteProtocolError
 from tandem.protocols.wire import Message

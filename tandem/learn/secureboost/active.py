@@ -17,8 +17,18 @@ from tandem.learn.tree import Tree, goes_left, predict_binned
 from tandem.protocols.errors import RemoteProtocolError
 from tandem.protocols.framing import bucket_sums_passes, frame_blobs, pack_mask, unframe_blobs, unpack_mask
 from tandem.protocols.role import Role
-from tandem.protocols.wire import (BoostDone, BoostReady, BoostStart, EncryptedGradients, EncryptedHistograms,
-                                   Message, PassivePartitions, PublicKeyMsg, SplitDecisions, SplitRequest)
+from tandem.protocols.wire import (
+    BoostDone,
+    BoostReady,
+    BoostStart,
+    EncryptedGradients,
+    EncryptedHistograms,
+    Message,
+    PassivePartitions,
+    PublicKeyMsg,
+    SplitDecisions,
+    SplitRequest,
+)
 
 Outbox = list[tuple[int, Message]]
 
@@ -107,7 +117,7 @@ class ActiveBoost(Role):
         masks: dict[tuple[int, str], np.ndarray] = {}
         for k, ready in self._ready.items():
             ids = [sid for t in resume.split_ids for party, sid in t.values() if party == k]
-            for sid, blob in zip(ids, unframe_blobs(ready.payload, len(ids))):
+            for sid, blob in zip(ids, unframe_blobs(ready.payload, len(ids)), strict=True):
                 masks[(k, sid)] = unpack_mask(blob, len(self.y))
         self.raw_ = predict_federated(resume.trees, resume.split_ids, self.base_score_, self.binned,
                                       self.missing_bin, masks)
@@ -236,7 +246,7 @@ class ActiveBoost(Role):
         if msg.nodes != [n.id for n, _ in asks] or len(msg.split_ids) != len(asks) or \
                 len(set(msg.split_ids)) != len(asks):
             self._fail(f"passive party {party} answered other splits than asked for")
-        for (node, _), split_id, blob in zip(asks, msg.split_ids, unframe_blobs(msg.payload, len(asks))):
+        for (node, _), split_id, blob in zip(asks, msg.split_ids, unframe_blobs(msg.payload, len(asks)), strict=True):
             left = unpack_mask(blob, len(node.rows))
             self.split_ids_[-1][node.id] = (party, split_id)
             self._decisions[node.id] = Route(left, party, split_id)

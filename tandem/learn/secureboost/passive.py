@@ -12,8 +12,18 @@ from tandem.learn.secureboost.shared import State, sent_child
 from tandem.learn.tree import goes_left
 from tandem.protocols.framing import bucket_sums_payload, frame_blobs, pack_mask, unframe_blobs, unpack_mask
 from tandem.protocols.role import Role
-from tandem.protocols.wire import (BoostDone, BoostReady, BoostStart, EncryptedGradients, EncryptedHistograms,
-                                   Message, PassivePartitions, PublicKeyMsg, SplitDecisions, SplitRequest)
+from tandem.protocols.wire import (
+    BoostDone,
+    BoostReady,
+    BoostStart,
+    EncryptedGradients,
+    EncryptedHistograms,
+    Message,
+    PassivePartitions,
+    PublicKeyMsg,
+    SplitDecisions,
+    SplitRequest,
+)
 
 
 @dataclass
@@ -131,7 +141,7 @@ class PassiveBoost(Role):
         if msg.tree != self.tree or len(msg.slots) != len(msg.nodes) or len(set(msg.nodes)) != len(msg.nodes):
             self._fail("malformed split request")
         ids, bitmaps = [], []
-        for node_id, slot in zip(msg.nodes, msg.slots):
+        for node_id, slot in zip(msg.nodes, msg.slots, strict=True):
             try:
                 f, b, m = (int(x) for x in slot.split(":"))
             except ValueError:
@@ -152,7 +162,7 @@ class PassiveBoost(Role):
             self._fail("split decisions do not match the frontier")
         blobs = iter(unframe_blobs(msg.payload, sum(d == "rows" for d in msg.decisions)))
         children = []
-        for node, decision in zip(self._frontier, msg.decisions):
+        for node, decision in zip(self._frontier, msg.decisions, strict=True):
             if decision == "leaf":
                 continue
             if decision == "rows":
@@ -163,7 +173,8 @@ class PassiveBoost(Role):
                 self._fail(f"malformed split decision {decision[:40]!r}")
             li, ri = self._next_id, self._next_id + 1       # the active party numbers nodes the same way
             self._next_id += 2
-            children += [_Node(li, node.rows[left], node.depth + 1, ri), _Node(ri, node.rows[~left], node.depth + 1, li)]
+            children += [_Node(li, node.rows[left], node.depth + 1, ri),
+                         _Node(ri, node.rows[~left], node.depth + 1, li)]
         self._pending = {}
         self._frontier = [c for c in children if c.depth < self.max_depth]
         return self._histograms()

@@ -34,7 +34,7 @@ def predict_federated(trees: list[Tree], split_ids: list[dict[int, tuple[int, st
     go-left bitmaps: ``bitmaps[(party, split id)]`` (n,) bool for each node in ``split_ids[t]``;
     the other nodes are the active party's own splits."""
     raw = np.full(len(binned), base_score)
-    for tree, ids in zip(trees, split_ids):
+    for tree, ids in zip(trees, split_ids, strict=True):
         nodes = sorted(ids)
         column = np.full(len(tree.value), -1, dtype=np.int64)
         column[nodes] = np.arange(len(nodes))
