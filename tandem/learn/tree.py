@@ -62,7 +62,8 @@ def leaves(tree: Tree, binned: np.ndarray, missing_bin: int, bits: np.ndarray | 
     """
     feature, bin_, miss = np.array(tree.feature), np.array(tree.bin_), np.array(tree.missing_left)
     left, right = np.array(tree.left), np.array(tree.right)
-    theirs = np.zeros(len(feature), dtype=bool) if column is None or bits is None else np.asarray(column) >= 0
+    column = np.full(len(feature), -1) if column is None or bits is None else np.asarray(column)
+    theirs = column >= 0
     feature = np.where(theirs | (feature < 0), 0, feature)       # their nodes index no column of ``binned``
     node = np.zeros(len(binned), dtype=np.int64)
     rows = np.arange(len(binned))
@@ -72,7 +73,7 @@ def leaves(tree: Tree, binned: np.ndarray, missing_bin: int, bits: np.ndarray | 
             return node
         r, n = rows[inner], node[inner]
         go_left = goes_left(binned[r, feature[n]], bin_[n], miss[n], missing_bin)
-        if theirs.any():
+        if bits is not None and theirs.any():
             go_left = np.where(theirs[n], bits[r, np.maximum(column[n], 0)], go_left)
         node[r] = np.where(go_left, left[n], right[n])
 

@@ -21,7 +21,8 @@ def frame_blobs(blobs: list[bytes], width: int = 4) -> bytes:
 
 def unframe_blobs(payload: bytes, count: int | None = None, width: int = 4) -> list[bytes]:
     """The blobs of ``frame_blobs``; ``count`` (if given) must match."""
-    out, i = [], 0
+    out: list[bytes] = []
+    i = 0
     while i < len(payload) and (count is None or len(out) < count):
         if i + width > len(payload):
             raise RemoteProtocolError("malformed framed payload")
