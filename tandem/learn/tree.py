@@ -18,11 +18,9 @@ from tandem.learn.splitting import Split, leaf_weight
 
 
 def goes_left(bins: Any, bin_: Any, missing_left: Any, missing_bin: int) -> Any:
-    """The go-left rule, elementwise: numpy arrays give a bool array, Python scalars a bool (the
-    online path scores one row at a time and must not pay numpy's per-call cost)."""
-    is_missing = bins == missing_bin
-    return (is_missing & missing_left) | (~is_missing & (bins <= bin_)) if isinstance(is_missing, np.ndarray) \
-        else (missing_left if is_missing else bins <= bin_)
+    """The go-left rule, elementwise: numpy arrays give a bool array, Python scalars a bool (bitwise
+    operators, so the online path, one row at a time, pays no numpy call)."""
+    return ((bins == missing_bin) & missing_left) | ((bins != missing_bin) & (bins <= bin_))
 
 
 @dataclass
@@ -34,17 +32,25 @@ class Tree:
     missing_left: list[bool] = field(default_factory=list)
     left: list[int] = field(default_factory=list)
     right: list[int] = field(default_factory=list)
-    value: list[float] = field(default_factory=list)        # leaf output (learning rate applied)
+    value: list[float] = field(default_factory=list)  # leaf output (learning rate applied)
     gain: list[float] = field(default_factory=list)
 
     def add(self, value: float) -> int:
-        for name, v in (("feature", -1), ("bin_", -1), ("missing_left", False), ("left", -1), ("right", -1),
-                        ("value", value), ("gain", 0.0)):
+        for name, v in (
+            ("feature", -1),
+            ("bin_", -1),
+            ("missing_left", False),
+            ("left", -1),
+            ("right", -1),
+            ("value", value),
+            ("gain", 0.0),
+        ):
             getattr(self, name).append(v)
         return len(self.value) - 1
 
-    def split(self, node: int, split: Split, total_g: float, total_h: float, learning_rate: float,
-              l2: float) -> tuple[int, int]:
+    def split(
+        self, node: int, split: Split, total_g: float, total_h: float, learning_rate: float, l2: float
+    ) -> tuple[int, int]:
         """Split leaf ``node`` (whose rows sum to ``total_g``/``total_h``); return the children's ids."""
         li = self.add(learning_rate * leaf_weight(split.left_g, split.left_h, l2))
         ri = self.add(learning_rate * leaf_weight(total_g - split.left_g, total_h - split.left_h, l2))
@@ -53,8 +59,9 @@ class Tree:
         return li, ri
 
 
-def leaves(tree: Tree, binned: np.ndarray, missing_bin: int, bits: np.ndarray | None = None,
-           column: np.ndarray | None = None) -> np.ndarray:
+def leaves(
+    tree: Tree, binned: np.ndarray, missing_bin: int, bits: np.ndarray | None = None, column: np.ndarray | None = None
+) -> np.ndarray:
     """The leaf (n,) int64 each row of ``binned`` (n, f) reaches.
 
     A node with ``column[node] >= 0`` (``column`` (nodes,) int) is another party's split: its rows
@@ -64,7 +71,7 @@ def leaves(tree: Tree, binned: np.ndarray, missing_bin: int, bits: np.ndarray | 
     left, right = np.array(tree.left), np.array(tree.right)
     column = np.full(len(feature), -1) if column is None or bits is None else np.asarray(column)
     theirs = column >= 0
-    feature = np.where(theirs | (feature < 0), 0, feature)       # their nodes index no column of ``binned``
+    feature = np.where(theirs | (feature < 0), 0, feature)  # their nodes index no column of ``binned``
     node = np.zeros(len(binned), dtype=np.int64)
     rows = np.arange(len(binned))
     while True:

@@ -12,7 +12,7 @@ import numpy as np
 
 from tandem.protocols.errors import RemoteProtocolError
 
-SINGLE_PASS_BINS = 127         # up to this many bins, encrypted bucket sums are one unframed blob
+SINGLE_PASS_BINS = 127  # up to this many bins, encrypted bucket sums are one unframed blob
 
 
 def frame_blobs(blobs: list[bytes], width: int = 4) -> bytes:
@@ -26,8 +26,8 @@ def unframe_blobs(payload: bytes, count: int | None = None, width: int = 4) -> l
     while i < len(payload) and (count is None or len(out) < count):
         if i + width > len(payload):
             raise RemoteProtocolError("malformed framed payload")
-        n = int.from_bytes(payload[i:i + width], "big")
-        out.append(payload[i + width:i + width + n])
+        n = int.from_bytes(payload[i : i + width], "big")
+        out.append(payload[i + width : i + width + n])
         i += width + n
     if i != len(payload) or (count is not None and len(out) != count):
         raise RemoteProtocolError("malformed framed payload")

@@ -36,8 +36,8 @@ Outbox = list[tuple[int, Message]]
 @dataclass
 class _Node:
     id: int
-    rows: np.ndarray        # every row routed here (sorted)
-    grown: np.ndarray       # of those, the rows this tree grows on
+    rows: np.ndarray  # every row routed here (sorted)
+    grown: np.ndarray  # of those, the rows this tree grows on
     depth: int
     parent: int = -1
     sibling: int = -1
@@ -53,8 +53,16 @@ class ActiveBoost(Role):
     ``completed_`` trees finished so far (``checkpoint()`` returns them).
     """
 
-    def __init__(self, sessions: list[str], binned: np.ndarray, y: np.ndarray, params: BoostParams, he: SecretHe,
-                 train: np.ndarray | None = None, resume: Resume | None = None):
+    def __init__(
+        self,
+        sessions: list[str],
+        binned: np.ndarray,
+        y: np.ndarray,
+        params: BoostParams,
+        he: SecretHe,
+        train: np.ndarray | None = None,
+        resume: Resume | None = None,
+    ):
         self.sessions, self.binned, self.y, self.params, self.he = sessions, binned, y, params, he
         train = np.ones(len(y), dtype=bool) if train is None else train
         self.train_mask, self.train, self.valid = train, np.flatnonzero(train), np.flatnonzero(~train)
@@ -83,8 +91,20 @@ class ActiveBoost(Role):
         for k in range(self.n_parties):
             ids = [sid for t in (resume.split_ids if resume else []) for party, sid in t.values() if party == k]
             payload = frame_blobs([pack_mask(self.train_mask), "\n".join(ids).encode()])
-            out.append((k, BoostStart(self.sessions[k], len(self.y), p.n_trees, p.max_depth, p.bins,
-                                      len(resume.trees) if resume else 0, payload)))
+            out.append(
+                (
+                    k,
+                    BoostStart(
+                        self.sessions[k],
+                        len(self.y),
+                        p.n_trees,
+                        p.max_depth,
+                        p.bins,
+                        len(resume.trees) if resume else 0,
+                        payload,
+                    ),
+                )
+            )
         return out
 
     def receive(self, party: int, msg: Message) -> Outbox:
@@ -105,12 +125,13 @@ class ActiveBoost(Role):
         if self._waiting:
             return []
         counts = [self._ready[k].n_features for k in range(self.n_parties)]
-        self.offsets = np.cumsum([self.binned.shape[1]] + counts)       # passive party k: [offsets[k], offsets[k+1])
+        self.offsets = np.cumsum([self.binned.shape[1]] + counts)  # passive party k: [offsets[k], offsets[k+1])
         if self.resume and all(r.resumable for r in self._ready.values()):
             self._replay(self.resume)
         first = len(self.trees_)
-        return [(k, PublicKeyMsg(self.sessions[k], first, self.he.public_bytes())) for k in range(self.n_parties)] \
-            + self._next_tree()
+        return [
+            (k, PublicKeyMsg(self.sessions[k], first, self.he.public_bytes())) for k in range(self.n_parties)
+        ] + self._next_tree()
 
     def _replay(self, resume: Resume) -> None:
         """Take the checkpoint's trees; score every row with them from the parties' bitmaps."""
@@ -119,8 +140,9 @@ class ActiveBoost(Role):
             ids = [sid for t in resume.split_ids for party, sid in t.values() if party == k]
             for sid, blob in zip(ids, unframe_blobs(ready.payload, len(ids)), strict=True):
                 masks[(k, sid)] = unpack_mask(blob, len(self.y))
-        self.raw_ = predict_federated(resume.trees, resume.split_ids, self.base_score_, self.binned,
-                                      self.missing_bin, masks)
+        self.raw_ = predict_federated(
+            resume.trees, resume.split_ids, self.base_score_, self.binned, self.missing_bin, masks
+        )
         self.trees_, self.split_ids_ = list(resume.trees), list(resume.split_ids)
         self.scores_, self.resumed_ = list(resume.scores), len(resume.trees)
         self.completed_ = self.resumed_
@@ -156,7 +178,7 @@ class ActiveBoost(Role):
         self._in_sample[self._sample] = True
         self._frontier = [_Node(0, np.arange(len(self.y)), self._sample, 0)]
         self._leaf_rows: dict[int, np.ndarray] = {}
-        self._hists: dict[tuple[int, int], np.ndarray] = {}     # (party, node) -> (f_k, bins, 2)
+        self._hists: dict[tuple[int, int], np.ndarray] = {}  # (party, node) -> (f_k, bins, 2)
         self._parent_hists: dict[tuple[int, int], np.ndarray] = {}
         cts = self.he.encrypt_gh(self._g_q[self._sample], self._h_q[self._sample])
         payload = frame_blobs([pack_mask(self._in_sample), self.he.dump(cts)])
@@ -166,10 +188,17 @@ class ActiveBoost(Role):
     def _local_tree(self) -> Outbox:
         """Grow a tree on this party's features alone; nothing is sent for it."""
         p = self.params
-        tree, _ = grow_tree(self.binned, dequantise(self._g_q), dequantise(self._h_q), self._sample,
-                            build=lambda rows: build_histogram(self.binned, self._g_q, self._h_q, rows, p.bins),
-                            missing_bin=self.missing_bin, params=p.split, max_depth=p.max_depth,
-                            learning_rate=p.learning_rate)
+        tree, _ = grow_tree(
+            self.binned,
+            dequantise(self._g_q),
+            dequantise(self._h_q),
+            self._sample,
+            build=lambda rows: build_histogram(self.binned, self._g_q, self._h_q, rows, p.bins),
+            missing_bin=self.missing_bin,
+            params=p.split,
+            max_depth=p.max_depth,
+            learning_rate=p.learning_rate,
+        )
         self.trees_.append(tree)
         self.split_ids_.append({})
         self.raw_ += predict_binned(tree, self.binned, self.missing_bin)
@@ -178,8 +207,11 @@ class ActiveBoost(Role):
 
     def _sent_nodes(self) -> list[_Node]:
         by_id = {n.id: n for n in self._frontier}
-        return [n for n in self._frontier if n.parent < 0 or
-                sent_child(n.id, len(n.grown), n.sibling, len(by_id[n.sibling].grown)) == n.id]
+        return [
+            n
+            for n in self._frontier
+            if n.parent < 0 or sent_child(n.id, len(n.grown), n.sibling, len(by_id[n.sibling].grown)) == n.id
+        ]
 
     def _expect_histograms(self) -> None:
         self.state = State.WAIT_HISTOGRAMS
@@ -189,12 +221,15 @@ class ActiveBoost(Role):
     def _on_histograms(self, msg: EncryptedHistograms, party: int) -> Outbox:
         queue = self._expected[party]
         if msg.tree != len(self.trees_) - 1 or not queue or msg.node != queue[0]:
-            self._fail(f"passive party {party} sent histograms of tree {msg.tree} node {msg.node}, "
-                       f"expected tree {len(self.trees_) - 1} node {queue[0] if queue else '-'}")
+            self._fail(
+                f"passive party {party} sent histograms of tree {msg.tree} node {msg.node}, "
+                f"expected tree {len(self.trees_) - 1} node {queue[0] if queue else '-'}"
+            )
         n_features = int(self.offsets[party + 1] - self.offsets[party])
         try:
-            g, h = self.he.decrypt_bucket_sums(bucket_sums_passes(msg.payload, self.params.bins), n_features,
-                                               self.params.bins)
+            g, h = self.he.decrypt_bucket_sums(
+                bucket_sums_passes(msg.payload, self.params.bins), n_features, self.params.bins
+            )
         except (HeError, RemoteProtocolError) as exc:
             self._fail(f"passive party {party}: {exc}")
         self._hists[(party, queue.pop(0))] = histogram_from_sums(g, h)
@@ -202,7 +237,7 @@ class ActiveBoost(Role):
             self._waiting.discard(party)
         if self._waiting:
             return []
-        for n in self._frontier:                                  # the other sibling: parent minus the sent one
+        for n in self._frontier:  # the other sibling: parent minus the sent one
             for k in range(self.n_parties):
                 if (k, n.id) not in self._hists:
                     self._hists[(k, n.id)] = self._parent_hists[(k, n.parent)] - self._hists[(k, n.sibling)]
@@ -224,8 +259,9 @@ class ActiveBoost(Role):
                 continue
             li, ri = tree.split(node.id, split, hist[0, :, 0].sum(), hist[0, :, 1].sum(), p.learning_rate, p.split.l2)
             if split.feature < fa:
-                left = goes_left(self.binned[node.rows, split.feature], split.bin_, split.missing_left,
-                                 self.missing_bin)
+                left = goes_left(
+                    self.binned[node.rows, split.feature], split.bin_, split.missing_left, self.missing_bin
+                )
                 self._decisions[node.id] = Route(left)
                 self._add_children(node, left, li, ri)
             else:
@@ -238,13 +274,18 @@ class ActiveBoost(Role):
         self.state = State.WAIT_PARTITIONS
         self._waiting = set(self._asks)
         t = len(self.trees_) - 1
-        return [(k, SplitRequest(self.sessions[k], t, [n.id for n, _ in asks], [s for _, s in asks]))
-                for k, asks in sorted(self._asks.items())]
+        return [
+            (k, SplitRequest(self.sessions[k], t, [n.id for n, _ in asks], [s for _, s in asks]))
+            for k, asks in sorted(self._asks.items())
+        ]
 
     def _on_partitions(self, msg: PassivePartitions, party: int) -> Outbox:
         asks = self._asks[party]
-        if msg.nodes != [n.id for n, _ in asks] or len(msg.split_ids) != len(asks) or \
-                len(set(msg.split_ids)) != len(asks):
+        if (
+            msg.nodes != [n.id for n, _ in asks]
+            or len(msg.split_ids) != len(asks)
+            or len(set(msg.split_ids)) != len(asks)
+        ):
             self._fail(f"passive party {party} answered other splits than asked for")
         for (node, _), split_id, blob in zip(asks, msg.split_ids, unframe_blobs(msg.payload, len(asks)), strict=True):
             left = unpack_mask(blob, len(node.rows))
@@ -266,15 +307,23 @@ class ActiveBoost(Role):
                 decisions.append(d.wire(k))
                 if decisions[-1] == "rows" and isinstance(d, Route):
                     bitmaps.append(pack_mask(d.left))
-            out.append((k, SplitDecisions(self.sessions[k], t, [n.id for n in self._frontier], decisions,
-                                          frame_blobs(bitmaps))))
+            out.append(
+                (
+                    k,
+                    SplitDecisions(
+                        self.sessions[k], t, [n.id for n in self._frontier], decisions, frame_blobs(bitmaps)
+                    ),
+                )
+            )
         return out + self._next_level()
 
     def _add_children(self, node: _Node, left: np.ndarray, li: int, ri: int) -> None:
         grown_left = self._in_sample[node.rows[left]]
         lrows, rrows = node.rows[left], node.rows[~left]
-        self._children += [_Node(li, lrows, lrows[grown_left], node.depth + 1, node.id, ri),
-                           _Node(ri, rrows, rrows[self._in_sample[rrows]], node.depth + 1, node.id, li)]
+        self._children += [
+            _Node(li, lrows, lrows[grown_left], node.depth + 1, node.id, ri),
+            _Node(ri, rrows, rrows[self._in_sample[rrows]], node.depth + 1, node.id, li),
+        ]
 
     def _next_level(self) -> Outbox:
         self._children.sort(key=lambda n: n.id)
@@ -297,6 +346,8 @@ class ActiveBoost(Role):
         if self.params.early_stopping_rounds:
             self.scores_.append(validation_score(self.y[self.valid], self.raw_[self.valid]))
 
-    HANDLERS = {(State.WAIT_READY, BoostReady): _on_ready,
-                (State.WAIT_HISTOGRAMS, EncryptedHistograms): _on_histograms,
-                (State.WAIT_PARTITIONS, PassivePartitions): _on_partitions}
+    HANDLERS = {
+        (State.WAIT_READY, BoostReady): _on_ready,
+        (State.WAIT_HISTOGRAMS, EncryptedHistograms): _on_histograms,
+        (State.WAIT_PARTITIONS, PassivePartitions): _on_partitions,
+    }

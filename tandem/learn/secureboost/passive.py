@@ -29,7 +29,7 @@ from tandem.protocols.wire import (
 @dataclass
 class _Node:
     id: int
-    rows: np.ndarray        # every row routed here (sorted)
+    rows: np.ndarray  # every row routed here (sorted)
     depth: int
     sibling: int = -1
 
@@ -43,8 +43,13 @@ class PassiveBoost(Role):
     ``thresholds_`` maps split ids to real thresholds.
     """
 
-    def __init__(self, session: str, binned: np.ndarray, thresholds=None,
-                 saved: dict[str, tuple[int, int, bool, int]] | None = None):
+    def __init__(
+        self,
+        session: str,
+        binned: np.ndarray,
+        thresholds=None,
+        saved: dict[str, tuple[int, int, bool, int]] | None = None,
+    ):
         self.session, self.binned = session, binned
         self._threshold = thresholds or (lambda f, b: float(b))
         self._saved = dict(saved or {})
@@ -106,14 +111,14 @@ class PassiveBoost(Role):
         in_sample = unpack_mask(mask_blob, len(self.binned))
         if (in_sample & ~self.train_mask).any():
             self._fail("gradients of rows outside the training rows")
-        assert self.he is not None                       # the table admits gradients only after the key
+        assert self.he is not None  # the table admits gradients only after the key
         try:
             self.tree, self.cts = msg.tree, self.he.load(cts_blob)
         except HeError as exc:
             self._fail(str(exc))
         if self.cts.rows != int(in_sample.sum()):
             self._fail("gradients do not match the rows they are for")
-        self._pos = np.cumsum(in_sample) - 1            # row -> its ciphertext
+        self._pos = np.cumsum(in_sample) - 1  # row -> its ciphertext
         self._in_sample = in_sample
         self._frontier = [_Node(0, np.arange(len(self.binned)), 0)]
         self._next_id, self._pending = 1, {}
@@ -157,8 +162,7 @@ class PassiveBoost(Role):
         return [PassivePartitions(self.session, self.tree, list(msg.nodes), ids, frame_blobs(bitmaps))]
 
     def _on_decisions(self, msg: SplitDecisions) -> list[Message]:
-        if msg.tree != self.tree or msg.nodes != [n.id for n in self._frontier] or \
-                len(msg.decisions) != len(msg.nodes):
+        if msg.tree != self.tree or msg.nodes != [n.id for n in self._frontier] or len(msg.decisions) != len(msg.nodes):
             self._fail("split decisions do not match the frontier")
         blobs = iter(unframe_blobs(msg.payload, sum(d == "rows" for d in msg.decisions)))
         children = []
@@ -171,17 +175,21 @@ class PassiveBoost(Role):
                 left = self._pending[node.id][1]
             else:
                 self._fail(f"malformed split decision {decision[:40]!r}")
-            li, ri = self._next_id, self._next_id + 1       # the active party numbers nodes the same way
+            li, ri = self._next_id, self._next_id + 1  # the active party numbers nodes the same way
             self._next_id += 2
-            children += [_Node(li, node.rows[left], node.depth + 1, ri),
-                         _Node(ri, node.rows[~left], node.depth + 1, li)]
+            children += [
+                _Node(li, node.rows[left], node.depth + 1, ri),
+                _Node(ri, node.rows[~left], node.depth + 1, li),
+            ]
         self._pending = {}
         self._frontier = [c for c in children if c.depth < self.max_depth]
         return self._histograms()
 
-    HANDLERS = {(State.WAIT_READY, BoostStart): _on_start,
-                (State.WAIT_KEY, PublicKeyMsg): _on_key,
-                (State.WAIT_GRADIENTS, EncryptedGradients): _on_gradients,
-                (State.WAIT_DECISIONS, SplitRequest): _on_request,
-                (State.WAIT_DECISIONS, SplitDecisions): _on_decisions,
-                (State.WAIT_GRADIENTS, BoostDone): _on_done}
+    HANDLERS = {
+        (State.WAIT_READY, BoostStart): _on_start,
+        (State.WAIT_KEY, PublicKeyMsg): _on_key,
+        (State.WAIT_GRADIENTS, EncryptedGradients): _on_gradients,
+        (State.WAIT_DECISIONS, SplitRequest): _on_request,
+        (State.WAIT_DECISIONS, SplitDecisions): _on_decisions,
+        (State.WAIT_GRADIENTS, BoostDone): _on_done,
+    }

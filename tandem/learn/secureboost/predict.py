@@ -11,8 +11,9 @@ from tandem.protocols.framing import frame_blobs, pack_mask
 from tandem.protocols.wire import PredictBitmaps, PredictRequest
 
 
-def passive_bitmaps(request: PredictRequest, binned: np.ndarray, splits: dict[str, tuple[int, int, bool]],
-                    missing_bin: int) -> PredictBitmaps:
+def passive_bitmaps(
+    request: PredictRequest, binned: np.ndarray, splits: dict[str, tuple[int, int, bool]], missing_bin: int
+) -> PredictBitmaps:
     """The passive side of prediction: go-left bitmaps of its splits; never feature values.
 
     ``splits`` maps split id -> (feature, bin, missing_left) on this party's binned features.
@@ -28,8 +29,14 @@ def passive_bitmaps(request: PredictRequest, binned: np.ndarray, splits: dict[st
     return PredictBitmaps(request.session, request.model, frame_blobs(blobs))
 
 
-def predict_federated(trees: list[Tree], split_ids: list[dict[int, tuple[int, str]]], base_score: float,
-                      binned: np.ndarray, missing_bin: int, bitmaps: dict[tuple[int, str], np.ndarray]) -> np.ndarray:
+def predict_federated(
+    trees: list[Tree],
+    split_ids: list[dict[int, tuple[int, str]]],
+    base_score: float,
+    binned: np.ndarray,
+    missing_bin: int,
+    bitmaps: dict[tuple[int, str], np.ndarray],
+) -> np.ndarray:
     """Raw scores (n,) from the active party's binned features (n, fa) and the passive parties'
     go-left bitmaps: ``bitmaps[(party, split id)]`` (n,) bool for each node in ``split_ids[t]``;
     the other nodes are the active party's own splits."""
