@@ -18,7 +18,9 @@ from bisect import bisect_left
 import numpy as np
 
 from tandem.learn import model_io
-from tandem.learn.tree import goes_left, leaves
+from tandem.learn.tree import Tree, goes_left, leaves
+from tandem.protocols.errors import RemoteProtocolError
+from tandem.protocols.framing import pack_mask, unpack_mask
 
 
 class ScoringError(ValueError):
@@ -26,8 +28,8 @@ class ScoringError(ValueError):
 
 
 def encode_bits(bits: np.ndarray) -> str:
-    """``(k,)`` bool -> base64 text of the packed bits."""
-    return base64.b64encode(np.packbits(bits.astype(bool)).tobytes()).decode()
+    """``(k,)`` bool -> base64 text of the packed bits (the row bitmap of ``tandem.protocols.framing``)."""
+    return base64.b64encode(pack_mask(bits)).decode()
 
 
 def decode_bits(text: str, k: int) -> np.ndarray:
@@ -36,10 +38,10 @@ def decode_bits(text: str, k: int) -> np.ndarray:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ScoringError("marketplace_bits is not base64") from None
-    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8))
-    if len(raw) != (k + 7) // 8 or bits[k:].any():
-        raise ScoringError(f"marketplace_bits must hold {k} bits for this model version")
-    return bits[:k].astype(bool)
+    try:
+        return unpack_mask(raw, k)
+    except RemoteProtocolError:
+        raise ScoringError(f"marketplace_bits must hold {k} bits for this model version") from None
 
 
 def bin_row(thresholds: list[list[float]], missing_bin: int, x) -> list[int]:
@@ -87,7 +89,8 @@ class ActiveScorer:
         self.split_ids = sorted({sid for t in ids for _, sid in t.values()})
         index = {sid: i for i, sid in enumerate(self.split_ids)}
         self.parties = sorted({party for t in ids for party, _ in t.values()})
-        self._trees, self._batch = [], []
+        self._trees: list[tuple] = []
+        self._batch: list[tuple[Tree, np.ndarray]] = []
         for tree, tid in zip(trees, ids):
             passive = np.array([index[tid[n][1]] if n in tid else -1 for n in range(len(tree.value))])
             owner = [tid[n][0] if n in tid else (self.names[tree.feature[n]] if tree.feature[n] >= 0 else "")
@@ -106,7 +109,7 @@ class ActiveScorer:
         missing = self.binner.missing_bin
         binned = bin_row(self._thresholds, missing, x)
         bits = bits.tolist()
-        raw, contributions = self.base_score, {}
+        raw, contributions = self.base_score, dict[str, float]()
         for feature, bin_, miss, left, right, value, passive, owner in self._lists:
             node = 0
             while left[node] >= 0:
