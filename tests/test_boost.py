@@ -45,7 +45,7 @@ def _fit(X, y, cuts=(2,), valid=None, resume=None, saved=None, on_tree=None, on_
     errors = [] if passive_errors is None else passive_errors
     for k, cols in enumerate(parts[1:]):
         binner = Binner(kw.get("bins", 32), kw.get("seed", 0)).fit(X[:, cols])
-        role = PassiveBoost(f"s{k}", binner.transform(X[:, cols]), binner.threshold, (saved or {}).get(k))
+        role = PassiveBoost(f"s{k}", binner.transform(X[:, cols]), (saved or {}).get(k))
         ca, cb = memory_pair("bank", f"party{k}")
         session = Session(cb, f"s{k}", PROTOCOL, None, timeout)
 

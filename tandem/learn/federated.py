@@ -240,7 +240,7 @@ def passive_job(session: Session, data: PartyData, request: TrainRequest, blinde
     job = checkpoint.fingerprint({**fields, "party": party, "peer": session.peer}, data.X[train_rows],
                                  ids=[data.ids[r] for r in train_rows])
     path = checkpoint.path_for(checkpoints, job) if checkpoints else None
-    role = PassiveBoost(session.id, binner.transform(data.X[train_rows]), binner.threshold,
+    role = PassiveBoost(session.id, binner.transform(data.X[train_rows]),
                         checkpoint.load_passive(path, job) if path else None)
     serve_passive(session, role, on_split=(lambda r: checkpoint.save_passive(path, job, r.splits_)) if path else None)
     serve_predictions(session, binner.transform(data.X[test_rows]), role.split_bins_, binner.missing_bin)

@@ -35,23 +35,20 @@ class _Node:
 
 
 class PassiveBoost(Role):
-    """A feature holder without labels. ``binned`` (n, fp) uint8; ``thresholds(feature, bin)`` maps a
-    histogram slot to its real threshold. ``saved`` holds the splits of an interrupted run
-    (split id -> (feature, bin, missing_left, tree)), offered for a resume.
+    """A feature holder without labels. ``binned`` (n, fp) uint8; ``saved`` holds the splits of an
+    interrupted run (split id -> (feature, bin, missing_left, tree)), offered for a resume.
 
-    ``splits_`` (split id -> (feature, bin, missing_left, tree)) grows as splits are made;
-    ``thresholds_`` maps split ids to real thresholds.
+    ``splits_`` (split id -> (feature, bin, missing_left, tree)) grows as splits are made; real
+    thresholds never enter the role (the caller's binner maps a slot to one when saving the model).
     """
 
     def __init__(
         self,
         session: str,
         binned: np.ndarray,
-        thresholds=None,
         saved: dict[str, tuple[int, int, bool, int]] | None = None,
     ):
         self.session, self.binned = session, binned
-        self._threshold = thresholds or (lambda f, b: float(b))
         self._saved = dict(saved or {})
         self.state = State.START
         self.splits_: dict[str, tuple[int, int, bool, int]] = {}
