@@ -93,3 +93,16 @@ def test_leaves_follow_own_bins_and_other_parties_bits():
     own_only.add(0.25)
     own_only.split(0, Split(0, 1, True, 1.0, -2.0, 3.0), -1.0, 5.0, 1.0, 1.0)
     assert predict_binned(own_only, binned, 3).tolist() == [0.5, -1 / 3, -1 / 3, 0.5]
+
+
+def test_a_bug_inside_receive_becomes_a_local_error_the_driver_can_report(monkeypatch):
+    def broken(self, msg):
+        raise IndexError("index 3 is out of bounds")
+
+    monkeypatch.setitem(PassiveBoost.HANDLERS, (State.WAIT_READY, BoostStart), broken)
+    passive = PassiveBoost("s", np.zeros((10, 2), dtype=np.uint8))
+    passive.start()
+    with pytest.raises(LocalProtocolError, match="internal error: IndexError: index 3") as caught:
+        passive.receive(BoostStart("s", 10, 1, 2, 16, 0, b""))
+    assert isinstance(caught.value.__cause__, IndexError)
+    assert passive.state is State.ERROR and passive.error.startswith("internal error")

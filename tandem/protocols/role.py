@@ -9,10 +9,11 @@ state; anything not in the table is unexpected. ``_receive`` is the one door in:
 - a message the table does not expect, or a handler's ``_fail``, is the peer's mistake
   (``RemoteProtocolError``);
 - any exception raised while handling a message (a malformed bitmap, a bad ciphertext, a bug)
-  moves the role to ``ERROR`` before it propagates, and its text stays in ``error``.
+  moves the role to ``ERROR`` before it propagates, and its text stays in ``error``; one that is
+  not a ``TandemError`` (a bug on this side) propagates as a ``LocalProtocolError`` caused by it.
 
-Local errors reach the peer as remote errors: the driver catches the exception and sends the
-peer an ``Abort`` with its text (``Session.abort``), which the peer's session raises as a
+Local errors reach the peer as remote errors: the driver catches the ``TandemError`` and sends
+the peer an ``Abort`` with its text (``Session.abort``), which the peer's session raises as a
 ``RemoteProtocolError``.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, NoReturn
 
+from tandem.errors import TandemError
 from tandem.protocols.errors import LocalProtocolError, RemoteProtocolError
 from tandem.protocols.wire import Message
 
@@ -47,9 +49,12 @@ class Role:
             self._fail(self._unexpected(msg, *context))
         try:
             return handler(self, msg, *context)
-        except Exception as exc:
+        except TandemError as exc:
             self.state, self.error = type(self.state).ERROR, self.error or str(exc)
             raise
+        except Exception as exc:
+            self.state, self.error = type(self.state).ERROR, f"internal error: {type(exc).__name__}: {exc}"
+            raise LocalProtocolError(self.error) from exc
 
     def _unexpected(self, msg: Message, *context: Any) -> str:
         return f"unexpected {msg.name} while {self.state.value}"
