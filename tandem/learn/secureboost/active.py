@@ -14,7 +14,7 @@ from tandem.learn.secureboost.predict import predict_federated
 from tandem.learn.secureboost.shared import Asked, Decision, Leaf, Resume, Route, State, sent_child
 from tandem.learn.splitting import best_split
 from tandem.learn.tree import Tree, goes_left, predict_binned
-from tandem.protocols.errors import RemoteProtocolError
+from tandem.protocols.errors import LocalProtocolError, RemoteProtocolError
 from tandem.protocols.framing import bucket_sums_passes, frame_blobs, pack_mask, unframe_blobs, unpack_mask
 from tandem.protocols.role import Role
 from tandem.protocols.wire import (
@@ -303,9 +303,10 @@ class ActiveBoost(Role):
             decisions, bitmaps = [], []
             for node in self._frontier:
                 d = self._decisions[node.id]
-                assert not isinstance(d, Asked), "every asked split is answered before the announcement"
+                if isinstance(d, Asked):
+                    raise LocalProtocolError(f"node {node.id}: announced before passive party {d.owner} answered")
                 decisions.append(d.wire(k))
-                if decisions[-1] == "rows" and isinstance(d, Route):
+                if isinstance(d, Route) and d.owner != k:
                     bitmaps.append(pack_mask(d.left))
             out.append(
                 (
