@@ -11,11 +11,14 @@ import pytest
 from tandem.crypto.he import quantise
 from tandem.learn.binning import Binner
 from tandem.learn.boosting import HistBoostingClassifier
+from tandem.learn.secureboost.passive import PassiveBoost
+from tandem.learn.secureboost.predict import passive_bitmaps, predict_federated
+from tandem.learn.secureboost.shared import PROTOCOL
 from tandem.learn.vertical import VerticalBoostingClassifier, serve_passive
-from tandem.protocols.boost import PROTOCOL, PassiveBoost, passive_bitmaps, predict_federated, unframe_blobs, unpack_mask
 from tandem.protocols.errors import RemoteProtocolError
+from tandem.protocols.framing import unframe_blobs, unpack_mask
 from tandem.protocols.wire import BoostStart, EncryptedGradients, PredictRequest, decode
-from tandem.transport.base import memory_pair
+from tandem.transport.base import TransportError, memory_pair
 from tandem.transport.session import Session
 
 KEY_BITS = 1024          # small keys keep the suite fast; the protocol does not depend on the size
@@ -30,22 +33,27 @@ def _data(n=700, seed=0, f=5):
     return X, y
 
 
-def _fit(X, y, cuts=(2,), valid=None, resume=None, saved=None, on_tree=None, on_split=None, timeout=30, **kw):
+def _fit(X, y, cuts=(2,), valid=None, resume=None, saved=None, on_tree=None, on_split=None, timeout=30,
+         passive_errors=None, **kw):
     """Train in memory: columns before ``cuts[0]`` at the active party, then one passive party per
-    slice. Returns the estimator, the passive roles and every party's channel (for the bytes sent)."""
+    slice. Returns the estimator, the passive roles and every party's channel (for the bytes sent).
+
+    A passive party's exception fails the test, unless ``passive_errors`` (a list) is given to
+    collect them (the interrupted-run test stops the active party on purpose)."""
     parts = np.split(np.arange(X.shape[1]), list(cuts))
     sessions, passives, threads, channels = [], [], [], []
+    errors = [] if passive_errors is None else passive_errors
     for k, cols in enumerate(parts[1:]):
         binner = Binner(kw.get("bins", 32), kw.get("seed", 0)).fit(X[:, cols])
-        role = PassiveBoost(f"s{k}", binner.transform(X[:, cols]), binner.threshold, (saved or {}).get(k))
+        role = PassiveBoost(f"s{k}", binner.transform(X[:, cols]), (saved or {}).get(k))
         ca, cb = memory_pair("bank", f"party{k}")
         session = Session(cb, f"s{k}", PROTOCOL, None, timeout)
 
         def serve(session=session, role=role, k=k):
             try:
                 serve_passive(session, role, (lambda r: on_split(k, r)) if on_split else None)
-            except Exception:  # noqa: BLE001 - the interrupted-run test stops the active party on purpose
-                pass
+            except Exception as exc:  # noqa: BLE001 - handed to the test thread below
+                errors.append(exc)
 
         threads.append(threading.Thread(target=serve, daemon=True))
         threads[-1].start()
@@ -58,6 +66,9 @@ def _fit(X, y, cuts=(2,), valid=None, resume=None, saved=None, on_tree=None, on_
     finally:
         for t in threads:
             t.join(timeout=timeout + 5)
+    assert not any(t.is_alive() for t in threads), "a passive party is still running"
+    if errors and passive_errors is None:
+        raise errors[0]
     return model, passives, channels
 
 
@@ -238,8 +249,10 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_model():
     def save_splits(k, role):
         saved[k] = dict(role.splits_)
 
+    stopped = []
     with pytest.raises(KeyboardInterrupt):
-        _fit(X, y, on_tree=stop_after_two, on_split=save_splits, timeout=2, **kw)
+        _fit(X, y, on_tree=stop_after_two, on_split=save_splits, timeout=2, passive_errors=stopped, **kw)
+    assert len(stopped) == 1 and isinstance(stopped[0], TransportError)   # it waited for a party that left
     assert len(kept["resume"].trees) == 2 and len(saved[0]) >= sum(len(t) for t in kept["resume"].split_ids)
     resumed, _, channels = _fit(X, y, resume=kept["resume"], saved=saved, **kw)
     assert resumed.resumed_ == 2
@@ -255,7 +268,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_model():
 def test_the_active_party_refuses_garbage_histograms_and_out_of_turn_messages():
     from tandem.crypto.he import SecretHe
     from tandem.learn.rounds import BoostParams
-    from tandem.protocols.boost import ActiveBoost
+    from tandem.learn.secureboost.active import ActiveBoost
     from tandem.protocols.wire import BoostReady, EncryptedHistograms
 
     X, y = _data(n=100)

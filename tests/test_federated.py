@@ -13,7 +13,7 @@ from tandem.learn.federated import active_job, is_test, ordered, passive_job, re
 from tandem.learn.metrics import roc_auc
 from tandem.learn.options import TrainingOptions, estimator_kwargs
 from tandem.link.blinder import EngineBlinder
-from tandem.protocols.boost import PROTOCOL
+from tandem.learn.secureboost.shared import PROTOCOL
 from tandem.protocols.wire import TrainRequest
 from tandem.transport.base import memory_pair
 from tandem.transport.session import Session

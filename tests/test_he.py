@@ -35,11 +35,11 @@ def test_encrypted_histogram_equals_the_plaintext_one_bit_for_bit(keys, n_bins):
     passive = PublicHe.from_bytes(keys.public_bytes())                 # only the public key crosses
     cts = passive.load(keys.dump(keys.encrypt_gh(g_q, h_q)))          # ciphertexts on the wire and back
     rows = np.sort(rng.choice(n, 600, replace=False))
-    blob = passive.bucket_sums(cts, rows, binned[rows], n_bins)
-    encrypted = histogram_from_sums(*keys.decrypt_bucket_sums(blob, f, n_bins))
+    passes = passive.bucket_sums(cts, rows, binned[rows], n_bins)
+    encrypted = histogram_from_sums(*keys.decrypt_bucket_sums(passes, f, n_bins))
     assert np.array_equal(encrypted, build_histogram(binned, g_q, h_q, rows, n_bins))
     with pytest.raises(HeError, match="wrong size|malformed"):
-        keys.decrypt_bucket_sums(blob, f + 1, n_bins)
+        keys.decrypt_bucket_sums(passes, f + 1, n_bins)
 
 
 def test_bucket_sums_of_a_sample_pick_their_ciphertexts(keys):
@@ -51,8 +51,8 @@ def test_bucket_sums_of_a_sample_pick_their_ciphertexts(keys):
     sample = np.sort(rng.choice(n, 100, replace=False))
     cts = keys.encrypt_gh(g_q[sample], h_q[sample])
     picks = np.arange(0, 100, 3)
-    blob = keys.bucket_sums(cts, picks, binned[sample[picks]], n_bins)
-    assert np.array_equal(histogram_from_sums(*keys.decrypt_bucket_sums(blob, f, n_bins)),
+    passes = keys.bucket_sums(cts, picks, binned[sample[picks]], n_bins)
+    assert np.array_equal(histogram_from_sums(*keys.decrypt_bucket_sums(passes, f, n_bins)),
                           build_histogram(binned, g_q, h_q, sample[picks], n_bins))
 
 

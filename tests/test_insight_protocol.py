@@ -1,7 +1,7 @@
 """The insight/1 roles in memory, the noise against its stated scale, the group sums of the HE door,
 queries that do not parse, and the privacy-budget ledger (DuckDB and PostgreSQL)."""
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pytest
@@ -9,7 +9,7 @@ import pytest
 from tandem.crypto.he import PublicHe, SecretHe, random_masks
 from tandem.errors import InputError
 from tandem.insight.budget import BudgetSpent, InsightPolicy, Ledger, period_of
-from tandem.insight.dp import released_sd, slot_scales, threshold_margin
+from tandem.insight.dp import noise_share, released_sd, slot_scales, threshold_margin
 from tandem.insight.query import parse_query
 from tandem.protocols.errors import RemoteProtocolError
 from tandem.protocols.insight import GroupHolder, MeasureHolder, Release
@@ -21,8 +21,8 @@ HE = SecretHe.generate()                     # one key pair for the whole module
 
 def run_roles(values, groups, n_groups, scales, release, chunk_rows=500):
     """Both roles over encoded frames; returns them (results in ``groups_`` / ``figures_``)."""
-    mh = MeasureHolder("s", values, n_groups, scales, release, HE, chunk_rows=chunk_rows)
-    gh = GroupHolder("s", groups, n_groups, scales, release)
+    mh = MeasureHolder("s", values, n_groups, scales, release, HE, chunk_rows=chunk_rows, noise=noise_share)
+    gh = GroupHolder("s", groups, n_groups, scales, release, noise=noise_share)
 
     def deliver(role, msgs):
         out = []
@@ -115,27 +115,27 @@ def test_group_sums_of_the_he_door_past_127_groups():
 def test_bad_messages_stop_either_role():
     rng = np.random.default_rng(2)
     values, groups = data([60, 60], [0, 0], rng)
-    gh = GroupHolder("s", groups, 2, [0.0, 0.0], Release(50, 0))
+    gh = GroupHolder("s", groups, 2, [0.0, 0.0], Release(50, 0), noise=noise_share)
     gh.start()
     with pytest.raises(RemoteProtocolError, match="unexpected EncryptedMeasures"):
         gh.receive(EncryptedMeasures("s", 0, 120, True, b""))
-    mh = MeasureHolder("s", values, 2, [0.0, 0.0], Release(50, 0), HE)
-    gh = GroupHolder("s", groups, 2, [0.0, 0.0], Release(50, 0))
+    mh = MeasureHolder("s", values, 2, [0.0, 0.0], Release(50, 0), HE, noise=noise_share)
+    gh = GroupHolder("s", groups, 2, [0.0, 0.0], Release(50, 0), noise=noise_share)
     gh.start()
     gh.receive(mh.start()[0])
     with pytest.raises(RemoteProtocolError, match="out of order"):
         gh.receive(EncryptedMeasures("s", 7, 10, False, b""))
-    assert gh.phase.value == "error"
-    gh = GroupHolder("s", groups, 2, [0.0, 0.0], Release(50, 0))
+    assert gh.state.value == "error"
+    gh = GroupHolder("s", groups, 2, [0.0, 0.0], Release(50, 0), noise=noise_share)
     gh.start()
     gh.receive(mh.start()[0])
     with pytest.raises(RemoteProtocolError, match="malformed ciphertexts"):
         gh.receive(EncryptedMeasures("s", 0, 120, True, b"\x01" * 300))
-    mh = MeasureHolder("s", values, 2, [0.0, 0.0], Release(50, 0), HE)
+    mh = MeasureHolder("s", values, 2, [0.0, 0.0], Release(50, 0), HE, noise=noise_share)
     mh.start()
     masked = list(mh.chunks())
-    assert masked and mh.phase.value == "wait_sums"
-    mh.phase = mh.phase.WAIT_RELEASE
+    assert masked and mh.state.value == "wait_sums"
+    mh.state = mh.state.WAIT_RELEASE
     with pytest.raises(RemoteProtocolError, match="below the minimum group size"):
         mh.receive(InsightRelease("s", [0], (49).to_bytes(8, "big") + (0).to_bytes(8, "big")))
     with pytest.raises(RemoteProtocolError):
@@ -188,14 +188,14 @@ def test_a_query_is_taken_at_its_own_day_or_the_asking_nodes():
 def test_the_ledger_refuses_once_spent_survives_reopening_and_refreshes(tmp_path):
     store = str(tmp_path / "bank.duckdb")
     open_store(store, create=True).close()
-    now = [datetime(2019, 1, 30, tzinfo=timezone.utc)]
+    now = [datetime(2019, 1, 30, tzinfo=UTC)]
     policy = InsightPolicy(budget=2.0, refresh="monthly")
     Ledger(store, policy, lambda: now[0]).charge("market", "q1", 1.5, "group holder", "{}")
     ledger = Ledger(store, policy, lambda: now[0])                 # a new process would read the same table
     with pytest.raises(BudgetSpent, match="1.5 of 2 used, the query asks 1; it refreshes on 2019-02-01"):
         ledger.charge("market", "q2", 1.0, "group holder", "{}")
     ledger.check("telco", 2.0)                                     # per partner
-    now[0] = datetime(2019, 2, 1, tzinfo=timezone.utc)
+    now[0] = datetime(2019, 2, 1, tzinfo=UTC)
     ledger.charge("market", "q2", 1.0, "group holder", "{}")
     assert ledger.rows().num_rows == 2 and ledger.spent("market")[:2] == (1.0, "2019-02")
     assert period_of("weekly", date(2019, 1, 2)) == ("2019-W01", date(2019, 1, 7))

@@ -7,10 +7,11 @@ from tandem.crypto.he import dequantise, quantise
 from tandem.errors import InputError
 from tandem.learn.binning import Binner
 from tandem.learn.boosting import HistBoostingClassifier
-from tandem.learn.grower import grow_tree, predict_binned
+from tandem.learn.grower import grow_tree
 from tandem.learn.histogram import build_histogram
 from tandem.learn.metrics import ks_statistic, roc_auc
 from tandem.learn.splitting import SplitParams, best_split
+from tandem.learn.tree import predict_binned
 
 
 def _data(n=600, f=4, seed=0, missing=0.1):

@@ -113,8 +113,9 @@ class PublicHe:
     def dump(ciphertexts) -> bytes:
         return ciphertexts.serialize(_FORMAT)
 
-    def bucket_sums(self, ciphertexts, picks: np.ndarray, binned: np.ndarray, n_bins: int) -> bytes:
-        """Encrypted per-(feature, bin) sums, in wire form: ``SecretHe.decrypt_bucket_sums`` reads them.
+    def bucket_sums(self, ciphertexts, picks: np.ndarray, binned: np.ndarray, n_bins: int) -> list[bytes]:
+        """Encrypted per-(feature, bin) sums as serialised passes: ``SecretHe.decrypt_bucket_sums`` reads
+        them (one pass up to 127 bins, else two or three; ``tandem.protocols.framing`` frames them).
 
         ``ciphertexts`` is ``(m, 1)`` (one packed value per row), ``picks`` (k,) indexes it,
         ``binned`` (k, f) uint8 holds the bins of the picked rows, the last bin (``n_bins - 1``)
@@ -125,7 +126,7 @@ class PublicHe:
             raise ValueError("no rows to sum")
         sub = ciphertexts[picks.tolist()]
         if n_bins <= 127:
-            return self._bucket_pass(sub, binned, n_bins)
+            return [self._bucket_pass(sub, binned, n_bins)]
         b = binned.astype(np.int16)
         missing = b == n_bins - 1
         low = np.where(missing, 127, np.minimum(b, 127))           # bins 0..126 exact, the rest in 127
@@ -134,7 +135,7 @@ class PublicHe:
         with_missing = np.flatnonzero(missing.any(axis=1))
         if len(with_missing):
             passes.append(self._bucket_pass(ciphertexts[picks[with_missing].tolist()], missing[with_missing], 2))
-        return b"".join(len(p).to_bytes(8, "big") + p for p in passes)
+        return passes
 
     def _bucket_pass(self, sub, order: np.ndarray, n_buckets: int) -> bytes:
         select = np.ones((1, len(order)), dtype=np.int8)
@@ -220,15 +221,20 @@ class SecretHe(PublicHe):
             raise HeError("sums have the wrong shape")
         return unpack_slots(self._kit.decryptor().decrypt(ciphertexts).to_numpy(), n_slots, self.slots_per_plaintext)
 
-    def decrypt_bucket_sums(self, blob: bytes, n_features: int, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
-        """``bucket_sums`` output -> ``(g_sum, h_sum)`` fixed-point int64, each ``(n_features, n_bins)``."""
+    def decrypt_bucket_sums(self, passes: list[bytes], n_features: int,
+                            n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+        """``bucket_sums`` passes -> ``(g_sum, h_sum)`` fixed-point int64, each ``(n_features, n_bins)``."""
         if n_bins <= 127:
-            g, h = self.decrypt_sums(self.load(blob))
+            if len(passes) != 1:
+                raise HeError("malformed bucket sums")
+            g, h = self.decrypt_sums(self.load(passes[0]))
             if g.size != n_features * n_bins:
                 raise HeError("bucket sums have the wrong size")
             return g.reshape(n_features, n_bins), h.reshape(n_features, n_bins)
         parts = []
-        for blob_part in _unframe(blob):
+        if not passes:
+            raise HeError("malformed bucket sums")
+        for blob_part in passes:
             g, h = self.decrypt_sums(self.load(blob_part))
             parts.append(np.stack([g, h]))
         sizes = [p.shape[1] for p in parts]
@@ -303,15 +309,3 @@ def random_masks(n_groups: int, n_slots: int) -> np.ndarray:
         out[idx] = (1 << MASK_BITS) | secrets.randbits(MASK_BITS)
     return out
 
-
-def _unframe(blob: bytes) -> list[bytes]:
-    out, i = [], 0
-    while i < len(blob):
-        if i + 8 > len(blob):
-            raise HeError("malformed bucket sums")
-        n = int.from_bytes(blob[i:i + 8], "big")
-        out.append(blob[i + 8:i + 8 + n])
-        i += 8 + n
-    if i != len(blob) or not out:
-        raise HeError("malformed bucket sums")
-    return out

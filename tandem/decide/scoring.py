@@ -18,6 +18,9 @@ from bisect import bisect_left
 import numpy as np
 
 from tandem.learn import model_io
+from tandem.learn.tree import Tree, goes_left, leaves
+from tandem.protocols.errors import RemoteProtocolError
+from tandem.protocols.framing import pack_mask, unpack_mask
 
 
 class ScoringError(ValueError):
@@ -25,8 +28,8 @@ class ScoringError(ValueError):
 
 
 def encode_bits(bits: np.ndarray) -> str:
-    """``(k,)`` bool -> base64 text of the packed bits."""
-    return base64.b64encode(np.packbits(bits.astype(bool)).tobytes()).decode()
+    """``(k,)`` bool -> base64 text of the packed bits (the row bitmap of ``tandem.protocols.framing``)."""
+    return base64.b64encode(pack_mask(bits)).decode()
 
 
 def decode_bits(text: str, k: int) -> np.ndarray:
@@ -35,10 +38,10 @@ def decode_bits(text: str, k: int) -> np.ndarray:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ScoringError("marketplace_bits is not base64") from None
-    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8))
-    if len(raw) != (k + 7) // 8 or bits[k:].any():
-        raise ScoringError(f"marketplace_bits must hold {k} bits for this model version")
-    return bits[:k].astype(bool)
+    try:
+        return unpack_mask(raw, k)
+    except RemoteProtocolError:
+        raise ScoringError(f"marketplace_bits must hold {k} bits for this model version") from None
 
 
 def bin_row(thresholds: list[list[float]], missing_bin: int, x) -> list[int]:
@@ -63,13 +66,13 @@ class PassiveScorer:
     def bits(self, X: np.ndarray) -> np.ndarray:
         """Go-left bits ``(n, k)`` of rows ``X`` (n, fp)."""
         binned = self.binner.transform(np.atleast_2d(X))[:, self._f]
-        return np.where(binned == self.binner.missing_bin, self._m, binned <= self._b)
+        return goes_left(binned, self._b, self._m, self.binner.missing_bin)
 
     def row_bits(self, x) -> np.ndarray:
         """``bits`` of one row (k,), in plain Python (the online path)."""
         missing = self.binner.missing_bin
         b = bin_row(self._thresholds, missing, x)
-        return np.array([m if b[f] == missing else b[f] <= bb for f, bb, m in self._splits], dtype=bool)
+        return np.array([goes_left(b[f], bb, m, missing) for f, bb, m in self._splits], dtype=bool)
 
 
 class ActiveScorer:
@@ -86,11 +89,13 @@ class ActiveScorer:
         self.split_ids = sorted({sid for t in ids for _, sid in t.values()})
         index = {sid: i for i, sid in enumerate(self.split_ids)}
         self.parties = sorted({party for t in ids for party, _ in t.values()})
-        self._trees = []
+        self._trees: list[tuple] = []
+        self._batch: list[tuple[Tree, np.ndarray]] = []
         for tree, tid in zip(trees, ids):
             passive = np.array([index[tid[n][1]] if n in tid else -1 for n in range(len(tree.value))])
             owner = [tid[n][0] if n in tid else (self.names[tree.feature[n]] if tree.feature[n] >= 0 else "")
                      for n in range(len(tree.value))]
+            self._batch.append((tree, passive))
             self._trees.append((np.array(tree.feature), np.array(tree.bin_), np.array(tree.missing_left),
                                 np.array(tree.left), np.array(tree.right), np.array(tree.value), passive, owner))
         self._lists = [tuple(a.tolist() if isinstance(a, np.ndarray) else a for a in t) for t in self._trees]
@@ -104,15 +109,14 @@ class ActiveScorer:
         missing = self.binner.missing_bin
         binned = bin_row(self._thresholds, missing, x)
         bits = bits.tolist()
-        raw, contributions = self.base_score, {}
+        raw, contributions = self.base_score, dict[str, float]()
         for feature, bin_, miss, left, right, value, passive, owner in self._lists:
             node = 0
             while left[node] >= 0:
                 if passive[node] >= 0:
                     go_left = bits[passive[node]]
                 else:
-                    b = binned[feature[node]]
-                    go_left = miss[node] if b == missing else b <= bin_[node]
+                    go_left = goes_left(binned[feature[node]], bin_[node], miss[node], missing)
                 child = left[node] if go_left else right[node]
                 contributions[owner[node]] = contributions.get(owner[node], 0.0) + value[child] - value[node]
                 node = child
@@ -124,17 +128,6 @@ class ActiveScorer:
         binned = self.binner.transform(X)
         missing = self.binner.missing_bin
         raw = np.full(len(binned), self.base_score)
-        rows = np.arange(len(binned))
-        for feature, bin_, miss, left, right, value, passive, _owner in self._trees:
-            node = np.zeros(len(binned), dtype=np.int64)
-            while True:
-                inner = left[node] >= 0
-                if not inner.any():
-                    break
-                r, n = rows[inner], node[inner]
-                own = binned[r, np.maximum(feature[n], 0)]
-                go_left = np.where(passive[n] >= 0, bits[r, np.maximum(passive[n], 0)],
-                                   np.where(own == missing, miss[n], own <= bin_[n]))
-                node[r] = np.where(go_left, left[n], right[n])
-            raw += value[node]
+        for tree, passive in self._batch:
+            raw += np.array(tree.value)[leaves(tree, binned, missing, bits, passive)]
         return 1 / (1 + np.exp(-raw))

@@ -17,7 +17,7 @@ from typing import Callable
 from tandem.crypto.he import SecretHe
 from tandem.errors import InputError
 from tandem.insight.budget import InsightPolicy, Ledger
-from tandem.insight.dp import slot_scales, threshold_margin
+from tandem.insight.dp import noise_share, slot_scales, threshold_margin
 from tandem.insight.query import Query
 from tandem.insight.records import PartyRecords, load_records
 from tandem.insight.result import InsightResult
@@ -124,10 +124,10 @@ def _run(session: Session, query: Query, query_id: str, records: PartyRecords, m
     margin = threshold_margin(scales[0])
     release = Release(query.min_group_size, margin)
     if me.party == query.group_party:
-        role = GroupHolder(session.id, records.groups, query.n_groups, scales, release, progress)
+        role = GroupHolder(session.id, records.groups, query.n_groups, scales, release, progress, noise=noise_share)
     else:
         role = MeasureHolder(session.id, records.values, query.n_groups, scales, release, me.key_pair(),
-                             progress=progress)
+                             progress=progress, noise=noise_share)
     session.send_all(role.start())
     if isinstance(role, MeasureHolder):
         for msg in role.chunks():

@@ -34,7 +34,6 @@ from tandem.parties import PARTIES
 FIXED_POINT = 100                 # a measure value travels as round(value * 100), clamped to its bounds
 MAX_GROUPS = 2000
 MAX_BOUND = 1e9
-MEASURE_KINDS = ("count", "sum", "mean", "share")
 FILTER_OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not in")
 _MEASURE = re.compile(r"^\s*(count|sum|mean|share)\s*(?:\(\s*([^(),\s]+)\s*(?:,\s*([^(),\s]+)\s*)?\))?\s*$")
 _FILTER = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(==|!=|<=|>=|<|>|not\s+in|in)\s*(.+?)\s*$")

@@ -11,12 +11,13 @@ import numpy as np
 from tandem.crypto.he import dequantise
 from tandem.errors import InputError
 from tandem.learn.binning import Binner
-from tandem.learn.grower import Tree, grow_tree, predict_binned
+from tandem.learn.grower import grow_tree
 from tandem.learn.histogram import build_histogram
 from tandem.learn.options import DEFAULTS as D
 from tandem.learn.rounds import (BoostParams, gradients, round_rows, trees_to_keep, valid_rows,
                                  validation_score)
 from tandem.learn.splitting import SplitParams
+from tandem.learn.tree import Tree, predict_binned
 
 PARAMS = ("n_trees", "max_depth", "learning_rate", "bins", "l2", "min_child_weight", "min_gain", "goss",
           "early_stopping_rounds", "validation_fraction", "seed", "first_tree_features")

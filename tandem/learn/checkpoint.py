@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from tandem.atomic import write_atomically
-from tandem.learn.grower import Tree
-from tandem.protocols.boost import Resume
+from tandem.learn.secureboost.shared import Resume
+from tandem.learn.tree import Tree
 
 FORMAT = "tandem-boost-checkpoint/1"
 

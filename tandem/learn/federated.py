@@ -29,8 +29,10 @@ from tandem.learn.options import DEFAULTS, estimator_kwargs
 from tandem.learn.vertical import VerticalBoostingClassifier, serve_passive, serve_predictions
 from tandem.link.job import run_entity
 from tandem.link.records import EntityRecords, KeyReport
-from tandem.protocols.boost import PROTOCOL, PassiveBoost, Resume, pack_mask, unpack_mask
+from tandem.learn.secureboost.passive import PassiveBoost
+from tandem.learn.secureboost.shared import PROTOCOL, Resume
 from tandem.protocols.errors import RemoteProtocolError
+from tandem.protocols.framing import pack_mask, unpack_mask
 from tandem.protocols.wire import SharedRows, TrainRequest
 from tandem.transport.session import Session
 
@@ -217,7 +219,7 @@ def passive_job(session: Session, data: PartyData, request: TrainRequest, blinde
     job = checkpoint.fingerprint({**fields, "party": party, "peer": session.peer}, data.X[train_rows],
                                  ids=[data.ids[r] for r in train_rows])
     path = checkpoint.path_for(checkpoints, job) if checkpoints else None
-    role = PassiveBoost(session.id, binner.transform(data.X[train_rows]), binner.threshold,
+    role = PassiveBoost(session.id, binner.transform(data.X[train_rows]),
                         checkpoint.load_passive(path, job) if path else None)
     serve_passive(session, role, on_split=(lambda r: checkpoint.save_passive(path, job, r.splits_)) if path else None)
     serve_predictions(session, binner.transform(data.X[test_rows]), role.split_bins_, binner.missing_bin)

@@ -17,7 +17,7 @@ import numpy as np
 from tandem.atomic import write_atomically
 from tandem.errors import InputError
 from tandem.learn.binning import Binner
-from tandem.learn.grower import Tree
+from tandem.learn.tree import Tree
 
 FORMAT = "tandem-boost/2"
 

@@ -17,8 +17,6 @@ from tandem.learn.metrics import roc_auc
 from tandem.learn.options import DEFAULTS
 from tandem.learn.splitting import SplitParams, leaf_weight
 
-GOSS_DEFAULT = (0.2, 0.1)      # LightGBM's defaults: keep the top 20% |gradient|, sample 10% of the rest
-
 
 @dataclass(frozen=True)
 class BoostParams:
@@ -32,7 +30,7 @@ class BoostParams:
     early_stopping_rounds: int = DEFAULTS.early_stopping  # 0: off; else rounds without a better score
     seed: int = 0
 
-    def check(self) -> "BoostParams":
+    def check(self) -> BoostParams:
         if self.n_trees < 1 or self.max_depth < 1 or not 0 < self.learning_rate <= 1:
             raise InputError("trees and max depth must be >= 1 and the learning rate in (0, 1]")
         if not 3 <= self.bins <= 256:

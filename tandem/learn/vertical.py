@@ -17,9 +17,12 @@ from tandem.learn.boosting import PARAMS, binary_label, sigmoid
 from tandem.learn.options import DEFAULTS as D
 from tandem.learn.rounds import BoostParams, valid_rows
 from tandem.learn.splitting import SplitParams
-from tandem.protocols.boost import (ActiveBoost, PassiveBoost, Resume, passive_bitmaps, predict_federated,
-                                    unframe_blobs, unpack_mask)
+from tandem.learn.secureboost.active import ActiveBoost
+from tandem.learn.secureboost.passive import PassiveBoost
+from tandem.learn.secureboost.predict import passive_bitmaps, predict_federated
+from tandem.learn.secureboost.shared import Resume
 from tandem.protocols.errors import RemoteProtocolError
+from tandem.protocols.framing import unframe_blobs, unpack_mask
 from tandem.protocols.wire import PredictBitmaps, PredictRequest
 from tandem.transport.session import Session
 

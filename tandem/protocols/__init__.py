@@ -1,2 +1,6 @@
 """Sans-I/O protocols: each role is a state machine (messages in, messages out, explicit
-states, a terminal ERROR state). Drivers in ``tandem.transport`` move the messages."""
+states, a terminal ERROR state) built on ``role.Role``; ``wire`` holds the messages and
+``framing`` the layout of their binary payloads. Drivers move the messages over
+``tandem.transport``. Generic on purpose: nothing here imports ``learn``, ``insight``,
+``decide`` or ``offers`` (SecureBoost's roles, which need the learning maths, live in
+``tandem.learn.secureboost`` on this base)."""

@@ -20,23 +20,31 @@ measures one message at a time (memory stays bounded by the chunk size).
 from __future__ import annotations
 
 import enum
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from tandem.crypto.he import HeError, PublicHe, SecretHe, random_masks
-from tandem.insight.dp import noise_share
 from tandem.protocols.errors import LocalProtocolError, RemoteProtocolError
-from tandem.protocols.wire import (EncryptedMeasures, InsightDone, InsightKey, InsightRelease, MaskedSums, Message,
-                                   NoisySums)
+from tandem.protocols.role import Role
+from tandem.protocols.wire import (
+    EncryptedMeasures,
+    InsightDone,
+    InsightKey,
+    InsightRelease,
+    MaskedSums,
+    Message,
+    NoisySums,
+)
 
 PROTOCOL = "insight/1"
 CHUNK_ROWS = 50_000
 _WIDE, _NARROW = 16, 8          # bytes per integer: masked sums, released figures
 Progress = Callable[[str, float], None]
+NoiseShare = Callable[[list[float], int], np.ndarray]   # (scales per slot, groups) -> (groups, slots) int64
 
 
-class Phase(enum.Enum):
+class State(enum.Enum):
     START = "start"
     SENDING = "sending"
     WAIT_KEY = "wait_key"
@@ -71,41 +79,31 @@ class Release:
         return np.asarray(counts, dtype=np.int64) >= self.min_group_size + self.margin
 
 
-class _Role:
-    phase: Phase
-
-    @property
-    def done(self) -> bool:
-        return self.phase is Phase.DONE
-
-    def _fail(self, reason: str):
-        self.phase = Phase.ERROR
-        raise RemoteProtocolError(reason)
-
-
-class MeasureHolder(_Role):
+class MeasureHolder(Role):
     """``values`` ``(n, slots)`` int64 >= 0 in link-id order; ``scales`` the noise scale of this party's
-    share per slot (all 0: no noise); ``he`` a fresh key pair (made here if not given).
+    share per slot (all 0: no noise), drawn by ``noise`` (``tandem.insight.dp.noise_share``); ``he`` a
+    fresh key pair (made here if not given).
 
     After ``DONE``: ``groups_`` the released group positions, ``figures_`` ``(released, slots)`` int64.
     """
 
     def __init__(self, session: str, values: np.ndarray, n_groups: int, scales: list[float], release: Release,
-                 he: SecretHe | None = None, chunk_rows: int = CHUNK_ROWS, progress: Progress | None = None):
+                 he: SecretHe | None = None, chunk_rows: int = CHUNK_ROWS, progress: Progress | None = None, *,
+                 noise: NoiseShare):
         if values.ndim != 2 or values.shape[1] != len(scales) or (values < 0).any():
             raise LocalProtocolError("measure values must be (rows, slots) non-negative integers")
         self.session, self.values, self.n_groups, self.scales, self.release = session, values, n_groups, scales, release
         self.he = he or SecretHe.generate()
-        self.chunk_rows, self.progress = chunk_rows, progress or (lambda what, f: None)
-        self.phase = Phase.START
+        self.chunk_rows, self.progress, self.noise = chunk_rows, progress or (lambda what, f: None), noise
+        self.state = State.START
 
     def start(self) -> list[Message]:
-        self.phase = Phase.SENDING
+        self.state = State.SENDING
         return [InsightKey(self.session, len(self.values), self.values.shape[1], self.he.public_bytes())]
 
     def chunks(self) -> Iterator[Message]:
         """The encrypted measures, one chunk of rows per message; then the role waits for the sums."""
-        if self.phase is not Phase.SENDING:
+        if self.state is not State.SENDING:
             raise LocalProtocolError("chunks() follows start()")
         n = len(self.values)
         for first in range(0, max(n, 1), self.chunk_rows):
@@ -113,94 +111,88 @@ class MeasureHolder(_Role):
             self.progress("encrypting measures", min(1.0, (first + len(rows)) / max(n, 1)))
             last = first + self.chunk_rows >= n
             if last:
-                self.phase = Phase.WAIT_SUMS
+                self.state = State.WAIT_SUMS
             yield EncryptedMeasures(self.session, first, len(rows), last, self.he.dump(self.he.encrypt_slots(rows)))
 
     def receive(self, msg: Message) -> list[Message]:
-        if isinstance(msg, MaskedSums) and self.phase is Phase.WAIT_SUMS:
-            return self._on_sums(msg)
-        if isinstance(msg, InsightRelease) and self.phase is Phase.WAIT_RELEASE:
-            return self._on_release(msg)
-        return self._fail(f"unexpected {msg.name} while {self.phase.value}")
+        return self._receive(msg)
 
     def _on_sums(self, msg: MaskedSums) -> list[Message]:
         if msg.n_groups != self.n_groups:
-            return self._fail(f"masked sums of {msg.n_groups} groups, the query has {self.n_groups}")
+            self._fail(f"masked sums of {msg.n_groups} groups, the query has {self.n_groups}")
         try:
             masked = self.he.decrypt_slots(self.he.load(msg.payload), self.values.shape[1])
         except HeError as exc:
-            return self._fail(str(exc))
+            self._fail(str(exc))
         if masked.shape[0] != self.n_groups:
-            return self._fail("masked sums have the wrong number of groups")
-        noisy = masked + noise_share(self.scales, self.n_groups).astype(object)
-        self.phase = Phase.WAIT_RELEASE
+            self._fail("masked sums have the wrong number of groups")
+        noisy = masked + self.noise(self.scales, self.n_groups).astype(object)
+        self.state = State.WAIT_RELEASE
         return [NoisySums(self.session, self.n_groups, _ints_to_bytes(noisy, _WIDE))]
 
     def _on_release(self, msg: InsightRelease) -> list[Message]:
         groups = list(msg.groups)
         if groups != sorted(set(groups)) or any(not 0 <= g < self.n_groups for g in groups):
-            return self._fail("released groups are not distinct positions of the query's groups")
+            self._fail("released groups are not distinct positions of the query's groups")
         figures = _ints_from_bytes(msg.payload, (len(groups), self.values.shape[1]), _NARROW).astype(np.int64)
         if not self.release.passes(figures[:, 0]).all():
-            return self._fail("the release holds a group below the minimum group size")
+            self._fail("the release holds a group below the minimum group size")
         self.groups_, self.figures_ = groups, figures
-        self.phase = Phase.DONE
+        self.state = State.DONE
         return [InsightDone(self.session)]
 
+    HANDLERS = {(State.WAIT_SUMS, MaskedSums): _on_sums,
+                (State.WAIT_RELEASE, InsightRelease): _on_release}
 
-class GroupHolder(_Role):
+
+class GroupHolder(Role):
     """``groups`` ``(n,)`` int64 in ``[-1, n_groups)`` in link-id order (``-1``: left out by this side);
-    ``n_slots`` and ``scales`` as agreed from the query.
+    ``n_slots`` and ``scales`` as agreed from the query; ``noise`` draws this side's share.
 
     After ``DONE``: ``groups_`` the released group positions, ``figures_`` ``(released, slots)`` int64.
     """
 
     def __init__(self, session: str, groups: np.ndarray, n_groups: int, scales: list[float], release: Release,
-                 progress: Progress | None = None):
+                 progress: Progress | None = None, *, noise: NoiseShare):
         self.session, self.groups, self.n_groups, self.scales, self.release = session, groups, n_groups, scales, release
         self.own_counts = np.bincount(groups[groups >= 0], minlength=n_groups)
-        self.progress = progress or (lambda what, f: None)
-        self.phase = Phase.START
+        self.progress, self.noise = progress or (lambda what, f: None), noise
+        self.state = State.START
         self.he: PublicHe | None = None
 
     def start(self) -> list[Message]:
-        self.phase = Phase.WAIT_KEY
+        self.state = State.WAIT_KEY
         return []
 
     def receive(self, msg: Message) -> list[Message]:
-        if isinstance(msg, InsightKey) and self.phase is Phase.WAIT_KEY:
-            return self._on_key(msg)
-        if isinstance(msg, EncryptedMeasures) and self.phase is Phase.WAIT_MEASURES:
-            return self._on_measures(msg)
-        if isinstance(msg, NoisySums) and self.phase is Phase.WAIT_NOISY:
-            return self._on_noisy(msg)
-        if isinstance(msg, InsightDone) and self.phase is Phase.WAIT_DONE:
-            self.phase = Phase.DONE
-            return []
-        return self._fail(f"unexpected {msg.name} while {self.phase.value}")
+        return self._receive(msg)
+
+    def _on_done(self, msg: InsightDone) -> list[Message]:
+        self.state = State.DONE
+        return []
 
     def _on_key(self, msg: InsightKey) -> list[Message]:
         if msg.n_rows != len(self.groups) or msg.n_slots != len(self.scales):
-            return self._fail(f"measures of {msg.n_rows} rows x {msg.n_slots} slots, this side has "
+            self._fail(f"measures of {msg.n_rows} rows x {msg.n_slots} slots, this side has "
                               f"{len(self.groups)} rows and the query {len(self.scales)} slots")
         try:
             self.he = PublicHe.from_bytes(msg.payload)
         except HeError as exc:
-            return self._fail(str(exc))
+            self._fail(str(exc))
         self._next_row, self._sums = 0, None
-        self.phase = Phase.WAIT_MEASURES
+        self.state = State.WAIT_MEASURES
         return []
 
     def _on_measures(self, msg: EncryptedMeasures) -> list[Message]:
         if msg.first != self._next_row or msg.rows < 0 or msg.first + msg.rows > len(self.groups):
-            return self._fail(f"encrypted measures of rows {msg.first}.. out of order (expected {self._next_row})")
+            self._fail(f"encrypted measures of rows {msg.first}.. out of order (expected {self._next_row})")
         try:
             cts = self.he.load(msg.payload)
         except HeError as exc:
-            return self._fail(str(exc))
+            self._fail(str(exc))
         cols = -(-len(self.scales) // self.he.slots_per_plaintext)
         if cts.rows != msg.rows or cts.cols != cols:
-            return self._fail("encrypted measures do not match the rows and slots announced")
+            self._fail("encrypted measures do not match the rows and slots announced")
         if msg.rows:
             sums = self.he.group_sums(cts, self.groups[msg.first:msg.first + msg.rows], self.n_groups)
             self._sums = sums if self._sums is None else self.he.add(self._sums, sums)
@@ -209,24 +201,29 @@ class GroupHolder(_Role):
         if not msg.last:
             return []
         if self._next_row != len(self.groups):
-            return self._fail(f"encrypted measures end after {self._next_row} of {len(self.groups)} rows")
+            self._fail(f"encrypted measures end after {self._next_row} of {len(self.groups)} rows")
         if self._sums is None:
             self._sums = self.he.encrypt_slots(np.zeros((self.n_groups, len(self.scales)), dtype=np.int64))
         self._masks = random_masks(self.n_groups, len(self.scales))
         masked = self.he.add_masks(self._sums, self._masks)
         self._sums = None
-        self.phase = Phase.WAIT_NOISY
+        self.state = State.WAIT_NOISY
         return [MaskedSums(self.session, self.n_groups, self.he.dump(masked))]
 
     def _on_noisy(self, msg: NoisySums) -> list[Message]:
         if msg.n_groups != self.n_groups:
-            return self._fail(f"noisy sums of {msg.n_groups} groups, the query has {self.n_groups}")
+            self._fail(f"noisy sums of {msg.n_groups} groups, the query has {self.n_groups}")
         noisy = _ints_from_bytes(msg.payload, (self.n_groups, len(self.scales)), _WIDE)
-        figures = noisy - self._masks + noise_share(self.scales, self.n_groups).astype(object)
+        figures = noisy - self._masks + self.noise(self.scales, self.n_groups).astype(object)
         if any(abs(int(v)) >= 1 << 63 for v in figures.ravel()):
-            return self._fail("noisy sums are out of range (wrong masks?)")
+            self._fail("noisy sums are out of range (wrong masks?)")
         figures = figures.astype(np.int64)
         keep = self.release.passes(figures[:, 0]) & (self.own_counts >= self.release.min_group_size)
         self.groups_, self.figures_ = np.flatnonzero(keep).tolist(), figures[keep]
-        self.phase = Phase.WAIT_DONE
+        self.state = State.WAIT_DONE
         return [InsightRelease(self.session, self.groups_, _ints_to_bytes(self.figures_, _NARROW))]
+
+    HANDLERS = {(State.WAIT_KEY, InsightKey): _on_key,
+                (State.WAIT_MEASURES, EncryptedMeasures): _on_measures,
+                (State.WAIT_NOISY, NoisySums): _on_noisy,
+                (State.WAIT_DONE, InsightDone): _on_done}

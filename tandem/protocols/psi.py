@@ -30,7 +30,8 @@ from typing import Protocol
 import numpy as np
 
 from tandem.crypto.psi_group import POINT_BYTES, InvalidPoint, link_ids, new_secret, run_salt
-from tandem.protocols.errors import LocalProtocolError, RemoteProtocolError
+from tandem.protocols.errors import LocalProtocolError
+from tandem.protocols.role import Role
 from tandem.protocols.wire import Blinded, Delta, KeyDone, KeyStart, Message, Reblinded
 
 DEFAULT_CHUNK = 32_768          # points per message: 1 MiB of payload
@@ -105,7 +106,7 @@ def _members(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
     return np.fromiter((v in members for v in values.tolist()), dtype=bool, count=len(values))
 
 
-class KeyRun:
+class KeyRun(Role):
     """One side of one (entity, key) PSI run.
 
     ``values`` are this side's normalised, de-duplicated identifiers (shape ``(n,)``);
@@ -184,28 +185,24 @@ class KeyRun:
         return [Blinded(self.session, self.entity, self.key, seq, self._sent_last, points)] + self._maybe_finish()
 
     def receive(self, msg: Message) -> list[Message]:
-        if self.state in (State.DONE, State.ERROR):
-            raise LocalProtocolError(f"{self.key}: run is over ({self.state.value}); got {msg.name}")
-        if getattr(msg, "entity", self.entity) != self.entity or getattr(msg, "key", self.key) != self.key:
-            return self._fail(f"expected a message for {self.entity}/{self.key}, got {msg.name} for "
-                              f"{getattr(msg, 'entity', '?')}/{getattr(msg, 'key', '?')}")
-        handler = {KeyStart: self._on_start, Delta: self._on_delta, Blinded: self._on_blinded,
-                   Reblinded: self._on_reblinded, KeyDone: self._on_done}.get(type(msg))
-        if handler is None:
-            return self._fail(f"unexpected {msg.name} during the {self.key} run")
-        return handler(msg)
+        if self.state not in (State.DONE, State.ERROR) and \
+                (getattr(msg, "entity", self.entity) != self.entity or getattr(msg, "key", self.key) != self.key):
+            self._fail(f"expected a message for {self.entity}/{self.key}, got {msg.name} for "
+                       f"{getattr(msg, 'entity', '?')}/{getattr(msg, 'key', '?')}")
+        return self._receive(msg)
+
+    def _unexpected(self, msg: Message, *context) -> str:
+        return f"unexpected {msg.name} in state {self.state.value} of the {self.key} run"
 
     # --- handlers ------------------------------------------------------------------------
 
     def _on_start(self, msg: KeyStart) -> list[Message]:
-        if self.state is not State.STARTED:
-            return self._fail(f"unexpected KeyStart in state {self.state.value}")
         try:
             peer_nonce = bytes.fromhex(msg.nonce)
         except ValueError:
-            return self._fail("malformed KeyStart: nonce is not hex")
+            self._fail("malformed KeyStart: nonce is not hex")
         if len(peer_nonce) != 16 or msg.size < 0:
-            return self._fail("malformed KeyStart: bad nonce or size")
+            self._fail("malformed KeyStart: bad nonce or size")
         mine = self._memory.state_id if self._memory else ""
         self.incremental = bool(mine) and msg.state == mine
         if self.incremental:
@@ -233,34 +230,30 @@ class KeyRun:
         return [Delta(self.session, self.entity, self.key, len(self._send), _raw(mem.own_blinded[removed]))]
 
     def _on_delta(self, msg: Delta) -> list[Message]:
-        if self.state is not State.DELTA:
-            return self._fail(f"unexpected Delta in state {self.state.value}")
         if len(msg.payload) % POINT_BYTES or msg.new < 0:
-            return self._fail("malformed Delta")
+            self._fail("malformed Delta")
         self._peer_removed = _points(msg.payload)
         if not np.isin(self._peer_removed, self._memory.peer_blinded).all():
-            return self._fail("peer removed values this side never received: the kept states differ")
+            self._fail("peer removed values this side never received: the kept states differ")
         self._peer_size = msg.new
         self.state = State.EXCHANGING
         return self._maybe_finish()
 
     def _on_blinded(self, msg: Blinded) -> list[Message]:
-        if self.state is not State.EXCHANGING:
-            return self._fail(f"unexpected Blinded in state {self.state.value}")
         if msg.seq != self._peer_seq or self._peer_last:
-            return self._fail(f"Blinded chunk {msg.seq} out of order (expected {self._peer_seq})")
+            self._fail(f"Blinded chunk {msg.seq} out of order (expected {self._peer_seq})")
         n = len(msg.payload) // POINT_BYTES
         if len(msg.payload) % POINT_BYTES or self._peer_received + n > self._peer_size:
-            return self._fail("malformed Blinded: payload is not whole points or exceeds the announced size")
+            self._fail("malformed Blinded: payload is not whole points or exceeds the announced size")
         try:
             double = self._blinder.blind(self._secret, msg.payload) if msg.payload else b""
         except InvalidPoint as exc:
-            return self._fail(str(exc))
+            self._fail(str(exc))
         self._peer_seq += 1
         self._peer_received += n
         self._peer_last = msg.last
         if msg.last and self._peer_received != self._peer_size:
-            return self._fail(f"peer announced {self._peer_size} values but sent {self._peer_received}")
+            self._fail(f"peer announced {self._peer_size} values but sent {self._peer_received}")
         self._peer_blinded.append(msg.payload)
         self._peer_double.append(double)
         out: list[Message] = []
@@ -279,24 +272,22 @@ class KeyRun:
                 for i, p in enumerate(pieces)]
 
     def _on_reblinded(self, msg: Reblinded) -> list[Message]:
-        if self.state is not State.EXCHANGING:
-            return self._fail(f"unexpected Reblinded in state {self.state.value}")
         if msg.seq != self._own_seq_back or self._own_back_last:
-            return self._fail(f"Reblinded chunk {msg.seq} out of order (expected {self._own_seq_back})")
+            self._fail(f"Reblinded chunk {msg.seq} out of order (expected {self._own_seq_back})")
         n = len(msg.payload) // POINT_BYTES
         if len(msg.payload) % POINT_BYTES or self._own_double_n + n > self._sent:
-            return self._fail("malformed Reblinded: more points than we sent")
+            self._fail("malformed Reblinded: more points than we sent")
         self._own_seq_back += 1
         self._own_double.append(msg.payload)
         self._own_double_n += n
         self._own_back_last = msg.last
         if msg.last and self._own_double_n != len(self._send):
-            return self._fail(f"peer returned {self._own_double_n} values for our {len(self._send)}")
+            self._fail(f"peer returned {self._own_double_n} values for our {len(self._send)}")
         return self._maybe_finish()
 
     def _on_done(self, msg: KeyDone) -> list[Message]:
-        if self.state not in (State.EXCHANGING, State.MATCHED) or self._peer_done is not None:
-            return self._fail("unexpected KeyDone")
+        if self._peer_done is not None:
+            self._fail(self._unexpected(msg))
         self._peer_done = msg.intersection
         return self._maybe_finish()
 
@@ -342,6 +333,9 @@ class KeyRun:
             return KeyResult(len(hits))
         return KeyResult(len(hits), own_idx[hits], link_ids(f"{self.entity}:{self.key}", _raw(own[hits])))
 
-    def _fail(self, reason: str) -> list[Message]:
-        self.state = State.ERROR
-        raise RemoteProtocolError(reason)
+    HANDLERS = {(State.STARTED, KeyStart): _on_start,
+                (State.DELTA, Delta): _on_delta,
+                (State.EXCHANGING, Blinded): _on_blinded,
+                (State.EXCHANGING, Reblinded): _on_reblinded,
+                (State.EXCHANGING, KeyDone): _on_done,
+                (State.MATCHED, KeyDone): _on_done}

@@ -2,7 +2,8 @@
 
 A frame is ``b"TDM"``, one byte of wire version, one byte of message type, a 4-byte
 big-endian header length, a UTF-8 JSON header, then a binary payload (for PSI:
-concatenated 32-byte group elements). Decoding checks every field's type.
+concatenated 32-byte group elements; several blobs or row bitmaps inside one payload are laid
+out by ``tandem.protocols.framing``). Decoding checks every field's type.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ class Message:
     """Base of all messages: a ``session`` id and an optional binary ``payload``."""
 
     CODE: ClassVar[int]
-    PAYLOAD: ClassVar[bool] = False
 
     def encode(self) -> bytes:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "payload"}
@@ -57,8 +57,6 @@ class Message:
 
 class PointMessage(Message):
     """A message whose payload is concatenated 32-byte group elements."""
-
-    PAYLOAD = True
 
     @property
     def records(self) -> int:
@@ -223,7 +221,6 @@ class BoostStart(Message):
     bins: int
     resume_trees: int
     payload: bytes = field(default=b"", repr=False)
-    PAYLOAD = True
 
 
 @message(21)
@@ -234,7 +231,6 @@ class BoostReady(Message):
     n_features: int
     resumable: bool
     payload: bytes = field(default=b"", repr=False)
-    PAYLOAD = True
 
 
 @message(22)
@@ -244,7 +240,6 @@ class PublicKeyMsg(Message):
     session: str
     first_tree: int
     payload: bytes = field(default=b"", repr=False)
-    PAYLOAD = True
 
 
 @message(23)
@@ -255,7 +250,6 @@ class EncryptedGradients(Message):
     session: str
     tree: int
     payload: bytes = field(default=b"", repr=False)
-    PAYLOAD = True
 
 
 @message(24)
@@ -265,7 +259,6 @@ class EncryptedHistograms(Message):
     tree: int
     node: int
     payload: bytes = field(default=b"", repr=False)
-    PAYLOAD = True
 
 
 @message(31)
@@ -287,7 +280,6 @@ class PassivePartitions(Message):
     nodes: list[int]
     split_ids: list[str]
     payload: bytes = field(default=b"", repr=False)
-    PAYLOAD = True
 
 
 @message(25)
@@ -299,7 +291,6 @@ class SplitDecisions(Message):
     nodes: list[int]
     decisions: list[str]
     payload: bytes = field(default=b"", repr=False)
-    PAYLOAD = True
 
 
 @message(27)
@@ -317,7 +308,6 @@ class PredictRequest(Message):
     model: str
     n_rows: int
     payload: bytes = field(default=b"", repr=False)
-    PAYLOAD = True
 
     @property
     def split_ids(self) -> list[str]:
@@ -330,7 +320,6 @@ class PredictBitmaps(Message):
     session: str
     model: str
     payload: bytes = field(default=b"", repr=False)
-    PAYLOAD = True
 
 
 @message(30)
@@ -368,7 +357,6 @@ class SharedRows(Message):
     session: str
     n_rows: int
     payload: bytes = field(default=b"", repr=False)
-    PAYLOAD = True
 
 
 # --- insight: joint aggregates with thresholds and differential privacy (insight/1) -------------
@@ -400,7 +388,6 @@ class InsightKey(Message):
     n_rows: int
     n_slots: int
     payload: bytes = field(default=b"", repr=False)
-    PAYLOAD = True
 
 
 @message(73)
@@ -411,7 +398,6 @@ class EncryptedMeasures(Message):
     rows: int
     last: bool
     payload: bytes = field(default=b"", repr=False)
-    PAYLOAD = True
 
     @property
     def records(self) -> int:
@@ -425,7 +411,6 @@ class MaskedSums(Message):
     session: str
     n_groups: int
     payload: bytes = field(default=b"", repr=False)
-    PAYLOAD = True
 
 
 @message(75)
@@ -435,7 +420,6 @@ class NoisySums(Message):
     session: str
     n_groups: int
     payload: bytes = field(default=b"", repr=False)
-    PAYLOAD = True
 
 
 @message(76)
@@ -445,7 +429,6 @@ class InsightRelease(Message):
     session: str
     groups: list[int]
     payload: bytes = field(default=b"", repr=False)
-    PAYLOAD = True
 
 
 @message(77)

@@ -1,0 +1,192 @@
+"""A passive party of SecureBoost (features, no labels), as a sans-I/O role."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import numpy as np
+
+from tandem.crypto.he import HeError, PublicHe
+from tandem.learn.secureboost.shared import State, sent_child
+from tandem.learn.tree import goes_left
+from tandem.protocols.framing import bucket_sums_payload, frame_blobs, pack_mask, unframe_blobs, unpack_mask
+from tandem.protocols.role import Role
+from tandem.protocols.wire import (
+    BoostDone,
+    BoostReady,
+    BoostStart,
+    EncryptedGradients,
+    EncryptedHistograms,
+    Message,
+    PassivePartitions,
+    PublicKeyMsg,
+    SplitDecisions,
+    SplitRequest,
+)
+
+
+@dataclass
+class _Node:
+    id: int
+    rows: np.ndarray  # every row routed here (sorted)
+    depth: int
+    sibling: int = -1
+
+
+class PassiveBoost(Role):
+    """A feature holder without labels. ``binned`` (n, fp) uint8; ``saved`` holds the splits of an
+    interrupted run (split id -> (feature, bin, missing_left, tree)), offered for a resume.
+
+    ``splits_`` (split id -> (feature, bin, missing_left, tree)) grows as splits are made; real
+    thresholds never enter the role (the caller's binner maps a slot to one when saving the model).
+    """
+
+    def __init__(
+        self,
+        session: str,
+        binned: np.ndarray,
+        saved: dict[str, tuple[int, int, bool, int]] | None = None,
+    ):
+        self.session, self.binned = session, binned
+        self._saved = dict(saved or {})
+        self.state = State.START
+        self.splits_: dict[str, tuple[int, int, bool, int]] = {}
+        self.he: PublicHe | None = None
+        self._pending: dict[int, tuple[str, np.ndarray]] = {}
+
+    @property
+    def split_bins_(self) -> dict[str, tuple[int, int, bool]]:
+        return {sid: (f, b, m) for sid, (f, b, m, _t) in self.splits_.items()}
+
+    def start(self) -> list[Message]:
+        self.state = State.WAIT_READY
+        return []
+
+    def receive(self, msg: Message) -> list[Message]:
+        return self._receive(msg)
+
+    def _on_start(self, msg: BoostStart) -> list[Message]:
+        n = len(self.binned)
+        if msg.n_rows != n:
+            self._fail(f"active party has {msg.n_rows} rows, this party {n}")
+        if not 3 <= msg.bins <= 256 or msg.max_depth < 1:
+            self._fail(f"unsupported settings (bins {msg.bins}, max depth {msg.max_depth})")
+        if int(self.binned.max(initial=0)) >= msg.bins:
+            self._fail("this party's features were binned with more bins than agreed")
+        self.bins, self.max_depth, self.missing_bin = msg.bins, msg.max_depth, msg.bins - 1
+        mask_blob, ids_blob = unframe_blobs(msg.payload, 2)
+        self.train_mask = unpack_mask(mask_blob, n)
+        wanted = ids_blob.decode("ascii", "replace").split("\n") if ids_blob else []
+        resumable = msg.resume_trees > 0 and all(sid in self._saved for sid in wanted)
+        bitmaps = []
+        if resumable:
+            self.splits_ = {sid: self._saved[sid] for sid in wanted}
+            bitmaps = [pack_mask(self._goes_left(np.arange(n), *self._saved[sid][:3])) for sid in wanted]
+        self.state = State.WAIT_KEY
+        return [BoostReady(self.session, self.binned.shape[1], resumable, frame_blobs(bitmaps))]
+
+    def _on_key(self, msg: PublicKeyMsg) -> list[Message]:
+        try:
+            self.he = PublicHe.from_bytes(msg.payload)
+        except HeError as exc:
+            self._fail(str(exc))
+        self.splits_ = {sid: s for sid, s in self.splits_.items() if s[3] < msg.first_tree}
+        self.state = State.WAIT_GRADIENTS
+        return []
+
+    def _on_done(self, msg: BoostDone) -> list[Message]:
+        self.splits_ = {sid: s for sid, s in self.splits_.items() if s[3] < msg.n_trees}
+        self.state = State.DONE
+        return []
+
+    def _goes_left(self, rows: np.ndarray, f: int, b: int, missing_left: bool) -> np.ndarray:
+        return goes_left(self.binned[rows, f], b, missing_left, self.missing_bin)
+
+    def _on_gradients(self, msg: EncryptedGradients) -> list[Message]:
+        mask_blob, cts_blob = unframe_blobs(msg.payload, 2)
+        in_sample = unpack_mask(mask_blob, len(self.binned))
+        if (in_sample & ~self.train_mask).any():
+            self._fail("gradients of rows outside the training rows")
+        assert self.he is not None  # the table admits gradients only after the key
+        try:
+            self.tree, self.cts = msg.tree, self.he.load(cts_blob)
+        except HeError as exc:
+            self._fail(str(exc))
+        if self.cts.rows != int(in_sample.sum()):
+            self._fail("gradients do not match the rows they are for")
+        self._pos = np.cumsum(in_sample) - 1  # row -> its ciphertext
+        self._in_sample = in_sample
+        self._frontier = [_Node(0, np.arange(len(self.binned)), 0)]
+        self._next_id, self._pending = 1, {}
+        return self._histograms()
+
+    def _histograms(self) -> list[Message]:
+        """Encrypted histograms of the frontier: the root, and of each pair of siblings only the one
+        ``sent_child`` names (the active party derives the other)."""
+        assert self.he is not None
+        out: list[Message] = []
+        grown = {n.id: n.rows[self._in_sample[n.rows]] for n in self._frontier}
+        for n in self._frontier:
+            if n.sibling >= 0 and sent_child(n.id, len(grown[n.id]), n.sibling, len(grown[n.sibling])) != n.id:
+                continue
+            rows = grown[n.id]
+            passes = self.he.bucket_sums(self.cts, self._pos[rows], self.binned[rows], self.bins)
+            out.append(EncryptedHistograms(self.session, self.tree, n.id, bucket_sums_payload(passes, self.bins)))
+        self.state = State.WAIT_DECISIONS if self._frontier else State.WAIT_GRADIENTS
+        return out
+
+    def _on_request(self, msg: SplitRequest) -> list[Message]:
+        if self._pending:
+            self._fail(self._unexpected(msg))
+        frontier = {n.id: n for n in self._frontier}
+        if msg.tree != self.tree or len(msg.slots) != len(msg.nodes) or len(set(msg.nodes)) != len(msg.nodes):
+            self._fail("malformed split request")
+        ids, bitmaps = [], []
+        for node_id, slot in zip(msg.nodes, msg.slots, strict=True):
+            try:
+                f, b, m = (int(x) for x in slot.split(":"))
+            except ValueError:
+                self._fail(f"malformed split slot {slot!r}")
+            if node_id not in frontier or not (0 <= f < self.binned.shape[1] and 0 <= b < self.bins - 1):
+                self._fail(f"split request names no node or slot of this party ({node_id}, {slot!r})")
+            left = self._goes_left(frontier[node_id].rows, f, b, bool(m))
+            split_id = secrets.token_hex(8)
+            self.splits_[split_id] = (f, b, bool(m), self.tree)
+            self._pending[node_id] = (split_id, left)
+            ids.append(split_id)
+            bitmaps.append(pack_mask(left))
+        return [PassivePartitions(self.session, self.tree, list(msg.nodes), ids, frame_blobs(bitmaps))]
+
+    def _on_decisions(self, msg: SplitDecisions) -> list[Message]:
+        if msg.tree != self.tree or msg.nodes != [n.id for n in self._frontier] or len(msg.decisions) != len(msg.nodes):
+            self._fail("split decisions do not match the frontier")
+        blobs = iter(unframe_blobs(msg.payload, sum(d == "rows" for d in msg.decisions)))
+        children = []
+        for node, decision in zip(self._frontier, msg.decisions, strict=True):
+            if decision == "leaf":
+                continue
+            if decision == "rows":
+                left = unpack_mask(next(blobs), len(node.rows))
+            elif decision.startswith("own:") and self._pending.get(node.id, ("",))[0] == decision[4:]:
+                left = self._pending[node.id][1]
+            else:
+                self._fail(f"malformed split decision {decision[:40]!r}")
+            li, ri = self._next_id, self._next_id + 1  # the active party numbers nodes the same way
+            self._next_id += 2
+            children += [
+                _Node(li, node.rows[left], node.depth + 1, ri),
+                _Node(ri, node.rows[~left], node.depth + 1, li),
+            ]
+        self._pending = {}
+        self._frontier = [c for c in children if c.depth < self.max_depth]
+        return self._histograms()
+
+    HANDLERS = {
+        (State.WAIT_READY, BoostStart): _on_start,
+        (State.WAIT_KEY, PublicKeyMsg): _on_key,
+        (State.WAIT_GRADIENTS, EncryptedGradients): _on_gradients,
+        (State.WAIT_DECISIONS, SplitRequest): _on_request,
+        (State.WAIT_DECISIONS, SplitDecisions): _on_decisions,
+        (State.WAIT_GRADIENTS, BoostDone): _on_done,
+    }
