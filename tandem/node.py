@@ -200,8 +200,8 @@ class Node:
         train_data = self.train_data
         if train_data is None or train_data.y is None:
             raise InputError("this node has no labelled training data (--data FILE --id COLUMN --label COLUMN)")
-        from tandem.learn.federated import PROTOCOL as TRAIN_PROTOCOL
         from tandem.learn.federated import active_job
+        from tandem.learn.secureboost.shared import PROTOCOL as TRAIN_PROTOCOL
 
         model_id = pysecrets.token_hex(8)
         sessions = [self._session(p, pysecrets.token_hex(16), TRAIN_PROTOCOL) for p in peers]
@@ -221,8 +221,8 @@ class Node:
         return self._finish_training(sessions, self._job(sessions, work))
 
     def _respond_train(self, session: Session, request: TrainRequest) -> None:
-        from tandem.learn.federated import PROTOCOL as TRAIN_PROTOCOL
         from tandem.learn.federated import passive_job
+        from tandem.learn.secureboost.shared import PROTOCOL as TRAIN_PROTOCOL
 
         session.protocol = TRAIN_PROTOCOL
         if request.protocol != TRAIN_PROTOCOL:

@@ -26,11 +26,11 @@ from tandem.learn import checkpoint, model_io
 from tandem.learn.binning import Binner
 from tandem.learn.metrics import summary
 from tandem.learn.options import DEFAULTS, estimator_kwargs
+from tandem.learn.secureboost.passive import PassiveBoost
+from tandem.learn.secureboost.shared import Resume
 from tandem.learn.vertical import VerticalBoostingClassifier, serve_passive, serve_predictions
 from tandem.link.job import run_entity
 from tandem.link.records import EntityRecords, KeyReport
-from tandem.learn.secureboost.passive import PassiveBoost
-from tandem.learn.secureboost.shared import PROTOCOL, Resume
 from tandem.protocols.errors import RemoteProtocolError
 from tandem.protocols.framing import pack_mask, unpack_mask
 from tandem.protocols.wire import SharedRows, TrainRequest
