@@ -12,7 +12,8 @@ import dataclasses
 import json
 import struct
 from dataclasses import dataclass, field
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar, cast, dataclass_transform
 
 from tandem.protocols.errors import RemoteProtocolError
 
@@ -22,12 +23,14 @@ _HEAD = struct.Struct(">3sBBI")
 MAX_HEADER = 64 * 1024
 
 _TYPES: dict[int, type] = {}
+_M = TypeVar("_M", bound="type[Message]")
 
 
-def message(code: int):
+@dataclass_transform(frozen_default=True)
+def message(code: int) -> Callable[[_M], _M]:
     """Register a frozen dataclass as message type ``code``."""
-    def wrap(cls):
-        cls = dataclass(frozen=True)(cls)
+    def wrap(cls: _M) -> _M:
+        dataclass(frozen=True)(cls)  # in place: the class itself becomes the dataclass
         cls.CODE = code
         _TYPES[code] = cls
         return cls
@@ -40,7 +43,7 @@ class Message:
     CODE: ClassVar[int]
 
     def encode(self) -> bytes:
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "payload"}
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(cast(Any, self)) if f.name != "payload"}
         header = json.dumps(fields, separators=(",", ":")).encode()
         payload = getattr(self, "payload", b"") or b""
         return _HEAD.pack(MAGIC, WIRE_VERSION, self.CODE, len(header)) + header + payload
@@ -57,6 +60,8 @@ class Message:
 
 class PointMessage(Message):
     """A message whose payload is concatenated 32-byte group elements."""
+
+    payload: bytes
 
     @property
     def records(self) -> int:
