@@ -42,14 +42,23 @@ class AuditLog:
             self._dirty.clear()
             try:
                 os.fsync(self._fd)
-            except OSError:        # closed: the node is stopping
+            except OSError:  # closed: the node is stopping
                 return
 
-    def record(self, *, direction: str, peer: str, protocol: str, session: str, message: str, nbytes: int,
-               records: int) -> None:
-        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z",
-                 "node": self.node, "direction": direction, "peer": peer, "protocol": protocol,
-                 "session": session, "message": message, "bytes": nbytes, "records": records}
+    def record(
+        self, *, direction: str, peer: str, protocol: str, session: str, message: str, nbytes: int, records: int
+    ) -> None:
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z",
+            "node": self.node,
+            "direction": direction,
+            "peer": peer,
+            "protocol": protocol,
+            "session": session,
+            "message": message,
+            "bytes": nbytes,
+            "records": records,
+        }
         line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
         with self._lock:
             os.write(self._fd, line)

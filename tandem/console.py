@@ -20,8 +20,14 @@ def progress_bar(title: str) -> Iterator:
 
     The bar appears on the first update, so an argument error is not preceded by an empty bar.
     """
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                   TextColumn("{task.fields[step]}"), TimeElapsedColumn(), console=err_console)
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[step]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+    )
     task = None
 
     def update(step: str, fraction: float) -> None:
@@ -41,8 +47,14 @@ def progress_bar(title: str) -> Iterator:
 @contextmanager
 def progress_bars(titles: list[str]) -> Iterator:
     """Like ``progress_bar`` with one bar per title; yields ``update(title, step, fraction)``."""
-    bar = Progress(TextColumn("[bold]{task.description:<8}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                   TextColumn("{task.fields[step]}"), TimeElapsedColumn(), console=err_console)
+    bar = Progress(
+        TextColumn("[bold]{task.description:<8}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[step]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+    )
     tasks: dict[str, TaskID] = {}
 
     def update(title: str, step: str, fraction: float) -> None:
@@ -81,6 +93,7 @@ def _fmt(v) -> str:
 
 def node_progress(update: Callable[[str, str, float], None]) -> Callable[[str, dict], None]:
     """A node-event handler ``(node, event)`` that moves ``progress_bars``' bar of that node."""
+
     def on_event(node: str, event: dict) -> None:
         if event.get("event") == "progress":
             update(node, event["what"], event["fraction"])
@@ -90,6 +103,7 @@ def node_progress(update: Callable[[str, str, float], None]) -> Callable[[str, d
 
 def tree_progress(update: Callable[[str, float], None], start: float, span: float) -> Callable[[str, dict], None]:
     """A node-event handler that moves ``progress_bar`` from ``start`` over ``span`` as trees are grown."""
+
     def on_event(node: str, event: dict) -> None:
         if event.get("event") == "progress" and event["what"].startswith("tree"):
             update(event["what"], start + span * event["fraction"])

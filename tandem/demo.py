@@ -81,10 +81,11 @@ def bank_alone_auc(bank_file: Path, test_ids: list[str], args: dict) -> float:
     data = read_party_file(bank_file, "link_id", "default")
     test = np.isin(np.array(data.ids), np.array(test_ids))
     o = TrainingOptions.from_args(args)
-    model = HistBoostingClassifier(n_trees=o.trees, max_depth=o.max_depth, learning_rate=o.learning_rate,
-                                   bins=o.bins, seed=o.seed)
+    model = HistBoostingClassifier(
+        n_trees=o.trees, max_depth=o.max_depth, learning_rate=o.learning_rate, bins=o.bins, seed=o.seed
+    )
     y = data.y
-    assert y is not None                       # read with a label column
+    assert y is not None  # read with a label column
     model.fit(data.X[~test], y[~test])
     return roc_auc(y[test], model.predict_proba(data.X[test])[:, 1])
 
@@ -102,27 +103,45 @@ def run_demo(persons: int, seed: int, out: Path) -> None:
     print_world_summary(summary, out)
     console.rule("[bold]Link: bank and marketplace nodes, private set intersection over mutual TLS")
     with progress_bars(list(PARTIES)) as update:
-        links = link_world(out, entities=list(ENTITIES), count_only=False,
-                           on_event=node_progress(update))
+        links = link_world(out, entities=list(ENTITIES), count_only=False, on_event=node_progress(update))
     print_link_results({"bank": links["bank"]})
     console.rule("[bold]Learn: federated gradient boosting (SecureBoost, Okamoto-Uchiyama 2048)")
     files = export_training_files(out)
     with progress_bar("train") as update:
         update("linking rows and training", 0.05)
-        trained = train_local(files, "link_id", "bank", "default", TrainingOptions.from_args(TRAIN_ARGS),
-                              out / "train", on_event=tree_progress(update, 0.05, 0.95))
+        trained = train_local(
+            files,
+            "link_id",
+            "bank",
+            "default",
+            TrainingOptions.from_args(TRAIN_ARGS),
+            out / "train",
+            on_event=tree_progress(update, 0.05, 0.95),
+        )
         result = trained["bank"]
     alone = bank_alone_auc(files["bank"], result.test_ids, TRAIN_ARGS)
     report = write_training_report(out / "train" / "report.html", result, {"AUC, bank alone": alone})
     fed = result.metrics["auc"]
-    console.print(table(f"Default model on {result.n_test:,} held-out shared borrowers (test AUC)",
-                        ["model", "AUC"], [["bank alone", alone], ["bank + marketplace, federated", fed],
-                                           ["gain", fed - alone],
-                                           ["plaintext ceiling: bank alone / joint (world truth)",
-                                            f"{summary['auc_bank_only']} / {summary['auc_joint']}"]]))
-    console.print(f"\nThe marketplace's behaviour lifts the bank's default model from [bold]{alone:.3f}[/] to "
-                  f"[bold]{fed:.3f}[/] AUC without either side seeing the other's rows "
-                  f"({result.seconds_per_tree} s per tree).\nModel report: [bold]{report}[/]")
+    console.print(
+        table(
+            f"Default model on {result.n_test:,} held-out shared borrowers (test AUC)",
+            ["model", "AUC"],
+            [
+                ["bank alone", alone],
+                ["bank + marketplace, federated", fed],
+                ["gain", fed - alone],
+                [
+                    "plaintext ceiling: bank alone / joint (world truth)",
+                    f"{summary['auc_bank_only']} / {summary['auc_joint']}",
+                ],
+            ],
+        )
+    )
+    console.print(
+        f"\nThe marketplace's behaviour lifts the bank's default model from [bold]{alone:.3f}[/] to "
+        f"[bold]{fed:.3f}[/] AUC without either side seeing the other's rows "
+        f"({result.seconds_per_tree} s per tree).\nModel report: [bold]{report}[/]"
+    )
     console.rule("[bold]Decide: installments at checkout and seller credit lines, online")
     configs = _demo_decide(out, {**result.to_json(), "market": trained["market"].to_json()})
     console.rule("[bold]Offer: the next best offer for each shared client, gated by solvency")
@@ -145,9 +164,11 @@ def _demo_insight(world: Path) -> None:
         print_insight(r)
     report = write_insight_report(world / "insight" / "report.html", results, "Insight: the demo world")
     spent = sum(r.query.epsilon for r in results)
-    console.print(f"No figure covers fewer than 50 shared customers and each carries noise; the queries spent "
-                  f"ε {spent:g} of each node's monthly budget (`tandem insight budget {world}`).\n"
-                  f"Insight report: [bold]{report}[/]")
+    console.print(
+        f"No figure covers fewer than 50 shared customers and each carries noise; the queries spent "
+        f"ε {spent:g} of each node's monthly budget (`tandem insight budget {world}`).\n"
+        f"Insight report: [bold]{report}[/]"
+    )
 
 
 def _demo_decide(world: Path, customer_model: dict) -> dict[str, Path]:
@@ -198,7 +219,9 @@ def _demo_offers(world: Path, configs: dict[str, Path]) -> None:
     print_offers(result)
     s = {r["strategy"]: r for r in result["evaluation"].get("strategies", [])}
     if s:
-        console.print(f"\nOffering each client what both sides' behaviour points to: [bold]"
-                      f"{s['federated']['acceptance']:.1%}[/] of top-1 offers accepted, {s['federated']['lift']:.1f}x "
-                      f"random targeting ({s['random']['acceptance']:.1%}); the bank alone: "
-                      f"{s['bank only']['acceptance']:.1%}.")
+        console.print(
+            f"\nOffering each client what both sides' behaviour points to: [bold]"
+            f"{s['federated']['acceptance']:.1%}[/] of top-1 offers accepted, {s['federated']['lift']:.1f}x "
+            f"random targeting ({s['random']['acceptance']:.1%}); the bank alone: "
+            f"{s['bank only']['acceptance']:.1%}."
+        )

@@ -24,7 +24,7 @@ from tandem.errors import InputError, TandemError
 from tandem.parties import PARTIES
 from tandem.transport.ports import free_port
 
-OnEvent = Callable[[str, dict], object]      # (node name, one of its JSON events)
+OnEvent = Callable[[str, dict], object]  # (node name, one of its JSON events)
 
 
 def no_events(name: str, event: dict) -> None:
@@ -46,12 +46,18 @@ def write_configs(world: Path, timeout_s: float = 60.0) -> dict[str, Path]:
     for party in PARTIES:
         if not (world / f"{party}.duckdb").is_file():
             raise InputError(f"{world}: no {party}.duckdb here (make one with `tandem world`)")
-    return node_configs(world / "nodes", {p: f"../{p}.duckdb" for p in PARTIES}, {p: p for p in PARTIES}, timeout_s,
-                        as_of=world_as_of(world))
+    return node_configs(
+        world / "nodes",
+        {p: f"../{p}.duckdb" for p in PARTIES},
+        {p: p for p in PARTIES},
+        timeout_s,
+        as_of=world_as_of(world),
+    )
 
 
-def node_configs(folder: Path, stores: dict[str, str], presets: dict[str, str], timeout_s: float,
-                 as_of: date | None = None) -> dict[str, Path]:
+def node_configs(
+    folder: Path, stores: dict[str, str], presets: dict[str, str], timeout_s: float, as_of: date | None = None
+) -> dict[str, Path]:
     """Development certificates and a config per node (each node lists all others as peers).
     ``stores``/``presets``: node -> store path (relative to ``folder``) / preset; ``as_of``: the
     nodes' ``[node] as_of`` (``None``: left out, so today)."""
@@ -71,9 +77,16 @@ def node_configs(folder: Path, stores: dict[str, str], presets: dict[str, str], 
     workers = os.cpu_count() or 2
     paths = {}
     for party, store in stores.items():
-        lines = ["[node]", f'name = "{party}"', f'preset = "{presets[party]}"', f'listen = "127.0.0.1:{ports[party]}"',
-                 f'store = "{store}"', f'state_dir = "state-{party}"', f"timeout_s = {timeout_s}",
-                 f"workers = {workers}"]
+        lines = [
+            "[node]",
+            f'name = "{party}"',
+            f'preset = "{presets[party]}"',
+            f'listen = "127.0.0.1:{ports[party]}"',
+            f'store = "{store}"',
+            f'state_dir = "state-{party}"',
+            f"timeout_s = {timeout_s}",
+            f"workers = {workers}",
+        ]
         lines += [f'as_of = "{as_of.isoformat()}"'] if as_of is not None else []
         lines += ["", "[tls]", 'ca = "certs/ca.pem"', f'cert = "certs/{party}.pem"', f'key = "certs/{party}.key"', ""]
         for other in stores:
@@ -89,14 +102,20 @@ class NodeProcess:
 
     def __init__(self, name: str, args: list[str], on_event: OnEvent = no_events):
         self.name = name
-        self.proc = subprocess.Popen([sys.executable, "-m", "tandem.cli", "node", *args, "--events"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tandem.cli", "node", *args, "--events"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.events: list[dict] = []
         self.ready = threading.Event()
         self._on_event = on_event
         self._stderr: list[str] = []
-        self._threads = [threading.Thread(target=self._read, daemon=True),
-                         threading.Thread(target=lambda: self._stderr.extend(self.proc.stderr or ()), daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._read, daemon=True),
+            threading.Thread(target=lambda: self._stderr.extend(self.proc.stderr or ()), daemon=True),
+        ]
         for t in self._threads:
             t.start()
 
@@ -144,7 +163,7 @@ def failure(name: str, proc: NodeProcess, other_name: str, other: NodeProcess) -
     """One line for a failed run: the initiator's error, and the other node's if it failed too
     (its reason is often the real one: the initiator then only saw its messages refused)."""
     try:
-        other.proc.wait(timeout=5)          # it has usually stopped with its own error by now
+        other.proc.wait(timeout=5)  # it has usually stopped with its own error by now
     except Exception:  # noqa: BLE001 - still running: it waits for a session that will not come
         pass
     if other.proc.poll() is None:
@@ -157,8 +176,9 @@ def failure(name: str, proc: NodeProcess, other_name: str, other: NodeProcess) -
 
 
 @contextmanager
-def serving(configs: dict[str, Path], args: dict[str, list[str]],
-            on_event: OnEvent = no_events) -> Iterator[dict[str, NodeProcess]]:
+def serving(
+    configs: dict[str, Path], args: dict[str, list[str]], on_event: OnEvent = no_events
+) -> Iterator[dict[str, NodeProcess]]:
     """Start a serving node per entry of ``args`` (node -> arguments after ``--config``), wait until
     each is ready; on exit kill those still running."""
     procs: dict[str, NodeProcess] = {}
@@ -175,8 +195,14 @@ def serving(configs: dict[str, Path], args: dict[str, list[str]],
                 proc.proc.kill()
 
 
-def run_pair(configs: dict[str, Path], initiator: str, initiator_args: list[str], servers: dict[str, list[str]],
-             timeout_s: float, on_event: OnEvent = no_events) -> dict[str, NodeProcess]:
+def run_pair(
+    configs: dict[str, Path],
+    initiator: str,
+    initiator_args: list[str],
+    servers: dict[str, list[str]],
+    timeout_s: float,
+    on_event: OnEvent = no_events,
+) -> dict[str, NodeProcess]:
     """Serve ``servers`` (node -> its arguments), run ``initiator`` with ``initiator_args`` to its end,
     then let the servers finish; return every node's finished process (events, results).
     Raise ``TandemError`` with the failing node's message (and its peer's, when that failed too)."""

@@ -1,11 +1,11 @@
 """A party's long-running process: config, keys and certificates, store, audit log, services.
 
-    tandem node --config bank.toml                 serve: answer link and training requests from peers
-    tandem node --config bank.toml --link market   start a link run with peer ``market``, then exit
-    tandem node --config bank.toml --train market[,telco] --data bank.csv --id ID --label LABEL
-                                                   train with the passive parties named, then exit
-    tandem node --config bank.toml --insight market --query Q.toml
-                                                   run insight queries with peer ``market``, then exit
+tandem node --config bank.toml                 serve: answer link and training requests from peers
+tandem node --config bank.toml --link market   start a link run with peer ``market``, then exit
+tandem node --config bank.toml --train market[,telco] --data bank.csv --id ID --label LABEL
+                                               train with the passive parties named, then exit
+tandem node --config bank.toml --insight market --query Q.toml
+                                               run insight queries with peer ``market``, then exit
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from tandem.protocols.wire import InsightQuery, LinkRequest, Message, TrainAccep
 from tandem.transport.grpc_node import GrpcChannel, Inboxes, NodeServer, PeerClient, TlsFiles
 from tandem.transport.session import Session, open_audit
 
-if TYPE_CHECKING:       # training modules load only when a node trains (they pull in pandas and scipy)
+if TYPE_CHECKING:  # training modules load only when a node trains (they pull in pandas and scipy)
     from tandem.insight.query import Query
     from tandem.learn.federated import PartyData
 
@@ -55,15 +55,15 @@ class NodeConfig:
     store: str
     state_dir: Path
     tls: TlsFiles
-    peers: dict[str, str]                       # name -> address
-    sources: dict[str, EntitySource]            # entity -> where its records are
-    keys: dict[str, list[str]]                  # entity -> key priority
+    peers: dict[str, str]  # name -> address
+    sources: dict[str, EntitySource]  # entity -> where its records are
+    keys: dict[str, list[str]]  # entity -> key priority
     timeout_s: float = 60.0
     workers: int | None = None
     path: Path = field(default=Path("."))
     preset: str = "bank"
     insight: InsightPolicy = field(default_factory=InsightPolicy)
-    as_of: date = field(default_factory=date.today)   # the day features and insight fields are taken at
+    as_of: date = field(default_factory=date.today)  # the day features and insight fields are taken at
 
     @property
     def audit_path(self) -> Path:
@@ -95,9 +95,10 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
     if preset not in PRESETS:
         raise InputError(f"{path}: [node] preset must be one of {', '.join(PRESETS)}")
     peers = raw.get("peers", {})
-    if not isinstance(peers, dict) or not all(isinstance(v, dict) and isinstance(v.get("address"), str)
-                                               for v in peers.values()):
-        raise InputError(f"{path}: each [peers.NAME] needs an address = \"host:port\"")
+    if not isinstance(peers, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("address"), str) for v in peers.values()
+    ):
+        raise InputError(f'{path}: each [peers.NAME] needs an address = "host:port"')
     link = raw.get("link", {})
     keys = {e: list(link.get(f"{e}_keys", list(PRESETS[preset][e].keys))) for e in ENTITIES}
     for e, ks in keys.items():
@@ -110,14 +111,20 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
     except ValueError:
         raise InputError(f"{path}: [node] as_of must be a date like 2019-01-01") from None
     return NodeConfig(
-        name=need("node", "name"), listen=need("node", "listen"),
+        name=need("node", "name"),
+        listen=need("node", "listen"),
         store=store if "://" in store else str(resolve(store)),
         state_dir=resolve(node.get("state_dir", f"state-{node.get('name', 'node')}")),
         tls=TlsFiles(resolve(need("tls", "ca")), resolve(need("tls", "cert")), resolve(need("tls", "key"))),
         peers={n: v["address"] for n, v in peers.items()},
-        sources=dict(PRESETS[preset]), keys=keys,
-        timeout_s=float(node.get("timeout_s", 60)), workers=node.get("workers"), path=path,
-        preset=preset, insight=InsightPolicy.from_section(raw.get("insight", {}), path), as_of=as_of,
+        sources=dict(PRESETS[preset]),
+        keys=keys,
+        timeout_s=float(node.get("timeout_s", 60)),
+        workers=node.get("workers"),
+        path=path,
+        preset=preset,
+        insight=InsightPolicy.from_section(raw.get("insight", {}), path),
+        as_of=as_of,
     )
 
 
@@ -136,13 +143,16 @@ class Node:
         self.engine = LocalEngine(config.workers)
         self.blinder = EngineBlinder(self.engine)
         self.finished = threading.Event()
-        self.served = 0                        # sessions answered so far
-        self._insight = None                   # this node's side of insight queries (keeps its key pair)
+        self.served = 0  # sessions answered so far
+        self._insight = None  # this node's side of insight queries (keeps its key pair)
         self.failure: str | None = None
-        self._lock = threading.Lock()          # one job at a time: the store has one writer
+        self._lock = threading.Lock()  # one job at a time: the store has one writer
         # the message that opens a session -> this node's side of it
         self._openers: dict[type[Message], Callable[[Session, Any], None]] = {
-            LinkRequest: self._respond_link, TrainRequest: self._respond_train, InsightQuery: self._respond_insight}
+            LinkRequest: self._respond_link,
+            TrainRequest: self._respond_train,
+            InsightQuery: self._respond_insight,
+        }
 
     def start(self) -> None:
         self.server.start()
@@ -167,19 +177,29 @@ class Node:
         if bad:
             raise InputError(f"unknown entity '{bad[0]}'; use {', '.join(ENTITIES)}")
         session_id = pysecrets.token_hex(16)
-        request = LinkRequest(session_id, PROTOCOL, entities,
-                              [f"{e}:{k}" for e in entities for k in self.config.keys[e]], count_only, incremental)
+        request = LinkRequest(
+            session_id,
+            PROTOCOL,
+            entities,
+            [f"{e}:{k}" for e in entities for k in self.config.keys[e]],
+            count_only,
+            incremental,
+        )
         session = self._session(peer, session_id)
-        return self._link_result(self._job([session], lambda: link_job.initiate(
-            session, request, self._link_party(), self._throttled_progress())))
+        return self._link_result(
+            self._job(
+                [session], lambda: link_job.initiate(session, request, self._link_party(), self._throttled_progress())
+            )
+        )
 
     def _respond_link(self, session: Session, request: LinkRequest) -> None:
         self._link_result(link_job.respond(session, request, self._link_party(), self._throttled_progress()))
 
     def _link_party(self) -> link_job.LinkParty:
         c = self.config
-        return link_job.LinkParty(c.name, c.store, c.sources, c.keys, c.state_dir, self.blinder,
-                                  self.engine.worker_peak_rss_mib)
+        return link_job.LinkParty(
+            c.name, c.store, c.sources, c.keys, c.state_dir, self.blinder, self.engine.worker_peak_rss_mib
+        )
 
     def _link_result(self, result: LinkResult) -> LinkResult:
         self.events({"event": "result", **result.to_json()})
@@ -187,16 +207,19 @@ class Node:
 
     # --- training ----------------------------------------------------------------------------
 
-    def train(self, peers: list[str], request_args: dict, scheme: str = DEFAULTS.he,
-              key_bits: int = DEFAULTS.key_bits) -> dict:
+    def train(
+        self, peers: list[str], request_args: dict, scheme: str = DEFAULTS.he, key_bits: int = DEFAULTS.key_bits
+    ) -> dict:
         """Train with ``peers`` as the passive parties (this node holds the labels); return the result.
 
         ``request_args``: ``TrainRequest`` fields besides session, protocol and model id.
         """
         unknown = [p for p in peers if p not in self.clients]
         if unknown or not peers or len(set(peers)) != len(peers):
-            raise InputError(f"{self.config.path}: --train needs distinct known peers "
-                             f"(unknown: {', '.join(unknown) or '-'}; known: {', '.join(self.clients) or 'none'})")
+            raise InputError(
+                f"{self.config.path}: --train needs distinct known peers "
+                f"(unknown: {', '.join(unknown) or '-'}; known: {', '.join(self.clients) or 'none'})"
+            )
         train_data = self.train_data
         if train_data is None or train_data.y is None:
             raise InputError("this node has no labelled training data (--data FILE --id COLUMN --label COLUMN)")
@@ -214,9 +237,18 @@ class Node:
                 reply = s.recv()
                 if not isinstance(reply, TrainAccept):
                     raise RemoteProtocolError(f"peer {s.peer} answered {reply.name} to a training request")
-            return active_job(sessions, train_data, requests[0], self.blinder, party=self.config.name,
-                              passive_parties=peers, scheme=scheme, key_bits=key_bits,
-                              checkpoints=self.config.state_dir / "checkpoints", progress=self._progress)
+            return active_job(
+                sessions,
+                train_data,
+                requests[0],
+                self.blinder,
+                party=self.config.name,
+                passive_parties=peers,
+                scheme=scheme,
+                key_bits=key_bits,
+                checkpoints=self.config.state_dir / "checkpoints",
+                progress=self._progress,
+            )
 
         return self._finish_training(sessions, self._job(sessions, work))
 
@@ -226,14 +258,23 @@ class Node:
 
         session.protocol = TRAIN_PROTOCOL
         if request.protocol != TRAIN_PROTOCOL:
-            raise RemoteProtocolError(f"peer {session.peer} speaks {request.protocol}, "
-                                      f"this node speaks {TRAIN_PROTOCOL}")
+            raise RemoteProtocolError(
+                f"peer {session.peer} speaks {request.protocol}, this node speaks {TRAIN_PROTOCOL}"
+            )
         if self.train_data is None:
             raise InputError(f"node {self.config.name} was started without training data (--data FILE --id COLUMN)")
         session.send(TrainAccept(session.id))
-        self._finish_training([session], passive_job(session, self.train_data, request, self.blinder,
-                                                     party=self.config.name,
-                                                     checkpoints=self.config.state_dir / "checkpoints"))
+        self._finish_training(
+            [session],
+            passive_job(
+                session,
+                self.train_data,
+                request,
+                self.blinder,
+                party=self.config.name,
+                checkpoints=self.config.state_dir / "checkpoints",
+            ),
+        )
 
     def _finish_training(self, sessions: list[Session], result: dict) -> dict:
         from tandem.learn.model_io import save
@@ -241,8 +282,12 @@ class Node:
         path = self.config.state_dir / "models" / f"{result['model']['model_id']}-{self.config.name}.json"
         save(result["model"], path)
         out = {k: v for k, v in result.items() if k != "model"}
-        out.update(node=self.config.name, peer=", ".join(s.peer for s in sessions), model_path=str(path),
-                   bytes_sent=sum(self._bytes_sent(s.id) for s in sessions))
+        out.update(
+            node=self.config.name,
+            peer=", ".join(s.peer for s in sessions),
+            model_path=str(path),
+            bytes_sent=sum(self._bytes_sent(s.id) for s in sessions),
+        )
         self.events({"event": "result", **out})
         return out
 
@@ -284,16 +329,22 @@ class Node:
         return self._insight
 
     def _insight_result(self, session: Session, result) -> dict:
-        out = {"node": self.config.name, "peer": session.peer, "session": session.id, **result.to_event(),
-               "bytes_sent": self._bytes_sent(session.id)}
+        out = {
+            "node": self.config.name,
+            "peer": session.peer,
+            "session": session.id,
+            **result.to_event(),
+            "bytes_sent": self._bytes_sent(session.id),
+        }
         self.events({"event": "result", **out})
         return out
 
     # --- sessions ----------------------------------------------------------------------------
 
     def _on_new_session(self, session_id: str, peer: str) -> None:
-        threading.Thread(target=self._respond, args=(session_id, peer), daemon=True,
-                         name=f"session-{session_id[:8]}").start()
+        threading.Thread(
+            target=self._respond, args=(session_id, peer), daemon=True, name=f"session-{session_id[:8]}"
+        ).start()
 
     def _respond(self, session_id: str, peer: str) -> None:
         """Answer a session a peer opened: its first message picks the job (``self._openers``)."""
@@ -309,7 +360,7 @@ class Node:
             self.failure = str(exc)
             self.events({"event": "error", "node": self.config.name, "message": str(exc)})
             session.abort(str(exc))
-        except Exception as exc:   # a bug must still end the session visibly, not hang the peer
+        except Exception as exc:  # a bug must still end the session visibly, not hang the peer
             self.failure = f"internal error: {type(exc).__name__}: {exc}"
             self.events({"event": "error", "node": self.config.name, "message": self.failure})
             session.abort(self.failure)

@@ -27,7 +27,7 @@ class EntitySource:
     table: str
     id: str
     consent: str
-    keys: dict[str, str]          # key name (phone, email, inn) -> column
+    keys: dict[str, str]  # key name (phone, email, inn) -> column
 
 
 # preset (a party's schema) -> entity -> where its records are

@@ -24,9 +24,16 @@ def audit(
         log = load_node_config(log).audit_path
     entries, torn = read_audit(log)
     shown = entries[-last:] if last else entries
-    rows = [[e["time"], e["direction"], e["peer"], e["protocol"], e["message"], e["bytes"], e["records"],
-             e["session"][:8]] for e in shown]
-    console.print(table(f"{log}: {len(entries)} entries" + (f" ({torn} torn lines skipped)" if torn else ""),
-                        ["time", "dir", "peer", "protocol", "message", "bytes", "records", "session"], rows))
+    rows = [
+        [e["time"], e["direction"], e["peer"], e["protocol"], e["message"], e["bytes"], e["records"], e["session"][:8]]
+        for e in shown
+    ]
+    console.print(
+        table(
+            f"{log}: {len(entries)} entries" + (f" ({torn} torn lines skipped)" if torn else ""),
+            ["time", "dir", "peer", "protocol", "message", "bytes", "records", "session"],
+            rows,
+        )
+    )
     out_bytes = sum(e["bytes"] for e in entries if e["direction"] == "out")
     console.print(f"sent {out_bytes:,} bytes in {sum(e['direction'] == 'out' for e in entries):,} messages")

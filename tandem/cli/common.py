@@ -18,14 +18,20 @@ from tandem.parties import PARTIES
 
 app = typer.Typer(
     help="Tandem: a bank and a marketplace working on their shared customers without sharing raw rows.\n\n"
-         "Start with `tandem demo`, or `tandem world` to make a synthetic bank + marketplace world.",
-    no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+    "Start with `tandem demo`, or `tandem world` to make a synthetic bank + marketplace world.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
 )
-store_app = typer.Typer(help="Check a party store, import files into it, copy it to another database.",
-                        no_args_is_help=True)
-insight_app = typer.Typer(help="Joint figures over both parties' data with minimum group sizes and differential "
-                               "privacy: ask them, list the fields they may use, read a node's privacy budget.",
-                          no_args_is_help=True)
+store_app = typer.Typer(
+    help="Check a party store, import files into it, copy it to another database.", no_args_is_help=True
+)
+insight_app = typer.Typer(
+    help="Joint figures over both parties' data with minimum group sizes and differential "
+    "privacy: ask them, list the fields they may use, read a node's privacy budget.",
+    no_args_is_help=True,
+)
+
 
 def party_name(value: str) -> str:
     """``value`` if it names a party, else ``InputError`` naming ``--party``."""
@@ -47,8 +53,9 @@ def parse_date(text: str, option: str) -> date:
         raise InputError(f"{option} must be a date like 2019-01-01, got '{text}'") from None
 
 
-def training_options(names: tuple[str, ...] = NAMES,
-                     defaults: Mapping[str, Any] | None = None) -> Callable[[Callable], Callable]:
+def training_options(
+    names: tuple[str, ...] = NAMES, defaults: Mapping[str, Any] | None = None
+) -> Callable[[Callable], Callable]:
     """Give a command the training options ``names`` (all by default), generated from
     ``TrainingOptions``: they take the place of its ``training`` parameter in the option list,
     and the command is called with ``training``, the ``TrainingOptions`` of ``defaults`` (over
@@ -60,8 +67,12 @@ def training_options(names: tuple[str, ...] = NAMES,
     def option(name: str) -> inspect.Parameter:
         flag = declared[name]
         info = typer.Option(flag, help=HELP[name]) if flag else typer.Option(help=HELP[name])
-        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[hints[name], info],
-                                 default=defaults.get(name, getattr(DEFAULTS, name)))
+        return inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[hints[name], info],
+            default=defaults.get(name, getattr(DEFAULTS, name)),
+        )
 
     def wrap(command: Callable) -> Callable:
         params: list[inspect.Parameter] = []
@@ -75,7 +86,7 @@ def training_options(names: tuple[str, ...] = NAMES,
 
         run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         run.__annotations__ = {p.name: p.annotation for p in params}
-        del run.__wrapped__                            # typer reads the signature above, not the command's
+        del run.__wrapped__  # typer reads the signature above, not the command's
         return run
 
     return wrap

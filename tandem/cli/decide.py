@@ -34,5 +34,10 @@ def score(
         raise InputError(f"--entity must be one of {', '.join(ENTITIES)}, got '{entity}'")
     with progress_bar("score") as update:
         result = score_portfolio(str(config), entity, update)
-    console.print(table(f"{result['rows']:,} {entity} scored into {result['table']} (model {result['model_version']})",
-                        ["band", "rows"], [[b, n] for b, n in result["bands"].items()]))
+    console.print(
+        table(
+            f"{result['rows']:,} {entity} scored into {result['table']} (model {result['model_version']})",
+            ["band", "rows"],
+            [[b, n] for b, n in result["bands"].items()],
+        )
+    )

@@ -16,21 +16,32 @@ from tandem.printers import print_insight
 
 @insight_app.command("run")
 def insight_run(
-    world_dir: Path = typer.Option(..., "--world", "-w", help="A linked world folder (`tandem world`, then "
-                                   "`tandem link`)."),
-    query_files: list[Path] = typer.Option([], "--query", "-q", help="A query file (TOML, [[query]] tables); "
-                                           "may be given more than once."),
-    group_by: list[str] = typer.Option([], "--group-by", "-g", help="A group key, e.g. bank.income_band "
-                                       "(one query from the command line)."),
-    measure: list[str] = typer.Option([], "--measure", "-m", help="count, sum(F), mean(F), share(FLAG) or "
-                                      "share(PART, WHOLE); fields of the party without the group keys."),
-    where: list[str] = typer.Option([], "--where", help="A filter on either party's field, e.g. "
-                                    "\"bank.segment == 'premium'\" or \"market.orders >= 2\"."),
+    world_dir: Path = typer.Option(
+        ..., "--world", "-w", help="A linked world folder (`tandem world`, then `tandem link`)."
+    ),
+    query_files: list[Path] = typer.Option(
+        [], "--query", "-q", help="A query file (TOML, [[query]] tables); may be given more than once."
+    ),
+    group_by: list[str] = typer.Option(
+        [], "--group-by", "-g", help="A group key, e.g. bank.income_band (one query from the command line)."
+    ),
+    measure: list[str] = typer.Option(
+        [],
+        "--measure",
+        "-m",
+        help="count, sum(F), mean(F), share(FLAG) or share(PART, WHOLE); fields of the party without the group keys.",
+    ),
+    where: list[str] = typer.Option(
+        [],
+        "--where",
+        help='A filter on either party\'s field, e.g. "bank.segment == \'premium\'" or "market.orders >= 2".',
+    ),
     epsilon: float = typer.Option(1.0, help="Privacy budget the query spends (differential privacy)."),
     min_group_size: int = typer.Option(50, help="Groups with fewer linked customers are never shown."),
     as_of: str | None = typer.Option(None, help="Fields as of this date (default: the world's snapshot)."),
-    param: list[str] = typer.Option([], "--param", help="NAME=VALUE, e.g. duty_free_eur=200 "
-                                    "(see `tandem insight fields`)."),
+    param: list[str] = typer.Option(
+        [], "--param", help="NAME=VALUE, e.g. duty_free_eur=200 (see `tandem insight fields`)."
+    ),
     initiator: str = typer.Option("bank", help="The node that asks: bank or market."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the figures here (.csv or .parquet)."),
     report: Path | None = typer.Option(None, help="HTML report (default: WORLD/insight/report.html)."),
@@ -59,25 +70,47 @@ def insight_run(
                 params[name.strip()] = float(value)
             except ValueError:
                 raise InputError(f"--param must look like NAME=NUMBER, got '{item}'") from None
-        raw = {"group_by": group_by, "measures": measure or ["count"], "where": where, "epsilon": epsilon,
-               "min_group_size": min_group_size, "params": params}
+        raw = {
+            "group_by": group_by,
+            "measures": measure or ["count"],
+            "where": where,
+            "epsilon": epsilon,
+            "min_group_size": min_group_size,
+            "params": params,
+        }
         queries.append(parse_query({**raw, **({"as_of": as_of} if as_of else {})}, "command line"))
     elif param or as_of:
         raise InputError("--param and --as-of belong to a command-line query (--group-by, --measure)")
     if out is not None and out.suffix.lower() not in (".csv", ".parquet"):
         raise InputError(f"--out must end in .csv or .parquet, got '{out}'")
-    policy = InsightPolicy.from_section({"budget": budget, "refresh": refresh, "max_epsilon": max_epsilon},
-                                        "command line")
+    policy = InsightPolicy.from_section(
+        {"budget": budget, "refresh": refresh, "max_epsilon": max_epsilon}, "command line"
+    )
     with progress_bars(list(PARTIES)) as update:
-        results = insight_world(world_dir, queries, initiator=initiator, policy=policy, timeout_s=timeout,
-                                on_event=node_progress(update))
+        results = insight_world(
+            world_dir, queries, initiator=initiator, policy=policy, timeout_s=timeout, on_event=node_progress(update)
+        )
     if out is not None:
         write_insight_table(out, results)
-    page = write_insight_report(report or world_dir / "insight" / "report.html", results,
-                                f"Insight: {world_dir.name} (bank + marketplace)")
+    page = write_insight_report(
+        report or world_dir / "insight" / "report.html", results, f"Insight: {world_dir.name} (bank + marketplace)"
+    )
     if as_json:
-        print(json.dumps([{"query": r.query.name, "query_id": r.query_id, "columns": r.columns, "rows": r.rows(),
-                           "suppressed": r.suppressed} for r in results], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "query": r.query.name,
+                        "query_id": r.query_id,
+                        "columns": r.columns,
+                        "rows": r.rows(),
+                        "suppressed": r.suppressed,
+                    }
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
         return
     for r in results:
         print_insight(r)
@@ -91,12 +124,31 @@ def insight_fields():
     Group keys with their labels, numbers with the clamping bounds that set the noise, flags."""
     from tandem.insight.catalog import FIELDS, PARAMS
 
-    rows = [[f.qualified, f.kind, ", ".join(f.labels) if f.kind == "group" else
-             f"[{f.bounds[0]:g}, {f.bounds[1]:g}] {f.unit}".strip(), f.doc] for f in FIELDS.values()]
-    console.print(table("Insight fields (group keys of one party, measures of the other, filters on either)",
-                        ["field", "kind", "labels / bounds", "meaning"], rows, justify_numbers=False))
-    console.print(table("Parameters ([query.params] or --param NAME=VALUE)", ["parameter", "default", "meaning"],
-                        [[n, d, doc] for n, (d, doc) in PARAMS.items()], justify_numbers=False))
+    rows = [
+        [
+            f.qualified,
+            f.kind,
+            ", ".join(f.labels) if f.kind == "group" else f"[{f.bounds[0]:g}, {f.bounds[1]:g}] {f.unit}".strip(),
+            f.doc,
+        ]
+        for f in FIELDS.values()
+    ]
+    console.print(
+        table(
+            "Insight fields (group keys of one party, measures of the other, filters on either)",
+            ["field", "kind", "labels / bounds", "meaning"],
+            rows,
+            justify_numbers=False,
+        )
+    )
+    console.print(
+        table(
+            "Parameters ([query.params] or --param NAME=VALUE)",
+            ["parameter", "default", "meaning"],
+            [[n, d, doc] for n, (d, doc) in PARAMS.items()],
+            justify_numbers=False,
+        )
+    )
 
 
 @insight_app.command("budget")
@@ -112,10 +164,13 @@ def insight_budget(
     cfg = load_node_config(target)
     ledger = Ledger(cfg.store, cfg.insight)
     rows = ledger.rows().to_pylist()
-    console.print(table(f"{cfg.name}: insight queries charged", ["charged at", "peer", "period", "epsilon", "role",
-                                                                 "query id"],
-                        [[str(r["charged_at"])[:19], r["peer"], r["period"], r["epsilon"], r["role"], r["query_id"]]
-                         for r in rows]))
+    console.print(
+        table(
+            f"{cfg.name}: insight queries charged",
+            ["charged at", "peer", "period", "epsilon", "role", "query id"],
+            [[str(r["charged_at"])[:19], r["peer"], r["period"], r["epsilon"], r["role"], r["query_id"]] for r in rows],
+        )
+    )
     left = []
     for peer in cfg.peers:
         spent, period, refreshes = ledger.spent(peer)

@@ -18,8 +18,9 @@ from tandem.printers import print_link_results
 def link_cmd(
     world_dir: Path = typer.Option(..., "--world", "-w", help="A world folder (from `tandem world`)."),
     count_only: bool = typer.Option(False, "--count-only", help="Both sides learn only the size of the overlap."),
-    incremental: bool = typer.Option(False, "--incremental", help="Keep keys and blinded sets between runs; a "
-                                     "later run only processes new records."),
+    incremental: bool = typer.Option(
+        False, "--incremental", help="Keep keys and blinded sets between runs; a later run only processes new records."
+    ),
     entities: str = typer.Option("customers,sellers", help="What to link: customers, sellers or both."),
     as_json: bool = typer.Option(False, "--json", help="Print counts per key and time taken as JSON."),
     timeout: float = typer.Option(60.0, help="Seconds a node waits for its peer before giving up."),
@@ -29,8 +30,14 @@ def link_cmd(
 
     started = time.perf_counter()
     with progress_bars(list(PARTIES)) as update:
-        results = link_world(world_dir, entities=entities.split(","), count_only=count_only, timeout_s=timeout,
-                             incremental=incremental, on_event=node_progress(update))
+        results = link_world(
+            world_dir,
+            entities=entities.split(","),
+            count_only=count_only,
+            timeout_s=timeout,
+            incremental=incremental,
+            on_event=node_progress(update),
+        )
     seconds = round(time.perf_counter() - started, 2)
     if as_json:
         print(json.dumps(results["bank"].summary_json(seconds), indent=2))

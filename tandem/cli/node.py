@@ -20,17 +20,23 @@ def node(
     link: str | None = typer.Option(None, "--link", help="Start a link run with this peer, then exit."),
     entities: str = typer.Option("customers,sellers", help="What to link: customers, sellers or both."),
     count_only: bool = typer.Option(False, "--count-only", help="Learn only the size of the overlap."),
-    incremental: bool = typer.Option(False, "--incremental", help="Keep keys and blinded sets so that the next "
-                                     "run with this peer only processes new records (see docs/privacy.md)."),
+    incremental: bool = typer.Option(
+        False,
+        "--incremental",
+        help="Keep keys and blinded sets so that the next "
+        "run with this peer only processes new records (see docs/privacy.md).",
+    ),
     once: bool = typer.Option(False, "--once", help="Serve one session, then exit (status 1 if it failed)."),
     events: bool = typer.Option(False, "--events", help="Print progress and results as JSON lines."),
     data: Path | None = typer.Option(None, help="CSV or Parquet with this party's rows, for training."),
     id_column: str | None = typer.Option(None, "--id", help="The id column of --data."),
     label: str | None = typer.Option(None, help="The label column of --data (the label holder only)."),
-    train: str | None = typer.Option(None, "--train", help="Train with these peers (comma-separated) as the "
-                                        "passive parties, then exit."),
-    insight: str | None = typer.Option(None, "--insight", help="Run the --query files' insight queries with "
-                                          "this peer, then exit."),
+    train: str | None = typer.Option(
+        None, "--train", help="Train with these peers (comma-separated) as the passive parties, then exit."
+    ),
+    insight: str | None = typer.Option(
+        None, "--insight", help="Run the --query files' insight queries with this peer, then exit."
+    ),
     query: list[Path] = typer.Option([], "--query", help="An insight query file (TOML), for --insight."),
     sessions: int = typer.Option(0, "--sessions", help="Serve this many sessions, then exit (0: until stopped)."),
     training: TrainingOptions = DEFAULTS,
@@ -66,6 +72,7 @@ def node(
                 n.link(link, entities.split(","), count_only, incremental)
             else:
                 with progress_bar(f"{cfg.name} <-> {link}") as update:
+
                     def on_event(event: dict) -> None:
                         if event.get("event") == "progress":
                             update(event["what"], event["fraction"])

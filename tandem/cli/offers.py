@@ -20,11 +20,15 @@ PROPENSITY_OPTIONS = ("trees", "max_depth", "learning_rate", "bins", "key_bits")
 @training_options(PROPENSITY_OPTIONS, PROPENSITY_ARGS)
 def propensity(
     world_dir: Path = typer.Option(..., "--world", "-w", help="A linked world folder (`tandem link`)."),
-    catalog: Path | None = typer.Option(None, help="The offer catalog (TOML; default: the one shipped, "
-                                           "tandem/offers/catalog.toml)."),
-    holdout_from: str | None = typer.Option(None, help="Campaigns sent on or after this day (YYYY-MM-DD) are "
-                                               "held out for evaluation. Default: the latest campaign's day."),
-    training: TrainingOptions = DEFAULTS,     # the defaults are tandem.offers.train.ARGS
+    catalog: Path | None = typer.Option(
+        None, help="The offer catalog (TOML; default: the one shipped, tandem/offers/catalog.toml)."
+    ),
+    holdout_from: str | None = typer.Option(
+        None,
+        help="Campaigns sent on or after this day (YYYY-MM-DD) are "
+        "held out for evaluation. Default: the latest campaign's day.",
+    ),
+    training: TrainingOptions = DEFAULTS,  # the defaults are tandem.offers.train.ARGS
 ):
     """Train a federated propensity model per product of the offer catalog.
 
@@ -38,23 +42,36 @@ def propensity(
     training.check()
     args = {**PROPENSITY_ARGS, **{name: getattr(training, name) for name in PROPENSITY_OPTIONS}}
     with progress_bar("propensity") as update:
-        result = train_propensity(world_dir, cat, args, holdout_from=parse_date(holdout_from, "--holdout-from")
-                                  if holdout_from else None, progress=update)
+        result = train_propensity(
+            world_dir,
+            cat,
+            args,
+            holdout_from=parse_date(holdout_from, "--holdout-from") if holdout_from else None,
+            progress=update,
+        )
     print_propensity(result)
-    console.print(f"manifests: {result['manifests']['bank']} and {result['manifests']['market']}; point each "
-                  "node's \\[offers] models = \"FILE\" at its own, then run `tandem offers`")
+    console.print(
+        f"manifests: {result['manifests']['bank']} and {result['manifests']['market']}; point each "
+        'node\'s \\[offers] models = "FILE" at its own, then run `tandem offers`'
+    )
 
 
 @app.command()
 def offers(
-    config: Path = typer.Option(..., "--config", "-c", help="The bank node's TOML config, with \\[decide] and "
-                                "\\[offers] sections."),
-    report: Path | None = typer.Option(None, help="Write the HTML report here (default: STATE_DIR/"
-                                          "offers-report.html)."),
-    evaluate: bool = typer.Option(True, help="Replay the held-out campaigns: top-1 acceptance and revenue of the "
-                                  "federated propensity models vs random targeting vs the bank alone."),
-    holdout_from: str | None = typer.Option(None, help="First day of the held-out campaigns (default: the "
-                                               "one the models were trained with)."),
+    config: Path = typer.Option(
+        ..., "--config", "-c", help="The bank node's TOML config, with \\[decide] and \\[offers] sections."
+    ),
+    report: Path | None = typer.Option(
+        None, help="Write the HTML report here (default: STATE_DIR/offers-report.html)."
+    ),
+    evaluate: bool = typer.Option(
+        True,
+        help="Replay the held-out campaigns: top-1 acceptance and revenue of the "
+        "federated propensity models vs random targeting vs the bank alone.",
+    ),
+    holdout_from: str | None = typer.Option(
+        None, help="First day of the held-out campaigns (default: the one the models were trained with)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the offer mix and the evaluation as JSON."),
 ):
     """Next best offers for every shared client, into the bank's store (table offers).
@@ -68,9 +85,13 @@ def offers(
 
     out = report or load_node_config(config).state_dir / "offers-report.html"
     with progress_bar("offers") as update:
-        result = offers_portfolio(str(config), update, evaluate=evaluate, report=out if evaluate else None,
-                                  holdout_from=parse_date(holdout_from, "--holdout-from")
-                                  if holdout_from else None)
+        result = offers_portfolio(
+            str(config),
+            update,
+            evaluate=evaluate,
+            report=out if evaluate else None,
+            holdout_from=parse_date(holdout_from, "--holdout-from") if holdout_from else None,
+        )
     if as_json:
         print(json.dumps(result, indent=2))
     else:

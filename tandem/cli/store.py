@@ -27,8 +27,10 @@ def store_check(
     store = open_store(target, read_only=not is_url(target))
     try:
         check_schema(store, TABLES[party_name(party)])
-        rows = [[spec.name, store.query(f'SELECT count(*) AS n FROM "{spec.name}"').column(0)[0].as_py()]
-                for spec in TABLES[party]]
+        rows = [
+            [spec.name, store.query(f'SELECT count(*) AS n FROM "{spec.name}"').column(0)[0].as_py()]
+            for spec in TABLES[party]
+        ]
     finally:
         store.close()
     console.print(table(f"{target}: schema OK for {party}", ["table", "rows"], rows))
@@ -92,8 +94,7 @@ def features(
     store_target: str = typer.Option(..., "--store", help="The party's store (DuckDB file or SQLAlchemy URL)."),
     party: str = typer.Option(..., help="bank or market."),
     out: Path = typer.Option(..., "--out", "-o", help="Parquet file to write."),
-    as_of: str | None = typer.Option(None, help="Snapshot date (YYYY-MM-DD); data before it is used. "
-                                        "Default: today."),
+    as_of: str | None = typer.Option(None, help="Snapshot date (YYYY-MM-DD); data before it is used. Default: today."),
 ):
     """Build a party's model features for its own customers, from its own store."""
 
@@ -134,7 +135,15 @@ def ids_check(
     _, emails = normalise_emails(data.column("email").to_pylist())
     rows = []
     for rep in (phones, emails):
-        rows.append([rep.kind, rep.valid, rep.n_invalid, "; ".join(
-            f"{n:,} {r} (e.g. row {rep.examples[r][0][0]}: {rep.examples[r][0][1]!r})"
-            for r, n in rep.invalid.most_common())])
+        rows.append(
+            [
+                rep.kind,
+                rep.valid,
+                rep.n_invalid,
+                "; ".join(
+                    f"{n:,} {r} (e.g. row {rep.examples[r][0][0]}: {rep.examples[r][0][1]!r})"
+                    for r, n in rep.invalid.most_common()
+                ),
+            ]
+        )
     console.print(table(f"{target} {table_name}", ["identifier", "valid", "invalid", "reasons"], rows))

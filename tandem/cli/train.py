@@ -42,19 +42,30 @@ def train_cmd(
     training.check()
     with progress_bar("train") as update:
         update("linking and training", 0.05)
-        results = train_local(files, id_column, label_party, label_column, training, workdir,
-                              on_event=tree_progress(update, 0.05, 0.85))
+        results = train_local(
+            files, id_column, label_party, label_column, training, workdir, on_event=tree_progress(update, 0.05, 0.85)
+        )
         update("pooled baselines", 0.9)
         active = results[label_party]
         baselines = pooled_baselines(files, id_column, label_party, label_column, training)
         update("done", 1.0)
     m = active.metrics
     report = write_training_report(workdir / "report.html", active, baselines)
-    metrics = {"auc": m["auc"], "ks": m["ks"], "gini": m["gini"], "brier": m["brier"], **baselines,
-               "train_seconds": active.train_seconds, "seconds_per_tree": active.seconds_per_tree,
-               "bytes_sent": {name: r.bytes_sent for name, r in results.items()},
-               "n_train": active.n_train, "n_test": active.n_test, "deciles": m["deciles"],
-               "models": {name: r.model_path for name, r in results.items()}, "report": str(report)}
+    metrics = {
+        "auc": m["auc"],
+        "ks": m["ks"],
+        "gini": m["gini"],
+        "brier": m["brier"],
+        **baselines,
+        "train_seconds": active.train_seconds,
+        "seconds_per_tree": active.seconds_per_tree,
+        "bytes_sent": {name: r.bytes_sent for name, r in results.items()},
+        "n_train": active.n_train,
+        "n_test": active.n_test,
+        "deciles": m["deciles"],
+        "models": {name: r.model_path for name, r in results.items()},
+        "report": str(report),
+    }
     print_training(results, label_party, baselines)
     console.print(f"model report: {report}")
     if metrics_out:

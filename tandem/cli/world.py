@@ -14,11 +14,13 @@ from tandem.printers import print_world_summary
 
 @app.command()
 def world(
-    persons: int = typer.Option(..., "--persons", "-n", help="Number of persons in the world (bank clients, "
-                                "marketplace users or both)."),
+    persons: int = typer.Option(
+        ..., "--persons", "-n", help="Number of persons in the world (bank clients, marketplace users or both)."
+    ),
     seed: int = typer.Option(1, help="Random seed; the same seed gives the same tables."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder to write bank.duckdb, market.duckdb, truth.parquet "
-                             "and summary.json into."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder to write bank.duckdb, market.duckdb, truth.parquet and summary.json into."
+    ),
     config: Path | None = typer.Option(None, help="TOML file overriding the world calibration."),
     ceiling: bool = typer.Option(True, help="Also train the plaintext LightGBM ceiling (bank-only vs joint AUC)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),

@@ -99,7 +99,7 @@ class PublicHe:
         _start_pool_quietly(kit)
 
     @classmethod
-    def from_bytes(cls, public_key: bytes) -> "PublicHe":
+    def from_bytes(cls, public_key: bytes) -> PublicHe:
         return cls(_public_kit(bytes(public_key)))
 
     def load(self, blob: bytes):
@@ -129,8 +129,8 @@ class PublicHe:
             return [self._bucket_pass(sub, binned, n_bins)]
         b = binned.astype(np.int16)
         missing = b == n_bins - 1
-        low = np.where(missing, 127, np.minimum(b, 127))           # bins 0..126 exact, the rest in 127
-        high = np.where(missing, 0, np.clip(b - 127, 0, 127))     # bins 128.. exact, 0..127 + missing in 0
+        low = np.where(missing, 127, np.minimum(b, 127))  # bins 0..126 exact, the rest in 127
+        high = np.where(missing, 0, np.clip(b - 127, 0, 127))  # bins 128.. exact, 0..127 + missing in 0
         passes = [self._bucket_pass(sub, low, 128), self._bucket_pass(sub, high, 128)]
         with_missing = np.flatnonzero(missing.any(axis=1))
         if len(with_missing):
@@ -176,14 +176,20 @@ class PublicHe:
             return self.encrypt_slots(np.zeros((n_groups, ciphertexts.cols * self.slots_per_plaintext), np.int64))
         if n_groups <= 128:
             order = np.where(take, groups, 0).reshape(-1, 1)
-            return self._evaluator.feature_wise_bucket_sum(ciphertexts, take.astype(np.int8).reshape(1, -1),
-                                                           np.ascontiguousarray(order.astype(np.int8)), n_groups, False)
+            return self._evaluator.feature_wise_bucket_sum(
+                ciphertexts,
+                take.astype(np.int8).reshape(1, -1),
+                np.ascontiguousarray(order.astype(np.int8)),
+                n_groups,
+                False,
+            )
         columns = -(-n_groups // 127)
         first = np.arange(columns) * 127
         local = groups[:, None] - first[None, :]
         order = np.where((local >= 0) & (local < 127), local, 127).astype(np.int8)
-        sums = self._evaluator.feature_wise_bucket_sum(ciphertexts, take.astype(np.int8).reshape(1, -1),
-                                                       np.ascontiguousarray(order), 128, False)
+        sums = self._evaluator.feature_wise_bucket_sum(
+            ciphertexts, take.astype(np.int8).reshape(1, -1), np.ascontiguousarray(order), 128, False
+        )
         return sums[[(g // 127) * 128 + g % 127 for g in range(n_groups)]]
 
     def add_masks(self, sums, masks: np.ndarray):
@@ -196,7 +202,7 @@ class SecretHe(PublicHe):
     """The label holder's keys: everything ``PublicHe`` does, plus encrypt and decrypt."""
 
     @classmethod
-    def generate(cls, scheme: str = DEFAULT_SCHEME, key_bits: int = DEFAULT_KEY_BITS) -> "SecretHe":
+    def generate(cls, scheme: str = DEFAULT_SCHEME, key_bits: int = DEFAULT_KEY_BITS) -> SecretHe:
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}")
         return cls(hnp.setup(SCHEMES[scheme], key_bits))
@@ -221,8 +227,7 @@ class SecretHe(PublicHe):
             raise HeError("sums have the wrong shape")
         return unpack_slots(self._kit.decryptor().decrypt(ciphertexts).to_numpy(), n_slots, self.slots_per_plaintext)
 
-    def decrypt_bucket_sums(self, passes: list[bytes], n_features: int,
-                            n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    def decrypt_bucket_sums(self, passes: list[bytes], n_features: int, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
         """``bucket_sums`` passes -> ``(g_sum, h_sum)`` fixed-point int64, each ``(n_features, n_bins)``."""
         if n_bins <= 127:
             if len(passes) != 1:
@@ -241,10 +246,12 @@ class SecretHe(PublicHe):
         if sizes[:2] != [n_features * 128] * 2 or len(parts) > 3 or sizes[2:] not in ([], [n_features * 2]):
             raise HeError("bucket sums have the wrong size")
         low, high = (p.reshape(2, n_features, 128) for p in parts[:2])
-        missing = parts[2].reshape(2, n_features, 2)[:, :, 1] if len(parts) == 3 else np.zeros((2, n_features), np.int64)
+        missing = (
+            parts[2].reshape(2, n_features, 2)[:, :, 1] if len(parts) == 3 else np.zeros((2, n_features), np.int64)
+        )
         out = np.zeros((2, n_features, n_bins), dtype=np.int64)
         out[:, :, :127] = low[:, :, :127]
-        out[:, :, 128:n_bins - 1] = high[:, :, 1:n_bins - 128]
+        out[:, :, 128 : n_bins - 1] = high[:, :, 1 : n_bins - 128]
         out[:, :, 127] = high[:, :, 0] - missing - low[:, :, :127].sum(axis=2)
         out[:, :, n_bins - 1] = missing
         return out[0], out[1]
@@ -257,7 +264,7 @@ def _public_kit(public_key: bytes):
         key = phe.PublicKey.__new__(phe.PublicKey)
         key.__setstate__(public_key)
         return hnp.setup(key)
-    except Exception:   # the library raises several types for a bad key
+    except Exception:  # the library raises several types for a bad key
         raise HeError("received an unusable public key") from None
 
 
@@ -272,7 +279,7 @@ def pack_slots(values: np.ndarray, per: int) -> np.ndarray:
     out = np.empty((n, cols), dtype=object)
     limit = 1 << SLOT_BITS
     for c in range(cols):
-        chunk = rows[:, c * per:(c + 1) * per].tolist()
+        chunk = rows[:, c * per : (c + 1) * per].tolist()
         packed = []
         for row in chunk:
             acc = 0
@@ -308,4 +315,3 @@ def random_masks(n_groups: int, n_slots: int) -> np.ndarray:
     for idx in np.ndindex(out.shape):
         out[idx] = (1 << MASK_BITS) | secrets.randbits(MASK_BITS)
     return out
-

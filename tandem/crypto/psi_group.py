@@ -32,8 +32,8 @@ def _public_key_reader() -> Callable[[bytes], X25519PublicKey]:
     """``X25519PublicKey.from_public_bytes`` without its per-call backend check (which costs ~1.7 us of the
     ~40 us a blinding takes): the same Rust constructor that method ends in, once X25519 is known to work.
     Falls back to the public method if a ``cryptography`` release moves it."""
-    probe = b"\x09" + bytes(31)                      # the base point
-    X25519PublicKey.from_public_bytes(probe)        # raises UnsupportedAlgorithm where X25519 is missing
+    probe = b"\x09" + bytes(31)  # the base point
+    X25519PublicKey.from_public_bytes(probe)  # raises UnsupportedAlgorithm where X25519 is missing
     try:
         from cryptography.hazmat.bindings._rust import openssl as rust_openssl
 
@@ -73,7 +73,7 @@ def blind(secret: bytes, points: bytes) -> bytes:
         raise InvalidPoint()
     exchange, read = X25519PrivateKey.from_private_bytes(secret).exchange, _read_public
     try:
-        return b"".join(exchange(read(points[i:i + POINT_BYTES])) for i in range(0, len(points), POINT_BYTES))
+        return b"".join(exchange(read(points[i : i + POINT_BYTES])) for i in range(0, len(points), POINT_BYTES))
     except ValueError:
         raise InvalidPoint() from None
 
@@ -93,7 +93,7 @@ def link_ids(key_name: str, doubly_blinded: bytes) -> list[str]:
         h.update(point)
         return h.digest()[:16].hex()
 
-    return [one(doubly_blinded[i:i + POINT_BYTES]) for i in range(0, len(doubly_blinded), POINT_BYTES)]
+    return [one(doubly_blinded[i : i + POINT_BYTES]) for i in range(0, len(doubly_blinded), POINT_BYTES)]
 
 
 def run_salt(initiator_nonce: bytes, responder_nonce: bytes) -> bytes:

@@ -23,8 +23,16 @@ from fastapi.responses import JSONResponse, Response
 
 from tandem.decide import policy as rules
 from tandem.decide.ledger import Ledger, ReusedRequestId, request_hash
-from tandem.decide.schemas import (BitsRequest, BitsResponse, CheckoutRequest, Decision, InstallmentRequest, Problem,
-                                   SellerCreditRequest, SellerRequest)
+from tandem.decide.schemas import (
+    BitsRequest,
+    BitsResponse,
+    CheckoutRequest,
+    Decision,
+    InstallmentRequest,
+    Problem,
+    SellerCreditRequest,
+    SellerRequest,
+)
 from tandem.decide.scoring import ScoringError, decode_bits, encode_bits
 from tandem.decide.state import KINDS, ApiClients, ServiceState
 from tandem.errors import TandemError
@@ -32,7 +40,7 @@ from tandem.transport.http import Messages, PeerMessage
 from tandem.transport.http_client import PeerHttpClient
 
 PROTOCOL = "decide/1"
-MESSAGES: Messages = {           # the decision services' peer endpoints, as the audit log names them
+MESSAGES: Messages = {  # the decision services' peer endpoints, as the audit log names them
     "/v1/checkout/installments": PeerMessage("customers decision", "request_id"),
     "/v1/sellers/credit-line": PeerMessage("sellers decision", "request_id"),
     "/v1/bits": PeerMessage("bits", "model_version", rows=True),
@@ -42,16 +50,20 @@ Auth = Literal["mtls", "api_key"]
 
 
 def _authenticator(auth: Auth, clients: ApiClients):
-    async def check(request: Request) -> str:        # async: FastAPI runs it on the loop, not in a thread
+    async def check(request: Request) -> str:  # async: FastAPI runs it on the loop, not in a thread
         if auth == "mtls":
-            return "node"            # PeerGuard admitted only the configured peer's certificate
+            return "node"  # PeerGuard admitted only the configured peer's certificate
         verdict = clients.admit(request.headers.get("x-api-key", ""))
         if verdict == "unknown":
             raise HTTPException(401, "missing or unknown API key (X-API-Key)")
         if verdict is not None:
-            raise HTTPException(429, f"more than {clients.rate:g} requests per second for this API key",
-                                headers={"Retry-After": str(max(1, math.ceil(verdict)))})
+            raise HTTPException(
+                429,
+                f"more than {clients.rate:g} requests per second for this API key",
+                headers={"Retry-After": str(max(1, math.ceil(verdict)))},
+            )
         return "client"
+
     return check
 
 
@@ -64,8 +76,12 @@ def _app(title: str, auth: Auth, clients: ApiClients, state: ServiceState) -> Fa
 
     @app.get("/v1/health")
     def health(_who: str = Depends(_authenticator(auth, clients))) -> dict:
-        return {"status": "ok", "models": {e: list(v) for e, v in state.models.items()}, "current": state.current,
-                "rows": {e: len(t) for e, t in state.tables.items()}}
+        return {
+            "status": "ok",
+            "models": {e: list(v) for e, v in state.models.items()},
+            "current": state.current,
+            "rows": {e: len(t) for e, t in state.tables.items()},
+        }
 
     @app.post("/v1/admin/reload")
     def reload(_who: str = Depends(_authenticator(auth, clients))) -> dict:
@@ -75,15 +91,16 @@ def _app(title: str, auth: Auth, clients: ApiClients, state: ServiceState) -> Fa
             versions = state.reload()
             state.refresh()
         except Exception as exc:  # noqa: BLE001 - a bad file must not take the service down
-            print(f"reload failed: {exc}", file=sys.stderr, flush=True)     # the operator's log, not the caller's
+            print(f"reload failed: {exc}", file=sys.stderr, flush=True)  # the operator's log, not the caller's
             raise HTTPException(409, "reload failed, still serving the loaded models") from None
         return {"models": versions, "current": state.current}
 
     return app
 
 
-def bank_app(state: ServiceState, ledger: Ledger, policy: dict, auth: Auth,
-             clients: ApiClients | None = None) -> FastAPI:
+def bank_app(
+    state: ServiceState, ledger: Ledger, policy: dict, auth: Auth, clients: ApiClients | None = None
+) -> FastAPI:
     """The bank's decision service (the label holder's part of the models, its features, the ledger).
     ``clients``: who may call the API-key listener (none given: nobody)."""
     clients = clients or ApiClients(set())
@@ -93,8 +110,9 @@ def bank_app(state: ServiceState, ledger: Ledger, policy: dict, auth: Auth,
     def score(entity: str, link_id: str, version: str, bits_text: str):
         scorer = state.model(entity, version)
         if scorer is None:
-            raise HTTPException(409, f"model version {version} is not loaded here (current: "
-                                     f"{state.current.get(entity, 'none')})")
+            raise HTTPException(
+                409, f"model version {version} is not loaded here (current: {state.current.get(entity, 'none')})"
+            )
         table = state.tables[entity]
         found = table.row(link_id)
         if found is None:
@@ -110,39 +128,69 @@ def bank_app(state: ServiceState, ledger: Ledger, policy: dict, auth: Auth,
     async def decided(body, entity: str, decide) -> Response:
         """The decision (``Decision`` schema), recorded before it is answered."""
         try:
-            response, replayed = await ledger.record(body.request_id,
-                                                     request_hash({"kind": entity, **body.model_dump()}), decide)
+            response, replayed = await ledger.record(
+                body.request_id, request_hash({"kind": entity, **body.model_dump()}), decide
+            )
         except ReusedRequestId as exc:
             raise HTTPException(409, str(exc)) from None
         out = json.dumps({**response, "replayed": replayed}).encode()
         return Response(out, media_type="application/json")
 
     def answer(body, entity: str, scorer, pd: float, outcome: rules.Outcome, currency: str) -> dict:
-        return {"request_id": body.request_id, "kind": KINDS[entity], "link_id": body.link_id,
-                "decision": outcome.decision, "limit": outcome.limit, "currency": currency, "terms": outcome.terms,
-                "pd": round(pd, 12), "reasons": outcome.reasons, "model_version": scorer.version}
+        return {
+            "request_id": body.request_id,
+            "kind": KINDS[entity],
+            "link_id": body.link_id,
+            "decision": outcome.decision,
+            "limit": outcome.limit,
+            "currency": currency,
+            "terms": outcome.terms,
+            "pd": round(pd, 12),
+            "reasons": outcome.reasons,
+            "model_version": scorer.version,
+        }
 
     @app.post("/v1/checkout/installments", response_model=Decision)
     async def installments(body: InstallmentRequest, _who: str = Depends(who)) -> Response:
         """Decide a buyer's installment request at checkout: approve, decline or refer, with a limit,
         terms with prices, the PD and the factors that raised it."""
+
         def decide() -> dict:
-            scorer, pd, contributions, extras = score("customers", body.link_id, body.model_version,
-                                                      body.marketplace_bits)
-            outcome = rules.installments(pd, body.order.amount, extras["income_median"], extras["debt_service"],
-                                         contributions, policy, scorer.parties)
+            scorer, pd, contributions, extras = score(
+                "customers", body.link_id, body.model_version, body.marketplace_bits
+            )
+            outcome = rules.installments(
+                pd,
+                body.order.amount,
+                extras["income_median"],
+                extras["debt_service"],
+                contributions,
+                policy,
+                scorer.parties,
+            )
             return answer(body, "customers", scorer, pd, outcome, body.order.currency)
+
         return await decided(body, "customers", decide)
 
     @app.post("/v1/sellers/credit-line", response_model=Decision)
     async def credit_line(body: SellerCreditRequest, _who: str = Depends(who)) -> Response:
         """Decide a seller's working-capital credit line from the joint seller model and the forecast GMV."""
+
         def decide() -> dict:
-            scorer, pd, contributions, extras = score("sellers", body.link_id, body.model_version,
-                                                      body.marketplace_bits)
-            outcome = rules.seller_credit_line(pd, body.forecast_gmv, extras["business_debt"], body.requested_amount,
-                                               contributions, policy, scorer.parties)
+            scorer, pd, contributions, extras = score(
+                "sellers", body.link_id, body.model_version, body.marketplace_bits
+            )
+            outcome = rules.seller_credit_line(
+                pd,
+                body.forecast_gmv,
+                extras["business_debt"],
+                body.requested_amount,
+                contributions,
+                policy,
+                scorer.parties,
+            )
             return answer(body, "sellers", scorer, pd, outcome, policy["sellers"]["currency"])
+
         return await decided(body, "sellers", decide)
 
     return app
@@ -153,8 +201,16 @@ class BankClient:
     way round, as a client of the marketplace's: ``service`` names it); a peer that cannot be reached
     is a 502 whose detail names the service only."""
 
-    def __init__(self, address: str, peer: str, tls, audit, timeout_s: float = 5.0,
-                 service: str = "the bank's decision service", messages: Messages | None = None):
+    def __init__(
+        self,
+        address: str,
+        peer: str,
+        tls,
+        audit,
+        timeout_s: float = 5.0,
+        service: str = "the bank's decision service",
+        messages: Messages | None = None,
+    ):
         self.service = service
         self.http = PeerHttpClient(address, peer, tls, audit, messages or MESSAGES, PROTOCOL, timeout_s=timeout_s)
 
@@ -162,7 +218,7 @@ class BankClient:
         try:
             return await self.http.post(path, body)
         except TandemError as exc:
-            print(f"{self.service}: {exc}", file=sys.stderr, flush=True)     # the operator's log
+            print(f"{self.service}: {exc}", file=sys.stderr, flush=True)  # the operator's log
             raise HTTPException(502, f"{self.service} is unavailable") from None
 
 
@@ -171,8 +227,7 @@ def forecast_gmv(recent_3m: float | None, trend: float | None) -> float:
     return round(min((recent_3m or 0.0) * float(np.exp(3 * (trend or 0.0))), 1e10), 2)
 
 
-def market_app(state: ServiceState, bank: BankClient | None, auth: Auth,
-               clients: ApiClients | None = None) -> FastAPI:
+def market_app(state: ServiceState, bank: BankClient | None, auth: Auth, clients: ApiClients | None = None) -> FastAPI:
     """The marketplace's gateway: turns a checkout (by its own user id) into a bank request that holds
     only the link id, the order and its go-left bits."""
     clients = clients or ApiClients(set())
@@ -183,8 +238,10 @@ def market_app(state: ServiceState, bank: BankClient | None, auth: Auth,
         table = state.tables[entity]
         link_id = table.by_local.get(local_id)
         if link_id is None:
-            raise HTTPException(404, f"{'user' if entity == 'customers' else 'seller'} {local_id} is not a customer "
-                                     "shared with the bank")
+            raise HTTPException(
+                404,
+                f"{'user' if entity == 'customers' else 'seller'} {local_id} is not a customer shared with the bank",
+            )
         x, extras = table.row(link_id)
         scorer = state.model(entity)
         return link_id, scorer.version, scorer.row_bits(x), extras
@@ -203,24 +260,40 @@ def market_app(state: ServiceState, bank: BankClient | None, auth: Auth,
         return Response(reply, media_type="application/json")
 
     if auth == "api_key":
+
         @app.post("/v1/checkout", response_model=Decision)
         async def checkout(body: CheckoutRequest, _who: str = Depends(who)) -> Response:
             """A buyer asks to pay in installments: the bank decides with both sides' knowledge."""
             link_id, version, bits, _ = bits_for("customers", body.user_id)
-            return await ask_bank("/v1/checkout/installments", {
-                "request_id": body.request_id, "link_id": link_id, "model_version": version,
-                "order": body.order.model_dump(), "marketplace_bits": encode_bits(bits)})
+            return await ask_bank(
+                "/v1/checkout/installments",
+                {
+                    "request_id": body.request_id,
+                    "link_id": link_id,
+                    "model_version": version,
+                    "order": body.order.model_dump(),
+                    "marketplace_bits": encode_bits(bits),
+                },
+            )
 
         @app.post("/v1/sellers/credit-line", response_model=Decision)
         async def seller(body: SellerRequest, _who: str = Depends(who)) -> Response:
             """A seller asks for working capital; the forecast monthly GMV goes with the application."""
             link_id, version, bits, extras = bits_for("sellers", body.seller_id)
             gmv = forecast_gmv(extras["gmv_recent_3m"], extras["gmv_trend"])
-            return await ask_bank("/v1/sellers/credit-line", {
-                "request_id": body.request_id, "link_id": link_id, "model_version": version,
-                "marketplace_bits": encode_bits(bits), "forecast_gmv": gmv,
-                "requested_amount": body.requested_amount})
+            return await ask_bank(
+                "/v1/sellers/credit-line",
+                {
+                    "request_id": body.request_id,
+                    "link_id": link_id,
+                    "model_version": version,
+                    "marketplace_bits": encode_bits(bits),
+                    "forecast_gmv": gmv,
+                    "requested_amount": body.requested_amount,
+                },
+            )
     else:
+
         @app.post("/v1/bits", response_model=BitsResponse)
         def batch_bits(body: BitsRequest, _who: str = Depends(who)) -> BitsResponse:
             """Go-left bits of many rows for the current model (federated batch prediction)."""
@@ -235,7 +308,8 @@ def market_app(state: ServiceState, bank: BankClient | None, auth: Auth,
             if body.kind == "sellers":
                 g, t = (table.extras[n][rows] for n in ("gmv_recent_3m", "gmv_trend"))
                 gmv = [forecast_gmv(None if np.isnan(a) else a, None if np.isnan(b) else b) for a, b in zip(g, t)]
-            return BitsResponse(model_version=scorer.version, found=found, bits=[encode_bits(b) for b in bits],
-                                forecast_gmv=gmv)
+            return BitsResponse(
+                model_version=scorer.version, found=found, bits=[encode_bits(b) for b in bits], forecast_gmv=gmv
+            )
 
     return app

@@ -9,7 +9,7 @@ and scores them with its own features and the same policy as online decisions.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -17,9 +17,9 @@ import pyarrow as pa
 from tandem.decide import policy as rules
 from tandem.decide.api import MESSAGES, PROTOCOL
 from tandem.decide.scoring import ActiveScorer, decode_bits
-from tandem.decide.state import FeatureTable, POLICY_COLUMNS, load_decide_config
-from tandem.features.rows import rows
+from tandem.decide.state import POLICY_COLUMNS, FeatureTable, load_decide_config
 from tandem.errors import InputError, TandemError
+from tandem.features.rows import rows
 from tandem.learn import model_io
 from tandem.parties import ENTITIES
 from tandem.store import open_store
@@ -30,11 +30,21 @@ from tandem.transport.session import open_audit
 
 CHUNK = 20_000
 POLICY_SECTION = {"customers": "installments", "sellers": "sellers"}
-SPEC = {e: TableSpec(f"scores_{e}", (Column("link_id", "VARCHAR", False), Column("local_id", "BIGINT", False),
-                                      Column("pd", "DOUBLE", False), Column("limit_amount", "DOUBLE", False),
-                                      Column("band", "VARCHAR", False), Column("model_version", "VARCHAR", False),
-                                      Column("scored_at", "TIMESTAMP", False)))
-        for e in ENTITIES}
+SPEC = {
+    e: TableSpec(
+        f"scores_{e}",
+        (
+            Column("link_id", "VARCHAR", False),
+            Column("local_id", "BIGINT", False),
+            Column("pd", "DOUBLE", False),
+            Column("limit_amount", "DOUBLE", False),
+            Column("band", "VARCHAR", False),
+            Column("model_version", "VARCHAR", False),
+            Column("scored_at", "TIMESTAMP", False),
+        ),
+    )
+    for e in ENTITIES
+}
 
 
 def score_portfolio(config_path: str, entity: str, progress=lambda what, fraction: None) -> dict:
@@ -54,9 +64,10 @@ def score_portfolio(config_path: str, entity: str, progress=lambda what, fractio
         gmv = np.zeros(len(table))
         with peer_client(cfg, MESSAGES) as client:
             for start in range(0, len(table), CHUNK):
-                ids = table.link_ids[start:start + CHUNK]
-                answer = post_peer(client, cfg, "/v1/bits", {"kind": entity, "model_version": scorer.version,
-                                                             "link_ids": ids})
+                ids = table.link_ids[start : start + CHUNK]
+                answer = post_peer(
+                    client, cfg, "/v1/bits", {"kind": entity, "model_version": scorer.version, "link_ids": ids}
+                )
                 hit = np.flatnonzero(answer["found"]) + start
                 found[hit] = True
                 for i, text in zip(hit, answer["bits"]):
@@ -66,19 +77,30 @@ def score_portfolio(config_path: str, entity: str, progress=lambda what, fractio
                 progress("scoring", min(1.0, (start + CHUNK) / max(1, len(table))))
         pd = scorer.score_batch(table.X[found], bits[found])
         limits, bands = _limits(entity, pd, table, found, gmv[found], policy, scorer.parties)
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
-        out = pa.table({"link_id": pa.array(np.array(table.link_ids, dtype=object)[found].tolist(), pa.string()),
-                        "local_id": pa.array(table.local_ids[found], pa.int64()), "pd": pa.array(pd, pa.float64()),
-                        "limit_amount": pa.array(limits, pa.float64()), "band": pa.array(bands, pa.string()),
-                        "model_version": pa.array([scorer.version] * int(found.sum()), pa.string()),
-                        "scored_at": pa.array([now] * int(found.sum()), pa.timestamp("us"))})
+        now = datetime.now(UTC).replace(tzinfo=None)
+        out = pa.table(
+            {
+                "link_id": pa.array(np.array(table.link_ids, dtype=object)[found].tolist(), pa.string()),
+                "local_id": pa.array(table.local_ids[found], pa.int64()),
+                "pd": pa.array(pd, pa.float64()),
+                "limit_amount": pa.array(limits, pa.float64()),
+                "band": pa.array(bands, pa.string()),
+                "model_version": pa.array([scorer.version] * int(found.sum()), pa.string()),
+                "scored_at": pa.array([now] * int(found.sum()), pa.timestamp("us")),
+            }
+        )
         store.write_table(SPEC[entity].name, out, SPEC[entity])
     finally:
         store.close()
-    return {"entity": entity, "rows": int(found.sum()), "not_found_at_peer": int((~found).sum()),
-            "model_version": scorer.version, "table": SPEC[entity].name,
-            "bands": {b: bands.count(b) for b in ("approve", "refer", "decline")},
-            "pd_mean": float(pd.mean()) if len(pd) else None}
+    return {
+        "entity": entity,
+        "rows": int(found.sum()),
+        "not_found_at_peer": int((~found).sum()),
+        "model_version": scorer.version,
+        "table": SPEC[entity].name,
+        "bands": {b: bands.count(b) for b in ("approve", "refer", "decline")},
+        "pd_mean": float(pd.mean()) if len(pd) else None,
+    }
 
 
 def peer_client(cfg, messages: Messages) -> BlockingPeerHttpClient:
@@ -102,13 +124,20 @@ def post_peer(client: BlockingPeerHttpClient, cfg, path: str, body: dict) -> dic
     return answer
 
 
-def _limits(entity: str, pd: np.ndarray, table: FeatureTable, found: np.ndarray, gmv: np.ndarray, policy: dict,
-            parties: list[str]) -> tuple[list[float], list[str]]:
+def _limits(
+    entity: str,
+    pd: np.ndarray,
+    table: FeatureTable,
+    found: np.ndarray,
+    gmv: np.ndarray,
+    policy: dict,
+    parties: list[str],
+) -> tuple[list[float], list[str]]:
     """Pre-approved limit and band per row: the online policy for an order of the limit itself."""
     limits, bands = [], []
     extras = {n: v[found] for n, v in table.extras.items()}
     for i, p in enumerate(pd):
-        get = lambda n: None if np.isnan(extras[n][i]) else float(extras[n][i])  # noqa: E731
+        get = lambda n, i=i: None if np.isnan(extras[n][i]) else float(extras[n][i])  # noqa: E731
         if entity == "customers":
             probe = rules.installments(p, 1.0, get("income_median"), get("debt_service"), {}, policy, parties)
         else:
@@ -116,4 +145,3 @@ def _limits(entity: str, pd: np.ndarray, table: FeatureTable, found: np.ndarray,
         limits.append(probe.limit)
         bands.append(rules.pd_band(p, policy[POLICY_SECTION[entity]]))
     return limits, bands
-

@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,12 +30,23 @@ import pyarrow as pa
 from tandem.store import open_store
 from tandem.store.schema import Column, TableSpec
 
-TABLE = TableSpec("decisions", (
-    Column("request_id", "VARCHAR", False), Column("kind", "VARCHAR", False), Column("link_id", "VARCHAR", False),
-    Column("decision", "VARCHAR", False), Column("pd", "DOUBLE"), Column("limit_amount", "DOUBLE"),
-    Column("model_version", "VARCHAR"), Column("request_hash", "VARCHAR", False),
-    Column("response", "VARCHAR", False, "the answer as sent, JSON"), Column("decided_at", "TIMESTAMP", False, "UTC"),
-), key=("request_id",), doc="every online decision of the bank's service")
+TABLE = TableSpec(
+    "decisions",
+    (
+        Column("request_id", "VARCHAR", False),
+        Column("kind", "VARCHAR", False),
+        Column("link_id", "VARCHAR", False),
+        Column("decision", "VARCHAR", False),
+        Column("pd", "DOUBLE"),
+        Column("limit_amount", "DOUBLE"),
+        Column("model_version", "VARCHAR"),
+        Column("request_hash", "VARCHAR", False),
+        Column("response", "VARCHAR", False, "the answer as sent, JSON"),
+        Column("decided_at", "TIMESTAMP", False, "UTC"),
+    ),
+    key=("request_id",),
+    doc="every online decision of the bank's service",
+)
 SCHEMA = TABLE.arrow_schema()
 COPY_S = 0.5
 
@@ -62,17 +73,20 @@ class Ledger:
         # Text, not dicts: the garbage collector does not track strings, and full passes over tens of
         # thousands of recorded dicts would stall the service for hundreds of milliseconds.
         known = self._db.read_table(TABLE.name, ["request_id", "request_hash", "response"])
-        self._known: dict[str, tuple[str, str | asyncio.Future]] = dict(zip(
-            known.column("request_id").to_pylist(),
-            zip(known.column("request_hash").to_pylist(), known.column("response").to_pylist())))
+        self._known: dict[str, tuple[str, str | asyncio.Future]] = dict(
+            zip(
+                known.column("request_id").to_pylist(),
+                zip(known.column("request_hash").to_pylist(), known.column("response").to_pylist()),
+            )
+        )
         self._dir = Path(journal_dir)
         self._dir.mkdir(parents=True, exist_ok=True)
         left = _segments(self._dir)
         rows = [row for path in left for row in _read_segment(path) if row[0] not in self._known]
-        self._store(rows, left)                      # what an earlier process journaled and never stored
+        self._store(rows, left)  # what an earlier process journaled and never stored
         self._known.update((row[0], (row[7], row[8])) for row in rows)
         self._pending: list[tuple[str, str, dict, asyncio.Future]] = []
-        self._lock = threading.Lock()                # guards the open segment and what waits for the store
+        self._lock = threading.Lock()  # guards the open segment and what waits for the store
         self._unstored: list[tuple] = []
         self._segment = int(left[-1].stem) + 1 if left else 0
         self._fd = self._open_segment()
@@ -91,17 +105,18 @@ class Ledger:
             if seen[0] != body_hash:
                 raise ReusedRequestId(f"request_id {request_id} was already used for a different request")
             recorded = seen[1]
-            return (await asyncio.shield(recorded) if isinstance(recorded, asyncio.Future)
-                    else json.loads(recorded)), True
+            return (
+                await asyncio.shield(recorded) if isinstance(recorded, asyncio.Future) else json.loads(recorded)
+            ), True
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         self._known[request_id] = (body_hash, done)
         try:
             response = decide()
         except BaseException:
-            del self._known[request_id]            # nothing recorded: a retry may decide afresh
+            del self._known[request_id]  # nothing recorded: a retry may decide afresh
             raise
-        response["decided_at"] = datetime.now(timezone.utc).isoformat()
+        response["decided_at"] = datetime.now(UTC).isoformat()
         if not self._pending:
             loop.call_soon(self._flush)
         self._pending.append((request_id, body_hash, response, done))
@@ -111,14 +126,16 @@ class Ledger:
         """Journal what this turn of the loop decided (one write, one fsync), then answer it."""
         batch, self._pending = self._pending, []
         texts = [json.dumps(r) for _rid, _h, r, _done in batch]
-        data = "".join(json.dumps({"request_id": rid, "request_hash": h, "response": text}, separators=(",", ":"))
-                       + "\n" for (rid, h, _r, _done), text in zip(batch, texts)).encode()
+        data = "".join(
+            json.dumps({"request_id": rid, "request_hash": h, "response": text}, separators=(",", ":")) + "\n"
+            for (rid, h, _r, _done), text in zip(batch, texts)
+        ).encode()
         rows = [_row(rid, h, r, text) for (rid, h, r, _done), text in zip(batch, texts)]
         try:
             with self._lock:
                 _append_durably(self._fd, data)
                 self._unstored += rows
-        except OSError as exc:         # every waiting request hears of the failure; nothing was answered
+        except OSError as exc:  # every waiting request hears of the failure; nothing was answered
             for rid, _h, _r, done in batch:
                 self._known.pop(rid, None)
                 done.set_exception(exc)
@@ -175,7 +192,7 @@ def _append_durably(fd: int, data: bytes) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fdatasync(fd)
     except OSError:
         os.ftruncate(fd, start)
@@ -189,9 +206,18 @@ def _segments(folder: Path) -> list[Path]:
 
 def _row(request_id: str, body_hash: str, response: dict, text: str) -> tuple:
     """A decision as a row of the ``decisions`` table."""
-    return (request_id, response["kind"], response["link_id"], response["decision"], response["pd"],
-            response["limit"], response["model_version"], body_hash, text,
-            datetime.fromisoformat(response["decided_at"]).astimezone(timezone.utc).replace(tzinfo=None))
+    return (
+        request_id,
+        response["kind"],
+        response["link_id"],
+        response["decision"],
+        response["pd"],
+        response["limit"],
+        response["model_version"],
+        body_hash,
+        text,
+        datetime.fromisoformat(response["decided_at"]).astimezone(UTC).replace(tzinfo=None),
+    )
 
 
 def _read_segment(path: Path) -> list[tuple]:
@@ -201,8 +227,9 @@ def _read_segment(path: Path) -> list[tuple]:
     for line in path.read_bytes().splitlines():
         try:
             entry = json.loads(line)
-            out.append(_row(entry["request_id"], entry["request_hash"], json.loads(entry["response"]),
-                            entry["response"]))
+            out.append(
+                _row(entry["request_id"], entry["request_hash"], json.loads(entry["response"]), entry["response"])
+            )
         except (ValueError, KeyError, TypeError):
             continue
     return out

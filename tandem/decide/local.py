@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from tandem.demo import TRAIN_ARGS as TRAIN       # one set of training settings for the demo and tests
+from tandem.demo import TRAIN_ARGS as TRAIN  # one set of training settings for the demo and tests
 from tandem.errors import TandemError
 from tandem.parties import ENTITIES, PARTIES, other
 from tandem.transport.ports import free_port
@@ -29,8 +29,14 @@ def train_models(world: Path, entities=ENTITIES, args: dict | None = None) -> di
     out = {}
     for entity in entities:
         files = export_training_files(world, entity)
-        results = train_local(files, "link_id", "bank", "default", TrainingOptions.from_args(args or TRAIN),
-                              world / "train" / f"{entity}-nodes")
+        results = train_local(
+            files,
+            "link_id",
+            "bank",
+            "default",
+            TrainingOptions.from_args(args or TRAIN),
+            world / "train" / f"{entity}-nodes",
+        )
         out[entity] = {**results["bank"].to_json(), "market": results["market"].to_json()}
     return out
 
@@ -48,14 +54,21 @@ def write_decide_configs(world: Path, models: dict[str, dict], refresh_s: float 
     for name in PARTIES:
         base = (nodes / f"{name}.toml").read_text()
         peer = other(name)
-        lines = [base.rstrip(), "", "[decide]", f'listen = "127.0.0.1:{ports[name][0]}"',
-                 f'api_listen = "127.0.0.1:{ports[name][1]}"', 'api_keys = "api-keys.txt"', f"refresh_s = {refresh_s}",
-                 f'peer = "{peer}"']
+        lines = [
+            base.rstrip(),
+            "",
+            "[decide]",
+            f'listen = "127.0.0.1:{ports[name][0]}"',
+            f'api_listen = "127.0.0.1:{ports[name][1]}"',
+            'api_keys = "api-keys.txt"',
+            f"refresh_s = {refresh_s}",
+            f'peer = "{peer}"',
+        ]
         for entity, result in models.items():
             path = result["model_path"] if name == "bank" else result["market"]["model_path"]
             lines.append(f'{entity}_model = "{Path(path).resolve()}"')
         text = "\n".join(lines) + "\n"
-        text = text.replace(f"[peers.{peer}]\n", f"[peers.{peer}]\ndecide = \"127.0.0.1:{ports[peer][0]}\"\n")
+        text = text.replace(f"[peers.{peer}]\n", f'[peers.{peer}]\ndecide = "127.0.0.1:{ports[peer][0]}"\n')
         paths[name] = nodes / f"decide-{name}.toml"
         paths[name].write_text(text)
     return paths, key
@@ -69,8 +82,12 @@ class Service:
 
         self.config = config
         self.api = "https://" + tomllib.loads(config.read_text())["decide"]["api_listen"]
-        self.proc = subprocess.Popen([sys.executable, "-m", "tandem.cli", "serve", "--config", str(config)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tandem.cli", "serve", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.ready = threading.Event()
         self._stderr: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -85,9 +102,9 @@ class Service:
                 continue
         self.ready.set()
 
-    def wait_ready(self, timeout: float = 120) -> "Service":
+    def wait_ready(self, timeout: float = 120) -> Service:
         if not self.ready.wait(timeout) or self.proc.poll() is not None:
-            lines = [l.strip() for l in self._stderr if l.strip()]
+            lines = [line.strip() for line in self._stderr if line.strip()]
             raise TandemError(f"{self.config.name}: the service did not start ({lines[-1] if lines else 'no output'})")
         return self
 
@@ -101,8 +118,9 @@ class Service:
                 self.proc.wait()
 
 
-def burst(world: Path, api: str, key: str, checkouts: int = 400, sellers: int = 60,
-          workers: int = 8) -> dict[str, dict]:
+def burst(
+    world: Path, api: str, key: str, checkouts: int = 400, sellers: int = 60, workers: int = 8
+) -> dict[str, dict]:
     """Send checkouts (random shared users, amounts 1k-60k RUB) and seller applications to the
     marketplace gateway from ``workers`` threads; return decisions, PD quantiles, latency percentiles."""
     import time
@@ -121,11 +139,25 @@ def burst(world: Path, api: str, key: str, checkouts: int = 400, sellers: int = 
         con.close()
     rng = np.random.default_rng(1)
     run = secrets.token_hex(4)
-    jobs = [("/v1/checkout", {"request_id": f"demo-{run}-{i:06d}", "user_id": int(rng.choice(users)),
-                              "order": {"amount": float(round(rng.uniform(1000, 60000), 2)), "currency": "RUB",
-                                        "categories": ["electronics"]}}) for i in range(checkouts)]
-    jobs += [("/v1/sellers/credit-line", {"request_id": f"demo-{run}-s{i:05d}", "seller_id": int(rng.choice(shops))})
-             for i in range(sellers if shops else 0)]
+    jobs = [
+        (
+            "/v1/checkout",
+            {
+                "request_id": f"demo-{run}-{i:06d}",
+                "user_id": int(rng.choice(users)),
+                "order": {
+                    "amount": float(round(rng.uniform(1000, 60000), 2)),
+                    "currency": "RUB",
+                    "categories": ["electronics"],
+                },
+            },
+        )
+        for i in range(checkouts)
+    ]
+    jobs += [
+        ("/v1/sellers/credit-line", {"request_id": f"demo-{run}-s{i:05d}", "seller_id": int(rng.choice(shops))})
+        for i in range(sellers if shops else 0)
+    ]
     local = threading.local()
 
     def send(job):
@@ -144,8 +176,11 @@ def burst(world: Path, api: str, key: str, checkouts: int = 400, sellers: int = 
         if not mine:
             continue
         pds = np.array([d["pd"] for d in ok]) if ok else np.zeros(1)
-        out[kind] = {"requests": len(mine), "errors": len(mine) - len(ok),
-                     "decisions": {d: sum(r["decision"] == d for r in ok) for d in ("approve", "refer", "decline")},
-                     "pd_quantiles": [float(q) for q in np.quantile(pds, [0.1, 0.5, 0.9])],
-                     "latency_ms": [float(q) * 1000 for q in np.quantile([r[2] for r in mine], [0.5, 0.95, 0.99])]}
+        out[kind] = {
+            "requests": len(mine),
+            "errors": len(mine) - len(ok),
+            "decisions": {d: sum(r["decision"] == d for r in ok) for d in ("approve", "refer", "decline")},
+            "pd_quantiles": [float(q) for q in np.quantile(pds, [0.1, 0.5, 0.9])],
+            "latency_ms": [float(q) * 1000 for q in np.quantile([r[2] for r in mine], [0.5, 0.95, 0.99])],
+        }
     return out

@@ -21,10 +21,10 @@ PARTY_FACTORS = {"market": "marketplace behaviour"}
 
 @dataclass(frozen=True)
 class Outcome:
-    decision: str                 # approve | decline | refer
+    decision: str  # approve | decline | refer
     limit: float
-    terms: list[dict]             # months, monthly_payment, total_cost, annual_rate
-    reasons: list[dict]           # code, description, party, impact (raw-score contribution)
+    terms: list[dict]  # months, monthly_payment, total_cost, annual_rate
+    reasons: list[dict]  # code, description, party, impact (raw-score contribution)
 
 
 def load_policy(path: str | Path | None = None) -> dict:
@@ -64,32 +64,65 @@ def _band(pd: float, amount: float, limit: float, p: dict) -> str:
     return "refer" if amount <= limit * p.get("refer_over_limit", 1.0) or pd >= p["pd_approve"] else "decline"
 
 
-def installments(pd: float, amount: float, income: float | None, debt_service: float | None,
-                 contributions: dict[str, float], policy: dict, passive: list[str]) -> Outcome:
+def installments(
+    pd: float,
+    amount: float,
+    income: float | None,
+    debt_service: float | None,
+    contributions: dict[str, float],
+    policy: dict,
+    passive: list[str],
+) -> Outcome:
     """``income`` and ``debt_service`` in RUB per month (unknown: None)."""
     p = policy["installments"]
     capacity = max(income or 0.0, 0.0) * p["income_months"] * max(0.0, 1 - pd / p["pd_decline"])
     limit = min(p["max_limit"], max(0.0, capacity - p["debt_months"] * max(debt_service or 0.0, 0.0)))
     decision = _band(pd, amount, limit, p)
-    terms = [] if decision == "decline" else [
-        {"months": int(m), "annual_rate": float(rate), "monthly_payment": round(annuity(amount, int(m), rate), 2),
-         "total_cost": round(annuity(amount, int(m), rate) * int(m), 2)} for m, rate in sorted(
-            p["terms"].items(), key=lambda t: int(t[0]))]
+    terms = (
+        []
+        if decision == "decline"
+        else [
+            {
+                "months": int(m),
+                "annual_rate": float(rate),
+                "monthly_payment": round(annuity(amount, int(m), rate), 2),
+                "total_cost": round(annuity(amount, int(m), rate) * int(m), 2),
+            }
+            for m, rate in sorted(p["terms"].items(), key=lambda t: int(t[0]))
+        ]
+    )
     return Outcome(decision, round(limit, 2), terms, reasons(contributions, passive))
 
 
-def seller_credit_line(pd: float, forecast_gmv: float, business_debt: float | None, requested: float | None,
-                       contributions: dict[str, float], policy: dict, passive: list[str]) -> Outcome:
+def seller_credit_line(
+    pd: float,
+    forecast_gmv: float,
+    business_debt: float | None,
+    requested: float | None,
+    contributions: dict[str, float],
+    policy: dict,
+    passive: list[str],
+) -> Outcome:
     """``forecast_gmv`` in RUB per month (the marketplace's forecast, shared with the seller's request)."""
     p = policy["sellers"]
     capacity = max(forecast_gmv, 0.0) * p["gmv_months"] * max(0.0, 1 - pd / p["pd_decline"])
     limit = min(p["max_limit"], max(0.0, capacity - max(business_debt or 0.0, 0.0) / 4))
     amount = limit if requested is None else requested
     decision = _band(pd, amount, limit, p)
-    terms = [] if decision == "decline" else [{
-        "months": p["term_months"], "annual_rate": p["annual_rate"],
-        "monthly_payment": round(annuity(min(amount, limit), p["term_months"], p["annual_rate"]), 2),
-        "total_cost": round(annuity(min(amount, limit), p["term_months"], p["annual_rate"]) * p["term_months"], 2)}]
+    terms = (
+        []
+        if decision == "decline"
+        else [
+            {
+                "months": p["term_months"],
+                "annual_rate": p["annual_rate"],
+                "monthly_payment": round(annuity(min(amount, limit), p["term_months"], p["annual_rate"]), 2),
+                "total_cost": round(
+                    annuity(min(amount, limit), p["term_months"], p["annual_rate"]) * p["term_months"], 2
+                ),
+            }
+        ]
+    )
     return Outcome(decision, round(limit, 2), terms, reasons(contributions, passive))
 
 
@@ -100,6 +133,12 @@ def reasons(contributions: dict[str, float], passive: list[str], top: int = 3) -
     of its splits: it shares no feature names) to their share of the raw score.
     """
     ranked = sorted(((k, v) for k, v in contributions.items() if v > 0), key=lambda kv: -kv[1])[:top]
-    return [{"code": f"R-{k.upper()}", "party": k if k in passive else "bank",
-             "description": PARTY_FACTORS.get(k, f"{k} behaviour") if k in passive else k.replace("_", " "),
-             "impact": round(v, 6)} for k, v in ranked]
+    return [
+        {
+            "code": f"R-{k.upper()}",
+            "party": k if k in passive else "bank",
+            "description": PARTY_FACTORS.get(k, f"{k} behaviour") if k in passive else k.replace("_", " "),
+            "impact": round(v, 6),
+        }
+        for k, v in ranked
+    ]

@@ -6,12 +6,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-RequestId = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
-                  description="Idempotency key: the same id returns the same decision and never books twice.")
+RequestId = Field(
+    min_length=8,
+    max_length=64,
+    pattern=r"^[A-Za-z0-9_-]+$",
+    description="Idempotency key: the same id returns the same decision and never books twice.",
+)
 LinkId = Field(pattern=r"^[0-9a-f]{32}$", description="The shared customer's (or seller's) link id from `tandem link`.")
 Version = Field(pattern=r"^[0-9a-f]{16}$", description="The model version both parties must hold.")
-Bits = Field(max_length=4096, description="Base64 of the marketplace's go-left bits for its splits of this model "
-                                          "version (split ids sorted), never features.")
+Bits = Field(
+    max_length=4096,
+    description="Base64 of the marketplace's go-left bits for its splits of this model "
+    "version (split ids sorted), never features.",
+)
 
 
 class Strict(BaseModel):
@@ -26,6 +33,7 @@ class Order(Strict):
 
 class InstallmentRequest(Strict):
     """Marketplace node -> bank node (mutual TLS), one per checkout."""
+
     request_id: str = RequestId
     link_id: str = LinkId
     model_version: str = Version
@@ -35,13 +43,18 @@ class InstallmentRequest(Strict):
 
 class SellerCreditRequest(Strict):
     """Marketplace node -> bank node: a seller asks for working capital."""
+
     request_id: str = RequestId
     link_id: str = LinkId
     model_version: str = Version
     marketplace_bits: str = Bits
-    forecast_gmv: float = Field(ge=0, le=10_000_000_000, allow_inf_nan=False,
-                                description="The marketplace's forecast of the seller's monthly GMV, RUB (shared with "
-                                            "the seller's consent as part of the application).")
+    forecast_gmv: float = Field(
+        ge=0,
+        le=10_000_000_000,
+        allow_inf_nan=False,
+        description="The marketplace's forecast of the seller's monthly GMV, RUB (shared with "
+        "the seller's consent as part of the application).",
+    )
     requested_amount: float | None = Field(default=None, gt=0, le=1_000_000_000, allow_inf_nan=False)
 
 
@@ -76,6 +89,7 @@ class Decision(BaseModel):
 
 class CheckoutRequest(Strict):
     """The shop -> the marketplace node (API key): a buyer asks to pay in installments."""
+
     request_id: str = RequestId
     user_id: int = Field(ge=0, le=2**62)
     order: Order
@@ -83,6 +97,7 @@ class CheckoutRequest(Strict):
 
 class SellerRequest(Strict):
     """The marketplace's seller office -> the marketplace node (API key)."""
+
     request_id: str = RequestId
     seller_id: int = Field(ge=0, le=2**62)
     requested_amount: float | None = Field(default=None, gt=0, le=1_000_000_000, allow_inf_nan=False)
@@ -90,6 +105,7 @@ class SellerRequest(Strict):
 
 class BitsRequest(Strict):
     """Bank node -> marketplace node (mutual TLS): go-left bits of many rows, for batch scoring."""
+
     kind: Literal["customers", "sellers"]
     model_version: str = Version
     link_ids: list[str] = Field(max_length=100_000)
@@ -99,8 +115,9 @@ class BitsResponse(BaseModel):
     model_version: str
     found: list[bool]
     bits: list[str]
-    forecast_gmv: list[float] | None = Field(default=None, description="Sellers: forecast monthly GMV, RUB "
-                                                                        "(part of the credit-line offer).")
+    forecast_gmv: list[float] | None = Field(
+        default=None, description="Sellers: forecast monthly GMV, RUB (part of the credit-line offer)."
+    )
 
 
 class Problem(BaseModel):

@@ -18,7 +18,7 @@ from tandem.errors import InputError
 from tandem.learn import model_io
 
 Factory = Callable[[dict], Any]
-FORMATS: dict[str, Factory] = {}        # model-file format -> factory, filled by plugins
+FORMATS: dict[str, Factory] = {}  # model-file format -> factory, filled by plugins
 
 
 def register(fmt: str, factory: Factory) -> None:

@@ -93,11 +93,23 @@ class ActiveScorer:
         self._batch: list[tuple[Tree, np.ndarray]] = []
         for tree, tid in zip(trees, ids):
             passive = np.array([index[tid[n][1]] if n in tid else -1 for n in range(len(tree.value))])
-            owner = [tid[n][0] if n in tid else (self.names[tree.feature[n]] if tree.feature[n] >= 0 else "")
-                     for n in range(len(tree.value))]
+            owner = [
+                tid[n][0] if n in tid else (self.names[tree.feature[n]] if tree.feature[n] >= 0 else "")
+                for n in range(len(tree.value))
+            ]
             self._batch.append((tree, passive))
-            self._trees.append((np.array(tree.feature), np.array(tree.bin_), np.array(tree.missing_left),
-                                np.array(tree.left), np.array(tree.right), np.array(tree.value), passive, owner))
+            self._trees.append(
+                (
+                    np.array(tree.feature),
+                    np.array(tree.bin_),
+                    np.array(tree.missing_left),
+                    np.array(tree.left),
+                    np.array(tree.right),
+                    np.array(tree.value),
+                    passive,
+                    owner,
+                )
+            )
         self._lists = [tuple(a.tolist() if isinstance(a, np.ndarray) else a for a in t) for t in self._trees]
         self._thresholds = [t.tolist() for t in self.binner.thresholds_]
 

@@ -49,8 +49,15 @@ def build(config_path: str):
     from tandem.offers.service import OFFER_MESSAGES, attach_offers
 
     attach_offers(apps, config_path, cfg, state, store, audit, role, policy, clients)
-    servers = HttpServers(apps, node.tls, peer=cfg.peer, audit=audit, messages={**MESSAGES, **OFFER_MESSAGES},
-                          protocol=PROTOCOL, where=str(node.path))
+    servers = HttpServers(
+        apps,
+        node.tls,
+        peer=cfg.peer,
+        audit=audit,
+        messages={**MESSAGES, **OFFER_MESSAGES},
+        protocol=PROTOCOL,
+        where=str(node.path),
+    )
     return servers, cfg, state, ledger
 
 
@@ -60,16 +67,18 @@ async def _serve(servers: HttpServers, cfg) -> None:
     # where the default handler would kill it.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, servers.stop)
-    await servers.serve(lambda: print(json.dumps({"event": "ready", "node": cfg.node.name,
-                                                  "listen": servers.listen}), flush=True))
+    await servers.serve(
+        lambda: print(json.dumps({"event": "ready", "node": cfg.node.name, "listen": servers.listen}), flush=True)
+    )
 
 
 def serve(config_path: str) -> None:
     servers, cfg, _state, ledger = build(config_path)
     gc.collect()
-    gc.freeze()            # what start-up built lives as long as the service: keep it out of every collection
+    gc.freeze()  # what start-up built lives as long as the service: keep it out of every collection
     try:
         import uvloop
+
         run = uvloop.run
     except ImportError:
         run = asyncio.run
@@ -77,5 +86,5 @@ def serve(config_path: str) -> None:
         run(_serve(servers, cfg))
     finally:
         if ledger is not None:
-            ledger.close()         # the journal's last decisions into the store
+            ledger.close()  # the journal's last decisions into the store
     sys.stdout.flush()

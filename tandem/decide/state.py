@@ -29,8 +29,12 @@ from tandem.node import NodeConfig, load_node_config
 from tandem.parties import ENTITIES
 
 KINDS = {"customers": "installments", "sellers": "seller_credit_line"}
-POLICY_COLUMNS = {("active", "customers"): ("income_median", "debt_service"), ("active", "sellers"): ("business_debt",),
-                  ("passive", "customers"): (), ("passive", "sellers"): ("gmv_recent_3m", "gmv_trend")}
+POLICY_COLUMNS = {
+    ("active", "customers"): ("income_median", "debt_service"),
+    ("active", "sellers"): ("business_debt",),
+    ("passive", "customers"): (),
+    ("passive", "sellers"): ("gmv_recent_3m", "gmv_trend"),
+}
 
 
 @dataclass(frozen=True)
@@ -38,17 +42,17 @@ class DecideConfig:
     """The ``[decide]`` section of a node config (paths resolved against the config's folder)."""
 
     node: NodeConfig
-    listen: str                                   # mutual TLS, for the other node
-    api_listen: str | None                        # TLS + API key, for other clients
-    api_keys: Path | None                         # SHA-256 hex of each key, one per line
-    models: dict[str, Path]                       # entity -> this party's model file
-    peer: str | None                              # the other node's name (its [peers.NAME] decide address)
+    listen: str  # mutual TLS, for the other node
+    api_listen: str | None  # TLS + API key, for other clients
+    api_keys: Path | None  # SHA-256 hex of each key, one per line
+    models: dict[str, Path]  # entity -> this party's model file
+    peer: str | None  # the other node's name (its [peers.NAME] decide address)
     peer_address: str | None
     policy: Path | None
     as_of: date
     refresh_s: float = 600.0
-    rate_limit: float = 0.0                       # requests per second per API key (0: no limit)
-    scorers: tuple[Path, ...] = ()                # plugin files registering more model formats
+    rate_limit: float = 0.0  # requests per second per API key (0: no limit)
+    scorers: tuple[Path, ...] = ()  # plugin files registering more model formats
 
 
 def load_decide_config(path: str | os.PathLike) -> DecideConfig:
@@ -67,23 +71,34 @@ def load_decide_config(path: str | os.PathLike) -> DecideConfig:
         return Path(value) if os.path.isabs(value) else (Path(path).parent / value).resolve()
 
     if not isinstance(d.get("listen"), str):
-        raise InputError(f"{path}: [decide] listen = \"host:port\" is missing")
+        raise InputError(f'{path}: [decide] listen = "host:port" is missing')
     models = {e: resolve(f"{e}_model") for e in ENTITIES if d.get(f"{e}_model")}
     if not models:
         raise InputError(f"{path}: [decide] needs customers_model and/or sellers_model")
     peer = d.get("peer")
     address = raw.get("peers", {}).get(peer, {}).get("decide") if peer else None
     if peer and not isinstance(address, str):
-        raise InputError(f"{path}: [peers.{peer}] decide = \"host:port\" is missing")
+        raise InputError(f'{path}: [peers.{peer}] decide = "host:port" is missing')
     try:
         as_of = date.fromisoformat(str(d["as_of"])) if "as_of" in d else None
     except ValueError:
         raise InputError(f"{path}: [decide] as_of must be a date like 2019-01-01") from None
     if as_of is None:
         as_of = node.as_of
-    return DecideConfig(node, d["listen"], d.get("api_listen"), resolve("api_keys"), models, peer, address,
-                        resolve("policy"), as_of, float(d.get("refresh_s", 600)), _rate_limit(d, path),
-                        _plugins(d, path))
+    return DecideConfig(
+        node,
+        d["listen"],
+        d.get("api_listen"),
+        resolve("api_keys"),
+        models,
+        peer,
+        address,
+        resolve("policy"),
+        as_of,
+        float(d.get("refresh_s", 600)),
+        _rate_limit(d, path),
+        _plugins(d, path),
+    )
 
 
 def _plugins(section: dict, path) -> tuple[Path, ...]:
@@ -120,7 +135,7 @@ class ApiClients:
 
     def __init__(self, key_hashes: set[str], rate_limit: float = 0.0):
         self.key_hashes, self.rate = key_hashes, rate_limit
-        self._buckets: dict[str, tuple[float, float]] = {}       # key hash -> (tokens, at)
+        self._buckets: dict[str, tuple[float, float]] = {}  # key hash -> (tokens, at)
 
     def admit(self, key: str, now: float | None = None) -> str | float | None:
         digest = key_hash(key)
@@ -174,7 +189,7 @@ class ServiceState:
         self.models: dict[str, dict[str, ActiveScorer | PassiveScorer]] = {e: {} for e in cfg.models}
         self.current: dict[str, str] = {}
         self.tables: dict[str, FeatureTable] = {}
-        self.on_refresh: list = []                 # more tables to rebuild with these (the offers')
+        self.on_refresh: list = []  # more tables to rebuild with these (the offers')
         self._lock = threading.Lock()
         self.reload()
         self.refresh()

@@ -36,7 +36,7 @@ class LocalEngine:
             f: Future = Future()
             try:
                 f.set_result(fn(*args))
-            except BaseException as exc:   # the caller sees it on result()
+            except BaseException as exc:  # the caller sees it on result()
                 f.set_exception(exc)
             return f
         return self._executor().submit(fn, *args)

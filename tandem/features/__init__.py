@@ -8,5 +8,11 @@ from tandem.features.bank import application_labels, bank_features
 from tandem.features.market import market_features
 from tandem.features.sellers import bank_seller_features, market_seller_features, seller_labels
 
-__all__ = ["application_labels", "bank_features", "bank_seller_features", "market_features",
-           "market_seller_features", "seller_labels"]
+__all__ = [
+    "application_labels",
+    "bank_features",
+    "bank_seller_features",
+    "market_features",
+    "market_seller_features",
+    "seller_labels",
+]

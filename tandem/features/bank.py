@@ -8,8 +8,7 @@ import pyarrow as pa
 
 from tandem.features.run import run_sql
 
-TABLES = ["clients", "accounts", "salary_inflows", "card_transactions", "loans", "loan_payments",
-          "campaign_contacts"]
+TABLES = ["clients", "accounts", "salary_inflows", "card_transactions", "loans", "loan_payments", "campaign_contacts"]
 
 BANK_FEATURES_SQL = """
 WITH

@@ -14,10 +14,12 @@ from tandem.features import application_labels, bank_features, market_features
 from tandem.features.sellers import bank_seller_features, market_seller_features, seller_labels
 
 # (party, entity) -> (link table, features, their key column, labels or None)
-SOURCES = {("bank", "customers"): ("link_customers", bank_features, "client_id", application_labels),
-           ("market", "customers"): ("link_customers", market_features, "user_id", None),
-           ("bank", "sellers"): ("link_sellers", bank_seller_features, "business_id", seller_labels),
-           ("market", "sellers"): ("link_sellers", market_seller_features, "seller_id", None)}
+SOURCES = {
+    ("bank", "customers"): ("link_customers", bank_features, "client_id", application_labels),
+    ("market", "customers"): ("link_customers", market_features, "user_id", None),
+    ("bank", "sellers"): ("link_sellers", bank_seller_features, "business_id", seller_labels),
+    ("market", "sellers"): ("link_sellers", market_seller_features, "seller_id", None),
+}
 
 
 def rows(store, party: str, entity: str, as_of: date, labels: bool = False) -> pa.Table:

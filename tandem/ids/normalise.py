@@ -82,8 +82,10 @@ def _fast_ru_mobiles(values: object) -> np.ndarray | None:
     if not pa.types.is_string(col.type):
         return None
     clean = pc.replace_substring_regex(col, r"[ \-()\t]", "")
-    ok = pc.and_(pc.match_substring_regex(clean, _RU_SHAPE_COLUMN),
-                 pc.match_substring_regex(pc.utf8_slice_codeunits(clean, -10), _RU_MOBILE_COLUMN))
+    ok = pc.and_(
+        pc.match_substring_regex(clean, _RU_SHAPE_COLUMN),
+        pc.match_substring_regex(pc.utf8_slice_codeunits(clean, -10), _RU_MOBILE_COLUMN),
+    )
     e164 = pc.replace_substring_regex(clean, r"^(?:\+7|8|7)?", "+7", max_replacements=1)
     return pc.if_else(pc.fill_null(ok, False), e164, None).to_numpy(zero_copy_only=False)
 
@@ -210,8 +212,9 @@ class NormalisationReport:
         return f"{self.kind}: {self.valid}/{self.total} valid" + (f"; invalid: {reasons}" if reasons else "")
 
 
-def _normalise_many(values: Iterable[object], one, kind: str,
-                    done: np.ndarray | None = None) -> tuple[np.ndarray, NormalisationReport]:
+def _normalise_many(
+    values: Iterable[object], one, kind: str, done: np.ndarray | None = None
+) -> tuple[np.ndarray, NormalisationReport]:
     """Apply ``one`` to every value; ``done`` (shape ``(n,)``, optional) holds values already normalised
     column-wise (``None`` where ``one`` must still run)."""
     if done is not None:
@@ -244,18 +247,21 @@ def _normalise_many(values: Iterable[object], one, kind: str,
 def _normalise_rest(values, one, kind: str, done: np.ndarray) -> tuple[np.ndarray, NormalisationReport]:
     """``one`` over the values that ``done`` left as ``None``; rows in the report are rows of ``values``."""
     todo = np.flatnonzero(np.equal(done, np.array(None)))
-    rest = values.take(todo).to_pylist() if isinstance(values, (pa.Array, pa.ChunkedArray)) \
-        else [values[i] for i in todo]
+    rest = (
+        values.take(todo).to_pylist() if isinstance(values, (pa.Array, pa.ChunkedArray)) else [values[i] for i in todo]
+    )
     normalised, part = _normalise_many(rest, one, kind)
     done[todo] = normalised
-    report = NormalisationReport(kind=kind, total=len(done), valid=len(done) - len(todo) + part.valid,
-                                 invalid=part.invalid)
+    report = NormalisationReport(
+        kind=kind, total=len(done), valid=len(done) - len(todo) + part.valid, invalid=part.invalid
+    )
     report.examples = {reason: [(int(todo[row]), raw) for row, raw in rows] for reason, rows in part.examples.items()}
     return done, report
 
 
-def normalise_phones(values: Sequence[object] | pa.Array | pa.ChunkedArray,
-                     region: str = DEFAULT_REGION) -> tuple[np.ndarray, NormalisationReport]:
+def normalise_phones(
+    values: Sequence[object] | pa.Array | pa.ChunkedArray, region: str = DEFAULT_REGION
+) -> tuple[np.ndarray, NormalisationReport]:
     """Normalise a column of phones; shape ``(n,)`` object array of E.164 strings or ``None``.
 
     Russian mobiles in their common shapes are recognised column-wise; other values one by one.
@@ -264,13 +270,11 @@ def normalise_phones(values: Sequence[object] | pa.Array | pa.ChunkedArray,
     return _normalise_many(values, lambda raw: normalise_phone(raw, region), "phone", done)
 
 
-def normalise_emails(values: Sequence[object] | pa.Array | pa.ChunkedArray
-                     ) -> tuple[np.ndarray, NormalisationReport]:
+def normalise_emails(values: Sequence[object] | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, NormalisationReport]:
     """Normalise a column of e-mails; shape ``(n,)`` object array of strings or ``None``."""
     return _normalise_many(values, normalise_email, "email")
 
 
-def normalise_inns(values: Sequence[object] | pa.Array | pa.ChunkedArray
-                   ) -> tuple[np.ndarray, NormalisationReport]:
+def normalise_inns(values: Sequence[object] | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, NormalisationReport]:
     """Normalise a column of INNs; shape ``(n,)`` object array of digit strings or ``None``."""
     return _normalise_many(values, normalise_inn, "inn")

@@ -8,15 +8,16 @@ The policy is the node's ``[insight]`` section:
     max_epsilon = 2.0          # the most one query may spend
     min_group_size = 50        # the smallest minimum group size this node accepts
 
-(``tandem.insight.job.check_query`` applies the last two.) The ledger is table ``insight_budget`` of the node's store: one row per query charged (before
-any figure of it is computed), so a restart, a crash or a failed query never gives budget back.
+(``tandem.insight.job.check_query`` applies the last two.) The ledger is table ``insight_budget`` of the node's
+store: one row per query charged (before any figure of it is computed), so a restart, a crash or a failed query
+never gives budget back.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 
@@ -25,11 +26,20 @@ from tandem.store import open_store
 from tandem.store.schema import ARROW_TYPES, Column, TableSpec
 
 REFRESH = ("daily", "weekly", "monthly", "never")
-TABLE = TableSpec("insight_budget", (
-    Column("query_id", "VARCHAR", False), Column("peer", "VARCHAR", False), Column("period", "VARCHAR", False),
-    Column("epsilon", "DOUBLE", False), Column("role", "VARCHAR", False, "group holder | measure holder"),
-    Column("query", "VARCHAR", False, "canonical JSON"), Column("charged_at", "TIMESTAMP", False),
-), key=("query_id",), doc="privacy budget spent per partner and period")
+TABLE = TableSpec(
+    "insight_budget",
+    (
+        Column("query_id", "VARCHAR", False),
+        Column("peer", "VARCHAR", False),
+        Column("period", "VARCHAR", False),
+        Column("epsilon", "DOUBLE", False),
+        Column("role", "VARCHAR", False, "group holder | measure holder"),
+        Column("query", "VARCHAR", False, "canonical JSON"),
+        Column("charged_at", "TIMESTAMP", False),
+    ),
+    key=("query_id",),
+    doc="privacy budget spent per partner and period",
+)
 _TOLERANCE = 1e-9
 
 
@@ -45,7 +55,7 @@ class InsightPolicy:
     min_group_size: int = 50
 
     @classmethod
-    def from_section(cls, section: dict, path: str | os.PathLike) -> "InsightPolicy":
+    def from_section(cls, section: dict, path: str | os.PathLike) -> InsightPolicy:
         """Read and check a node config's ``[insight]`` section (every error names the file and key)."""
         known = {"budget", "refresh", "max_epsilon", "min_group_size"}
         if not isinstance(section, dict) or set(section) - known:
@@ -58,8 +68,11 @@ class InsightPolicy:
                 raise InputError(f"{path}: [insight] {name} must be a positive number")
         if policy.refresh not in REFRESH:
             raise InputError(f"{path}: [insight] refresh must be one of {', '.join(REFRESH)}")
-        if isinstance(policy.min_group_size, bool) or not isinstance(policy.min_group_size, int) \
-                or policy.min_group_size < 1:
+        if (
+            isinstance(policy.min_group_size, bool)
+            or not isinstance(policy.min_group_size, int)
+            or policy.min_group_size < 1
+        ):
             raise InputError(f"{path}: [insight] min_group_size must be a positive integer")
         return policy
 
@@ -81,7 +94,7 @@ def period_of(refresh: str, day: date) -> tuple[str, date | None]:
 class Ledger:
     """The privacy-budget ledger of one node's store (DuckDB file or SQLAlchemy URL)."""
 
-    def __init__(self, store: str | os.PathLike, policy: InsightPolicy, clock=lambda: datetime.now(timezone.utc)):
+    def __init__(self, store: str | os.PathLike, policy: InsightPolicy, clock=lambda: datetime.now(UTC)):
         self.store, self.policy, self._clock = str(store), policy, clock
 
     def rows(self) -> pa.Table:
@@ -103,8 +116,10 @@ class Ledger:
         spent, period, refreshes = self.spent(peer, rows)
         if spent + epsilon > self.policy.budget + _TOLERANCE:
             when = f"; it refreshes on {refreshes.isoformat()}" if refreshes else "; it never refreshes"
-            raise BudgetSpent(f"privacy budget with {peer} for {period} is spent: {spent:g} of "
-                              f"{self.policy.budget:g} used, the query asks {epsilon:g}{when}")
+            raise BudgetSpent(
+                f"privacy budget with {peer} for {period} is spent: {spent:g} of "
+                f"{self.policy.budget:g} used, the query asks {epsilon:g}{when}"
+            )
 
     def charge(self, peer: str, query_id: str, epsilon: float, role: str, query: str) -> None:
         """Check, then record the charge durably (the table is replaced atomically with the new row added)."""
@@ -115,10 +130,18 @@ class Ledger:
             if query_id in set(old.column("query_id").to_pylist()):
                 raise InputError(f"query id {query_id} was charged before")
             now = self._clock()
-            new = pa.table({"query_id": [query_id], "peer": [peer],
-                            "period": [period_of(self.policy.refresh, now.date())[0]], "epsilon": [float(epsilon)],
-                            "role": [role], "query": [query], "charged_at": [now.replace(tzinfo=None)]},
-                           schema=old.schema)
+            new = pa.table(
+                {
+                    "query_id": [query_id],
+                    "peer": [peer],
+                    "period": [period_of(self.policy.refresh, now.date())[0]],
+                    "epsilon": [float(epsilon)],
+                    "role": [role],
+                    "query": [query],
+                    "charged_at": [now.replace(tzinfo=None)],
+                },
+                schema=old.schema,
+            )
             store.write_table(TABLE.name, pa.concat_tables([old, new]).combine_chunks(), TABLE)
         finally:
             store.close()

@@ -35,40 +35,98 @@ INCOME_BANDS = ("under 20k", "20k-40k", "40k-70k", "70k-120k", "120k+", "no sala
 AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
 
 _FIELDS = (
-    Field("bank", "income_band", "group", "median monthly salary over the 6 months before as_of, RUB",
-          labels=INCOME_BANDS),
+    Field(
+        "bank", "income_band", "group", "median monthly salary over the 6 months before as_of, RUB", labels=INCOME_BANDS
+    ),
     Field("bank", "segment", "group", "the bank's client segment", labels=("mass", "affluent", "premium")),
     Field("bank", "region", "group", "the client's region at the bank", labels=REGIONS),
     Field("bank", "age_band", "group", "age at as_of", labels=AGE_BANDS),
-    Field("bank", "income", "number", "median monthly salary over the 6 months before as_of (none: no salary)",
-          "RUB/month", bounds=(0, 250_000)),
-    Field("bank", "card_spend", "number", "card spending per month over the 3 months before as_of", "RUB/month",
-          bounds=(0, 150_000)),
-    Field("bank", "card_spend_marketplace", "number", "of which card payments to the marketplace", "RUB/month",
-          bounds=(0, 30_000)),
-    Field("bank", "debt_service", "number", "monthly payments of loans open at as_of", "RUB/month",
-          bounds=(0, 200_000)),
+    Field(
+        "bank",
+        "income",
+        "number",
+        "median monthly salary over the 6 months before as_of (none: no salary)",
+        "RUB/month",
+        bounds=(0, 250_000),
+    ),
+    Field(
+        "bank",
+        "card_spend",
+        "number",
+        "card spending per month over the 3 months before as_of",
+        "RUB/month",
+        bounds=(0, 150_000),
+    ),
+    Field(
+        "bank",
+        "card_spend_marketplace",
+        "number",
+        "of which card payments to the marketplace",
+        "RUB/month",
+        bounds=(0, 30_000),
+    ),
+    Field(
+        "bank", "debt_service", "number", "monthly payments of loans open at as_of", "RUB/month", bounds=(0, 200_000)
+    ),
     Field("market", "region", "group", "the user's region at the marketplace", labels=REGIONS),
-    Field("market", "top_category", "group", "the category the user spent most on in the 12 months before as_of",
-          labels=CATEGORIES + ("none",)),
-    Field("market", "main_payment", "group", "the payment method of most of the user's orders",
-          labels=("card", "wallet", "cod", "installments", "none")),
-    Field("market", "avg_check", "number", "average order total, cancelled orders excluded (none: no orders)",
-          "RUB", bounds=(0, 20_000)),
-    Field("market", "orders", "number", "orders in the 12 months before as_of, cancelled excluded", "orders",
-          bounds=(0, 60)),
-    Field("market", "spend", "number", "delivered order totals in the 12 months before as_of", "RUB",
-          bounds=(0, 500_000)),
-    Field("market", "cross_border_orders", "number", "cross-border orders (parcels), cancelled excluded",
-          "orders", bounds=(0, 30)),
-    Field("market", "cross_border_value", "number", "total of those cross-border orders", "RUB",
-          bounds=(0, 300_000)),
-    Field("market", "cross_border_over_threshold", "number",
-          "cross-border orders above the duty-free threshold (parameter duty_free_eur, per parcel)", "orders",
-          bounds=(0, 5)),
-    Field("market", "cross_border_newly_dutiable", "number",
-          "cross-border orders above new_duty_free_eur but not above duty_free_eur: what the lower threshold adds",
-          "orders", bounds=(0, 5)),
+    Field(
+        "market",
+        "top_category",
+        "group",
+        "the category the user spent most on in the 12 months before as_of",
+        labels=CATEGORIES + ("none",),
+    ),
+    Field(
+        "market",
+        "main_payment",
+        "group",
+        "the payment method of most of the user's orders",
+        labels=("card", "wallet", "cod", "installments", "none"),
+    ),
+    Field(
+        "market",
+        "avg_check",
+        "number",
+        "average order total, cancelled orders excluded (none: no orders)",
+        "RUB",
+        bounds=(0, 20_000),
+    ),
+    Field(
+        "market",
+        "orders",
+        "number",
+        "orders in the 12 months before as_of, cancelled excluded",
+        "orders",
+        bounds=(0, 60),
+    ),
+    Field(
+        "market", "spend", "number", "delivered order totals in the 12 months before as_of", "RUB", bounds=(0, 500_000)
+    ),
+    Field(
+        "market",
+        "cross_border_orders",
+        "number",
+        "cross-border orders (parcels), cancelled excluded",
+        "orders",
+        bounds=(0, 30),
+    ),
+    Field("market", "cross_border_value", "number", "total of those cross-border orders", "RUB", bounds=(0, 300_000)),
+    Field(
+        "market",
+        "cross_border_over_threshold",
+        "number",
+        "cross-border orders above the duty-free threshold (parameter duty_free_eur, per parcel)",
+        "orders",
+        bounds=(0, 5),
+    ),
+    Field(
+        "market",
+        "cross_border_newly_dutiable",
+        "number",
+        "cross-border orders above new_duty_free_eur but not above duty_free_eur: what the lower threshold adds",
+        "orders",
+        bounds=(0, 5),
+    ),
     Field("market", "cross_border_buyer", "flag", "1 if the user placed a cross-border order"),
     Field("market", "installment_user", "flag", "1 if the user paid an order in installments"),
 )
@@ -81,8 +139,10 @@ PARAMS: dict[str, tuple[float, str]] = {
     "eur_rub": (73.0, "RUB per EUR"),
 }
 
-TABLES = {"bank": ["clients", "salary_inflows", "card_transactions", "loans", "link_customers"],
-          "market": ["users", "orders", "order_items", "link_customers"]}
+TABLES = {
+    "bank": ["clients", "salary_inflows", "card_transactions", "loans", "link_customers"],
+    "market": ["users", "orders", "order_items", "link_customers"],
+}
 
 BANK_SQL = """
 WITH
@@ -162,8 +222,10 @@ def sql_params(party: str, params: dict[str, float]) -> dict[str, float]:
     """The named parameters a party's SQL binds besides ``$as_of``."""
     if party == "bank":
         return {}
-    return {"duty_free_rub": params["duty_free_eur"] * params["eur_rub"],
-            "new_duty_free_rub": params["new_duty_free_eur"] * params["eur_rub"]}
+    return {
+        "duty_free_rub": params["duty_free_eur"] * params["eur_rub"],
+        "new_duty_free_rub": params["new_duty_free_eur"] * params["eur_rub"],
+    }
 
 
 def resolve(name: str) -> Field:

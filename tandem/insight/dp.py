@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-THRESHOLD_DELTA = 1e-9     # chance that a group below the minimum size passes the noisy threshold
+THRESHOLD_DELTA = 1e-9  # chance that a group below the minimum size passes the noisy threshold
 
 
 @lru_cache(maxsize=1)
@@ -84,5 +84,5 @@ def threshold_margin(scale: float, delta: float = THRESHOLD_DELTA) -> int:
     top = int(scale * (math.log(1 / delta) + 20) * 2) + 50
     u = np.arange(top + 1, dtype=np.float64)
     pmf = c * c * np.exp(u * math.log(a)) * (u + extra)
-    tail = np.cumsum(pmf[::-1])[::-1]            # tail[t] = P(S >= t), up to the truncated remainder
+    tail = np.cumsum(pmf[::-1])[::-1]  # tail[t] = P(S >= t), up to the truncated remainder
     return int(np.argmax(tail <= delta))

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from tandem.crypto.he import SecretHe
 from tandem.errors import InputError
@@ -26,7 +26,7 @@ from tandem.protocols.insight import PROTOCOL, GroupHolder, MeasureHolder, Relea
 from tandem.protocols.wire import InsightAccept, InsightQuery
 from tandem.transport.session import Session
 
-NOISE_OFF_ENV = "TANDEM_INSIGHT_NOISE_OFF"      # "1" lets this node run queries without noise: tests only
+NOISE_OFF_ENV = "TANDEM_INSIGHT_NOISE_OFF"  # "1" lets this node run queries without noise: tests only
 Progress = Callable[[str, float], None]
 
 
@@ -66,11 +66,15 @@ def check_query(query: Query, policy: InsightPolicy) -> None:
     if not query.as_of:
         raise InputError(f"'{query.name}' names no as_of day (the asking node sets it: [node] as_of)")
     if query.epsilon > policy.max_epsilon + 1e-9:
-        raise InputError(f"'{query.name}' asks epsilon {query.epsilon:g}, more than the {policy.max_epsilon:g} "
-                         f"this node allows per query ([insight] max_epsilon)")
+        raise InputError(
+            f"'{query.name}' asks epsilon {query.epsilon:g}, more than the {policy.max_epsilon:g} "
+            f"this node allows per query ([insight] max_epsilon)"
+        )
     if query.min_group_size < policy.min_group_size:
-        raise InputError(f"'{query.name}': min_group_size {query.min_group_size} is below this node's minimum "
-                         f"{policy.min_group_size} ([insight] min_group_size)")
+        raise InputError(
+            f"'{query.name}': min_group_size {query.min_group_size} is below this node's minimum "
+            f"{policy.min_group_size} ([insight] min_group_size)"
+        )
 
 
 def initiate(session: Session, query: Query, me: InsightParty, progress: Progress | None = None) -> InsightResult:
@@ -79,8 +83,9 @@ def initiate(session: Session, query: Query, me: InsightParty, progress: Progres
     me.ledger.check(session.peer, query.epsilon)
     records = _records(me, query)
     query_id = secrets.token_hex(8)
-    session.send(InsightQuery(session.id, PROTOCOL, query_id, query.to_json(), me.party, len(records.link_ids),
-                              records.digest))
+    session.send(
+        InsightQuery(session.id, PROTOCOL, query_id, query.to_json(), me.party, len(records.link_ids), records.digest)
+    )
     reply = session.recv()
     if not isinstance(reply, InsightAccept) or reply.query_id != query_id:
         raise RemoteProtocolError(f"peer {session.peer} answered {reply.name} to an insight query")
@@ -88,8 +93,9 @@ def initiate(session: Session, query: Query, me: InsightParty, progress: Progres
     return _run(session, query, query_id, records, me, progress)
 
 
-def respond(session: Session, request: InsightQuery, me: InsightParty,
-            progress: Progress | None = None) -> InsightResult:
+def respond(
+    session: Session, request: InsightQuery, me: InsightParty, progress: Progress | None = None
+) -> InsightResult:
     """Answer the peer's query ``request`` (the first message of ``session``)."""
     peer = session.peer
     if request.protocol != PROTOCOL:
@@ -103,8 +109,10 @@ def respond(session: Session, request: InsightQuery, me: InsightParty,
     me.check(query)
     records = _records(me, query)
     if len(records.link_ids) != request.n_links or records.digest != request.links_digest:
-        raise InputError(f"the link tables differ ({peer}: {request.n_links:,} link ids, this node: "
-                         f"{len(records.link_ids):,}, or the same number of other ids); run `tandem link` again")
+        raise InputError(
+            f"the link tables differ ({peer}: {request.n_links:,} link ids, this node: "
+            f"{len(records.link_ids):,}, or the same number of other ids); run `tandem link` again"
+        )
     me.ledger.charge(peer, request.query_id, query.epsilon, me.role(query), request.spec)
     session.send(InsightAccept(session.id, request.query_id))
     return _run(session, query, request.query_id, records, me, progress)
@@ -117,8 +125,9 @@ def _records(me: InsightParty, query: Query) -> PartyRecords:
     return records
 
 
-def _run(session: Session, query: Query, query_id: str, records: PartyRecords, me: InsightParty,
-         progress: Progress | None) -> InsightResult:
+def _run(
+    session: Session, query: Query, query_id: str, records: PartyRecords, me: InsightParty, progress: Progress | None
+) -> InsightResult:
     n_slots = len(query.slots)
     scales = slot_scales(query.epsilon, query.sensitivities()) if query.noise else [0.0] * n_slots
     margin = threshold_margin(scales[0])
@@ -126,8 +135,16 @@ def _run(session: Session, query: Query, query_id: str, records: PartyRecords, m
     if me.party == query.group_party:
         role = GroupHolder(session.id, records.groups, query.n_groups, scales, release, progress, noise=noise_share)
     else:
-        role = MeasureHolder(session.id, records.values, query.n_groups, scales, release, me.key_pair(),
-                             progress=progress, noise=noise_share)
+        role = MeasureHolder(
+            session.id,
+            records.values,
+            query.n_groups,
+            scales,
+            release,
+            me.key_pair(),
+            progress=progress,
+            noise=noise_share,
+        )
     session.send_all(role.start())
     if isinstance(role, MeasureHolder):
         for msg in role.chunks():

@@ -31,7 +31,7 @@ from tandem.insight import catalog
 from tandem.insight.catalog import Field
 from tandem.parties import PARTIES
 
-FIXED_POINT = 100                 # a measure value travels as round(value * 100), clamped to its bounds
+FIXED_POINT = 100  # a measure value travels as round(value * 100), clamped to its bounds
 MAX_GROUPS = 2000
 MAX_BOUND = 1e9
 FILTER_OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not in")
@@ -71,7 +71,7 @@ class Query:
     where: tuple[Filter, ...] = ()
     epsilon: float = 1.0
     min_group_size: int = 50
-    as_of: str = ""                 # ISO day the fields are taken at; "" until the initiator sets it (``at``)
+    as_of: str = ""  # ISO day the fields are taken at; "" until the initiator sets it (``at``)
     params: dict[str, float] = field(default_factory=dict)
     clamp: dict[str, tuple[float, float]] = field(default_factory=dict)
     noise: bool = True
@@ -121,15 +121,22 @@ class Query:
         return [1] + [round(self.bounds(s)[1] * FIXED_POINT) for s in self.slots[1:]]
 
     def to_json(self) -> str:
-        body = {"name": self.name, "group_by": list(self.group_by),
-                "measures": [m.label for m in self.measures], "where": [_filter_text(f) for f in self.where],
-                "epsilon": self.epsilon, "min_group_size": self.min_group_size, "as_of": self.as_of,
-                "params": dict(sorted(self.params.items())),
-                "clamp": {k: list(v) for k, v in sorted(self.clamp.items())}, "noise": self.noise}
+        body = {
+            "name": self.name,
+            "group_by": list(self.group_by),
+            "measures": [m.label for m in self.measures],
+            "where": [_filter_text(f) for f in self.where],
+            "epsilon": self.epsilon,
+            "min_group_size": self.min_group_size,
+            "as_of": self.as_of,
+            "params": dict(sorted(self.params.items())),
+            "clamp": {k: list(v) for k, v in sorted(self.clamp.items())},
+            "noise": self.noise,
+        }
         return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str) -> "Query":
+    def from_json(cls, text: str) -> Query:
         """The canonical form back; ``InputError`` if it is not a valid query."""
         try:
             body = json.loads(text)
@@ -158,7 +165,7 @@ def parse_query(raw: dict, where: str, defaults: dict | None = None) -> Query:
     groups = raw.get("group_by")
     groups = [groups] if isinstance(groups, str) else groups
     if not isinstance(groups, list) or not groups or not all(isinstance(g, str) for g in groups):
-        fail("group_by must name one or more group keys, e.g. \"bank.income_band\"")
+        fail('group_by must name one or more group keys, e.g. "bank.income_band"')
     group_fields = [_field(g, where, "group_by") for g in groups]
     for f in group_fields:
         if f.kind != "group":
@@ -175,7 +182,7 @@ def parse_query(raw: dict, where: str, defaults: dict | None = None) -> Query:
     measures_raw = raw.get("measures", ["count"])
     measures_raw = [measures_raw] if isinstance(measures_raw, str) else measures_raw
     if not isinstance(measures_raw, list) or not measures_raw or not all(isinstance(m, str) for m in measures_raw):
-        fail("measures must be a list such as [\"count\", \"mean(market.avg_check)\"]")
+        fail('measures must be a list such as ["count", "mean(market.avg_check)"]')
     measures = []
     for text in measures_raw:
         m = _MEASURE.match(text)
@@ -187,8 +194,10 @@ def parse_query(raw: dict, where: str, defaults: dict | None = None) -> Query:
         fields = [_field(n, where, "measures") for n in names]
         for f in fields:
             if f.party != measure_party:
-                fail(f"measures: {f.qualified} belongs to the {f.party}, which holds the group keys; "
-                     f"measures must come from the {measure_party}")
+                fail(
+                    f"measures: {f.qualified} belongs to the {f.party}, which holds the group keys; "
+                    f"measures must come from the {measure_party}"
+                )
             if f.kind == "group":
                 fail(f"measures: {f.qualified} is a group key, not a number")
         if kind == "share" and len(fields) == 1 and fields[0].kind != "flag":
@@ -226,19 +235,34 @@ def parse_query(raw: dict, where: str, defaults: dict | None = None) -> Query:
         f = _field(name, where, "clamp")
         if f.kind != "number" or f.qualified not in {n for m in measures for n in m.fields}:
             fail(f"clamp: {f.qualified} is not a number field among the measures")
-        if not (isinstance(value, list) and len(value) == 2 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-                and 0 <= value[0] < value[1] <= MAX_BOUND):
+        if not (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            and 0 <= value[0] < value[1] <= MAX_BOUND
+        ):
             fail(f"clamp: {f.qualified} needs [low, high] with 0 <= low < high <= {MAX_BOUND:g}")
         clamp[f.qualified] = (float(value[0]), float(value[1]))
     noise = raw.get("noise", True)
     if not isinstance(noise, bool):
         fail("noise must be true or false")
-    name = raw.get("name") or ", ".join(m.label for m in measures) + " by " + ", ".join(f.qualified for f in group_fields)
+    name = raw.get("name") or ", ".join(m.label for m in measures) + " by " + ", ".join(
+        f.qualified for f in group_fields
+    )
     if not isinstance(name, str):
         fail("name must be a string")
-    return Query(name, tuple(f.qualified for f in group_fields), tuple(measures), filters, float(epsilon), k,
-                 as_of, params, clamp, noise)
+    return Query(
+        name,
+        tuple(f.qualified for f in group_fields),
+        tuple(measures),
+        filters,
+        float(epsilon),
+        k,
+        as_of,
+        params,
+        clamp,
+        noise,
+    )
 
 
 def _field(name: str, where: str, key: str) -> Field:
@@ -251,7 +275,9 @@ def _field(name: str, where: str, key: str) -> Field:
 def _filter(text: str, where: str) -> Filter:
     m = _FILTER.match(text)
     if not m:
-        raise InputError(f"{where}: where: cannot read '{text}' (use FIELD OP VALUE, OP one of {', '.join(FILTER_OPS)})")
+        raise InputError(
+            f"{where}: where: cannot read '{text}' (use FIELD OP VALUE, OP one of {', '.join(FILTER_OPS)})"
+        )
     f = _field(m.group(1), where, "where")
     op = " ".join(m.group(2).split())
     value = _literal(m.group(3))

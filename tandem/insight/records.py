@@ -17,9 +17,15 @@ from tandem.insight import catalog
 from tandem.insight.query import FIXED_POINT, Filter, Query
 from tandem.store import open_store
 
-MAX_ROWS = 1 << 25          # with values below 2**37 every slot sum stays below 2**62 (tandem.crypto.he)
-_COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
-            ">=": operator.ge}
+MAX_ROWS = 1 << 25  # with values below 2**37 every slot sum stays below 2**62 (tandem.crypto.he)
+_COMPARE = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 
 
 @dataclass
@@ -50,8 +56,13 @@ def load_records(store_target: str, party: str, query: Query) -> PartyRecords:
     try:
         if store.columns("link_customers") is None:
             raise InputError(f"{store.location}: no link_customers table; run `tandem link` first")
-        table = run_sql(store, catalog.TABLES[party], catalog.SQL[party], date.fromisoformat(query.as_of),
-                        catalog.sql_params(party, query.params))
+        table = run_sql(
+            store,
+            catalog.TABLES[party],
+            catalog.SQL[party],
+            date.fromisoformat(query.as_of),
+            catalog.sql_params(party, query.params),
+        )
     finally:
         store.close()
     frame = table.to_pandas()

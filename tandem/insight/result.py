@@ -68,21 +68,38 @@ class InsightResult:
     def to_arrow(self) -> pa.Table:
         cols = self.columns
         rows = self.rows()
-        return pa.table({c: [r[i] for r in rows] for i, c in enumerate(cols)},
-                        schema=pa.schema([(c, pa.string() if i < len(self.query.group_by) else
-                                           pa.int64() if c == "count" else pa.float64())
-                                          for i, c in enumerate(cols)]))
+        return pa.table(
+            {c: [r[i] for r in rows] for i, c in enumerate(cols)},
+            schema=pa.schema(
+                [
+                    (c, pa.string() if i < len(self.query.group_by) else pa.int64() if c == "count" else pa.float64())
+                    for i, c in enumerate(cols)
+                ]
+            ),
+        )
 
     def to_event(self) -> dict:
         """A JSON-ready form (a node's ``result`` event); ``from_event`` reads it back."""
-        return {"query_id": self.query_id, "query": self.query.to_json(), "groups": self.groups,
-                "figures": self.figures.tolist(), "scales": self.scales, "margin": self.margin}
+        return {
+            "query_id": self.query_id,
+            "query": self.query.to_json(),
+            "groups": self.groups,
+            "figures": self.figures.tolist(),
+            "scales": self.scales,
+            "margin": self.margin,
+        }
 
     @classmethod
-    def from_event(cls, event: dict) -> "InsightResult":
+    def from_event(cls, event: dict) -> InsightResult:
         figures = np.array(event["figures"], dtype=np.int64).reshape(len(event["groups"]), len(event["scales"]))
-        return cls(Query.from_json(event["query"]), event["query_id"], list(event["groups"]), figures,
-                   list(event["scales"]), int(event["margin"]))
+        return cls(
+            Query.from_json(event["query"]),
+            event["query_id"],
+            list(event["groups"]),
+            figures,
+            list(event["scales"]),
+            int(event["margin"]),
+        )
 
 
 def shown(v):
@@ -106,9 +123,9 @@ def _measure(m: Measure, q: Query, fig: np.ndarray, sd: list[float]) -> tuple[fl
         b = slot[m.fields[1]]
         whole, sd_whole = fig[b] / FIXED_POINT, sd[b] / FIXED_POINT
         ratio = total / whole if whole > 0 else math.nan
-        spread = math.sqrt(sd_total ** 2 + (ratio * sd_whole) ** 2) / whole if whole > 0 else math.nan
+        spread = math.sqrt(sd_total**2 + (ratio * sd_whole) ** 2) / whole if whole > 0 else math.nan
         return max(0.0, ratio), spread
     mean = total / count
-    spread = math.sqrt(sd_total ** 2 + (mean * sd_count) ** 2) / count
+    spread = math.sqrt(sd_total**2 + (mean * sd_count) ** 2) / count
     lo, hi = (0.0, 1.0) if m.kind == "share" else q.bounds(m.fields[0])
     return float(np.clip(mean, lo, hi)), spread

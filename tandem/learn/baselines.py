@@ -12,8 +12,9 @@ from tandem.learn.metrics import roc_auc
 from tandem.learn.options import TrainingOptions, estimator_kwargs
 
 
-def pooled_baselines(files: dict[str, Path], id_column: str, label_party: str, label_column: str,
-                     options: TrainingOptions) -> dict:
+def pooled_baselines(
+    files: dict[str, Path], id_column: str, label_party: str, label_column: str, options: TrainingOptions
+) -> dict:
     """``auc_plaintext`` (the same algorithm on the pooled table) and ``auc_xgboost`` (XGBoost hist,
     same hyperparameters), on the same rows, order and train/validation/test split as the
     federated run."""
@@ -28,7 +29,7 @@ def pooled_baselines(files: dict[str, Path], id_column: str, label_party: str, l
         if d.y is not None:
             frame["_y"] = d.y
         parts.append((name == label_party, frame))
-    parts.sort(key=lambda p: not p[0])                       # label holder's features first, as in training
+    parts.sort(key=lambda p: not p[0])  # label holder's features first, as in training
     pooled = parts[0][1]
     for _, frame in parts[1:]:
         pooled = pooled.merge(frame, on="_id")
@@ -39,18 +40,36 @@ def pooled_baselines(files: dict[str, Path], id_column: str, label_party: str, l
     X, y = pooled[features].to_numpy(dtype=np.float64), pooled["_y"].to_numpy()
     n_label_features = sum(c.startswith(f"{label_party}:") for c in features)
     kw = estimator_kwargs(fields)
-    ref = HistBoostingClassifier(**kw, first_tree_features=n_label_features if fields["first_tree_active_only"]
-                                 else None).fit(X[~test], y[~test], valid[~test])
-    params = {"objective": "binary:logistic", "tree_method": "hist", "max_depth": kw["max_depth"],
-              "eta": kw["learning_rate"], "max_bin": kw["bins"], "lambda": kw["l2"],
-              "min_child_weight": kw["min_child_weight"], "nthread": 2, "seed": kw["seed"], "eval_metric": "auc"}
+    ref = HistBoostingClassifier(
+        **kw, first_tree_features=n_label_features if fields["first_tree_active_only"] else None
+    ).fit(X[~test], y[~test], valid[~test])
+    params = {
+        "objective": "binary:logistic",
+        "tree_method": "hist",
+        "max_depth": kw["max_depth"],
+        "eta": kw["learning_rate"],
+        "max_bin": kw["bins"],
+        "lambda": kw["l2"],
+        "min_child_weight": kw["min_child_weight"],
+        "nthread": 2,
+        "seed": kw["seed"],
+        "eval_metric": "auc",
+    }
     fit, held = ~test & ~valid, valid
     dfit = xgb.DMatrix(X[fit], label=y[fit])
-    extra = {"evals": [(xgb.DMatrix(X[held], label=y[held]), "valid")],
-             "early_stopping_rounds": kw["early_stopping_rounds"], "verbose_eval": False} \
-        if kw["early_stopping_rounds"] else {}
+    extra = (
+        {
+            "evals": [(xgb.DMatrix(X[held], label=y[held]), "valid")],
+            "early_stopping_rounds": kw["early_stopping_rounds"],
+            "verbose_eval": False,
+        }
+        if kw["early_stopping_rounds"]
+        else {}
+    )
     booster = xgb.train(params, dfit, num_boost_round=kw["n_trees"], **extra)
     rounds = (0, booster.best_iteration + 1) if extra else (0, 0)
-    return {"auc_plaintext": roc_auc(y[test], ref.predict_proba(X[test])[:, 1]),
-            "auc_xgboost": roc_auc(y[test], booster.predict(xgb.DMatrix(X[test]), iteration_range=rounds)),
-            "n_trees_plaintext": len(ref.trees_)}
+    return {
+        "auc_plaintext": roc_auc(y[test], ref.predict_proba(X[test])[:, 1]),
+        "auc_xgboost": roc_auc(y[test], booster.predict(xgb.DMatrix(X[test]), iteration_range=rounds)),
+        "n_trees_plaintext": len(ref.trees_),
+    }

@@ -11,7 +11,7 @@ import numpy as np
 
 from tandem.errors import InputError
 
-SUBSAMPLE = 200_000      # rows used to find the quantiles
+SUBSAMPLE = 200_000  # rows used to find the quantiles
 
 
 class Binner:
@@ -29,7 +29,7 @@ class Binner:
     def missing_bin(self) -> int:
         return self.max_bins - 1
 
-    def fit(self, X: np.ndarray) -> "Binner":
+    def fit(self, X: np.ndarray) -> Binner:
         if not 3 <= self.max_bins <= 256:
             raise InputError(f"bins must be between 3 and 256, got {self.max_bins}")
         X = _as_float(X)
@@ -46,7 +46,7 @@ class Binner:
         distinct = np.unique(values)
         n_value_bins = self.max_bins - 1
         if len(distinct) <= n_value_bins:
-            return (distinct[:-1] + distinct[1:]) / 2          # one bin per distinct value
+            return (distinct[:-1] + distinct[1:]) / 2  # one bin per distinct value
         qs = np.quantile(values, np.linspace(0, 1, n_value_bins + 1)[1:-1], method="midpoint")
         return np.unique(qs)
 

@@ -14,13 +14,24 @@ from tandem.learn.binning import Binner
 from tandem.learn.grower import grow_tree
 from tandem.learn.histogram import build_histogram
 from tandem.learn.options import DEFAULTS as D
-from tandem.learn.rounds import (BoostParams, gradients, round_rows, trees_to_keep, valid_rows,
-                                 validation_score)
+from tandem.learn.rounds import BoostParams, gradients, round_rows, trees_to_keep, valid_rows, validation_score
 from tandem.learn.splitting import SplitParams
 from tandem.learn.tree import Tree, predict_binned
 
-PARAMS = ("n_trees", "max_depth", "learning_rate", "bins", "l2", "min_child_weight", "min_gain", "goss",
-          "early_stopping_rounds", "validation_fraction", "seed", "first_tree_features")
+PARAMS = (
+    "n_trees",
+    "max_depth",
+    "learning_rate",
+    "bins",
+    "l2",
+    "min_child_weight",
+    "min_gain",
+    "goss",
+    "early_stopping_rounds",
+    "validation_fraction",
+    "seed",
+    "first_tree_features",
+)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -35,11 +46,21 @@ class HistBoostingClassifier:
     the first k features only.
     """
 
-    def __init__(self, n_trees: int = D.trees, max_depth: int = D.max_depth, learning_rate: float = D.learning_rate,
-                 bins: int = D.bins, l2: float = D.l2, min_child_weight: float = D.min_child_weight,
-                 min_gain: float = 0.0, goss: tuple[float, float] | None = None,
-                 early_stopping_rounds: int = D.early_stopping, validation_fraction: float = D.validation_fraction,
-                 seed: int = 0, first_tree_features: int | None = None):
+    def __init__(
+        self,
+        n_trees: int = D.trees,
+        max_depth: int = D.max_depth,
+        learning_rate: float = D.learning_rate,
+        bins: int = D.bins,
+        l2: float = D.l2,
+        min_child_weight: float = D.min_child_weight,
+        min_gain: float = 0.0,
+        goss: tuple[float, float] | None = None,
+        early_stopping_rounds: int = D.early_stopping,
+        validation_fraction: float = D.validation_fraction,
+        seed: int = 0,
+        first_tree_features: int | None = None,
+    ):
         self.n_trees, self.max_depth, self.learning_rate, self.bins = n_trees, max_depth, learning_rate, bins
         self.l2, self.min_child_weight, self.min_gain, self.goss = l2, min_child_weight, min_gain, goss
         self.early_stopping_rounds, self.validation_fraction = early_stopping_rounds, validation_fraction
@@ -49,12 +70,19 @@ class HistBoostingClassifier:
         return {k: getattr(self, k) for k in PARAMS}
 
     def boost_params(self) -> BoostParams:
-        return BoostParams(self.n_trees, self.max_depth, self.learning_rate, self.bins,
-                           SplitParams(self.l2, self.min_child_weight, self.min_gain),
-                           bool(self.first_tree_features), self.goss, self.early_stopping_rounds or 0,
-                           self.seed).check()
+        return BoostParams(
+            self.n_trees,
+            self.max_depth,
+            self.learning_rate,
+            self.bins,
+            SplitParams(self.l2, self.min_child_weight, self.min_gain),
+            bool(self.first_tree_features),
+            self.goss,
+            self.early_stopping_rounds or 0,
+            self.seed,
+        ).check()
 
-    def fit(self, X, y, valid: np.ndarray | None = None) -> "HistBoostingClassifier":
+    def fit(self, X, y, valid: np.ndarray | None = None) -> HistBoostingClassifier:
         """``valid`` (n,) bool: rows held out for early stopping (default: a random
         ``validation_fraction`` when early stopping is on)."""
         params = self.boost_params()
@@ -64,8 +92,11 @@ class HistBoostingClassifier:
         if len(binned) != len(y):
             raise InputError(f"X has {len(binned)} rows but y has {len(y)}")
         if valid is None:
-            valid = valid_rows(len(y), self.validation_fraction, self.seed) if params.early_stopping_rounds \
+            valid = (
+                valid_rows(len(y), self.validation_fraction, self.seed)
+                if params.early_stopping_rounds
                 else np.zeros(len(y), dtype=bool)
+            )
         train, held = np.flatnonzero(~valid), np.flatnonzero(valid)
         if params.early_stopping_rounds and len(held) == 0:
             raise InputError("early stopping needs validation rows")
@@ -78,10 +109,18 @@ class HistBoostingClassifier:
             grad, hess = gradients(raw, y)
             sample, g_q, h_q = round_rows(grad, hess, train, params, t)
             features = np.arange(self.first_tree_features) if self.first_tree_features and t == 0 else None
-            tree, _ = grow_tree(binned, dequantise(g_q), dequantise(h_q), sample,
-                                build=lambda rows: build_histogram(binned, g_q, h_q, rows, params.bins),
-                                missing_bin=self.binner_.missing_bin, params=params.split,
-                                max_depth=params.max_depth, learning_rate=params.learning_rate, features=features)
+            tree, _ = grow_tree(
+                binned,
+                dequantise(g_q),
+                dequantise(h_q),
+                sample,
+                build=lambda rows, g_q=g_q, h_q=h_q: build_histogram(binned, g_q, h_q, rows, params.bins),
+                missing_bin=self.binner_.missing_bin,
+                params=params.split,
+                max_depth=params.max_depth,
+                learning_rate=params.learning_rate,
+                features=features,
+            )
             self.trees_.append(tree)
             raw += predict_binned(tree, binned, self.binner_.missing_bin)
             if params.early_stopping_rounds:

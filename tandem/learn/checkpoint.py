@@ -37,9 +37,13 @@ def path_for(folder: Path, job: str) -> Path:
 
 
 def save_active(path: Path, job: str, resume: Resume) -> None:
-    data = {"format": FORMAT, "job": job, "trees": [asdict(t) for t in resume.trees],
-            "split_ids": [[[n, p, sid] for n, (p, sid) in ids.items()] for ids in resume.split_ids],
-            "scores": resume.scores}
+    data = {
+        "format": FORMAT,
+        "job": job,
+        "trees": [asdict(t) for t in resume.trees],
+        "split_ids": [[[n, p, sid] for n, (p, sid) in ids.items()] for ids in resume.split_ids],
+        "scores": resume.scores,
+    }
     write_atomically(path, json.dumps(data).encode(), mode=0o600)
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -55,7 +55,7 @@ def read_party_file(path: str | Path, id_column: str, label: str | None = None) 
         raise InputError(f"{path}: file does not exist")
     try:
         frame = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
-    except Exception as exc:   # pandas raises many types for unreadable files
+    except Exception as exc:  # pandas raises many types for unreadable files
         raise InputError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
     if id_column not in frame.columns:
         raise InputError(f"{path}: no id column '{id_column}'")
@@ -87,8 +87,9 @@ def read_party_file(path: str | Path, id_column: str, label: str | None = None) 
 
 def _share(ids: list[str], tag: str, fraction_ppm: int) -> np.ndarray:
     cut = fraction_ppm * (1 << 64) // 1_000_000
-    return np.array([int.from_bytes(hashlib.sha256(f"{tag}:{i}".encode()).digest()[:8], "big") < cut
-                     for i in ids], dtype=bool)
+    return np.array(
+        [int.from_bytes(hashlib.sha256(f"{tag}:{i}".encode()).digest()[:8], "big") < cut for i in ids], dtype=bool
+    )
 
 
 def is_test(ids: list[str], seed: int, fraction_ppm: int) -> np.ndarray:
@@ -118,9 +119,12 @@ def split_rows(ids: list[str], fields: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def _link_rows(session: Session, data: PartyData, initiator: bool, blinder) -> np.ndarray:
     """PSI on the id column; returns the linked local row indices in link-id order."""
-    records = EntityRecords(ids=np.arange(len(data.ids), dtype=np.int64),
-                            values={"id": np.array(data.ids, dtype=object)}, total=len(data.ids),
-                            reports={"id": KeyReport(usable=len(data.ids))})
+    records = EntityRecords(
+        ids=np.arange(len(data.ids), dtype=np.int64),
+        values={"id": np.array(data.ids, dtype=object)},
+        total=len(data.ids),
+        reports={"id": KeyReport(usable=len(data.ids))},
+    )
     outcome = run_entity(session, records, "rows", ["id"], initiator=initiator, count_only=False, blinder=blinder)
     rows = outcome.rows
     order = np.argsort(np.array(rows.column("link_id").to_pylist()))
@@ -136,8 +140,9 @@ def _align_active(sessions: list[Session], data: PartyData, seed: int, blinder) 
     for session, rows in zip(sessions, linked):
         session.send(SharedRows(session.id, len(rows), pack_mask(np.isin(rows, common))))
     if len(common) == 0:
-        raise InputError(f"{data.source}: no ids shared with " + ("the other party" if len(sessions) == 1
-                                                                  else "every other party"))
+        raise InputError(
+            f"{data.source}: no ids shared with " + ("the other party" if len(sessions) == 1 else "every other party")
+        )
     return common[ordered([data.ids[r] for r in common], seed)]
 
 
@@ -154,9 +159,19 @@ def _fields(request: TrainRequest) -> dict:
     return {k: v for k, v in vars(request).items() if k not in ("session", "model_id", "payload")}
 
 
-def active_job(sessions: list[Session], data: PartyData, request: TrainRequest, blinder, *, party: str,
-               passive_parties: list[str], scheme: str = DEFAULTS.he, key_bits: int = DEFAULTS.key_bits,
-               checkpoints: Path | None = None, progress: Callable[[str, float], None] | None = None) -> dict:
+def active_job(
+    sessions: list[Session],
+    data: PartyData,
+    request: TrainRequest,
+    blinder,
+    *,
+    party: str,
+    passive_parties: list[str],
+    scheme: str = DEFAULTS.he,
+    key_bits: int = DEFAULTS.key_bits,
+    checkpoints: Path | None = None,
+    progress: Callable[[str, float], None] | None = None,
+) -> dict:
     """The label holder's side; returns metrics, timings and its part of the model (JSON dict).
 
     ``checkpoints``: a folder for this job's checkpoint; an interrupted run resumes from it.
@@ -175,10 +190,19 @@ def active_job(sessions: list[Session], data: PartyData, request: TrainRequest, 
         raise InputError("the training rows hold only one class")
     if fields["early_stopping_rounds"] and not valid.any():
         raise InputError("too few shared rows for a validation split (early stopping)")
-    model = VerticalBoostingClassifier(sessions, **estimator_kwargs(fields), scheme=scheme, key_bits=key_bits,
-                                       first_tree_active_only=request.first_tree_active_only)
-    job = checkpoint.fingerprint({**fields, "party": party, "passive": passive_parties}, data.X[train_rows],
-                                 y[train_rows], ids=[data.ids[r] for r in train_rows])
+    model = VerticalBoostingClassifier(
+        sessions,
+        **estimator_kwargs(fields),
+        scheme=scheme,
+        key_bits=key_bits,
+        first_tree_active_only=request.first_tree_active_only,
+    )
+    job = checkpoint.fingerprint(
+        {**fields, "party": party, "passive": passive_parties},
+        data.X[train_rows],
+        y[train_rows],
+        ids=[data.ids[r] for r in train_rows],
+    )
     path = checkpoint.path_for(checkpoints, job) if checkpoints else None
 
     def on_tree(done: Resume) -> None:
@@ -188,27 +212,63 @@ def active_job(sessions: list[Session], data: PartyData, request: TrainRequest, 
             progress(f"tree {len(done.trees)} of {request.n_trees}", len(done.trees) / request.n_trees)
 
     trained = time.perf_counter()
-    model.fit(data.X[train_rows], y[train_rows], valid[~test], resume=checkpoint.load_active(path, job) if path else None,
-              on_tree=on_tree)
+    model.fit(
+        data.X[train_rows],
+        y[train_rows],
+        valid[~test],
+        resume=checkpoint.load_active(path, job) if path else None,
+        on_tree=on_tree,
+    )
     train_seconds = time.perf_counter() - trained
     proba = model.predict_proba(data.X[test_rows], request.model_id)[:, 1]
     if path:
         checkpoint.remove(path)
     grown = max(1, len(model.trees_) - model.resumed_)
-    saved = model_io.active_json(request.model_id, party, model.binner_, data.names, model.base_score_, model.trees_,
-                                 model.split_ids_, passive_parties, {k: fields[k] for k in (
-                                     "n_trees", "max_depth", "bins", "learning_rate", "l2", "min_child_weight",
-                                     "goss_top_ppm", "goss_other_ppm", "early_stopping_rounds", "seed")})
-    return {"metrics": summary(y[test_rows], proba), "n_train": int(len(train_rows)), "n_test": int(len(test_rows)),
-            "n_valid": int(valid.sum()), "n_trees": len(model.trees_), "resumed_trees": model.resumed_,
-            "train_seconds": round(train_seconds, 2), "seconds_per_tree": round(train_seconds / grown, 3),
-            "seconds": round(time.perf_counter() - started, 2), "model": saved,
-            "test_ids": [data.ids[i] for i in test_rows], "test_scores": proba.tolist(),
-            "test_labels": y[test_rows].astype(int).tolist()}
+    saved = model_io.active_json(
+        request.model_id,
+        party,
+        model.binner_,
+        data.names,
+        model.base_score_,
+        model.trees_,
+        model.split_ids_,
+        passive_parties,
+        {
+            k: fields[k]
+            for k in (
+                "n_trees",
+                "max_depth",
+                "bins",
+                "learning_rate",
+                "l2",
+                "min_child_weight",
+                "goss_top_ppm",
+                "goss_other_ppm",
+                "early_stopping_rounds",
+                "seed",
+            )
+        },
+    )
+    return {
+        "metrics": summary(y[test_rows], proba),
+        "n_train": int(len(train_rows)),
+        "n_test": int(len(test_rows)),
+        "n_valid": int(valid.sum()),
+        "n_trees": len(model.trees_),
+        "resumed_trees": model.resumed_,
+        "train_seconds": round(train_seconds, 2),
+        "seconds_per_tree": round(train_seconds / grown, 3),
+        "seconds": round(time.perf_counter() - started, 2),
+        "model": saved,
+        "test_ids": [data.ids[i] for i in test_rows],
+        "test_scores": proba.tolist(),
+        "test_labels": y[test_rows].astype(int).tolist(),
+    }
 
 
-def passive_job(session: Session, data: PartyData, request: TrainRequest, blinder, *, party: str,
-                checkpoints: Path | None = None) -> dict:
+def passive_job(
+    session: Session, data: PartyData, request: TrainRequest, blinder, *, party: str, checkpoints: Path | None = None
+) -> dict:
     """A passive party's side; returns its part of the model (JSON dict)."""
     fields = _fields(request)
     rows = _align_passive(session, data, request.seed, blinder)
@@ -216,14 +276,19 @@ def passive_job(session: Session, data: PartyData, request: TrainRequest, blinde
     test, _valid = split_rows(ids, fields)
     train_rows, test_rows = rows[~test], rows[test]
     binner = Binner(request.bins, request.seed).fit(data.X[train_rows])
-    job = checkpoint.fingerprint({**fields, "party": party, "peer": session.peer}, data.X[train_rows],
-                                 ids=[data.ids[r] for r in train_rows])
+    job = checkpoint.fingerprint(
+        {**fields, "party": party, "peer": session.peer}, data.X[train_rows], ids=[data.ids[r] for r in train_rows]
+    )
     path = checkpoint.path_for(checkpoints, job) if checkpoints else None
-    role = PassiveBoost(session.id, binner.transform(data.X[train_rows]),
-                        checkpoint.load_passive(path, job) if path else None)
+    role = PassiveBoost(
+        session.id, binner.transform(data.X[train_rows]), checkpoint.load_passive(path, job) if path else None
+    )
     serve_passive(session, role, on_split=(lambda r: checkpoint.save_passive(path, job, r.splits_)) if path else None)
     serve_predictions(session, binner.transform(data.X[test_rows]), role.split_bins_, binner.missing_bin)
     if path:
         checkpoint.remove(path)
-    return {"model": model_io.passive_json(request.model_id, party, binner, data.names, role.split_bins_),
-            "n_train": int(len(train_rows)), "n_test": int(len(test_rows))}
+    return {
+        "model": model_io.passive_json(request.model_id, party, binner, data.names, role.split_bins_),
+        "n_train": int(len(train_rows)),
+        "n_test": int(len(test_rows)),
+    }

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from tandem.learn.splitting import SplitParams, best_split, leaf_weight
 from tandem.learn.tree import Tree, goes_left, predict_binned
 
-HistogramBuilder = Callable[[np.ndarray], np.ndarray]     # rows (k,) -> (f, n_bins, 2)
+HistogramBuilder = Callable[[np.ndarray], np.ndarray]  # rows (k,) -> (f, n_bins, 2)
 
 
-def grow_tree(binned: np.ndarray, grad: np.ndarray, hess: np.ndarray, rows: np.ndarray, *,
-              build: HistogramBuilder, missing_bin: int, params: SplitParams, max_depth: int,
-              learning_rate: float, features: np.ndarray | None = None) -> tuple[Tree, np.ndarray]:
+def grow_tree(
+    binned: np.ndarray,
+    grad: np.ndarray,
+    hess: np.ndarray,
+    rows: np.ndarray,
+    *,
+    build: HistogramBuilder,
+    missing_bin: int,
+    params: SplitParams,
+    max_depth: int,
+    learning_rate: float,
+    features: np.ndarray | None = None,
+) -> tuple[Tree, np.ndarray]:
     """Grow a tree over ``rows``; return it and each row's leaf output (shape ``(len(rows),)``).
 
     ``build(rows)`` returns the histogram of those rows; a child's sibling histogram is the
@@ -43,4 +53,3 @@ def grow_tree(binned: np.ndarray, grad: np.ndarray, hess: np.ndarray, rows: np.n
         if not frontier:
             break
     return tree, predict_binned(tree, binned[rows], missing_bin)
-

@@ -13,8 +13,7 @@ import numpy as np
 from tandem.crypto.he import dequantise
 
 
-def build_histogram(binned: np.ndarray, g_q: np.ndarray, h_q: np.ndarray, rows: np.ndarray,
-                    n_bins: int) -> np.ndarray:
+def build_histogram(binned: np.ndarray, g_q: np.ndarray, h_q: np.ndarray, rows: np.ndarray, n_bins: int) -> np.ndarray:
     """Plaintext: sum fixed-point ``g_q``/``h_q`` of ``rows`` per feature and bin.
 
     ``binned`` (n, f) uint8, ``g_q``/``h_q`` (n,) int64, ``rows`` (k,) int indices.

@@ -15,10 +15,16 @@ from tandem.learn.options import TrainingOptions
 from tandem.learn.result import TrainingResult
 
 
-def train_local(files: dict[str, Path], id_column: str, label_party: str, label_column: str,
-                options: TrainingOptions,
-                workdir: Path, timeout_s: float = 120.0,
-                on_event: OnEvent = no_events) -> dict[str, TrainingResult]:
+def train_local(
+    files: dict[str, Path],
+    id_column: str,
+    label_party: str,
+    label_column: str,
+    options: TrainingOptions,
+    workdir: Path,
+    timeout_s: float = 120.0,
+    on_event: OnEvent = no_events,
+) -> dict[str, TrainingResult]:
     """Run the nodes; return each node's result. A rerun in the same ``workdir`` after an interruption
     resumes from the last completed tree."""
     if label_party not in files:
@@ -29,11 +35,18 @@ def train_local(files: dict[str, Path], id_column: str, label_party: str, label_
     for party, f in files.items():
         if not Path(f).is_file():
             raise InputError(f"{f}: file does not exist (party {party})")
-    configs = node_configs(workdir / "nodes", {p: f"{p}.duckdb" for p in files}, {p: "bank" for p in files},
-                           timeout_s)
+    configs = node_configs(workdir / "nodes", {p: f"{p}.duckdb" for p in files}, {p: "bank" for p in files}, timeout_s)
     servers = {p: ["--once", "--data", str(Path(files[p]).resolve()), "--id", id_column] for p in passive}
-    run = ["--train", ",".join(passive), "--data", str(Path(files[label_party]).resolve()), "--id", id_column,
-           "--label", label_column]
+    run = [
+        "--train",
+        ",".join(passive),
+        "--data",
+        str(Path(files[label_party]).resolve()),
+        "--id",
+        id_column,
+        "--label",
+        label_column,
+    ]
     run += options.cli_args()
     procs = run_pair(configs, label_party, run, servers, timeout_s, on_event)
     return {name: TrainingResult.from_json(proc.result()) for name, proc in procs.items()}

@@ -32,7 +32,7 @@ def ks_statistic(y, score) -> float:
     y, score = _check(y, score)
     order = np.argsort(score, kind="mergesort")
     ys, ss = y[order], score[order]
-    last = np.r_[ss[1:] != ss[:-1], True]          # evaluate only at the end of each run of ties
+    last = np.r_[ss[1:] != ss[:-1], True]  # evaluate only at the end of each run of ties
     cdf_pos = np.cumsum(ys)[last] / ys.sum()
     cdf_neg = np.cumsum(1 - ys)[last] / (1 - ys).sum()
     return float(np.max(np.abs(cdf_pos - cdf_neg)))
@@ -53,15 +53,26 @@ def deciles(y, score, bins: int = 10) -> list[dict]:
     out, cum = [], 0.0
     for i, g in enumerate(groups, 1):
         cum += y[g].sum()
-        out.append({"decile": i, "rows": int(len(g)), "mean_score": float(score[g].mean()),
-                    "observed_rate": float(y[g].mean()), "lift": float(y[g].mean() / base),
-                    "cumulative_capture": float(cum / y.sum())})
+        out.append(
+            {
+                "decile": i,
+                "rows": int(len(g)),
+                "mean_score": float(score[g].mean()),
+                "observed_rate": float(y[g].mean()),
+                "lift": float(y[g].mean() / base),
+                "cumulative_capture": float(cum / y.sum()),
+            }
+        )
     return out
 
 
 def summary(y, score) -> dict:
     """AUC, KS, Gini, Brier score, and the decile table (lift and calibration)."""
     y_arr, s = _check(y, score)
-    return {"auc": roc_auc(y_arr, s), "ks": ks_statistic(y_arr, s), "gini": gini(y_arr, s),
-            "brier": float(np.mean((s - y_arr) ** 2)) if s.min() >= 0 and s.max() <= 1 else None,
-            "deciles": deciles(y_arr, s)}
+    return {
+        "auc": roc_auc(y_arr, s),
+        "ks": ks_statistic(y_arr, s),
+        "gini": gini(y_arr, s),
+        "brier": float(np.mean((s - y_arr) ** 2)) if s.min() >= 0 and s.max() <= 1 else None,
+        "deciles": deciles(y_arr, s),
+    }

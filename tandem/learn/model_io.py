@@ -29,8 +29,7 @@ def _threshold(binner: Binner, feature: int, bin_: int) -> float | None:
 
 
 def _binner_json(binner: Binner, names: list[str]) -> dict:
-    return {"max_bins": binner.max_bins, "features": names,
-            "thresholds": [t.tolist() for t in binner.thresholds_]}
+    return {"max_bins": binner.max_bins, "features": names, "thresholds": [t.tolist() for t in binner.thresholds_]}
 
 
 def _binner_from(d: dict) -> tuple[Binner, list[str]]:
@@ -40,9 +39,17 @@ def _binner_from(d: dict) -> tuple[Binner, list[str]]:
     return b, list(d["features"])
 
 
-def active_json(model_id: str, party: str, binner: Binner, names: list[str], base_score: float,
-                trees: list[Tree], split_ids: list[dict[int, tuple[int, str]]], passive_parties: list[str],
-                params: dict) -> dict:
+def active_json(
+    model_id: str,
+    party: str,
+    binner: Binner,
+    names: list[str],
+    base_score: float,
+    trees: list[Tree],
+    split_ids: list[dict[int, tuple[int, str]]],
+    passive_parties: list[str],
+    params: dict,
+) -> dict:
     """``split_ids[t][node] = (k, split id)`` names a split of ``passive_parties[k]``."""
     fa = len(names)
     out_trees = []
@@ -55,23 +62,45 @@ def active_json(model_id: str, party: str, binner: Binner, names: list[str], bas
                     node.update(party=passive_parties[ids[n][0]], split_id=ids[n][1], gain=tree.gain[n])
                 else:
                     f, b = tree.feature[n], tree.bin_[n]
-                    node.update(party=party, feature=names[f], bin=b, threshold=_threshold(binner, f, b),
-                                missing_left=tree.missing_left[n], gain=tree.gain[n])
+                    node.update(
+                        party=party,
+                        feature=names[f],
+                        bin=b,
+                        threshold=_threshold(binner, f, b),
+                        missing_left=tree.missing_left[n],
+                        gain=tree.gain[n],
+                    )
             nodes.append(node)
         out_trees.append(nodes)
     if any(f >= fa and n not in ids for t, ids in zip(trees, split_ids) for n, f in enumerate(t.feature) if f >= 0):
         raise ValueError("a passive split has no split id")
-    return {"format": FORMAT, "model_id": model_id, "role": "active", "party": party,
-            "passive_parties": passive_parties, "params": params,
-            "base_score": base_score, "binning": _binner_json(binner, names), "trees": out_trees}
+    return {
+        "format": FORMAT,
+        "model_id": model_id,
+        "role": "active",
+        "party": party,
+        "passive_parties": passive_parties,
+        "params": params,
+        "base_score": base_score,
+        "binning": _binner_json(binner, names),
+        "trees": out_trees,
+    }
 
 
-def passive_json(model_id: str, party: str, binner: Binner, names: list[str],
-                 split_bins: dict[str, tuple[int, int, bool]]) -> dict:
-    return {"format": FORMAT, "model_id": model_id, "role": "passive", "party": party,
-            "binning": _binner_json(binner, names),
-            "splits": {sid: {"feature": names[f], "bin": b, "threshold": _threshold(binner, f, b), "missing_left": m}
-                       for sid, (f, b, m) in split_bins.items()}}
+def passive_json(
+    model_id: str, party: str, binner: Binner, names: list[str], split_bins: dict[str, tuple[int, int, bool]]
+) -> dict:
+    return {
+        "format": FORMAT,
+        "model_id": model_id,
+        "role": "passive",
+        "party": party,
+        "binning": _binner_json(binner, names),
+        "splits": {
+            sid: {"feature": names[f], "bin": b, "threshold": _threshold(binner, f, b), "missing_left": m}
+            for sid, (f, b, m) in split_bins.items()
+        },
+    }
 
 
 def save(model: dict, path: str | os.PathLike) -> None:
@@ -87,7 +116,9 @@ def load(path: str | os.PathLike, role: str | None) -> dict:
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: not a readable model file ({exc})") from None
     if not isinstance(model, dict) or model.get("format") != FORMAT:
-        raise InputError(f"{path}: not a {FORMAT} model (format {model.get('format') if isinstance(model, dict) else '?'})")
+        raise InputError(
+            f"{path}: not a {FORMAT} model (format {model.get('format') if isinstance(model, dict) else '?'})"
+        )
     if role is not None and model.get("role") != role:
         raise InputError(f"{path}: is the {model.get('role')} party's model, expected the {role} party's")
     return model
@@ -117,7 +148,11 @@ def active_trees(model: dict) -> tuple[Binner, list[str], float, list[Tree], lis
 def passive_splits(model: dict) -> tuple[Binner, list[str], dict[str, tuple[int, int, bool]]]:
     binner, names = _binner_from(model["binning"])
     index = {n: i for i, n in enumerate(names)}
-    return binner, names, {sid: (index[s["feature"]], s["bin"], s["missing_left"]) for sid, s in model["splits"].items()}
+    return (
+        binner,
+        names,
+        {sid: (index[s["feature"]], s["bin"], s["missing_left"]) for sid, s in model["splits"].items()},
+    )
 
 
 def importance(model: dict, shared_names: dict[str, str] | None = None) -> list[tuple[str, str, float]]:

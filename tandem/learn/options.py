@@ -36,18 +36,26 @@ class TrainingOptions:
     bins: int = _option(32, "Bins per feature, the missing-value bin included (3..256).")
     l2: float = _option(1.0, "L2 regularisation of leaf values (lambda).", "--l2")
     min_child_weight: float = _option(1.0, "Smallest hessian sum a child may have.")
-    goss: bool = _option(False, "Gradient-based one-side sampling: grow each tree on the rows with the largest "
-                         "gradients plus a random share of the rest (faster).", "--goss")
+    goss: bool = _option(
+        False,
+        "Gradient-based one-side sampling: grow each tree on the rows with the largest "
+        "gradients plus a random share of the rest (faster).",
+        "--goss",
+    )
     goss_top: float = _option(0.2, "GOSS: share of rows kept by largest |gradient|.")
     goss_other: float = _option(0.1, "GOSS: share of rows sampled from the rest.")
-    early_stopping: int = _option(0, "Stop after this many trees without a better validation AUC (0: off); the "
-                                  "best number of trees is kept.")
+    early_stopping: int = _option(
+        0, "Stop after this many trees without a better validation AUC (0: off); the best number of trees is kept."
+    )
     validation_fraction: float = _option(0.1, "Share of training rows held out for early stopping.")
     he: str = _option("ou", "Homomorphic encryption: ou (Okamoto-Uchiyama) or paillier.", "--he")
     key_bits: int = _option(2048, "Key size of the homomorphic encryption, in bits.")
-    first_tree_active_only: bool = _option(False, "Grow the first tree on the label holder's features only "
-                                           "(narrows SecureBoost's instance-space leak; see docs/privacy.md).",
-                                           "--first-tree-active-only")
+    first_tree_active_only: bool = _option(
+        False,
+        "Grow the first tree on the label holder's features only "
+        "(narrows SecureBoost's instance-space leak; see docs/privacy.md).",
+        "--first-tree-active-only",
+    )
 
     @classmethod
     def from_args(cls, args: Mapping[str, Any]) -> TrainingOptions:
@@ -78,13 +86,21 @@ class TrainingOptions:
     def request_fields(self) -> dict[str, Any]:
         """The ``TrainRequest`` fields (without session and model id)."""
         top, other = (self.goss_top, self.goss_other) if self.goss else (0.0, 0.0)
-        return {"seed": self.seed, "test_fraction_ppm": round(self.test_fraction * 1_000_000),
-                "n_trees": self.trees, "max_depth": self.max_depth, "bins": self.bins,
-                "learning_rate": self.learning_rate, "l2": self.l2, "min_child_weight": self.min_child_weight,
-                "first_tree_active_only": bool(self.first_tree_active_only),
-                "goss_top_ppm": round(top * 1_000_000), "goss_other_ppm": round(other * 1_000_000),
-                "early_stopping_rounds": self.early_stopping,
-                "validation_fraction_ppm": round(self.validation_fraction * 1_000_000)}
+        return {
+            "seed": self.seed,
+            "test_fraction_ppm": round(self.test_fraction * 1_000_000),
+            "n_trees": self.trees,
+            "max_depth": self.max_depth,
+            "bins": self.bins,
+            "learning_rate": self.learning_rate,
+            "l2": self.l2,
+            "min_child_weight": self.min_child_weight,
+            "first_tree_active_only": bool(self.first_tree_active_only),
+            "goss_top_ppm": round(top * 1_000_000),
+            "goss_other_ppm": round(other * 1_000_000),
+            "early_stopping_rounds": self.early_stopping,
+            "validation_fraction_ppm": round(self.validation_fraction * 1_000_000),
+        }
 
     def estimator_kwargs(self) -> dict[str, Any]:
         return estimator_kwargs(self.request_fields())
@@ -95,9 +111,15 @@ class TrainingOptions:
         from tandem.learn.splitting import SplitParams
 
         kw = self.estimator_kwargs()
-        return BoostParams(kw["n_trees"], kw["max_depth"], kw["learning_rate"], kw["bins"],
-                           SplitParams(kw["l2"], kw["min_child_weight"]), goss=kw["goss"],
-                           early_stopping_rounds=kw["early_stopping_rounds"])
+        return BoostParams(
+            kw["n_trees"],
+            kw["max_depth"],
+            kw["learning_rate"],
+            kw["bins"],
+            SplitParams(kw["l2"], kw["min_child_weight"]),
+            goss=kw["goss"],
+            early_stopping_rounds=kw["early_stopping_rounds"],
+        )
 
     def cli_args(self) -> list[str]:
         """The options as command-line arguments (``--trees 50 --goss ...``), for a node process."""
@@ -111,10 +133,17 @@ class TrainingOptions:
 def estimator_kwargs(request: Mapping[str, Any]) -> dict[str, Any]:
     """``TrainRequest`` fields -> keyword arguments shared by the federated and plaintext estimators."""
     goss = (request["goss_top_ppm"] / 1e6, request["goss_other_ppm"] / 1e6) if request["goss_top_ppm"] else None
-    return {"n_trees": request["n_trees"], "max_depth": request["max_depth"],
-            "learning_rate": request["learning_rate"], "bins": request["bins"], "l2": request["l2"],
-            "min_child_weight": request["min_child_weight"], "goss": goss,
-            "early_stopping_rounds": request["early_stopping_rounds"], "seed": request["seed"]}
+    return {
+        "n_trees": request["n_trees"],
+        "max_depth": request["max_depth"],
+        "learning_rate": request["learning_rate"],
+        "bins": request["bins"],
+        "l2": request["l2"],
+        "min_child_weight": request["min_child_weight"],
+        "goss": goss,
+        "early_stopping_rounds": request["early_stopping_rounds"],
+        "seed": request["seed"],
+    }
 
 
 DEFAULTS = TrainingOptions()

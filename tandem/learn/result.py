@@ -41,8 +41,18 @@ class TrainingResult:
         """The fields of the node's event: a passive party's result carries no label-holder fields."""
         out = asdict(self)
         if not self.is_label_holder:
-            for name in ("metrics", "n_valid", "n_trees", "resumed_trees", "train_seconds", "seconds_per_tree",
-                         "seconds", "test_ids", "test_scores", "test_labels"):
+            for name in (
+                "metrics",
+                "n_valid",
+                "n_trees",
+                "resumed_trees",
+                "train_seconds",
+                "seconds_per_tree",
+                "seconds",
+                "test_ids",
+                "test_scores",
+                "test_labels",
+            ):
                 del out[name]
         return out
 

@@ -52,8 +52,9 @@ def gradients(raw: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return prob - y, prob * (1 - prob)
 
 
-def round_rows(grad: np.ndarray, hess: np.ndarray, train: np.ndarray, params: BoostParams,
-               tree: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def round_rows(
+    grad: np.ndarray, hess: np.ndarray, train: np.ndarray, params: BoostParams, tree: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The rows one tree is grown on and their fixed-point gradients and hessians.
 
     ``train`` (k,) sorted row indices. Returns ``(sample, g_q, h_q)``: ``sample`` (m,) sorted
@@ -106,5 +107,5 @@ def trees_to_keep(scores: list[float], patience: int, finished: bool) -> int | N
 def valid_rows(n: int, fraction: float, seed: int) -> np.ndarray:
     """A random validation mask (n,) bool, for callers that bring no mask of their own."""
     mask = np.zeros(n, dtype=bool)
-    mask[np.random.default_rng(seed).permutation(n)[:max(1, int(n * fraction))]] = True
+    mask[np.random.default_rng(seed).permutation(n)[: max(1, int(n * fraction))]] = True
     return mask

@@ -7,7 +7,7 @@ party; rows must already be aligned (row i is the same person everywhere, see
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -16,17 +16,17 @@ from tandem.learn.binning import Binner
 from tandem.learn.boosting import PARAMS, binary_label, sigmoid
 from tandem.learn.options import DEFAULTS as D
 from tandem.learn.rounds import BoostParams, valid_rows
-from tandem.learn.splitting import SplitParams
 from tandem.learn.secureboost.active import ActiveBoost
 from tandem.learn.secureboost.passive import PassiveBoost
 from tandem.learn.secureboost.predict import passive_bitmaps, predict_federated
 from tandem.learn.secureboost.shared import Resume
+from tandem.learn.splitting import SplitParams
 from tandem.protocols.errors import RemoteProtocolError
 from tandem.protocols.framing import unframe_blobs, unpack_mask
 from tandem.protocols.wire import PredictBitmaps, PredictRequest
 from tandem.transport.session import Session
 
-OnTree = Callable[[Resume], None]      # called after each completed tree (e.g. to write a checkpoint)
+OnTree = Callable[[Resume], None]  # called after each completed tree (e.g. to write a checkpoint)
 
 
 class VerticalBoostingClassifier:
@@ -40,13 +40,25 @@ class VerticalBoostingClassifier:
     from ``resume``), ``raw_`` (scores of the fitted rows).
     """
 
-    def __init__(self, passive: Sequence[Session] = (), *, n_trees: int = D.trees, max_depth: int = D.max_depth,
-                 learning_rate: float = D.learning_rate, bins: int = D.bins, l2: float = D.l2,
-                 min_child_weight: float = D.min_child_weight, min_gain: float = 0.0,
-                 goss: tuple[float, float] | None = None, early_stopping_rounds: int = D.early_stopping,
-                 validation_fraction: float = D.validation_fraction, seed: int = 0,
-                 first_tree_active_only: bool = D.first_tree_active_only, scheme: str = D.he,
-                 key_bits: int = D.key_bits):
+    def __init__(
+        self,
+        passive: Sequence[Session] = (),
+        *,
+        n_trees: int = D.trees,
+        max_depth: int = D.max_depth,
+        learning_rate: float = D.learning_rate,
+        bins: int = D.bins,
+        l2: float = D.l2,
+        min_child_weight: float = D.min_child_weight,
+        min_gain: float = 0.0,
+        goss: tuple[float, float] | None = None,
+        early_stopping_rounds: int = D.early_stopping,
+        validation_fraction: float = D.validation_fraction,
+        seed: int = 0,
+        first_tree_active_only: bool = D.first_tree_active_only,
+        scheme: str = D.he,
+        key_bits: int = D.key_bits,
+    ):
         self.passive = list(passive)
         self.n_trees, self.max_depth, self.learning_rate, self.bins = n_trees, max_depth, learning_rate, bins
         self.l2, self.min_child_weight, self.min_gain, self.goss = l2, min_child_weight, min_gain, goss
@@ -59,12 +71,21 @@ class VerticalBoostingClassifier:
         return {k: getattr(self, k) for k in names + ["first_tree_active_only", "scheme", "key_bits"]}
 
     def boost_params(self) -> BoostParams:
-        return BoostParams(self.n_trees, self.max_depth, self.learning_rate, self.bins,
-                           SplitParams(self.l2, self.min_child_weight, self.min_gain), self.first_tree_active_only,
-                           self.goss, self.early_stopping_rounds, self.seed).check()
+        return BoostParams(
+            self.n_trees,
+            self.max_depth,
+            self.learning_rate,
+            self.bins,
+            SplitParams(self.l2, self.min_child_weight, self.min_gain),
+            self.first_tree_active_only,
+            self.goss,
+            self.early_stopping_rounds,
+            self.seed,
+        ).check()
 
-    def fit(self, X, y, valid: np.ndarray | None = None, *, resume: Resume | None = None,
-            on_tree: OnTree | None = None) -> "VerticalBoostingClassifier":
+    def fit(
+        self, X, y, valid: np.ndarray | None = None, *, resume: Resume | None = None, on_tree: OnTree | None = None
+    ) -> VerticalBoostingClassifier:
         """``valid`` (n,) bool: rows held out for early stopping (default: a random share when it is on).
         ``resume``: a checkpoint to continue from if every passive party still holds its splits."""
         if not self.passive:
@@ -74,8 +95,11 @@ class VerticalBoostingClassifier:
         self.binner_ = Binner(self.bins, self.seed).fit(X)
         binned = self.binner_.transform(X)
         if valid is None:
-            valid = valid_rows(len(y), self.validation_fraction, self.seed) if params.early_stopping_rounds \
+            valid = (
+                valid_rows(len(y), self.validation_fraction, self.seed)
+                if params.early_stopping_rounds
                 else np.zeros(len(y), dtype=bool)
+            )
         he = SecretHe.generate(self.scheme, self.key_bits)
         role = ActiveBoost([s.id for s in self.passive], binned, y, params, he, ~valid, resume)
         self._send(role.start())
@@ -106,8 +130,9 @@ class VerticalBoostingClassifier:
                 raise RemoteProtocolError(f"passive party {k} answered {reply.name} to a prediction request")
             for sid, blob in zip(ids, unframe_blobs(reply.payload, len(ids))):
                 masks[(k, sid)] = unpack_mask(blob, len(binned))
-        return predict_federated(self.trees_, self.split_ids_, self.base_score_, binned,
-                                 self.binner_.missing_bin, masks)
+        return predict_federated(
+            self.trees_, self.split_ids_, self.base_score_, binned, self.binner_.missing_bin, masks
+        )
 
     def predict_proba(self, X, model_id: str = "") -> np.ndarray:
         """Shape ``(n, 2)``: probabilities of class 0 and class 1."""
@@ -127,8 +152,9 @@ def serve_passive(session: Session, role: PassiveBoost, on_split: Callable[[Pass
         session.send_all(out)
 
 
-def serve_predictions(session: Session, binned: np.ndarray, splits: dict[str, tuple[int, int, bool]],
-                      missing_bin: int) -> None:
+def serve_predictions(
+    session: Session, binned: np.ndarray, splits: dict[str, tuple[int, int, bool]], missing_bin: int
+) -> None:
     """Answer one prediction request with go-left bitmaps over ``binned`` (n, fp) rows."""
     ask = session.recv()
     if not isinstance(ask, PredictRequest):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tandem.crypto.psi_group import POINT_BYTES, blind, hash_and_blind
 from tandem.engine import LocalEngine
 
-INLINE_BELOW = 4096     # points: below this a process hop costs more than it saves
+INLINE_BELOW = 4096  # points: below this a process hop costs more than it saves
 
 
 class EngineBlinder:
@@ -17,14 +17,17 @@ class EngineBlinder:
     def hash_and_blind(self, secret: bytes, key: str, salt: bytes, values: list[str]) -> bytes:
         if len(values) < INLINE_BELOW or self.engine.workers == 0:
             return hash_and_blind(secret, key, salt, values)
-        futures = [self.engine.submit(hash_and_blind, secret, key, salt, values[s])
-                   for s in self.engine.split(len(values))]
+        futures = [
+            self.engine.submit(hash_and_blind, secret, key, salt, values[s]) for s in self.engine.split(len(values))
+        ]
         return b"".join(f.result() for f in futures)
 
     def blind(self, secret: bytes, points: bytes) -> bytes:
         n = len(points) // POINT_BYTES
         if n < INLINE_BELOW or self.engine.workers == 0:
             return blind(secret, points)
-        futures = [self.engine.submit(blind, secret, points[s.start * POINT_BYTES:s.stop * POINT_BYTES])
-                   for s in self.engine.split(n)]
+        futures = [
+            self.engine.submit(blind, secret, points[s.start * POINT_BYTES : s.stop * POINT_BYTES])
+            for s in self.engine.split(n)
+        ]
         return b"".join(f.result() for f in futures)

@@ -9,8 +9,8 @@ on a side's own data, so both sides apply them identically and every link is one
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +23,7 @@ from tandem.protocols.wire import LinkRequest
 from tandem.transport.session import Session
 
 PROTOCOL = "psi/1"
-Progress = Callable[[str, float], None]     # (what, fraction of this key done)
+Progress = Callable[[str, float], None]  # (what, fraction of this key done)
 
 
 @dataclass
@@ -52,9 +52,18 @@ def parse_keys(request: LinkRequest) -> dict[str, list[str]]:
     return out
 
 
-def run_entity(session: Session, records: EntityRecords, entity: str, keys: list[str], *, initiator: bool,
-               count_only: bool, blinder: Blinder, progress: Progress | None = None,
-               memories: dict[str, KeyMemory | None] | None = None) -> EntityOutcome:
+def run_entity(
+    session: Session,
+    records: EntityRecords,
+    entity: str,
+    keys: list[str],
+    *,
+    initiator: bool,
+    count_only: bool,
+    blinder: Blinder,
+    progress: Progress | None = None,
+    memories: dict[str, KeyMemory | None] | None = None,
+) -> EntityOutcome:
     """Link one entity over all its keys, in order.
 
     ``memories`` (incremental mode) maps each key to the state kept from the last run with
@@ -66,18 +75,32 @@ def run_entity(session: Session, records: EntityRecords, entity: str, keys: list
     for key in keys:
         values, ids = records.candidates(key, set() if count_only else linked)
         started = time.perf_counter()
-        run = KeyRun(session.id, entity, key, values, initiator=initiator, count_only=count_only,
-                     secret=new_secret(), blinder=blinder, memory=(memories or {}).get(key),
-                     keep_memory=memories is not None)
+        run = KeyRun(
+            session.id,
+            entity,
+            key,
+            values,
+            initiator=initiator,
+            count_only=count_only,
+            secret=new_secret(),
+            blinder=blinder,
+            memory=(memories or {}).get(key),
+            keep_memory=memories is not None,
+        )
         drive(run, session, lambda f, k=key: progress and progress(f"{entity}/{k}", f))
         result = run.result
         if memories is not None:
             outcome.memories[key] = run.memory
         rep = records.reports[key]
-        outcome.per_key[key] = {"candidates": len(values), "matched": result.intersection,
-                                "invalid": rep.invalid, "duplicate_records": rep.duplicate_records,
-                                "incremental": run.incremental, "blinded_sent": run.to_send,
-                                "seconds": round(time.perf_counter() - started, 2)}
+        outcome.per_key[key] = {
+            "candidates": len(values),
+            "matched": result.intersection,
+            "invalid": rep.invalid,
+            "duplicate_records": rep.duplicate_records,
+            "incremental": run.incremental,
+            "blinded_sent": run.to_send,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
         if not count_only:
             matched = ids[result.positions]
             linked.update(int(i) for i in matched)
@@ -85,11 +108,13 @@ def run_entity(session: Session, records: EntityRecords, entity: str, keys: list
             local_ids.append(matched)
             matched_on += [key] * len(matched)
     if not count_only:
-        outcome.rows = pa.table({
-            "link_id": pa.array(link_ids, pa.string()),
-            "local_id": pa.array(np.concatenate(local_ids) if local_ids else np.array([], np.int64), pa.int64()),
-            "matched_on": pa.array(matched_on, pa.string()),
-        })
+        outcome.rows = pa.table(
+            {
+                "link_id": pa.array(link_ids, pa.string()),
+                "local_id": pa.array(np.concatenate(local_ids) if local_ids else np.array([], np.int64), pa.int64()),
+                "matched_on": pa.array(matched_on, pa.string()),
+            }
+        )
     return outcome
 
 

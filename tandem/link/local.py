@@ -12,8 +12,15 @@ from tandem.devcluster import OnEvent, no_events, run_pair, write_configs
 from tandem.link.result import LinkResult
 
 
-def link_world(world: Path, *, entities: list[str], count_only: bool, timeout_s: float = 60.0,
-               incremental: bool = False, on_event: OnEvent = no_events) -> dict[str, LinkResult]:
+def link_world(
+    world: Path,
+    *,
+    entities: list[str],
+    count_only: bool,
+    timeout_s: float = 60.0,
+    incremental: bool = False,
+    on_event: OnEvent = no_events,
+) -> dict[str, LinkResult]:
     """Run both nodes; return each node's result. Raise ``TandemError`` with the failing node's message."""
     configs = write_configs(world, timeout_s)
     args = ["--link", "market", "--entities", ",".join(entities)]

@@ -29,15 +29,22 @@ def load_memory(path: Path) -> KeyMemory | None:
     try:
         with np.load(path, allow_pickle=False) as f:
             return KeyMemory(
-                state_id=bytes(f["state_id"]).decode(), secret=bytes(f["secret"]), salt=bytes(f["salt"]),
-                **{name: f[name].astype("S32") for name in _ARRAYS})
+                state_id=bytes(f["state_id"]).decode(),
+                secret=bytes(f["secret"]),
+                salt=bytes(f["salt"]),
+                **{name: f[name].astype("S32") for name in _ARRAYS},
+            )
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise InputError(f"{path}: incremental state is unreadable ({exc}); delete it to start afresh") from None
 
 
 def save_memory(path: Path, memory: KeyMemory) -> None:
     buf = io.BytesIO()
-    np.savez(buf, state_id=np.frombuffer(memory.state_id.encode(), np.uint8),
-             secret=np.frombuffer(memory.secret, np.uint8), salt=np.frombuffer(memory.salt, np.uint8),
-             **{name: getattr(memory, name) for name in _ARRAYS})
+    np.savez(
+        buf,
+        state_id=np.frombuffer(memory.state_id.encode(), np.uint8),
+        secret=np.frombuffer(memory.secret, np.uint8),
+        salt=np.frombuffer(memory.salt, np.uint8),
+        **{name: getattr(memory, name) for name in _ARRAYS},
+    )
     write_atomically(path, buf.getvalue(), mode=0o600)

@@ -25,8 +25,17 @@ from tandem.store import open_store
 from tandem.store.schema import Column, TableSpec
 from tandem.transport.session import Session
 
-LINK_TABLE = {e: TableSpec(f"link_{e}", (Column("link_id", "VARCHAR", False), Column("local_id", "BIGINT", False),
-                                         Column("matched_on", "VARCHAR", False))) for e in ENTITIES}
+LINK_TABLE = {
+    e: TableSpec(
+        f"link_{e}",
+        (
+            Column("link_id", "VARCHAR", False),
+            Column("local_id", "BIGINT", False),
+            Column("matched_on", "VARCHAR", False),
+        ),
+    )
+    for e in ENTITIES
+}
 
 
 @dataclass
@@ -45,7 +54,7 @@ class LinkParty:
 
 def initiate(session: Session, request: LinkRequest, me: LinkParty, progress: Progress) -> LinkResult:
     """Ask the peer of ``session`` for ``request``; return this side's result."""
-    session.send(request)               # the peer loads its records while we load ours
+    session.send(request)  # the peer loads its records while we load ours
     records = _load(me, request.entities, parse_keys(request))
     reply = session.recv()
     if not isinstance(reply, LinkAccept):
@@ -66,8 +75,9 @@ def respond(session: Session, request: LinkRequest, me: LinkParty, progress: Pro
             raise RemoteProtocolError(f"peer {peer} asked to link unknown entity '{entity}'")
         unknown = [k for k in ks if k not in me.sources[entity].keys]
         if unknown:
-            raise RemoteProtocolError(f"peer {peer} asked to link {entity} on {unknown[0]}, "
-                                      f"which this node has no column for")
+            raise RemoteProtocolError(
+                f"peer {peer} asked to link {entity} on {unknown[0]}, which this node has no column for"
+            )
     records = _load(me, request.entities, keys)
     session.send(LinkAccept(session.id))
     return _run(session, request, records, me, False, progress)
@@ -81,8 +91,14 @@ def _load(me: LinkParty, entities: list[str], keys: dict[str, list[str]]) -> dic
         store.close()
 
 
-def _run(session: Session, request: LinkRequest, records: dict[str, EntityRecords], me: LinkParty,
-         initiator: bool, progress: Progress) -> LinkResult:
+def _run(
+    session: Session,
+    request: LinkRequest,
+    records: dict[str, EntityRecords],
+    me: LinkParty,
+    initiator: bool,
+    progress: Progress,
+) -> LinkResult:
     started = time.perf_counter()
     keys = parse_keys(request)
 
@@ -91,21 +107,40 @@ def _run(session: Session, request: LinkRequest, records: dict[str, EntityRecord
             return None
         return {k: load_memory(memory_path(me.state_dir, session.peer, entity, k)) for k in keys[entity]}
 
-    outcomes = [run_entity(session, records[entity], entity, keys[entity], initiator=initiator,
-                           count_only=request.count_only, blinder=me.blinder, progress=progress,
-                           memories=memories(entity)) for entity in request.entities]
+    outcomes = [
+        run_entity(
+            session,
+            records[entity],
+            entity,
+            keys[entity],
+            initiator=initiator,
+            count_only=request.count_only,
+            blinder=me.blinder,
+            progress=progress,
+            memories=memories(entity),
+        )
+        for entity in request.entities
+    ]
     if not request.count_only:
         _write(me, outcomes)
     for o in outcomes:
         for key, memory in o.memories.items():
             save_memory(memory_path(me.state_dir, session.peer, o.entity, key), memory)
     return LinkResult(
-        node=me.name, peer=session.peer, session=session.id,
-        count_only=request.count_only, incremental=request.incremental,
+        node=me.name,
+        peer=session.peer,
+        session=session.id,
+        count_only=request.count_only,
+        incremental=request.incremental,
         seconds=round(time.perf_counter() - started, 2),
         peak_rss_mib={"node": _peak_rss_mib(), "workers": me.worker_rss_mib()},
-        entities={o.entity: EntityLink(o.consented, None if request.count_only else o.linked,
-                                       {k: KeyCounts(**v) for k, v in o.per_key.items()}) for o in outcomes})
+        entities={
+            o.entity: EntityLink(
+                o.consented, None if request.count_only else o.linked, {k: KeyCounts(**v) for k, v in o.per_key.items()}
+            )
+            for o in outcomes
+        },
+    )
 
 
 def _write(me: LinkParty, outcomes: list[EntityOutcome]) -> None:

@@ -22,16 +22,16 @@ class KeyReport:
 
     usable: int = 0
     invalid: dict[str, int] = field(default_factory=dict)
-    duplicate_values: int = 0       # values held by more than one record
-    duplicate_records: int = 0      # records holding such a value (left out of this key)
+    duplicate_values: int = 0  # values held by more than one record
+    duplicate_records: int = 0  # records holding such a value (left out of this key)
 
 
 @dataclass
 class EntityRecords:
     """Consented records of one entity; ``values[key]`` aligns with ``ids`` (``None`` = not usable)."""
 
-    ids: np.ndarray                                    # shape (n,), int64 local ids
-    values: dict[str, np.ndarray]                      # key -> shape (n,) object
+    ids: np.ndarray  # shape (n,), int64 local ids
+    values: dict[str, np.ndarray]  # key -> shape (n,) object
     total: int
     reports: dict[str, KeyReport]
 
@@ -74,7 +74,7 @@ def _unique_values(key: str, column: pa.ChunkedArray) -> tuple[np.ndarray, KeyRe
     normalised, rep = NORMALISERS[key](column)
     usable = np.not_equal(normalised, np.array(None))
     report = KeyReport(invalid=dict(rep.invalid))
-    if len(set(normalised[usable])) < usable.sum():       # the usual case (no duplicates) costs one set
+    if len(set(normalised[usable])) < usable.sum():  # the usual case (no duplicates) costs one set
         counts = Counter(normalised[usable])
         dup = {v for v, n in counts.items() if n > 1}
         is_dup = np.array([v in dup for v in normalised], dtype=bool)

@@ -55,15 +55,26 @@ class LinkResult:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LinkResult:
         fields = {k: v for k, v in data.items() if k != "event"}
-        entities = {name: EntityLink(e["consented"], e["linked"], {k: KeyCounts(**kv) for k, kv in e["keys"].items()})
-                    for name, e in fields.pop("entities").items()}
+        entities = {
+            name: EntityLink(e["consented"], e["linked"], {k: KeyCounts(**kv) for k, kv in e["keys"].items()})
+            for name, e in fields.pop("entities").items()
+        }
         return cls(**fields, entities=entities)
 
     def summary_json(self, seconds: float) -> dict[str, Any]:
         """``tandem link --json``: counts per entity and key, ``seconds`` the whole command took."""
-        return {"count_only": self.count_only, "incremental": self.incremental, "seconds": seconds,
-                "protocol_seconds": self.seconds,
-                "entities": {name: {"linked": e.linked, "consented": e.consented,
-                                    "keys": {k: kv.matched for k, kv in e.keys.items()},
-                                    "blinded_sent": {k: kv.blinded_sent for k, kv in e.keys.items()}}
-                             for name, e in self.entities.items()}}
+        return {
+            "count_only": self.count_only,
+            "incremental": self.incremental,
+            "seconds": seconds,
+            "protocol_seconds": self.seconds,
+            "entities": {
+                name: {
+                    "linked": e.linked,
+                    "consented": e.consented,
+                    "keys": {k: kv.matched for k, kv in e.keys.items()},
+                    "blinded_sent": {k: kv.blinded_sent for k, kv in e.keys.items()},
+                }
+                for name, e in self.entities.items()
+            },
+        }

@@ -10,7 +10,7 @@ it was withheld — in one atomic write.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -30,17 +30,29 @@ from tandem.store import open_store
 from tandem.store.schema import Column as C
 from tandem.store.schema import TableSpec
 
-SPEC = TableSpec("offers", (
-    C("link_id", "VARCHAR", False), C("client_id", "BIGINT", False), C("product", "VARCHAR", False),
-    C("offered", "BOOLEAN", False), C("rank", "INTEGER", False, "1 is the best offer; 0 not offered"),
-    C("reason", "VARCHAR", False, "offered, or the first gate that withheld it"),
-    C("propensity", "DOUBLE", False), C("value_rub", "DOUBLE", False), C("expected_value_rub", "DOUBLE", False),
-    C("credit", "BOOLEAN", False), C("pd", "DOUBLE", False),
-    C("limit_amount", "DOUBLE", doc="credit products the policy approves: the pre-approved limit"),
-    C("categories", "VARCHAR", doc="personalised offers: the categories covered, comma-separated"),
-    C("propensity_model", "VARCHAR", False), C("pd_model", "VARCHAR", False), C("as_of", "DATE", False),
-    C("decided_at", "TIMESTAMP", False),
-), doc="the next best offers of every shared client (tandem offers)")
+SPEC = TableSpec(
+    "offers",
+    (
+        C("link_id", "VARCHAR", False),
+        C("client_id", "BIGINT", False),
+        C("product", "VARCHAR", False),
+        C("offered", "BOOLEAN", False),
+        C("rank", "INTEGER", False, "1 is the best offer; 0 not offered"),
+        C("reason", "VARCHAR", False, "offered, or the first gate that withheld it"),
+        C("propensity", "DOUBLE", False),
+        C("value_rub", "DOUBLE", False),
+        C("expected_value_rub", "DOUBLE", False),
+        C("credit", "BOOLEAN", False),
+        C("pd", "DOUBLE", False),
+        C("limit_amount", "DOUBLE", doc="credit products the policy approves: the pre-approved limit"),
+        C("categories", "VARCHAR", doc="personalised offers: the categories covered, comma-separated"),
+        C("propensity_model", "VARCHAR", False),
+        C("pd_model", "VARCHAR", False),
+        C("as_of", "DATE", False),
+        C("decided_at", "TIMESTAMP", False),
+    ),
+    doc="the next best offers of every shared client (tandem offers)",
+)
 
 
 def load_bank_models(config_path: str):
@@ -48,7 +60,7 @@ def load_bank_models(config_path: str):
     cfg = load_decide_config(config_path)
     ocfg = load_offers_config(config_path)
     if ocfg is None:
-        raise InputError(f"{config_path}: no [offers] section (models = \"offers-bank.json\" from `tandem propensity`)")
+        raise InputError(f'{config_path}: no [offers] section (models = "offers-bank.json" from `tandem propensity`)')
     if "customers" not in cfg.models:
         raise InputError(f"{config_path}: [decide] customers_model is missing (the PD of the solvency gate)")
     if cfg.peer is None:
@@ -59,8 +71,9 @@ def load_bank_models(config_path: str):
     return cfg, ocfg, catalog, ActiveScorer(model_io.load(cfg.models["customers"], "active")), scorers
 
 
-def offers_portfolio(config_path: str, progress=lambda what, fraction: None, evaluate: bool = True,
-                     report=None, holdout_from=None) -> dict:
+def offers_portfolio(
+    config_path: str, progress=lambda what, fraction: None, evaluate: bool = True, report=None, holdout_from=None
+) -> dict:
     """Decide every linked client's offers; write table ``offers`` into the bank's store (atomically).
 
     With ``evaluate``, also replay the held-out campaigns (``tandem.offers.evaluate``) and write
@@ -80,10 +93,18 @@ def offers_portfolio(config_path: str, progress=lambda what, fraction: None, eva
         progress("writing table offers", 0.9)
         store.write_table(SPEC.name, table, SPEC)
         credit = (decisions.rank > 0) & np.array([p.credit for p in side.products])[None, :]
-        result = {"clients": int(len(rows)), "not_found_at_peer": int((~found).sum()), "table": SPEC.name,
-                  "mix": _mix(side, decisions), "withheld": _withheld(decisions),
-                  "credit": {"offers": int(credit.sum()), "pd_cutoff": policy["installments"]["pd_approve"],
-                             "pd_max": float(pd[credit.any(axis=1)].max()) if credit.any() else None}}
+        result = {
+            "clients": int(len(rows)),
+            "not_found_at_peer": int((~found).sum()),
+            "table": SPEC.name,
+            "mix": _mix(side, decisions),
+            "withheld": _withheld(decisions),
+            "credit": {
+                "offers": int(credit.sum()),
+                "pd_cutoff": policy["installments"]["pd_approve"],
+                "pd_max": float(pd[credit.any(axis=1)].max()) if credit.any() else None,
+            },
+        }
         if evaluate:
             from tandem.offers.evaluate import evaluate_holdout
 
@@ -112,7 +133,7 @@ def _score(side: BankSide, cfg, progress) -> tuple[np.ndarray, np.ndarray, np.nd
     found = np.zeros(n, dtype=bool)
     with peer_client(cfg, OFFER_MESSAGES) as client:
         for start in range(0, n, CHUNK):
-            ids = side.link_ids[start:start + CHUNK]
+            ids = side.link_ids[start : start + CHUNK]
             answer = post_peer(client, cfg, "/v1/offers/bits", {"model_versions": versions, "link_ids": ids})
             hit = np.flatnonzero(_found(answer, len(ids), cfg)) + start
             found[hit] = True
@@ -140,14 +161,19 @@ def _content(side: BankSide, rows: np.ndarray, decisions: Decisions, cfg) -> dic
                 continue
             offered = np.flatnonzero(decisions.rank[:, j] > 0)
             for start in range(0, len(offered), CHUNK):
-                part = offered[start:start + CHUNK]
+                part = offered[start : start + CHUNK]
                 ids = [side.link_ids[rows[r]] for r in part]
                 answer = post_peer(client, cfg, "/v1/offers/content", {"product": p.key, "link_ids": ids})
                 hit = part[_found(answer, len(ids), cfg)]
                 named = answer.get("categories")
-                if not isinstance(named, list) or len(named) != len(hit) or not all(
+                if (
+                    not isinstance(named, list)
+                    or len(named) != len(hit)
+                    or not all(
                         isinstance(c, list) and all(isinstance(x, str) and x in side.catalog.categories for x in c)
-                        for c in named):
+                        for c in named
+                    )
+                ):
                     raise TandemError(f"{cfg.peer}: the content of {p.key} is not names from the public category list")
                 for r, cats in zip(hit, named):
                     out[(int(r), j)] = ",".join(cats)
@@ -161,30 +187,36 @@ def _found(answer: dict, n: int, cfg) -> np.ndarray:
     return np.array(found, dtype=bool)
 
 
-def _table(side: BankSide, rows: np.ndarray, pd: np.ndarray, propensity: np.ndarray, decisions: Decisions,
-           categories: dict) -> pa.Table:
+def _table(
+    side: BankSide, rows: np.ndarray, pd: np.ndarray, propensity: np.ndarray, decisions: Decisions, categories: dict
+) -> pa.Table:
     m, k = propensity.shape
     products = side.products
     r, j = np.repeat(np.arange(m), k), np.tile(np.arange(k), m)
     offered = decisions.rank.ravel() > 0
     limit = decisions.limit.ravel()
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
-    return pa.table({
-        "link_id": pa.array([side.link_ids[rows[i]] for i in r], pa.string()),
-        "client_id": pa.array(side.features.local_ids[rows][r], pa.int64()),
-        "product": pa.array([products[i].key for i in j], pa.string()),
-        "offered": pa.array(offered), "rank": pa.array(decisions.rank.ravel().astype(np.int32)),
-        "reason": pa.array([REASONS[x] for x in decisions.reason.ravel()], pa.string()),
-        "propensity": pa.array(propensity.ravel()), "value_rub": pa.array([products[i].value_rub for i in j]),
-        "expected_value_rub": pa.array(decisions.expected_value.ravel()),
-        "credit": pa.array([products[i].credit for i in j]), "pd": pa.array(pd[r]),
-        "limit_amount": pa.array(np.where(offered, limit, np.nan), pa.float64(), from_pandas=True),
-        "categories": pa.array([categories.get((int(a), int(b))) for a, b in zip(r, j)], pa.string()),
-        "propensity_model": pa.array([side.scorers[i].version for i in j], pa.string()),
-        "pd_model": pa.array([side.pd_scorer.version] * len(r), pa.string()),
-        "as_of": pa.array([side.as_of] * len(r), pa.date32()),
-        "decided_at": pa.array([now] * len(r), pa.timestamp("us")),
-    })
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return pa.table(
+        {
+            "link_id": pa.array([side.link_ids[rows[i]] for i in r], pa.string()),
+            "client_id": pa.array(side.features.local_ids[rows][r], pa.int64()),
+            "product": pa.array([products[i].key for i in j], pa.string()),
+            "offered": pa.array(offered),
+            "rank": pa.array(decisions.rank.ravel().astype(np.int32)),
+            "reason": pa.array([REASONS[x] for x in decisions.reason.ravel()], pa.string()),
+            "propensity": pa.array(propensity.ravel()),
+            "value_rub": pa.array([products[i].value_rub for i in j]),
+            "expected_value_rub": pa.array(decisions.expected_value.ravel()),
+            "credit": pa.array([products[i].credit for i in j]),
+            "pd": pa.array(pd[r]),
+            "limit_amount": pa.array(np.where(offered, limit, np.nan), pa.float64(), from_pandas=True),
+            "categories": pa.array([categories.get((int(a), int(b))) for a, b in zip(r, j)], pa.string()),
+            "propensity_model": pa.array([side.scorers[i].version for i in j], pa.string()),
+            "pd_model": pa.array([side.pd_scorer.version] * len(r), pa.string()),
+            "as_of": pa.array([side.as_of] * len(r), pa.date32()),
+            "decided_at": pa.array([now] * len(r), pa.timestamp("us")),
+        }
+    )
 
 
 def _mix(side: BankSide, decisions: Decisions) -> list[dict]:
@@ -192,10 +224,18 @@ def _mix(side: BankSide, decisions: Decisions) -> list[dict]:
     out = []
     for j, p in enumerate(side.products):
         made = decisions.rank[:, j] > 0
-        out.append({"product": p.key, "offers": int(made.sum()), "first": int((decisions.rank[:, j] == 1).sum()),
-                    "credit": p.credit, "expected_value_rub": float(decisions.expected_value[made, j].sum()),
-                    "mean_propensity": float(decisions.expected_value[made, j].mean() / p.value_rub)
-                    if made.any() else None})
+        out.append(
+            {
+                "product": p.key,
+                "offers": int(made.sum()),
+                "first": int((decisions.rank[:, j] == 1).sum()),
+                "credit": p.credit,
+                "expected_value_rub": float(decisions.expected_value[made, j].sum()),
+                "mean_propensity": float(decisions.expected_value[made, j].mean() / p.value_rub)
+                if made.any()
+                else None,
+            }
+        )
     return out
 
 

@@ -15,8 +15,8 @@ from tandem.errors import InputError
 from tandem.parties import ENTITIES
 
 DEFAULT = Path(__file__).with_name("catalog.toml")
-AUDIENCES = ENTITIES                          # who a product is offered to
-SOLVENCY = ("installments", "sellers")          # sections of the decision policy (tandem/decide/policy.toml)
+AUDIENCES = ENTITIES  # who a product is offered to
+SOLVENCY = ("installments", "sellers")  # sections of the decision policy (tandem/decide/policy.toml)
 PERSONALISE = ("none", "top_categories")
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -27,8 +27,8 @@ class Product:
     name: str
     audience: str
     credit: bool
-    solvency: str | None                        # policy section of a credit product's PD cutoff and limit
-    value_rub: float                            # expected margin of one accepted offer
+    solvency: str | None  # policy section of a credit product's PD cutoff and limit
+    value_rub: float  # expected margin of one accepted offer
     min_age: int | None = None
     max_age: int | None = None
     min_income_rub: float | None = None
@@ -41,10 +41,10 @@ class Product:
 class Catalog:
     path: Path
     products: tuple[Product, ...]
-    max_offers: int                             # per client per period, campaign contacts in it included
+    max_offers: int  # per client per period, campaign contacts in it included
     period_days: int
     min_expected_value_rub: float
-    categories: tuple[str, ...]                 # the public list personalised offers draw from
+    categories: tuple[str, ...]  # the public list personalised offers draw from
 
     @property
     def customer_products(self) -> tuple[Product, ...]:
@@ -56,10 +56,19 @@ class Catalog:
 
 
 # key -> (type, required); int is accepted where a float is expected, bool never counts as a number
-_PRODUCT_KEYS = {"name": (str, True), "audience": (str, True), "credit": (bool, True), "solvency": (str, False),
-                 "value_rub": (float, True), "min_age": (int, False), "max_age": (int, False),
-                 "min_income_rub": (float, False), "cooldown_days": (int, False), "personalise": (str, False),
-                 "top_categories": (int, False)}
+_PRODUCT_KEYS = {
+    "name": (str, True),
+    "audience": (str, True),
+    "credit": (bool, True),
+    "solvency": (str, False),
+    "value_rub": (float, True),
+    "min_age": (int, False),
+    "max_age": (int, False),
+    "min_income_rub": (float, False),
+    "cooldown_days": (int, False),
+    "personalise": (str, False),
+    "top_categories": (int, False),
+}
 _CONTACT_KEYS = {"max_offers": (int, True), "period_days": (int, True), "min_expected_value_rub": (float, False)}
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "a whole number", float: "a number", list: "a list"}
 
@@ -104,7 +113,7 @@ def _product(path: Path, key: str, raw) -> Product:
     _one_of(path, where, "personalise", personalise, PERSONALISE)
     if d["credit"]:
         if "solvency" not in d:
-            raise InputError(f"{path}: [{where}] a credit product needs solvency = \"installments\" or \"sellers\"")
+            raise InputError(f'{path}: [{where}] a credit product needs solvency = "installments" or "sellers"')
         _one_of(path, where, "solvency", d["solvency"], SOLVENCY)
     elif "solvency" in d:
         raise InputError(f"{path}: [{where}] solvency applies to credit products only (credit = false)")
@@ -116,9 +125,9 @@ def _product(path: Path, key: str, raw) -> Product:
     if d.get("min_age", 0) > d.get("max_age", 200):
         raise InputError(f"{path}: [{where}] min_age is above max_age")
     if personalise == "top_categories" and d.get("top_categories", 0) < 1:
-        raise InputError(f"{path}: [{where}] personalise = \"top_categories\" needs top_categories >= 1")
+        raise InputError(f'{path}: [{where}] personalise = "top_categories" needs top_categories >= 1')
     if personalise == "none" and "top_categories" in d:
-        raise InputError(f"{path}: [{where}] top_categories needs personalise = \"top_categories\"")
+        raise InputError(f'{path}: [{where}] top_categories needs personalise = "top_categories"')
     return Product(key=key, solvency=d.pop("solvency", None), **d)
 
 
@@ -149,7 +158,15 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     items = tuple(_product(path, key, value) for key, value in products.items())
     for p in items:
         if p.personalise == "top_categories" and p.top_categories > len(categories):
-            raise InputError(f"{path}: [products.{p.key}] top_categories is more than the "
-                             f"{len(categories)} [personalisation] categories")
-    return Catalog(path, items, contacts["max_offers"], contacts["period_days"],
-                   contacts.get("min_expected_value_rub", 0.0), tuple(categories))
+            raise InputError(
+                f"{path}: [products.{p.key}] top_categories is more than the "
+                f"{len(categories)} [personalisation] categories"
+            )
+    return Catalog(
+        path,
+        items,
+        contacts["max_offers"],
+        contacts["period_days"],
+        contacts.get("min_expected_value_rub", 0.0),
+        tuple(categories),
+    )

@@ -15,8 +15,18 @@ import numpy as np
 from tandem.decide import policy as rules
 from tandem.offers.catalog import Catalog, Product
 
-REASONS = ("offered", "no_marketing_consent", "do_not_disturb", "contact_limit", "not_eligible",
-           "pd_above_cutoff", "limit_below_minimum", "cooldown", "below_contact_cost", "ranked_below")
+REASONS = (
+    "offered",
+    "no_marketing_consent",
+    "do_not_disturb",
+    "contact_limit",
+    "not_eligible",
+    "pd_above_cutoff",
+    "limit_below_minimum",
+    "cooldown",
+    "below_contact_cost",
+    "ranked_below",
+)
 OFFERED = 0
 
 
@@ -24,14 +34,14 @@ OFFERED = 0
 class Clients:
     """What the bank knows of ``n`` clients at decision time (all arrays have ``n`` rows)."""
 
-    pd: np.ndarray                   # (n,) probability of default, the decision policy's default model
-    age: np.ndarray                  # (n,) years; NaN unknown
-    income: np.ndarray               # (n,) median monthly salary credit, RUB; NaN unknown
-    debt_service: np.ndarray         # (n,) monthly payments of open loans, RUB; NaN unknown
-    marketing_consent: np.ndarray    # (n,) bool
-    do_not_disturb: np.ndarray       # (n,) bool: asked for no contacts until after the decision date
-    contacts_in_period: np.ndarray   # (n,) int: the bank's contacts in the catalog's period before today
-    days_since_contact: np.ndarray   # (n, k) days since the last contact about each product; NaN never
+    pd: np.ndarray  # (n,) probability of default, the decision policy's default model
+    age: np.ndarray  # (n,) years; NaN unknown
+    income: np.ndarray  # (n,) median monthly salary credit, RUB; NaN unknown
+    debt_service: np.ndarray  # (n,) monthly payments of open loans, RUB; NaN unknown
+    marketing_consent: np.ndarray  # (n,) bool
+    do_not_disturb: np.ndarray  # (n,) bool: asked for no contacts until after the decision date
+    contacts_in_period: np.ndarray  # (n,) int: the bank's contacts in the catalog's period before today
+    days_since_contact: np.ndarray  # (n, k) days since the last contact about each product; NaN never
 
 
 @dataclass(frozen=True)
@@ -53,8 +63,9 @@ class Decisions:
         return mine[np.argsort(self.rank[i, mine])].tolist()
 
 
-def credit_limits(clients: Clients, products: tuple[Product, ...],
-                  policy: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def credit_limits(
+    clients: Clients, products: tuple[Product, ...], policy: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(pd_ok, limit_ok, limit)`` (n, k) of each credit product now: the PD is under the approve
     cutoff (``pd_approve``) of the product's policy section, and the limit the online installment
     policy gives (from income, PD and debt service, as `tandem score` pre-approves) reaches its
@@ -71,8 +82,9 @@ def credit_limits(clients: Clients, products: tuple[Product, ...],
         known = lambda v: None if np.isnan(v) else float(v)  # noqa: E731
         for i in range(n):
             pd = float(clients.pd[i])
-            outcome = rules.installments(pd, 1.0, known(clients.income[i]), known(clients.debt_service[i]), {},
-                                         policy, [])
+            outcome = rules.installments(
+                pd, 1.0, known(clients.income[i]), known(clients.debt_service[i]), {}, policy, []
+            )
             pd_ok[i, retail] = rules.pd_band(pd, section) == "approve"
             limit_ok[i, retail] = outcome.decision == "approve"
             limit[i, retail] = outcome.limit
@@ -93,8 +105,14 @@ def eligible(clients: Clients, products: tuple[Product, ...]) -> np.ndarray:
     return out
 
 
-def decide(propensity: np.ndarray, clients: Clients, catalog: Catalog, products: tuple[Product, ...], policy: dict,
-           history: bool = True) -> Decisions:
+def decide(
+    propensity: np.ndarray,
+    clients: Clients,
+    catalog: Catalog,
+    products: tuple[Product, ...],
+    policy: dict,
+    history: bool = True,
+) -> Decisions:
     """Rank ``products`` for each client; ``propensity`` (n, k) in [0, 1].
 
     ``history=False`` leaves out the gates that look at past contacts (contact limit and cooldown):
@@ -104,8 +122,11 @@ def decide(propensity: np.ndarray, clients: Clients, catalog: Catalog, products:
     value = np.array([p.value_rub for p in products])
     ev = propensity * value[None, :]
     pd_ok, limit_ok, limit = credit_limits(clients, products, policy)
-    slots = (np.maximum(0, catalog.max_offers - clients.contacts_in_period) if history
-             else np.full(n, max(1, catalog.max_offers)))
+    slots = (
+        np.maximum(0, catalog.max_offers - clients.contacts_in_period)
+        if history
+        else np.full(n, max(1, catalog.max_offers))
+    )
     cooldown = np.array([p.cooldown_days for p in products], dtype=float)
     with np.errstate(invalid="ignore"):
         cooling = (clients.days_since_contact < cooldown[None, :]) if history else np.zeros((n, k), dtype=bool)

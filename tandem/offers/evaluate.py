@@ -33,8 +33,8 @@ def wilson(successes: int, n: int) -> tuple[float, float]:
     if n == 0:
         return 0.0, 1.0
     p = successes / n
-    centre = (p + Z95 ** 2 / (2 * n)) / (1 + Z95 ** 2 / n)
-    half = Z95 * np.sqrt(p * (1 - p) / n + Z95 ** 2 / (4 * n * n)) / (1 + Z95 ** 2 / n)
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 * np.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
     return float(centre - half), float(centre + half)
 
 
@@ -50,8 +50,11 @@ def bank_only_propensity(store, side: BankSide, holdout_from: date, args: dict) 
     local = {cid: i for i, cid in enumerate(side.features.local_ids.tolist())}
     for j, product in enumerate(side.products):
         labels = training_labels(store, product.key, holdout_from)
-        pairs = [(local[c], y) for c, y in zip(labels.column("client_id").to_pylist(),
-                                                labels.column("responded").to_pylist()) if c in local]
+        pairs = [
+            (local[c], y)
+            for c, y in zip(labels.column("client_id").to_pylist(), labels.column("responded").to_pylist())
+            if c in local
+        ]
         at = np.array([p[0] for p in pairs], dtype=np.int64)
         y = np.array([p[1] for p in pairs], dtype=float)
         test, _ = split_rows([side.link_ids[i] for i in at], fields)
@@ -61,8 +64,16 @@ def bank_only_propensity(store, side: BankSide, holdout_from: date, args: dict) 
     return out
 
 
-def evaluate_holdout(store, side: BankSide, rows: np.ndarray, pd: np.ndarray, propensity: np.ndarray, policy: dict,
-                     args: dict, holdout_from: date | None = None) -> dict:
+def evaluate_holdout(
+    store,
+    side: BankSide,
+    rows: np.ndarray,
+    pd: np.ndarray,
+    propensity: np.ndarray,
+    policy: dict,
+    args: dict,
+    holdout_from: date | None = None,
+) -> dict:
     """The replay of the held-out campaigns for the clients at ``rows`` of ``side`` (scored by
     ``tandem offers``: their ``pd`` and federated ``propensity`` (m, k)). Returns the uplift table
     (``strategies``), per-product figures and acceptance by propensity decile."""
@@ -70,9 +81,11 @@ def evaluate_holdout(store, side: BankSide, rows: np.ndarray, pd: np.ndarray, pr
     contacts = holdout_contacts(store, start)
     position = {int(side.features.local_ids[r]): i for i, r in enumerate(rows)}
     keys = [p.key for p in side.products]
-    kept = [(position[c], keys.index(p), bool(y)) for c, p, y in zip(
-        *(contacts.column(n).to_pylist() for n in ("client_id", "product", "responded")))
-        if c in position and p in keys]
+    kept = [
+        (position[c], keys.index(p), bool(y))
+        for c, p, y in zip(*(contacts.column(n).to_pylist() for n in ("client_id", "product", "responded")))
+        if c in position and p in keys
+    ]
     result = {"holdout_from": start.isoformat(), "contacts": len(kept)}
     if not kept:
         return {**result, "note": "no held-out contacts among the linked clients"}
@@ -87,15 +100,24 @@ def evaluate_holdout(store, side: BankSide, rows: np.ndarray, pd: np.ndarray, pr
         low, high = wilson(hits, n)
         chosen = product[mask] if top is None else top[top >= 0]
         mix = np.bincount(chosen, minlength=len(keys)) / max(1, len(chosen))
-        return {"strategy": name, "contacts": n, "accepted": hits, "acceptance": hits / n if n else 0.0,
-                "ci95": [low, high], "revenue_per_1000": 1000 * float((accepted[mask] * value[product[mask]]).sum())
-                / max(1, n), "top1_mix": dict(zip(keys, mix.round(4).tolist()))}
+        return {
+            "strategy": name,
+            "contacts": n,
+            "accepted": hits,
+            "acceptance": hits / n if n else 0.0,
+            "ci95": [low, high],
+            "revenue_per_1000": 1000 * float((accepted[mask] * value[product[mask]]).sum()) / max(1, n),
+            "top1_mix": dict(zip(keys, mix.round(4).tolist())),
+        }
 
     clients = side.clients(rows, pd)
-    allowed = ~decide(np.ones((len(rows), len(keys))), clients, side.catalog, side.products, policy,
-                      history=False).gated
-    strategies = [row("random, as sent", np.ones(len(kept), dtype=bool), None),
-                  row("random", allowed[who, product], None)]
+    allowed = ~decide(
+        np.ones((len(rows), len(keys))), clients, side.catalog, side.products, policy, history=False
+    ).gated
+    strategies = [
+        row("random, as sent", np.ones(len(kept), dtype=bool), None),
+        row("random", allowed[who, product], None),
+    ]
     for name, P in models.items():
         d = decide(P, clients, side.catalog, side.products, policy, history=False)
         top = np.where((d.rank == 1).any(axis=1), np.argmax(d.rank == 1, axis=1), -1)
@@ -107,11 +129,14 @@ def evaluate_holdout(store, side: BankSide, rows: np.ndarray, pd: np.ndarray, pr
     per_product = []
     for j, key in enumerate(keys):
         mine = product == j
-        entry = {"product": key, "contacts": int(mine.sum()), "acceptance": float(accepted[mine].mean())
-                 if mine.any() else None}
+        entry = {
+            "product": key,
+            "contacts": int(mine.sum()),
+            "acceptance": float(accepted[mine].mean()) if mine.any() else None,
+        }
         for name, P in models.items():
             y = accepted[mine]
-            entry[f"auc_{name.replace(' ', '_')}"] = (roc_auc(y, P[who[mine], j]) if 0 < y.sum() < len(y) else None)
+            entry[f"auc_{name.replace(' ', '_')}"] = roc_auc(y, P[who[mine], j]) if 0 < y.sum() < len(y) else None
         per_product.append(entry)
 
     deciles = {}
@@ -119,6 +144,9 @@ def evaluate_holdout(store, side: BankSide, rows: np.ndarray, pd: np.ndarray, pr
         score = P[who, product]
         order = np.argsort(-score, kind="stable")
         parts = np.array_split(order, 10)
-        deciles[name] = [{"decile": i + 1, "mean_propensity": float(score[p].mean()),
-                          "acceptance": float(accepted[p].mean())} for i, p in enumerate(parts) if len(p)]
+        deciles[name] = [
+            {"decile": i + 1, "mean_propensity": float(score[p].mean()), "acceptance": float(accepted[p].mean())}
+            for i, p in enumerate(parts)
+            if len(p)
+        ]
     return {**result, "strategies": strategies, "products": per_product, "deciles": deciles}

@@ -37,23 +37,35 @@ def holdout_start(store, holdout_from: date | None = None) -> date:
 def training_labels(store, product: str, before: date) -> pa.Table:
     """``(client_id, responded)`` (0/1) of every client contacted about ``product`` by a campaign sent
     before ``before``; a client contacted more than once counts as responded if they ever did."""
-    table = _sql(store, HISTORY, """
+    table = _sql(
+        store,
+        HISTORY,
+        """
         SELECT c.client_id, max(CASE WHEN c.responded THEN 1 ELSE 0 END) AS responded
         FROM campaign_contacts c JOIN campaigns m USING (campaign_id)
         WHERE m.product = $product AND m.sent_on < $before
-        GROUP BY c.client_id ORDER BY c.client_id""", {"product": product, "before": before})
+        GROUP BY c.client_id ORDER BY c.client_id""",
+        {"product": product, "before": before},
+    )
     if table.num_rows == 0:
-        raise InputError(f"{store.location}: no campaign for product '{product}' was sent before {before} "
-                         "(campaigns.product): nothing to learn its propensity from")
+        raise InputError(
+            f"{store.location}: no campaign for product '{product}' was sent before {before} "
+            "(campaigns.product): nothing to learn its propensity from"
+        )
     return table
 
 
 def holdout_contacts(store, start: date) -> pa.Table:
     """``(client_id, product, responded, sent_on)`` of the campaigns sent on or after ``start``."""
-    return _sql(store, HISTORY, """
+    return _sql(
+        store,
+        HISTORY,
+        """
         SELECT c.client_id, m.product, c.responded, m.sent_on
         FROM campaign_contacts c JOIN campaigns m USING (campaign_id)
-        WHERE m.sent_on >= $start ORDER BY c.client_id, m.product""", {"start": start})
+        WHERE m.sent_on >= $start ORDER BY c.client_id, m.product""",
+        {"start": start},
+    )
 
 
 def contact_state(store, as_of: date, period_days: int) -> tuple[pa.Table, pa.Table]:
@@ -65,16 +77,26 @@ def contact_state(store, as_of: date, period_days: int) -> tuple[pa.Table, pa.Ta
     """
     params = {"as_of": as_of, "since": as_of - timedelta(days=period_days)}
     tables = HISTORY + ("contact_preferences",)
-    clients = _sql(store, tables, """
+    clients = _sql(
+        store,
+        tables,
+        """
         WITH recent AS (
             SELECT c.client_id, count(*) AS n FROM campaign_contacts c JOIN campaigns m USING (campaign_id)
             WHERE m.sent_on < $as_of AND m.sent_on >= $since GROUP BY c.client_id)
         SELECT p.client_id, p.marketing_consent,
                coalesce(p.do_not_disturb_until > $as_of, false) AS do_not_disturb,
                coalesce(r.n, 0) AS contacts_in_period
-        FROM contact_preferences p LEFT JOIN recent r USING (client_id) ORDER BY p.client_id""", params)
-    last = _sql(store, HISTORY, """
+        FROM contact_preferences p LEFT JOIN recent r USING (client_id) ORDER BY p.client_id""",
+        params,
+    )
+    last = _sql(
+        store,
+        HISTORY,
+        """
         SELECT c.client_id, m.product, date_diff('day', max(m.sent_on), $as_of) AS days_since
         FROM campaign_contacts c JOIN campaigns m USING (campaign_id)
-        WHERE m.sent_on < $as_of GROUP BY c.client_id, m.product""", {"as_of": as_of})
+        WHERE m.sent_on < $as_of GROUP BY c.client_id, m.product""",
+        {"as_of": as_of},
+    )
     return clients, last

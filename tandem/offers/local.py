@@ -11,7 +11,7 @@ def add_offers_sections(configs: dict[str, Path], manifests: dict[str, Path], ca
     for party, path in configs.items():
         text = path.read_text()
         if "\n[offers]\n" in text:
-            text = text[:text.index("\n[offers]\n")] + "\n"
+            text = text[: text.index("\n[offers]\n")] + "\n"
         lines = ["", "[offers]", f'models = "{Path(manifests[party]).resolve()}"']
         if catalog is not None:
             lines.append(f'catalog = "{Path(catalog).resolve()}"')

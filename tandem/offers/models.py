@@ -50,15 +50,14 @@ def load_offers_config(path: str | os.PathLike) -> OffersConfig | None:
 
     models = resolve("models")
     if models is None:
-        raise InputError(f"{path}: [offers] models = \"FILE\" is missing (written by `tandem propensity`)")
+        raise InputError(f'{path}: [offers] models = "FILE" is missing (written by `tandem propensity`)')
     return OffersConfig(models, resolve("catalog"))
 
 
 def write_manifest(path: Path, party: str, models: dict[str, str | Path], **extra) -> Path:
     """``models``: product -> this party's model file; ``extra``: more of the party's own facts (the
     label holder keeps the training settings and metrics here)."""
-    body = {"format": FORMAT, "party": party, "models": {k: str(Path(v).resolve()) for k, v in models.items()},
-            **extra}
+    body = {"format": FORMAT, "party": party, "models": {k: str(Path(v).resolve()) for k, v in models.items()}, **extra}
     return write_atomically(path, json.dumps(body, indent=1, default=str).encode())
 
 
@@ -77,6 +76,7 @@ def load_manifest(path: Path, products: list[str]) -> dict[str, Path]:
     body = read_manifest(path)
     missing = [p for p in products if p not in body["models"]]
     if missing:
-        raise InputError(f"{path}: no propensity model for product '{missing[0]}' of the catalog "
-                         "(train it with `tandem propensity`)")
+        raise InputError(
+            f"{path}: no propensity model for product '{missing[0]}' of the catalog (train it with `tandem propensity`)"
+        )
     return {p: Path(body["models"][p]) for p in products}

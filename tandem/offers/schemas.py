@@ -23,15 +23,18 @@ class Offer(BaseModel):
     value_rub: float = Field(description="The bank's expected margin from one accepted offer, RUB.")
     expected_value_rub: float = Field(description="propensity x value, RUB: what the ranking orders by.")
     limit: float | None = Field(default=None, description="Credit products: the pre-approved limit, RUB.")
-    categories: list[str] | None = Field(default=None, description="Personalised offers: the marketplace "
-                                                                   "categories it covers (from the public list).")
+    categories: list[str] | None = Field(
+        default=None, description="Personalised offers: the marketplace categories it covers (from the public list)."
+    )
 
 
 class Withheld(BaseModel):
     product: str
-    reason: str = Field(description="The first gate that withheld the product: no_marketing_consent, "
-                                    "do_not_disturb, contact_limit, not_eligible, pd_above_cutoff, "
-                                    "limit_below_minimum, cooldown, below_contact_cost or ranked_below.")
+    reason: str = Field(
+        description="The first gate that withheld the product: no_marketing_consent, "
+        "do_not_disturb, contact_limit, not_eligible, pd_above_cutoff, "
+        "limit_below_minimum, cooldown, below_contact_cost or ranked_below."
+    )
 
 
 class OfferList(BaseModel):
@@ -46,6 +49,7 @@ class OfferList(BaseModel):
 
 class OfferBitsRequest(Strict):
     """Bank node -> marketplace node (mutual TLS): go-left bits of several models' splits for many rows."""
+
     model_versions: list[VersionText] = Field(min_length=1, max_length=32)
     link_ids: list[LinkIdText] = LinkIds
 
@@ -57,6 +61,7 @@ class OfferBitsResponse(BaseModel):
 
 class ContentRequest(Strict):
     """Bank node -> marketplace node: the personalised part of an offer, for clients the bank offers it."""
+
     product: str = ProductKey
     link_ids: list[LinkIdText] = LinkIds
 
@@ -64,4 +69,3 @@ class ContentRequest(Strict):
 class ContentResponse(BaseModel):
     found: list[bool]
     categories: list[list[str]] = Field(description="For each found row, the categories the offer covers.")
-

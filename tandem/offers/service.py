@@ -28,12 +28,19 @@ from tandem.learn import model_io
 from tandem.offers.catalog import load_catalog
 from tandem.offers.decision import REASONS, decide
 from tandem.offers.models import OffersConfig, load_manifest, load_offers_config
-from tandem.offers.schemas import (ContentRequest, ContentResponse, Offer, OfferBitsRequest, OfferBitsResponse,
-                                   OfferList, Withheld)
+from tandem.offers.schemas import (
+    ContentRequest,
+    ContentResponse,
+    Offer,
+    OfferBitsRequest,
+    OfferBitsResponse,
+    OfferList,
+    Withheld,
+)
 from tandem.offers.sides import BankSide, MarketSide
 from tandem.transport.http import Messages, PeerMessage
 
-OFFER_MESSAGES: Messages = {     # the marketplace's offer endpoints for the bank node, as the audit log names them
+OFFER_MESSAGES: Messages = {  # the marketplace's offer endpoints for the bank node, as the audit log names them
     "/v1/offers/bits": PeerMessage("offer bits", "model_versions", rows=True),
     "/v1/offers/content": PeerMessage("offer content", "product", suffix="product", rows=True),
 }
@@ -74,8 +81,9 @@ def _scorers(ocfg: OffersConfig, role: str):
     return catalog, [kind(model_io.load(manifest[p.key], role)) for p in catalog.customer_products]
 
 
-def attach_offers(apps: list, config_path: str, cfg, state, store, audit, role: str, policy: dict | None,
-                  clients: ApiClients) -> None:
+def attach_offers(
+    apps: list, config_path: str, cfg, state, store, audit, role: str, policy: dict | None, clients: ApiClients
+) -> None:
     """Add the offer endpoints to a node's apps (``[(listen, app, mutual_tls)]``) if its config has an
     ``[offers]`` section; their tables refresh with the service's feature tables."""
     ocfg = load_offers_config(config_path)
@@ -90,9 +98,18 @@ def attach_offers(apps: list, config_path: str, cfg, state, store, audit, role: 
             return BankSide(store, cfg.as_of, catalog, state.model("customers"), scorers)
 
         holder = _Holder(build_bank)
-        market = (BankClient(cfg.peer_address, cfg.peer, cfg.node.tls, audit,
-                             service="the marketplace's decision service", messages=OFFER_MESSAGES)
-                  if cfg.peer else None)
+        market = (
+            BankClient(
+                cfg.peer_address,
+                cfg.peer,
+                cfg.node.tls,
+                audit,
+                service="the marketplace's decision service",
+                messages=OFFER_MESSAGES,
+            )
+            if cfg.peer
+            else None
+        )
         for _listen, app, mutual in apps:
             if not mutual:
                 app.include_router(bank_router(holder, market, policy, _authenticator("api_key", clients)))
@@ -124,9 +141,10 @@ def bank_router(holder: _Holder, market: BankClient | None, policy: dict, who) -
         return answer
 
     @router.get("/v1/clients/{link_id}/offers", response_model=OfferList, responses=ERRORS)
-    async def client_offers(link_id: str = PathParam(pattern=r"^[0-9a-f]{32}$",
-                                                     description="The shared client's link id."),
-                            _who: str = Depends(who)) -> OfferList:
+    async def client_offers(
+        link_id: str = PathParam(pattern=r"^[0-9a-f]{32}$", description="The shared client's link id."),
+        _who: str = Depends(who),
+    ) -> OfferList:
         """The client's next best offers now: products ranked by propensity x value, credit products
         only when the decision policy would approve them, within consent, do-not-disturb and the
         contact limits; personalised content from the marketplace for the products offered."""
@@ -140,13 +158,16 @@ def bank_router(holder: _Holder, market: BankClient | None, policy: dict, who) -
         if not reply.get("found", [False])[0]:
             raise HTTPException(404, f"link_id {link_id} is not known to the marketplace")
         try:
-            bits = [decode_bits(reply["bits"][v][0], s.n_bits)
-                    for v, s in zip(side.versions, [side.pd_scorer, *side.scorers])]
+            bits = [
+                decode_bits(reply["bits"][v][0], s.n_bits)
+                for v, s in zip(side.versions, [side.pd_scorer, *side.scorers])
+            ]
         except (KeyError, IndexError, ScoringError):
             raise HTTPException(502, "the marketplace sent bits that do not fit the models") from None
         pd, propensity = side.score_one(i, bits)
-        decisions = decide(propensity[None, :], side.clients(np.array([i]), np.array([pd])), side.catalog,
-                           side.products, policy)
+        decisions = decide(
+            propensity[None, :], side.clients(np.array([i]), np.array([pd])), side.catalog, side.products, policy
+        )
         offers = []
         for j in decisions.offered(0):
             p = side.products[j]
@@ -156,16 +177,34 @@ def bank_router(holder: _Holder, market: BankClient | None, policy: dict, who) -
                 categories = content["categories"][0] if content.get("found", [False])[0] else None
                 if categories is not None and not set(categories) <= set(side.catalog.categories):
                     raise HTTPException(502, "the marketplace's content is not names from the public category list")
-            offers.append(Offer(rank=int(decisions.rank[0, j]), product=p.key, name=p.name, credit=p.credit,
-                                propensity=float(propensity[j]), value_rub=p.value_rub,
-                                expected_value_rub=float(decisions.expected_value[0, j]),
-                                limit=None if np.isnan(decisions.limit[0, j]) else float(decisions.limit[0, j]),
-                                categories=categories))
-        withheld = [Withheld(product=p.key, reason=REASONS[decisions.reason[0, j]])
-                    for j, p in enumerate(side.products) if decisions.rank[0, j] == 0]
+            offers.append(
+                Offer(
+                    rank=int(decisions.rank[0, j]),
+                    product=p.key,
+                    name=p.name,
+                    credit=p.credit,
+                    propensity=float(propensity[j]),
+                    value_rub=p.value_rub,
+                    expected_value_rub=float(decisions.expected_value[0, j]),
+                    limit=None if np.isnan(decisions.limit[0, j]) else float(decisions.limit[0, j]),
+                    categories=categories,
+                )
+            )
+        withheld = [
+            Withheld(product=p.key, reason=REASONS[decisions.reason[0, j]])
+            for j, p in enumerate(side.products)
+            if decisions.rank[0, j] == 0
+        ]
         slots = max(0, side.catalog.max_offers - int(side.contacts[i]))
-        return OfferList(link_id=link_id, as_of=side.as_of.isoformat(), pd=pd, pd_model_version=side.pd_scorer.version,
-                         contact_slots=slots, offers=offers, withheld=withheld)
+        return OfferList(
+            link_id=link_id,
+            as_of=side.as_of.isoformat(),
+            pd=pd,
+            pd_model_version=side.pd_scorer.version,
+            contact_slots=slots,
+            offers=offers,
+            withheld=withheld,
+        )
 
     return router
 

@@ -19,7 +19,7 @@ from tandem.offers.content import top_categories
 from tandem.offers.decision import Clients
 from tandem.offers.history import contact_state
 
-POLICY_COLUMNS = ("income_median", "debt_service")     # what the installment policy's limit needs
+POLICY_COLUMNS = ("income_median", "debt_service")  # what the installment policy's limit needs
 
 
 def _union(scorers) -> list[str]:
@@ -59,18 +59,23 @@ class BankSide:
     def clients(self, rows: np.ndarray, pd: np.ndarray) -> Clients:
         """The decision's view of the clients at positions ``rows`` with their PDs ``pd``."""
         extras = self.pd_table.extras
-        return Clients(pd=np.asarray(pd, dtype=float), age=self.features.extras["age"][rows],
-                       income=extras["income_median"][rows], debt_service=extras["debt_service"][rows],
-                       marketing_consent=self.consent[rows], do_not_disturb=self.dnd[rows],
-                       contacts_in_period=self.contacts[rows], days_since_contact=self.days_since[rows])
+        return Clients(
+            pd=np.asarray(pd, dtype=float),
+            age=self.features.extras["age"][rows],
+            income=extras["income_median"][rows],
+            debt_service=extras["debt_service"][rows],
+            marketing_consent=self.consent[rows],
+            do_not_disturb=self.dnd[rows],
+            contacts_in_period=self.contacts[rows],
+            days_since_contact=self.days_since[rows],
+        )
 
     def scores(self, rows: np.ndarray, bits: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """``(pd (m,), propensity (m, k))`` of the clients at ``rows`` from each model's marketplace
         bits (``bits[0]`` the PD model's, then one per product), batch-vectorised."""
         pd = self.pd_scorer.score_batch(self.pd_table.X[rows], bits[0])
         X = self.features.X[rows]
-        return pd, np.column_stack([s.score_batch(X[:, c], b) for s, c, b in zip(self.scorers, self.columns,
-                                                                                  bits[1:])])
+        return pd, np.column_stack([s.score_batch(X[:, c], b) for s, c, b in zip(self.scorers, self.columns, bits[1:])])
 
     def score_one(self, i: int, bits: list[np.ndarray]) -> tuple[float, np.ndarray]:
         """``scores`` of one client, on the online path (plain Python tree walks)."""
@@ -93,8 +98,11 @@ class MarketSide:
         names = _union(scorers.values())
         self.features = FeatureTable(table, names)
         self.columns = {v: np.array([names.index(n) for n in s.names], dtype=np.int64) for v, s in scorers.items()}
-        self.content = {p.key: top_categories(store, as_of, catalog.categories, p.top_categories)
-                        for p in catalog.customer_products if p.personalise == "top_categories"}
+        self.content = {
+            p.key: top_categories(store, as_of, catalog.categories, p.top_categories)
+            for p in catalog.customer_products
+            if p.personalise == "top_categories"
+        }
 
     def bits(self, version: str, rows: list[int]) -> np.ndarray:
         """Go-left bits ``(len(rows), k)`` of the propensity model ``version``."""

@@ -11,9 +11,9 @@ every campaign, the ones being predicted included, so it would leak the label) a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -28,8 +28,15 @@ from tandem.offers.models import write_manifest
 from tandem.parties import PARTIES
 from tandem.store import open_store
 
-ARGS = {"test_fraction": 0.2, "seed": 42, "trees": 15, "max_depth": 3, "learning_rate": 0.25, "bins": 16,
-        "min_child_weight": 5.0}
+ARGS = {
+    "test_fraction": 0.2,
+    "seed": 42,
+    "trees": 15,
+    "max_depth": 3,
+    "learning_rate": 0.25,
+    "bins": 16,
+    "min_child_weight": 5.0,
+}
 LABEL = "responded"
 
 
@@ -44,8 +51,9 @@ def bank_rows(store, as_of: date) -> pa.Table:
     return table.select(["link_id", "local_id"] + bank_columns(table.column_names[2:]))
 
 
-def export_propensity_files(world: Path, catalog: Catalog, folder: Path, as_of: date,
-                            holdout_from: date | None = None) -> tuple[dict[str, dict[str, Path]], date]:
+def export_propensity_files(
+    world: Path, catalog: Catalog, folder: Path, as_of: date, holdout_from: date | None = None
+) -> tuple[dict[str, dict[str, Path]], date]:
     """Each party's training file per product (the marketplace's is the same for all): the bank's
     linked clients its campaigns of the product contacted before the held-out wave, with the label.
     Returns ``({product: {"bank": file, "market": file}}, first day held out)``."""
@@ -76,9 +84,16 @@ def export_propensity_files(world: Path, catalog: Catalog, folder: Path, as_of: 
     return files, start
 
 
-def train_propensity(world: Path, catalog: Catalog, args: dict | None = None, as_of: date | None = None,
-                     holdout_from: date | None = None, parallel: int = 2, timeout_s: float = 120.0,
-                     progress: Callable[[str, float], None] = lambda what, fraction: None) -> dict:
+def train_propensity(
+    world: Path,
+    catalog: Catalog,
+    args: dict | None = None,
+    as_of: date | None = None,
+    holdout_from: date | None = None,
+    parallel: int = 2,
+    timeout_s: float = 120.0,
+    progress: Callable[[str, float], None] = lambda what, fraction: None,
+) -> dict:
     """Train one federated propensity model per retail product of ``catalog`` on a linked world;
     write each party's manifest (``world/nodes/offers-{bank,market}.json``).
 
@@ -104,17 +119,29 @@ def train_propensity(world: Path, catalog: Catalog, args: dict | None = None, as
         progress(f"{product}: {what}", sum(trees.values()) / len(products))
 
     with ThreadPoolExecutor(len(groups)) as pool:
-        parts = pool.map(lambda g: _train_group(files, groups[g], args, workdir / f"nodes-{g}", timeout_s, on_tree),
-                         range(len(groups)))
+        parts = pool.map(
+            lambda g: _train_group(files, groups[g], args, workdir / f"nodes-{g}", timeout_s, on_tree),
+            range(len(groups)),
+        )
         trained = {p: r for part in parts for p, r in part.items()}
     progress("done", 1.0)
     results = {p: {**trained[p]["bank"], "bank_file": str(files[p]["bank"])} for p in products}
     models = {party: {p: trained[p][party]["model_path"] for p in products} for party in PARTIES}
-    metrics = {k: {"auc": r["metrics"]["auc"], "n_train": r["n_train"], "n_test": r["n_test"],
-                   "seconds_per_tree": r["seconds_per_tree"]} for k, r in results.items()}
-    manifests = {"bank": write_manifest(world / "nodes" / "offers-bank.json", "bank", models["bank"],
-                                        args=args, holdout_from=start, metrics=metrics),
-                 "market": write_manifest(world / "nodes" / "offers-market.json", "market", models["market"])}
+    metrics = {
+        k: {
+            "auc": r["metrics"]["auc"],
+            "n_train": r["n_train"],
+            "n_test": r["n_test"],
+            "seconds_per_tree": r["seconds_per_tree"],
+        }
+        for k, r in results.items()
+    }
+    manifests = {
+        "bank": write_manifest(
+            world / "nodes" / "offers-bank.json", "bank", models["bank"], args=args, holdout_from=start, metrics=metrics
+        ),
+        "market": write_manifest(world / "nodes" / "offers-market.json", "market", models["market"]),
+    }
     return {"manifests": manifests, "holdout_from": start, "products": results}
 
 
@@ -126,16 +153,23 @@ def _train_group(files: dict, products: list[str], args: dict, folder: Path, tim
     from tandem.learn.options import TrainingOptions
     from tandem.node import Node, load_node_config
 
-    configs = node_configs(folder, {"bank": "bank.duckdb", "market": "market.duckdb"},
-                           {"bank": "bank", "market": "bank"}, timeout_s)
+    configs = node_configs(
+        folder, {"bank": "bank.duckdb", "market": "market.duckdb"}, {"bank": "bank", "market": "bank"}, timeout_s
+    )
     market_args = ["--data", str(Path(files[products[0]]["market"]).resolve()), "--id", "link_id"]
     options = TrainingOptions.from_args(args)
     bank, current = None, [products[0]]
     with serving(configs, {"market": market_args}) as procs:
         market = procs["market"]
         try:
-            bank = Node(load_node_config(configs["bank"]), events=lambda e: e.get("event") == "progress" and e.get(
-                "what", "").startswith("tree") and on_tree(current[0], e["what"], e["fraction"]))
+            bank = Node(
+                load_node_config(configs["bank"]),
+                events=lambda e: (
+                    e.get("event") == "progress"
+                    and e.get("what", "").startswith("tree")
+                    and on_tree(current[0], e["what"], e["fraction"])
+                ),
+            )
             bank.start()
             out = {}
             for product in products:
@@ -144,8 +178,10 @@ def _train_group(files: dict, products: list[str], args: dict, folder: Path, tim
                 try:
                     result = bank.train(["market"], options.request_fields(), options.he, options.key_bits)
                 except TandemError as exc:
-                    raise TandemError(f"{product}: {exc}" + (f" (market node: {market.error()})"
-                                                             if market.proc.poll() not in (None, 0) else "")) from None
+                    raise TandemError(
+                        f"{product}: {exc}"
+                        + (f" (market node: {market.error()})" if market.proc.poll() not in (None, 0) else "")
+                    ) from None
                 out[product] = {"bank": result, "market": _passive_result(market, result["model_path"], timeout_s)}
             return out
         finally:

@@ -39,9 +39,9 @@ from tandem.protocols.wire import (
 
 PROTOCOL = "insight/1"
 CHUNK_ROWS = 50_000
-_WIDE, _NARROW = 16, 8          # bytes per integer: masked sums, released figures
+_WIDE, _NARROW = 16, 8  # bytes per integer: masked sums, released figures
 Progress = Callable[[str, float], None]
-NoiseShare = Callable[[list[float], int], np.ndarray]   # (scales per slot, groups) -> (groups, slots) int64
+NoiseShare = Callable[[list[float], int], np.ndarray]  # (scales per slot, groups) -> (groups, slots) int64
 
 
 class State(enum.Enum):
@@ -64,7 +64,7 @@ def _ints_to_bytes(values: np.ndarray, width: int) -> bytes:
 def _ints_from_bytes(blob: bytes, shape: tuple[int, int], width: int) -> np.ndarray:
     if len(blob) != shape[0] * shape[1] * width:
         raise RemoteProtocolError("malformed insight figures: wrong length")
-    flat = [int.from_bytes(blob[i:i + width], "big", signed=True) for i in range(0, len(blob), width)]
+    flat = [int.from_bytes(blob[i : i + width], "big", signed=True) for i in range(0, len(blob), width)]
     return np.array(flat, dtype=object).reshape(shape)
 
 
@@ -87,9 +87,19 @@ class MeasureHolder(Role):
     After ``DONE``: ``groups_`` the released group positions, ``figures_`` ``(released, slots)`` int64.
     """
 
-    def __init__(self, session: str, values: np.ndarray, n_groups: int, scales: list[float], release: Release,
-                 he: SecretHe | None = None, chunk_rows: int = CHUNK_ROWS, progress: Progress | None = None, *,
-                 noise: NoiseShare):
+    def __init__(
+        self,
+        session: str,
+        values: np.ndarray,
+        n_groups: int,
+        scales: list[float],
+        release: Release,
+        he: SecretHe | None = None,
+        chunk_rows: int = CHUNK_ROWS,
+        progress: Progress | None = None,
+        *,
+        noise: NoiseShare,
+    ):
         if values.ndim != 2 or values.shape[1] != len(scales) or (values < 0).any():
             raise LocalProtocolError("measure values must be (rows, slots) non-negative integers")
         self.session, self.values, self.n_groups, self.scales, self.release = session, values, n_groups, scales, release
@@ -107,7 +117,7 @@ class MeasureHolder(Role):
             raise LocalProtocolError("chunks() follows start()")
         n = len(self.values)
         for first in range(0, max(n, 1), self.chunk_rows):
-            rows = self.values[first:first + self.chunk_rows]
+            rows = self.values[first : first + self.chunk_rows]
             self.progress("encrypting measures", min(1.0, (first + len(rows)) / max(n, 1)))
             last = first + self.chunk_rows >= n
             if last:
@@ -141,8 +151,7 @@ class MeasureHolder(Role):
         self.state = State.DONE
         return [InsightDone(self.session)]
 
-    HANDLERS = {(State.WAIT_SUMS, MaskedSums): _on_sums,
-                (State.WAIT_RELEASE, InsightRelease): _on_release}
+    HANDLERS = {(State.WAIT_SUMS, MaskedSums): _on_sums, (State.WAIT_RELEASE, InsightRelease): _on_release}
 
 
 class GroupHolder(Role):
@@ -152,8 +161,17 @@ class GroupHolder(Role):
     After ``DONE``: ``groups_`` the released group positions, ``figures_`` ``(released, slots)`` int64.
     """
 
-    def __init__(self, session: str, groups: np.ndarray, n_groups: int, scales: list[float], release: Release,
-                 progress: Progress | None = None, *, noise: NoiseShare):
+    def __init__(
+        self,
+        session: str,
+        groups: np.ndarray,
+        n_groups: int,
+        scales: list[float],
+        release: Release,
+        progress: Progress | None = None,
+        *,
+        noise: NoiseShare,
+    ):
         self.session, self.groups, self.n_groups, self.scales, self.release = session, groups, n_groups, scales, release
         self.own_counts = np.bincount(groups[groups >= 0], minlength=n_groups)
         self.progress, self.noise = progress or (lambda what, f: None), noise
@@ -173,8 +191,10 @@ class GroupHolder(Role):
 
     def _on_key(self, msg: InsightKey) -> list[Message]:
         if msg.n_rows != len(self.groups) or msg.n_slots != len(self.scales):
-            self._fail(f"measures of {msg.n_rows} rows x {msg.n_slots} slots, this side has "
-                              f"{len(self.groups)} rows and the query {len(self.scales)} slots")
+            self._fail(
+                f"measures of {msg.n_rows} rows x {msg.n_slots} slots, this side has "
+                f"{len(self.groups)} rows and the query {len(self.scales)} slots"
+            )
         try:
             self.he = PublicHe.from_bytes(msg.payload)
         except HeError as exc:
@@ -194,7 +214,7 @@ class GroupHolder(Role):
         if cts.rows != msg.rows or cts.cols != cols:
             self._fail("encrypted measures do not match the rows and slots announced")
         if msg.rows:
-            sums = self.he.group_sums(cts, self.groups[msg.first:msg.first + msg.rows], self.n_groups)
+            sums = self.he.group_sums(cts, self.groups[msg.first : msg.first + msg.rows], self.n_groups)
             self._sums = sums if self._sums is None else self.he.add(self._sums, sums)
         self._next_row += msg.rows
         self.progress("summing by group", self._next_row / max(1, len(self.groups)))
@@ -223,7 +243,9 @@ class GroupHolder(Role):
         self.state = State.WAIT_DONE
         return [InsightRelease(self.session, self.groups_, _ints_to_bytes(self.figures_, _NARROW))]
 
-    HANDLERS = {(State.WAIT_KEY, InsightKey): _on_key,
-                (State.WAIT_MEASURES, EncryptedMeasures): _on_measures,
-                (State.WAIT_NOISY, NoisySums): _on_noisy,
-                (State.WAIT_DONE, InsightDone): _on_done}
+    HANDLERS = {
+        (State.WAIT_KEY, InsightKey): _on_key,
+        (State.WAIT_MEASURES, EncryptedMeasures): _on_measures,
+        (State.WAIT_NOISY, NoisySums): _on_noisy,
+        (State.WAIT_DONE, InsightDone): _on_done,
+    }

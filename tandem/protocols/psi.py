@@ -34,7 +34,7 @@ from tandem.protocols.errors import LocalProtocolError
 from tandem.protocols.role import Role
 from tandem.protocols.wire import Blinded, Delta, KeyDone, KeyStart, Message, Reblinded
 
-DEFAULT_CHUNK = 32_768          # points per message: 1 MiB of payload
+DEFAULT_CHUNK = 32_768  # points per message: 1 MiB of payload
 _S = f"S{POINT_BYTES}"
 _EMPTY = np.array([], dtype=_S)
 
@@ -49,10 +49,10 @@ class Blinder(Protocol):
 
 class State(enum.Enum):
     IDLE = "idle"
-    STARTED = "started"          # KeyStart sent, peer's not yet seen
-    DELTA = "delta"              # incremental: waiting for the peer's Delta
-    EXCHANGING = "exchanging"    # chunks flowing both ways
-    MATCHED = "matched"          # KeyDone sent, waiting for the peer's
+    STARTED = "started"  # KeyStart sent, peer's not yet seen
+    DELTA = "delta"  # incremental: waiting for the peer's Delta
+    EXCHANGING = "exchanging"  # chunks flowing both ways
+    MATCHED = "matched"  # KeyDone sent, waiting for the peer's
     DONE = "done"
     ERROR = "error"
 
@@ -62,8 +62,8 @@ class KeyResult:
     """What one side learned. ``positions`` index the caller's ``values``; ``link_ids`` align with them."""
 
     intersection: int
-    positions: np.ndarray | None = None     # shape (k,), int64; None in count-only mode
-    link_ids: list[str] | None = None       # 32 hex chars each
+    positions: np.ndarray | None = None  # shape (k,), int64; None in count-only mode
+    link_ids: list[str] | None = None  # 32 hex chars each
 
 
 @dataclass
@@ -116,9 +116,21 @@ class KeyRun(Role):
     ``keep_memory``, so is ``memory`` (to be stored for the next incremental run).
     """
 
-    def __init__(self, session: str, entity: str, key: str, values: list[str], *, initiator: bool,
-                 count_only: bool, secret: bytes, blinder: Blinder, chunk: int = DEFAULT_CHUNK,
-                 memory: KeyMemory | None = None, keep_memory: bool = False):
+    def __init__(
+        self,
+        session: str,
+        entity: str,
+        key: str,
+        values: list[str],
+        *,
+        initiator: bool,
+        count_only: bool,
+        secret: bytes,
+        blinder: Blinder,
+        chunk: int = DEFAULT_CHUNK,
+        memory: KeyMemory | None = None,
+        keep_memory: bool = False,
+    ):
         if count_only and (memory is not None or keep_memory):
             raise LocalProtocolError("count-only runs keep no state (incremental mode links records)")
         self.session, self.entity, self.key = session, entity, key
@@ -132,17 +144,17 @@ class KeyRun(Role):
         self.memory: KeyMemory | None = None
         self.incremental = False
         self._salt: bytes | None = None
-        self._send: list[int] = []               # indices into _all that we blind and send
+        self._send: list[int] = []  # indices into _all that we blind and send
         self._sent = 0
         self._sent_last = False
-        self._own_blinded: list[bytes] = []      # a*H(x) as sent (kept for the next incremental run)
-        self._own_double: list[bytes] = []       # b*a*H(x) for what we sent, in our sending order
+        self._own_blinded: list[bytes] = []  # a*H(x) as sent (kept for the next incremental run)
+        self._own_double: list[bytes] = []  # b*a*H(x) for what we sent, in our sending order
         self._own_double_n = 0
         self._own_back_last = False
         self._own_seq_back = 0
         self._peer_size = 0
-        self._peer_blinded: list[bytes] = []     # b*H(y) as received
-        self._peer_double: list[bytes] = []      # a*b*H(y)
+        self._peer_blinded: list[bytes] = []  # b*H(y) as received
+        self._peer_double: list[bytes] = []  # a*b*H(y)
         self._peer_received = 0
         self._peer_seq = 0
         self._peer_last = False
@@ -175,20 +187,24 @@ class KeyRun(Role):
         """Blind and emit the next chunk of our own set (an empty set sends one empty chunk)."""
         if not self.has_work():
             return self._maybe_finish()
-        part = [self._all[i] for i in self._send[self._sent:self._sent + self._chunk]]
+        part = [self._all[i] for i in self._send[self._sent : self._sent + self._chunk]]
         seq = self._sent // self._chunk
-        points = self._blinder.hash_and_blind(self._secret, f"{self.entity}:{self.key}", self._salt, part) \
-            if part else b""
+        points = (
+            self._blinder.hash_and_blind(self._secret, f"{self.entity}:{self.key}", self._salt, part) if part else b""
+        )
         self._own_blinded.append(points)
         self._sent += len(part)
         self._sent_last = self._sent == len(self._send)
         return [Blinded(self.session, self.entity, self.key, seq, self._sent_last, points)] + self._maybe_finish()
 
     def receive(self, msg: Message) -> list[Message]:
-        if self.state not in (State.DONE, State.ERROR) and \
-                (getattr(msg, "entity", self.entity) != self.entity or getattr(msg, "key", self.key) != self.key):
-            self._fail(f"expected a message for {self.entity}/{self.key}, got {msg.name} for "
-                       f"{getattr(msg, 'entity', '?')}/{getattr(msg, 'key', '?')}")
+        if self.state not in (State.DONE, State.ERROR) and (
+            getattr(msg, "entity", self.entity) != self.entity or getattr(msg, "key", self.key) != self.key
+        ):
+            self._fail(
+                f"expected a message for {self.entity}/{self.key}, got {msg.name} for "
+                f"{getattr(msg, 'entity', '?')}/{getattr(msg, 'key', '?')}"
+            )
         return self._receive(msg)
 
     def _unexpected(self, msg: Message, *context) -> str:
@@ -209,10 +225,10 @@ class KeyRun(Role):
             return self._start_delta()
         first, second = (self._nonce, peer_nonce) if self.initiator else (peer_nonce, self._nonce)
         self._salt = run_salt(first, second)
-        if self._memory is not None:                 # stale or one-sided state: start afresh
+        if self._memory is not None:  # stale or one-sided state: start afresh
             self._secret, self._memory = new_secret(), None
         order = np.random.default_rng(int.from_bytes(os.urandom(8), "big")).permutation(len(self._all))
-        self._send = order.tolist()                  # a random order: position says nothing
+        self._send = order.tolist()  # a random order: position says nothing
         self._peer_size = msg.size
         self.state = State.EXCHANGING
         return self._maybe_finish()
@@ -267,9 +283,10 @@ class KeyRun(Role):
         """Count-only: return the peer's whole set re-blinded and sorted, so no position survives."""
         flat = _raw(np.sort(_points(b"".join(self._peer_double))))
         size = self._chunk * POINT_BYTES
-        pieces = [flat[i:i + size] for i in range(0, len(flat), size)] or [b""]
-        return [Reblinded(self.session, self.entity, self.key, i, i == len(pieces) - 1, p)
-                for i, p in enumerate(pieces)]
+        pieces = [flat[i : i + size] for i in range(0, len(flat), size)] or [b""]
+        return [
+            Reblinded(self.session, self.entity, self.key, i, i == len(pieces) - 1, p) for i, p in enumerate(pieces)
+        ]
 
     def _on_reblinded(self, msg: Reblinded) -> list[Message]:
         if msg.seq != self._own_seq_back or self._own_back_last:
@@ -301,8 +318,10 @@ class KeyRun(Role):
             out.append(KeyDone(self.session, self.entity, self.key, self.result.intersection))
         if self.state is State.MATCHED and self._peer_done is not None:
             if self._peer_done != self.result.intersection:
-                self._fail(f"peers disagree on the {self.key} intersection: "
-                           f"{self.result.intersection} here, {self._peer_done} there")
+                self._fail(
+                    f"peers disagree on the {self.key} intersection: "
+                    f"{self.result.intersection} here, {self._peer_done} there"
+                )
             self.state = State.DONE
         return out
 
@@ -325,17 +344,26 @@ class KeyRun(Role):
             peer = np.concatenate([mem.peer_double[stay], peer])
             peer_blinded = np.concatenate([mem.peer_blinded[stay], peer_blinded])
         if self._keep:
-            self.memory = KeyMemory(hashlib.sha256(b"tandem/psi/state/v1" + self._salt).hexdigest()[:32],
-                                    self._secret, self._salt, _digests(self._salt, [self._all[i] for i in own_idx]),
-                                    own_blinded, own, peer_blinded, peer)
+            self.memory = KeyMemory(
+                hashlib.sha256(b"tandem/psi/state/v1" + self._salt).hexdigest()[:32],
+                self._secret,
+                self._salt,
+                _digests(self._salt, [self._all[i] for i in own_idx]),
+                own_blinded,
+                own,
+                peer_blinded,
+                peer,
+            )
         hits = np.flatnonzero(_members(own, peer))
         if self.count_only:
             return KeyResult(len(hits))
         return KeyResult(len(hits), own_idx[hits], link_ids(f"{self.entity}:{self.key}", _raw(own[hits])))
 
-    HANDLERS = {(State.STARTED, KeyStart): _on_start,
-                (State.DELTA, Delta): _on_delta,
-                (State.EXCHANGING, Blinded): _on_blinded,
-                (State.EXCHANGING, Reblinded): _on_reblinded,
-                (State.EXCHANGING, KeyDone): _on_done,
-                (State.MATCHED, KeyDone): _on_done}
+    HANDLERS = {
+        (State.STARTED, KeyStart): _on_start,
+        (State.DELTA, Delta): _on_delta,
+        (State.EXCHANGING, Blinded): _on_blinded,
+        (State.EXCHANGING, Reblinded): _on_reblinded,
+        (State.EXCHANGING, KeyDone): _on_done,
+        (State.MATCHED, KeyDone): _on_done,
+    }

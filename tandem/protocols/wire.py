@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import struct
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar, cast, dataclass_transform
 
 from tandem.protocols.errors import RemoteProtocolError
@@ -29,11 +29,13 @@ _M = TypeVar("_M", bound="type[Message]")
 @dataclass_transform(frozen_default=True)
 def message(code: int) -> Callable[[_M], _M]:
     """Register a frozen dataclass as message type ``code``."""
+
     def wrap(cls: _M) -> _M:
         dataclass(frozen=True)(cls)  # in place: the class itself becomes the dataclass
         cls.CODE = code
         _TYPES[code] = cls
         return cls
+
     return wrap
 
 
@@ -83,10 +85,10 @@ def decode(frame: bytes) -> Message:
     if hlen > MAX_HEADER or _HEAD.size + hlen > len(frame):
         raise RemoteProtocolError("malformed message: bad header length")
     try:
-        header = json.loads(frame[_HEAD.size:_HEAD.size + hlen])
+        header = json.loads(frame[_HEAD.size : _HEAD.size + hlen])
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise RemoteProtocolError(f"malformed {cls.__name__}: header is not JSON") from None
-    payload = frame[_HEAD.size + hlen:]
+    payload = frame[_HEAD.size + hlen :]
     if not isinstance(header, dict):
         raise RemoteProtocolError(f"malformed {cls.__name__}: header is not an object")
     kwargs = {}
@@ -106,8 +108,15 @@ def decode(frame: bytes) -> Message:
 
 
 def _type_ok(value, annotation) -> bool:
-    kinds = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list, "dict[str, int]": dict,
-             "list[int]": tuple}
+    kinds = {
+        "str": str,
+        "int": int,
+        "float": float,
+        "bool": bool,
+        "list[str]": list,
+        "dict[str, int]": dict,
+        "list[int]": tuple,
+    }
     expected = kinds.get(str(annotation).replace("'", ""))
     if expected is None:
         return True
@@ -126,13 +135,15 @@ def _type_ok(value, annotation) -> bool:
 
 # --- link job and PSI messages -------------------------------------------------------------
 
+
 @message(1)
 class LinkRequest(Message):
     """Initiator -> responder: link these entities on these keys, in this priority."""
+
     session: str
-    protocol: str                  # "psi/1"
-    entities: list[str]            # "customers", "sellers"
-    keys: list[str]                # flattened "entity:key" in priority order
+    protocol: str  # "psi/1"
+    entities: list[str]  # "customers", "sellers"
+    keys: list[str]  # flattened "entity:key" in priority order
     count_only: bool
     incremental: bool
 
@@ -146,10 +157,11 @@ class LinkAccept(Message):
 class KeyStart(Message):
     """Both sides, at the start of one (entity, key) run: a nonce for the salt, the set size, and
     the id of the state kept from an earlier run ("" if none; incremental mode only)."""
+
     session: str
     entity: str
     key: str
-    nonce: str                     # hex, 16 bytes
+    nonce: str  # hex, 16 bytes
     size: int
     state: str
 
@@ -157,6 +169,7 @@ class KeyStart(Message):
 @message(8)
 class Delta(PointMessage):
     """Incremental mode: how many new values follow, and (payload) the blinded values of removed ones."""
+
     session: str
     entity: str
     key: str
@@ -187,6 +200,7 @@ class Reblinded(PointChunk):
 @message(6)
 class KeyDone(Message):
     """Both sides, after matching: the size of the intersection each found (they must agree)."""
+
     session: str
     entity: str
     key: str
@@ -196,6 +210,7 @@ class KeyDone(Message):
 @message(7)
 class Abort(Message):
     """Terminal: the sender stopped; ``reason`` is one line for the other side's operator."""
+
     session: str
     reason: str
 
@@ -206,7 +221,7 @@ def peek(frame: bytes) -> tuple[int, str | None]:
         magic, _version, code, hlen = _HEAD.unpack_from(frame)
         if magic != MAGIC or hlen > MAX_HEADER:
             return 0, None
-        session = json.loads(frame[_HEAD.size:_HEAD.size + hlen]).get("session")
+        session = json.loads(frame[_HEAD.size : _HEAD.size + hlen]).get("session")
         return code, session if isinstance(session, str) else None
     except (struct.error, ValueError, AttributeError):
         return 0, None
@@ -214,11 +229,13 @@ def peek(frame: bytes) -> tuple[int, str | None]:
 
 # --- federated boosting (SecureBoost) messages ----------------------------------------------
 
+
 @message(20)
 class BoostStart(Message):
     """Active -> passive: training settings. Payload (framed): the packed bitmap of the training
     rows (the others are validation rows), then the split ids of the trees to resume from,
     one per line (empty for a fresh start)."""
+
     session: str
     n_rows: int
     n_trees: int
@@ -232,6 +249,7 @@ class BoostStart(Message):
 class BoostReady(Message):
     """Passive -> active: how many features (histogram slots) it contributes, and whether it holds
     every split asked for in ``BoostStart``; if so the payload has their go-left bitmaps (framed)."""
+
     session: str
     n_features: int
     resumable: bool
@@ -242,6 +260,7 @@ class BoostReady(Message):
 class PublicKeyMsg(Message):
     """Active -> passive: the homomorphic public key (the secret key never leaves the active party)
     and the tree training starts at (splits of later trees are dropped)."""
+
     session: str
     first_tree: int
     payload: bytes = field(default=b"", repr=False)
@@ -252,6 +271,7 @@ class EncryptedGradients(Message):
     """Active -> passive, for tree ``tree``. Payload (framed): the packed bitmap of the rows the
     tree is grown on (all training rows, or a GOSS sample), then one packed (gradient, hessian)
     ciphertext per such row."""
+
     session: str
     tree: int
     payload: bytes = field(default=b"", repr=False)
@@ -260,6 +280,7 @@ class EncryptedGradients(Message):
 @message(24)
 class EncryptedHistograms(Message):
     """Passive -> active: encrypted bucket sums of one node (``tandem.crypto.he`` wire form)."""
+
     session: str
     tree: int
     node: int
@@ -270,6 +291,7 @@ class EncryptedHistograms(Message):
 class SplitRequest(Message):
     """Active -> the passive party owning the best splits of ``nodes``: each as "FEATURE:BIN:MISSING_LEFT"
     (a slot of that party's histograms)."""
+
     session: str
     tree: int
     nodes: list[int]
@@ -280,6 +302,7 @@ class SplitRequest(Message):
 class PassivePartitions(Message):
     """Passive -> active: for each requested split, an opaque split id and (payload, framed) the
     go-left bitmap of the node's rows."""
+
     session: str
     tree: int
     nodes: list[int]
@@ -291,6 +314,7 @@ class PassivePartitions(Message):
 class SplitDecisions(Message):
     """Active -> every passive party, per frontier node: "leaf", "rows" (the payload has the node's
     go-left bitmap, framed, in order) or "own:SPLIT_ID" (this party's own split)."""
+
     session: str
     tree: int
     nodes: list[int]
@@ -301,6 +325,7 @@ class SplitDecisions(Message):
 @message(27)
 class BoostDone(Message):
     """Active -> passive: training ended; the model keeps the first ``n_trees`` trees."""
+
     session: str
     n_trees: int
 
@@ -309,6 +334,7 @@ class BoostDone(Message):
 class PredictRequest(Message):
     """Active -> passive: evaluate passive splits on all ``n_rows`` prediction rows; payload: their
     split ids, one per line."""
+
     session: str
     model: str
     n_rows: int
@@ -322,6 +348,7 @@ class PredictRequest(Message):
 @message(29)
 class PredictBitmaps(Message):
     """Passive -> active: per requested split, the go-left bitmap of the rows (framed, in order)."""
+
     session: str
     model: str
     payload: bytes = field(default=b"", repr=False)
@@ -331,8 +358,9 @@ class PredictBitmaps(Message):
 class TrainRequest(Message):
     """Initiator (label holder) -> a passive party: link on the id column, then train and evaluate.
     Shares travel in parts per million (integers travel exactly); a GOSS rate of 0 turns it off."""
+
     session: str
-    protocol: str                  # "boost/2"
+    protocol: str  # "boost/2"
     model_id: str
     seed: int
     test_fraction_ppm: int
@@ -352,6 +380,7 @@ class TrainRequest(Message):
 @message(33)
 class TrainAccept(Message):
     """A passive party's answer to a ``TrainRequest``: it has the data and speaks the protocol."""
+
     session: str
 
 
@@ -359,6 +388,7 @@ class TrainAccept(Message):
 class SharedRows(Message):
     """Active -> passive, after linking with every passive party: which of the linked rows (in link-id
     order) every party holds; payload: their packed bitmap."""
+
     session: str
     n_rows: int
     payload: bytes = field(default=b"", repr=False)
@@ -366,15 +396,17 @@ class SharedRows(Message):
 
 # --- insight: joint aggregates with thresholds and differential privacy (insight/1) -------------
 
+
 @message(70)
 class InsightQuery(Message):
     """Initiator -> responder: run this query (canonical JSON of ``tandem.insight.query.Query``) over the
     linked customers; the initiator's link table has ``n_links`` link ids with this SHA-256 digest."""
+
     session: str
-    protocol: str                  # "insight/1"
+    protocol: str  # "insight/1"
     query_id: str
     spec: str
-    party: str                     # the initiator's side of the catalogue: "bank" or "market"
+    party: str  # the initiator's side of the catalogue: "bank" or "market"
     n_links: int
     links_digest: str
 
@@ -382,6 +414,7 @@ class InsightQuery(Message):
 @message(71)
 class InsightAccept(Message):
     """Responder -> initiator: the query passed this side's checks and is charged to its budget."""
+
     session: str
     query_id: str
 
@@ -389,6 +422,7 @@ class InsightAccept(Message):
 @message(72)
 class InsightKey(Message):
     """Measure holder -> group holder: a fresh homomorphic public key (payload) for this query."""
+
     session: str
     n_rows: int
     n_slots: int
@@ -398,6 +432,7 @@ class InsightKey(Message):
 @message(73)
 class EncryptedMeasures(Message):
     """Measure holder -> group holder: packed ciphertexts of rows ``[first, first + rows)`` in link-id order."""
+
     session: str
     first: int
     rows: int
@@ -413,6 +448,7 @@ class EncryptedMeasures(Message):
 class MaskedSums(Message):
     """Group holder -> measure holder: per group of the query's public label order, the encrypted sums
     plus a fresh encryption of random masks."""
+
     session: str
     n_groups: int
     payload: bytes = field(default=b"", repr=False)
@@ -422,6 +458,7 @@ class MaskedSums(Message):
 class NoisySums(Message):
     """Measure holder -> group holder: the masked sums decrypted, plus its noise share; ``n_groups x
     n_slots`` signed 16-byte big-endian integers."""
+
     session: str
     n_groups: int
     payload: bytes = field(default=b"", repr=False)
@@ -431,6 +468,7 @@ class NoisySums(Message):
 class InsightRelease(Message):
     """Group holder -> measure holder: the released groups (positions in the public label order) and their
     figures with both noise shares and no mask; signed 8-byte big-endian integers, one per slot."""
+
     session: str
     groups: list[int]
     payload: bytes = field(default=b"", repr=False)
@@ -439,7 +477,8 @@ class InsightRelease(Message):
 @message(77)
 class InsightDone(Message):
     """Measure holder -> group holder: the release passed this side's checks."""
+
     session: str
 
 
-OPENING = (LinkRequest.CODE, TrainRequest.CODE, InsightQuery.CODE)    # message types that may open a session
+OPENING = (LinkRequest.CODE, TrainRequest.CODE, InsightQuery.CODE)  # message types that may open a session

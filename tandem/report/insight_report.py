@@ -35,24 +35,35 @@ def _charts(result: InsightResult) -> dict[str, str]:
 
 def _section(result: InsightResult) -> str:
     q = result.query
-    facts = {"group by": ", ".join(q.group_by), "measures": ", ".join(m.label for m in q.measures),
-             "filters": "; ".join(f.label for f in q.where) or "none", "epsilon spent": q.epsilon,
-             "minimum group size": q.min_group_size, "noise": "on" if q.noise else "off (test mode)",
-             "groups released / suppressed": f"{len(result.groups)} / {result.suppressed}",
-             "as of": q.as_of, "query id": result.query_id}
+    facts = {
+        "group by": ", ".join(q.group_by),
+        "measures": ", ".join(m.label for m in q.measures),
+        "filters": "; ".join(f.label for f in q.where) or "none",
+        "epsilon spent": q.epsilon,
+        "minimum group size": q.min_group_size,
+        "noise": "on" if q.noise else "off (test mode)",
+        "groups released / suppressed": f"{len(result.groups)} / {result.suppressed}",
+        "as of": q.as_of,
+        "query id": result.query_id,
+    }
     facts_html = "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in facts.items())
     head = "".join(f"<th>{html.escape(c)}</th>" for c in result.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(shown(v)))}</td>" for v in row) + "</tr>"
-                   for row in result.rows())
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(shown(v)))}</td>" for v in row) + "</tr>" for row in result.rows()
+    )
     figs = figures(_charts(result)) if result.groups else ""
     empty = "" if result.groups else "<p>No group reached the minimum size: nothing was released.</p>"
-    return (f"<section><h2>{html.escape(q.name)}</h2><table>{facts_html}</table>{empty}"
-            f"<table><tr>{head}</tr>{body}</table>{figs}</section>")
+    return (
+        f"<section><h2>{html.escape(q.name)}</h2><table>{facts_html}</table>{empty}"
+        f"<table><tr>{head}</tr>{body}</table>{figs}</section>"
+    )
 
 
 def write_insight_report(path: str | os.PathLike, results: list[InsightResult], title: str) -> Path:
     """Write the report for ``results`` (the released figures only; nothing suppressed is shown)."""
-    intro = ("<p>Figures computed jointly by the bank and the marketplace without either seeing the other's rows: "
-             "groups below the minimum size are suppressed, and every figure carries differential-privacy noise "
-             "(the ±95% columns; see docs/privacy.md).</p>")
+    intro = (
+        "<p>Figures computed jointly by the bank and the marketplace without either seeing the other's rows: "
+        "groups below the minimum size are suppressed, and every figure carries differential-privacy noise "
+        "(the ±95% columns; see docs/privacy.md).</p>"
+    )
     return write_atomically(path, html_page(title, intro + "".join(_section(r) for r in results)).encode())

@@ -86,21 +86,32 @@ def _charts(y: np.ndarray, score: np.ndarray, importance: list[tuple[str, str, f
     return charts
 
 
-def write_model_report(path: str | os.PathLike, *, title: str, metrics: dict, y: np.ndarray, score: np.ndarray,
-                       importance: list[tuple[str, str, float]]) -> Path:
+def write_model_report(
+    path: str | os.PathLike,
+    *,
+    title: str,
+    metrics: dict,
+    y: np.ndarray,
+    score: np.ndarray,
+    importance: list[tuple[str, str, float]],
+) -> Path:
     """Write the report; ``metrics`` is a flat dict of numbers shown in the summary table."""
     y, score = np.asarray(y, dtype=float), np.asarray(score, dtype=float)
     charts = _charts(y, score, importance)
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in metrics.items())
-    dec = "".join(f"<tr><td>{d['decile']}</td><td>{d['rows']}</td><td>{d['mean_score']:.4f}</td>"
-                  f"<td>{d['observed_rate']:.4f}</td><td>{d['lift']:.2f}</td><td>{d['cumulative_capture']:.3f}</td></tr>"
-                  for d in deciles(y, score))
-    imp = "".join(f"<tr><td>{html.escape(p)}</td><td>{html.escape(f)}</td><td>{g:.2f}</td></tr>"
-                  for p, f, g in importance)
+    dec = "".join(
+        f"<tr><td>{d['decile']}</td><td>{d['rows']}</td><td>{d['mean_score']:.4f}</td>"
+        f"<td>{d['observed_rate']:.4f}</td><td>{d['lift']:.2f}</td><td>{d['cumulative_capture']:.3f}</td></tr>"
+        for d in deciles(y, score)
+    )
+    imp = "".join(
+        f"<tr><td>{html.escape(p)}</td><td>{html.escape(f)}</td><td>{g:.2f}</td></tr>" for p, f, g in importance
+    )
     body = f"""<h2>Summary (held-out test rows)</h2><table>{rows}</table>
 <h2>Charts</h2>{figures(charts)}
 <h2>Lift and calibration by decile</h2>
-<table><tr><th>decile</th><th>rows</th><th>mean PD</th><th>observed rate</th><th>lift</th><th>cumulative capture</th></tr>{dec}</table>
+<table><tr><th>decile</th><th>rows</th><th>mean PD</th><th>observed rate</th><th>lift</th>
+<th>cumulative capture</th></tr>{dec}</table>
 <h2>Importance by party</h2>
 <p>Features of a passive party appear as "(not shared)" unless that party chooses to share names.</p>
 <table><tr><th>party</th><th>feature</th><th>total gain</th></tr>{imp}</table>"""
@@ -109,8 +120,11 @@ def write_model_report(path: str | os.PathLike, *, title: str, metrics: dict, y:
 
 def figures(charts: dict[str, str]) -> str:
     """Charts (name -> base64 PNG) as captioned ``<figure>`` elements."""
-    return "".join(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">'
-                   f"<figcaption>{html.escape(name)}</figcaption></figure>" for name, b64 in charts.items())
+    return "".join(
+        f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">'
+        f"<figcaption>{html.escape(name)}</figcaption></figure>"
+        for name, b64 in charts.items()
+    )
 
 
 def html_page(title: str, body: str) -> str:

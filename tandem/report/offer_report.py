@@ -44,12 +44,20 @@ def _charts(result: dict) -> dict[str, str]:
 
         fig, ax = plt.subplots(figsize=(4.4, 4))
         for name, rows in ev.get("deciles", {}).items():
-            ax.plot([d["decile"] for d in rows], [d["acceptance"] * 100 for d in rows], "o-", label=name,
-                    color=COLOURS.get(name))
+            ax.plot(
+                [d["decile"] for d in rows],
+                [d["acceptance"] * 100 for d in rows],
+                "o-",
+                label=name,
+                color=COLOURS.get(name),
+            )
         base = next(s for s in strategies if s["strategy"] == "random")
         ax.axhline(base["acceptance"] * 100, color=COLOURS["random"], linestyle="--", label="random")
-        ax.set(xlabel="decile of the offered product's propensity (highest first)", ylabel="accepted, %",
-               title="Acceptance by propensity decile")
+        ax.set(
+            xlabel="decile of the offered product's propensity (highest first)",
+            ylabel="accepted, %",
+            title="Acceptance by propensity decile",
+        )
         ax.legend()
         charts["Acceptance by propensity decile"] = _png(fig)
 
@@ -58,8 +66,7 @@ def _charts(result: dict) -> dict[str, str]:
             fig, ax = plt.subplots(figsize=(5.6, 4))
             x = np.arange(len(products))
             for k, (name, key) in enumerate((("bank only", "auc_bank_only"), ("federated", "auc_federated"))):
-                ax.bar(x + (k - 0.5) * 0.38, [p[key] or 0 for p in products], 0.38, label=name,
-                       color=COLOURS[name])
+                ax.bar(x + (k - 0.5) * 0.38, [p[key] or 0 for p in products], 0.38, label=name, color=COLOURS[name])
             ax.axhline(0.5, color="grey", linewidth=0.8)
             ax.set_xticks(x, [p["product"].replace("_", "\n") for p in products], fontsize=8)
             ax.set(ylabel="AUC", ylim=(0.4, 1.0), title="Propensity AUC per product (held-out wave)")
@@ -72,8 +79,9 @@ def _charts(result: dict) -> dict[str, str]:
         labels = [m["product"].replace("_", "\n") for m in mix]
         first = [m["first"] for m in mix]
         ax.bar(labels, first, label="first offer", color="#e07b39")
-        ax.bar(labels, [m["offers"] - f for m, f in zip(mix, first)], bottom=first, label="further offers",
-               color="#f3c19d")
+        ax.bar(
+            labels, [m["offers"] - f for m, f in zip(mix, first)], bottom=first, label="further offers", color="#f3c19d"
+        )
         ax.tick_params(axis="x", labelsize=8)
         ax.set(ylabel="clients", title="Offer mix")
         ax.legend()
@@ -99,22 +107,55 @@ def write_offer_report(path: str | os.PathLike, result: dict, title: str = "Next
     """Write the report of a ``tandem offers`` run (``offers_portfolio``'s result)."""
     ev = result.get("evaluation") or {}
     charts = _charts(result)
-    uplift = _table(["strategy", "contacts replayed", "accepted", "top-1 acceptance", "95% CI", "lift vs random",
-                     "revenue per 1,000 contacts, RUB"],
-                    [[s["strategy"], s["contacts"], s["accepted"], f"{s['acceptance']:.2%}",
-                      f"{s['ci95'][0]:.2%} – {s['ci95'][1]:.2%}", f"{s['lift']:.2f}x" if s["lift"] else "—",
-                      f"{s['revenue_per_1000']:,.0f}"] for s in ev.get("strategies", [])])
-    per_product = _table(["product", "held-out contacts", "acceptance (random)", "AUC bank only", "AUC federated"],
-                         [[p["product"], p["contacts"], p["acceptance"], p["auc_bank_only"], p["auc_federated"]]
-                          for p in ev.get("products", [])])
-    mix = _table(["product", "credit", "clients offered", "as first offer", "mean propensity",
-                  "expected value, RUB"],
-                 [[m["product"], "yes" if m["credit"] else "no", m["offers"], m["first"], m["mean_propensity"],
-                   f"{m['expected_value_rub']:,.0f}"] for m in result.get("mix", [])])
+    uplift = _table(
+        [
+            "strategy",
+            "contacts replayed",
+            "accepted",
+            "top-1 acceptance",
+            "95% CI",
+            "lift vs random",
+            "revenue per 1,000 contacts, RUB",
+        ],
+        [
+            [
+                s["strategy"],
+                s["contacts"],
+                s["accepted"],
+                f"{s['acceptance']:.2%}",
+                f"{s['ci95'][0]:.2%} – {s['ci95'][1]:.2%}",
+                f"{s['lift']:.2f}x" if s["lift"] else "—",
+                f"{s['revenue_per_1000']:,.0f}",
+            ]
+            for s in ev.get("strategies", [])
+        ],
+    )
+    per_product = _table(
+        ["product", "held-out contacts", "acceptance (random)", "AUC bank only", "AUC federated"],
+        [
+            [p["product"], p["contacts"], p["acceptance"], p["auc_bank_only"], p["auc_federated"]]
+            for p in ev.get("products", [])
+        ],
+    )
+    mix = _table(
+        ["product", "credit", "clients offered", "as first offer", "mean propensity", "expected value, RUB"],
+        [
+            [
+                m["product"],
+                "yes" if m["credit"] else "no",
+                m["offers"],
+                m["first"],
+                m["mean_propensity"],
+                f"{m['expected_value_rub']:,.0f}",
+            ]
+            for m in result.get("mix", [])
+        ],
+    )
     withheld = _table(["reason", "client x product pairs"], [[k, v] for k, v in result.get("withheld", {}).items()])
     note = html.escape(ev.get("note", "")) if ev.get("note") else ""
-    body = f"""<p>{result.get('clients', 0):,} shared clients decided. Held-out campaigns from {html.escape(str(ev.get('holdout_from', '—')))}:
-{ev.get('contacts', 0):,} contacts, each offered one product at random; a strategy is scored on the contacts where
+    holdout_from = html.escape(str(ev.get("holdout_from", "—")))
+    body = f"""<p>{result.get("clients", 0):,} shared clients decided. Held-out campaigns from {holdout_from}:
+{ev.get("contacts", 0):,} contacts, each offered one product at random; a strategy is scored on the contacts where
 its top-1 offer is the product the client was offered (replay). "Random" is a random product among those the
 rules allow the client (solvency, consent, eligibility), as every strategy here obeys them; "random, as sent" is
 the whole wave. {note}</p>

@@ -15,10 +15,21 @@ def write_training_report(path: Path, active: TrainingResult, extra: dict) -> Pa
     """``extra``: more figures for the summary table (e.g. the pooled baselines), by label."""
     m = active.metrics
     model = model_io.load(active.model_path, "active")
-    summary = {"AUC": m["auc"], "KS": m["ks"], "Gini": m["gini"], **extra,
-               "rows (train)": active.n_train, "rows (test)": active.n_test,
-               "seconds per tree": active.seconds_per_tree, "model id": model["model_id"]}
-    return write_model_report(path, title=f"Federated model {model['model_id']} ({active.node} + {active.peer})",
-                              metrics=summary, y=np.asarray(active.test_labels),
-                              score=np.asarray(active.test_scores),
-                              importance=model_io.importance(model))
+    summary = {
+        "AUC": m["auc"],
+        "KS": m["ks"],
+        "Gini": m["gini"],
+        **extra,
+        "rows (train)": active.n_train,
+        "rows (test)": active.n_test,
+        "seconds per tree": active.seconds_per_tree,
+        "model id": model["model_id"],
+    }
+    return write_model_report(
+        path,
+        title=f"Federated model {model['model_id']} ({active.node} + {active.peer})",
+        metrics=summary,
+        y=np.asarray(active.test_labels),
+        score=np.asarray(active.test_scores),
+        importance=model_io.importance(model),
+    )

@@ -30,8 +30,9 @@ class Store(Protocol):
     def columns(self, table: str) -> dict[str, str] | None:
         """Column name -> backend type name, or ``None`` if ``table`` does not exist."""
 
-    def write_table(self, name: str, data: pa.Table | Iterable[pa.RecordBatch | pa.Table],
-                    spec: TableSpec | None = None) -> int:
+    def write_table(
+        self, name: str, data: pa.Table | Iterable[pa.RecordBatch | pa.Table], spec: TableSpec | None = None
+    ) -> int:
         """Replace ``name`` with ``data`` (one table or a stream of chunks); return rows written."""
 
     def create_table(self, spec: TableSpec) -> None:
@@ -42,8 +43,9 @@ class Store(Protocol):
 
     def read_table(self, name: str, columns: list[str] | None = None) -> pa.Table: ...
 
-    def iter_batches(self, name: str, batch_size: int = 100_000,
-                     columns: list[str] | None = None) -> Iterator[pa.RecordBatch]: ...
+    def iter_batches(
+        self, name: str, batch_size: int = 100_000, columns: list[str] | None = None
+    ) -> Iterator[pa.RecordBatch]: ...
 
     def query(self, sql: str) -> pa.Table:
         """Run backend SQL and return the result."""

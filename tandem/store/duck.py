@@ -12,7 +12,7 @@ from tandem.errors import StoreError
 from tandem.store.base import TMP_SUFFIX
 from tandem.store.schema import TableSpec
 
-_HEADER_BYTES = 3 * 4096    # DuckDB's main header and two database headers precede the blocks
+_HEADER_BYTES = 3 * 4096  # DuckDB's main header and two database headers precede the blocks
 
 
 def _q(name: str) -> str:
@@ -44,8 +44,9 @@ class DuckStore:
         actual = self.path.stat().st_size
         if actual < expected:
             self.con.close()
-            raise StoreError(f"{self.path}: cannot open as a DuckDB store (file is truncated: "
-                             f"{actual:,} of {expected:,} bytes)")
+            raise StoreError(
+                f"{self.path}: cannot open as a DuckDB store (file is truncated: {actual:,} of {expected:,} bytes)"
+            )
 
     def table_names(self) -> list[str]:
         rows = self.con.execute(

@@ -13,9 +13,16 @@ from tandem.errors import InputError, SchemaError
 from tandem.store.schema import TableSpec
 
 _ARROW_CANONICAL = {
-    pa.int64(): "BIGINT", pa.int32(): "INTEGER", pa.int16(): "INTEGER", pa.int8(): "INTEGER",
-    pa.float64(): "DOUBLE", pa.float32(): "DOUBLE", pa.string(): "VARCHAR", pa.large_string(): "VARCHAR",
-    pa.bool_(): "BOOLEAN", pa.date32(): "DATE",
+    pa.int64(): "BIGINT",
+    pa.int32(): "INTEGER",
+    pa.int16(): "INTEGER",
+    pa.int8(): "INTEGER",
+    pa.float64(): "DOUBLE",
+    pa.float32(): "DOUBLE",
+    pa.string(): "VARCHAR",
+    pa.large_string(): "VARCHAR",
+    pa.bool_(): "BOOLEAN",
+    pa.date32(): "DATE",
 }
 
 
@@ -64,5 +71,3 @@ def read_file(path: str | os.PathLike, spec: TableSpec | None = None) -> pa.Tabl
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise SchemaError(f"{path}: column '{col.name}' cannot be read as {col.type}: {exc}") from None
     return pa.table(cols, names=spec.column_names)
-
-

@@ -16,17 +16,31 @@ from tandem.errors import SchemaError
 CANONICAL_TYPES = ("BIGINT", "INTEGER", "DOUBLE", "VARCHAR", "BOOLEAN", "DATE", "TIMESTAMP")
 
 _ALIASES = {
-    "INT8": "BIGINT", "LONG": "BIGINT",
-    "INT": "INTEGER", "INT4": "INTEGER", "SIGNED": "INTEGER",
-    "FLOAT8": "DOUBLE", "DOUBLE PRECISION": "DOUBLE", "FLOAT": "DOUBLE",
-    "TEXT": "VARCHAR", "STRING": "VARCHAR", "CHARACTER VARYING": "VARCHAR",
+    "INT8": "BIGINT",
+    "LONG": "BIGINT",
+    "INT": "INTEGER",
+    "INT4": "INTEGER",
+    "SIGNED": "INTEGER",
+    "FLOAT8": "DOUBLE",
+    "DOUBLE PRECISION": "DOUBLE",
+    "FLOAT": "DOUBLE",
+    "TEXT": "VARCHAR",
+    "STRING": "VARCHAR",
+    "CHARACTER VARYING": "VARCHAR",
     "BOOL": "BOOLEAN",
-    "TIMESTAMP WITHOUT TIME ZONE": "TIMESTAMP", "DATETIME": "TIMESTAMP", "TIMESTAMP_US": "TIMESTAMP",
+    "TIMESTAMP WITHOUT TIME ZONE": "TIMESTAMP",
+    "DATETIME": "TIMESTAMP",
+    "TIMESTAMP_US": "TIMESTAMP",
 }
 
 ARROW_TYPES = {
-    "BIGINT": pa.int64(), "INTEGER": pa.int32(), "DOUBLE": pa.float64(), "VARCHAR": pa.string(),
-    "BOOLEAN": pa.bool_(), "DATE": pa.date32(), "TIMESTAMP": pa.timestamp("us"),
+    "BIGINT": pa.int64(),
+    "INTEGER": pa.int32(),
+    "DOUBLE": pa.float64(),
+    "VARCHAR": pa.string(),
+    "BOOLEAN": pa.bool_(),
+    "DATE": pa.date32(),
+    "TIMESTAMP": pa.timestamp("us"),
 }
 
 
@@ -68,8 +82,7 @@ class TableSpec:
         """``CREATE TABLE`` statement; ``type_names`` maps canonical types to a backend's."""
         type_names = type_names or {}
         cols = ", ".join(
-            f"{quote(c.name)} {type_names.get(c.type, c.type)}{'' if c.nullable else ' NOT NULL'}"
-            for c in self.columns
+            f"{quote(c.name)} {type_names.get(c.type, c.type)}{'' if c.nullable else ' NOT NULL'}" for c in self.columns
         )
         return f"CREATE TABLE {quote(self.name)} ({cols})"
 
@@ -88,6 +101,4 @@ def check_columns(where: str, spec: TableSpec, actual: dict[str, str] | None) ->
             raise SchemaError(f"{where}: table '{spec.name}' has no column '{col.name}' (expected {col.type})")
         got = canonical_type(lowered[col.name.lower()])
         if got != col.type:
-            raise SchemaError(
-                f"{where}: column '{spec.name}.{col.name}' has type {got}, expected {col.type}"
-            )
+            raise SchemaError(f"{where}: column '{spec.name}.{col.name}' has type {got}, expected {col.type}")

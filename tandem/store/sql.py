@@ -143,7 +143,7 @@ class SqlStore:
                 while rows := result.fetchmany(batch_size):
                     empty = False
                     yield pa.RecordBatch.from_pylist([dict(zip(names, r)) for r in rows], schema=schema)
-                if empty and schema is None:          # no rows: the columns still have names
+                if empty and schema is None:  # no rows: the columns still have names
                     yield pa.RecordBatch.from_arrays([pa.array([], pa.null()) for _ in names], names=names)
         except SQLAlchemyError as exc:
             raise StoreError(f"{self.location}: query failed: {_first_line(exc)}") from None

@@ -12,10 +12,10 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import grpc
 
@@ -86,10 +86,13 @@ class NodeServer:
         ca, cert, key = tls.read()
         creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=_OPTIONS)
-        handler = grpc.method_handlers_generic_handler("tandem.v1.Node", {
-            "Deliver": grpc.unary_unary_rpc_method_handler(self._deliver),
-            "Ping": grpc.unary_unary_rpc_method_handler(self._ping),
-        })
+        handler = grpc.method_handlers_generic_handler(
+            "tandem.v1.Node",
+            {
+                "Deliver": grpc.unary_unary_rpc_method_handler(self._deliver),
+                "Ping": grpc.unary_unary_rpc_method_handler(self._ping),
+            },
+        )
         self._server.add_generic_rpc_handlers((handler,))
         try:
             self.port = self._server.add_secure_port(listen, creds)
@@ -129,8 +132,9 @@ class PeerClient:
         self.name, self.address = name, address
         ca, cert, key = tls.read()
         creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
-        self._channel = grpc.secure_channel(address, creds, options=_OPTIONS + [
-            ("grpc.ssl_target_name_override", name)])
+        self._channel = grpc.secure_channel(
+            address, creds, options=_OPTIONS + [("grpc.ssl_target_name_override", name)]
+        )
         self._deliver = self._channel.unary_unary(DELIVER)
         self._ping = self._channel.unary_unary(PING)
 
@@ -152,13 +156,19 @@ class PeerClient:
         except grpc.RpcError as exc:
             code, detail = exc.code(), (exc.details() or "").strip()
             if code == grpc.StatusCode.UNAVAILABLE:
-                hint = " (TLS handshake failed or the peer is down)" if "handshake" in detail.lower() or \
-                    "ssl" in detail.lower() or "connect" in detail.lower() else ""
-                raise TransportError(f"peer {self.name} at {self.address} is unreachable{hint}: "
-                                     f"{detail.splitlines()[0] if detail else code.name}") from None
+                hint = (
+                    " (TLS handshake failed or the peer is down)"
+                    if "handshake" in detail.lower() or "ssl" in detail.lower() or "connect" in detail.lower()
+                    else ""
+                )
+                raise TransportError(
+                    f"peer {self.name} at {self.address} is unreachable{hint}: "
+                    f"{detail.splitlines()[0] if detail else code.name}"
+                ) from None
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise TransportError(f"peer {self.name} at {self.address} did not answer within {timeout:g} s") \
-                    from None
+                raise TransportError(
+                    f"peer {self.name} at {self.address} did not answer within {timeout:g} s"
+                ) from None
             raise TransportError(f"peer {self.name} refused the message: {detail or code.name}") from None
 
     def close(self) -> None:

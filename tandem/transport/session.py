@@ -55,5 +55,12 @@ class Session:
 
     def _audit(self, direction: str, msg: Message, nbytes: int) -> None:
         if self.audit is not None:
-            self.audit.record(direction=direction, peer=self.peer, protocol=self.protocol, session=self.id,
-                              message=msg.name, nbytes=nbytes, records=msg.records)
+            self.audit.record(
+                direction=direction,
+                peer=self.peer,
+                protocol=self.protocol,
+                session=self.id,
+                message=msg.name,
+                nbytes=nbytes,
+                records=msg.records,
+            )

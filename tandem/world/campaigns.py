@@ -57,18 +57,22 @@ def response_logits(tr: pd.DataFrame, market: pd.DataFrame, median_income: float
     }
 
 
-def campaign_tables(rng: np.random.Generator, cfg: dict, client_id: np.ndarray, tr: pd.DataFrame,
-                    market: pd.DataFrame, snap_day: int) -> dict[str, pa.Table]:
+def campaign_tables(
+    rng: np.random.Generator, cfg: dict, client_id: np.ndarray, tr: pd.DataFrame, market: pd.DataFrame, snap_day: int
+) -> dict[str, pa.Table]:
     """``campaign_contacts`` and ``contact_preferences`` of one chunk's clients."""
     cc = cfg["campaigns"]
     n = len(client_id)
     consent = rng.random(n) < cc["marketing_consent"]
     dnd = rng.random(n) < cc["do_not_disturb"]
     dnd_until = np.where(dnd, snap_day + rng.integers(1, 181, n), 0)
-    preferences = pa.table({
-        "client_id": client_id, "marketing_consent": consent,
-        "do_not_disturb_until": pa.array(dnd_until.astype("datetime64[D]"), pa.date32(), mask=~dnd),
-    })
+    preferences = pa.table(
+        {
+            "client_id": client_id,
+            "marketing_consent": consent,
+            "do_not_disturb_until": pa.array(dnd_until.astype("datetime64[D]"), pa.date32(), mask=~dnd),
+        }
+    )
 
     logits = response_logits(tr, market, cfg["income"]["median_monthly_rub"])
     noisy = {p: v + cc["noise"] * rng.standard_normal(n) for p, v in logits.items()}
@@ -88,16 +92,21 @@ def campaign_tables(rng: np.random.Generator, cfg: dict, client_id: np.ndarray, 
     for cid, product in product_of.items():
         mask = campaign_ids == cid
         p[mask] = accept[product][who_rows[mask]]
-    contacts = pa.table({"campaign_id": campaign_ids, "client_id": client_id[who_rows],
-                         "responded": rng.random(len(who_rows)) < p})
+    contacts = pa.table(
+        {"campaign_id": campaign_ids, "client_id": client_id[who_rows], "responded": rng.random(len(who_rows)) < p}
+    )
     return {"campaign_contacts": contacts, "contact_preferences": preferences}
 
 
 def campaigns_table(cfg: dict) -> pa.Table:
     snapshot = cfg["time"]["snapshot_date"]
     rows = CAMPAIGNS + TEST_WAVE
-    return pa.table({
-        "campaign_id": pa.array([c[0] for c in rows], pa.int32()),
-        "name": [c[1] for c in rows], "product": [c[2] for c in rows], "channel": [c[3] for c in rows],
-        "sent_on": dates_to_arrow(np.array([add_months(snapshot, -c[4]) for c in rows], dtype="datetime64[D]")),
-    })
+    return pa.table(
+        {
+            "campaign_id": pa.array([c[0] for c in rows], pa.int32()),
+            "name": [c[1] for c in rows],
+            "product": [c[2] for c in rows],
+            "channel": [c[3] for c in rows],
+            "sent_on": dates_to_arrow(np.array([add_months(snapshot, -c[4]) for c in rows], dtype="datetime64[D]")),
+        }
+    )

@@ -4,10 +4,18 @@ import numpy as np
 
 # category, median item price (RUB), base return rate, base popularity (log-weight)
 CATEGORIES = [
-    ("electronics", 4200, 0.03, 0.3), ("fashion", 1500, 0.25, 0.6), ("shoes", 2400, 0.20, 0.0),
-    ("home", 1500, 0.05, 0.3), ("kids", 1200, 0.06, -0.3), ("beauty", 900, 0.03, 0.1),
-    ("sports", 2500, 0.07, -0.4), ("auto", 1800, 0.04, -0.6), ("books", 500, 0.02, -0.8),
-    ("grocery", 600, 0.01, -0.2), ("luxury", 6500, 0.08, -1.6), ("gaming", 2500, 0.05, -1.4),
+    ("electronics", 4200, 0.03, 0.3),
+    ("fashion", 1500, 0.25, 0.6),
+    ("shoes", 2400, 0.20, 0.0),
+    ("home", 1500, 0.05, 0.3),
+    ("kids", 1200, 0.06, -0.3),
+    ("beauty", 900, 0.03, 0.1),
+    ("sports", 2500, 0.07, -0.4),
+    ("auto", 1800, 0.04, -0.6),
+    ("books", 500, 0.02, -0.8),
+    ("grocery", 600, 0.01, -0.2),
+    ("luxury", 6500, 0.08, -1.6),
+    ("gaming", 2500, 0.05, -1.4),
 ]
 CATEGORY_NAMES = np.array([c[0] for c in CATEGORIES])
 CATEGORY_PRICE = np.array([c[1] for c in CATEGORIES], dtype=float)
@@ -39,7 +47,7 @@ MCC_AMOUNT = np.array([m[2] for m in MCCS], dtype=float)
 MCC_BASE = np.array([m[3] for m in MCCS])
 MCC = {m[1]: i for i, m in enumerate(MCCS)}
 MERCHANTS = [MARKETPLACE_MERCHANT] + [name for m in MCCS for name in m[4]]
-MERCHANT_FIRST = np.cumsum([1] + [len(m[4]) for m in MCCS])[:-1]   # index of each MCC's first merchant
+MERCHANT_FIRST = np.cumsum([1] + [len(m[4]) for m in MCCS])[:-1]  # index of each MCC's first merchant
 MERCHANT_COUNT = np.array([len(m[4]) for m in MCCS])
 
 CAMPAIGNS = [

@@ -19,21 +19,27 @@ import pyarrow.parquet as pq
 from tandem.errors import InputError
 from tandem.ids import NormalisationReport, normalise_emails, normalise_phones
 from tandem.store.duck import DuckStore
+from tandem.store.party_schema import BANK_TABLES, MARKET_TABLES
 from tandem.world.bank import generate_bank
 from tandem.world.campaigns import campaigns_table
 from tandem.world.config import MAX_PERSONS, load_config
 from tandem.world.market import generate_market
 from tandem.world.persons import draw_persons
 from tandem.world.risk import calibrate
-from tandem.store.party_schema import BANK_TABLES, MARKET_TABLES
 from tandem.world.sellers import generate_sellers
 
-Progress = Callable[[str, float], None]   # (step description, fraction done 0..1)
+Progress = Callable[[str, float], None]  # (step description, fraction done 0..1)
 TRAITS = ["age", "region", "household", "income", "discipline", "impulsivity", "digital", "stress", "early_strain"]
 
 
-def generate_world(persons: int, seed: int, out: str | os.PathLike, config: str | os.PathLike | None = None,
-                   progress: Progress | None = None, evaluate: bool = True) -> dict:
+def generate_world(
+    persons: int,
+    seed: int,
+    out: str | os.PathLike,
+    config: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+    evaluate: bool = True,
+) -> dict:
     """Write ``out/bank.duckdb``, ``out/market.duckdb``, ``out/truth.parquet``,
     ``out/truth_sellers.parquet`` and ``out/summary.json``; return the summary.
 
@@ -54,7 +60,7 @@ def generate_world(persons: int, seed: int, out: str | os.PathLike, config: str 
         progress("calibrating", 0.01)
         intercepts = calibrate(cfg, seed)
         summary = _write(persons, seed, cfg, intercepts, tmp, progress)
-        summary["as_of"] = cfg["time"]["snapshot_date"].isoformat()   # the day the nodes take the data at
+        summary["as_of"] = cfg["time"]["snapshot_date"].isoformat()  # the day the nodes take the data at
         if evaluate:
             from tandem.world.ceiling import ceiling_aucs
 
@@ -98,7 +104,9 @@ def _write(n_persons: int, seed: int, cfg: dict, intercepts: dict, tmp: Path, pr
                 store.create_table(spec)
         n_sellers = max(20, n_persons // cfg["population"]["persons_per_seller"])
         sellers = generate_sellers(np.random.default_rng([seed, 0x5E11E7]), n_sellers, cfg, intercepts["business"])
-        sellers["by_category"] = {c: sellers["seller_id"][sellers["category"] == c] for c in np.unique(sellers["category"])}
+        sellers["by_category"] = {
+            c: sellers["seller_id"][sellers["category"] == c] for c in np.unique(sellers["category"])
+        }
         for name, table in sellers["market"].items():
             market.append(name, table)
         for name, table in sellers["bank"].items():
@@ -106,8 +114,10 @@ def _write(n_persons: int, seed: int, cfg: dict, intercepts: dict, tmp: Path, pr
         bank.append("campaigns", campaigns_table(cfg))
         pq.write_table(sellers["truth"], tmp / "truth_sellers.parquet")
 
-        reports = {k: NormalisationReport(kind=k.split("_")[1]) for k in
-                   ("bank_phone", "bank_email", "market_phone", "market_email")}
+        reports = {
+            k: NormalisationReport(kind=k.split("_")[1])
+            for k in ("bank_phone", "bank_email", "market_phone", "market_email")
+        }
         chunk_size = cfg["population"]["chunk_persons"]
         writer = None
         for chunk, first in enumerate(range(0, n_persons, chunk_size)):
@@ -139,8 +149,9 @@ def _truth(p, b: dict, m: dict, reports: dict) -> pa.Table:
         email, re_ = normalise_emails(ids["email"].to_numpy())
         reports[f"{side}_phone"].merge(rp, row_offset=reports[f"{side}_phone"].total)
         reports[f"{side}_email"].merge(re_, row_offset=reports[f"{side}_email"].total)
-        norm = pd.DataFrame({"person_id": ids["person_id"], f"{side}_id": ids[key],
-                             f"{side}_phone": phone, f"{side}_email": email})
+        norm = pd.DataFrame(
+            {"person_id": ids["person_id"], f"{side}_id": ids[key], f"{side}_phone": phone, f"{side}_email": email}
+        )
         frame = frame.merge(norm, on="person_id", how="left")
     both = p.consent_bank & p.consent_market
     same_phone = frame["bank_phone"].notna() & (frame["bank_phone"] == frame["market_phone"])
@@ -167,8 +178,17 @@ def _truth(p, b: dict, m: dict, reports: dict) -> pa.Table:
 
 def _summary(n_persons, seed, bank: DuckStore, market: DuckStore, tmp: Path, reports: dict, seller_truth) -> dict:
     count = lambda store, t: store.con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]  # noqa: E731
-    truth = pq.read_table(tmp / "truth.parquet", columns=["bank_client_id", "market_user_id", "bank_consented",
-                                                         "market_consented", "both_consented", "matchable"]).to_pandas()
+    truth = pq.read_table(
+        tmp / "truth.parquet",
+        columns=[
+            "bank_client_id",
+            "market_user_id",
+            "bank_consented",
+            "market_consented",
+            "both_consented",
+            "matchable",
+        ],
+    ).to_pandas()
     is_bank, is_market = truth["bank_client_id"].notna(), truth["market_user_id"].notna()
     app = bank.con.execute("""
         SELECT count(*), avg(CASE WHEN default_90_12m THEN 1.0 ELSE 0.0 END)
@@ -178,8 +198,10 @@ def _summary(n_persons, seed, bank: DuckStore, market: DuckStore, tmp: Path, rep
     return {
         "persons": n_persons,
         "seed": seed,
-        "tables": {"bank": {s.name: count(bank, s.name) for s in BANK_TABLES},
-                   "market": {s.name: count(market, s.name) for s in MARKET_TABLES}},
+        "tables": {
+            "bank": {s.name: count(bank, s.name) for s in BANK_TABLES},
+            "market": {s.name: count(market, s.name) for s in MARKET_TABLES},
+        },
         "overlap": {
             "bank_clients": int(is_bank.sum()),
             "market_users": int(is_market.sum()),

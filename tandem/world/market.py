@@ -74,7 +74,7 @@ def generate_market(rng: np.random.Generator, p: Persons, chunk: int, cfg: dict,
     national = np.where(typo, national + ((digit + rng.integers(1, 10, n)) % 10 - digit) * 10 ** (9 - pos), national)
     phone = format_phones(rng, national, MARKET_PHONE_STYLES, MARKET_PHONE_WEIGHTS)
     bad = rng.random(n) < ic["phone_invalid_rate"]
-    phone[bad] = np.char.add("8", (national[bad] // 10).astype(str))   # a digit short
+    phone[bad] = np.char.add("8", (national[bad] // 10).astype(str))  # a digit short
     other = rng.random(n) < ic["other_email_rate"]
     local = np.where(other, email_locals(pid, 1), email_locals(pid, 0))
     dom_i = rng.integers(0, len(DOMAINS), n)
@@ -85,11 +85,16 @@ def generate_market(rng: np.random.Generator, p: Persons, chunk: int, cfg: dict,
     email[rng.random(n) < ic["email_missing_rate_market"]] = None
 
     tenure = np.clip(rng.gamma(2.0, 300 * np.exp(0.3 * dig)), 1, 3000).astype(np.int64)
-    users = pa.table({
-        "user_id": user_id, "phone": pa.array(phone, pa.string()), "email": pa.array(email, pa.string()),
-        "registered_on": dates_to_arrow(snap_day - tenure), "region": tr["region"].to_numpy(),
-        "consent_partner": p.consent_market[idx],
-    })
+    users = pa.table(
+        {
+            "user_id": user_id,
+            "phone": pa.array(phone, pa.string()),
+            "email": pa.array(email, pa.string()),
+            "registered_on": dates_to_arrow(snap_day - tenure),
+            "region": tr["region"].to_numpy(),
+            "consent_partner": p.consent_market[idx],
+        }
+    )
 
     # sessions over the last history_months
     h_days = tc["history_months"] * 30
@@ -98,20 +103,27 @@ def generate_market(rng: np.random.Generator, p: Persons, chunk: int, cfg: dict,
     ns = len(s_user)
     night = rng.random(ns) < np.clip(0.05 * np.exp(0.8 * imp[s_user]), 0, 0.7)
     hour = np.where(night, rng.integers(0, 6, ns), rng.integers(7, 24, ns))
-    s_ts = ((snap_day - rng.integers(1, h_days + 1, ns)) * US_PER_DAY + hour * 3_600_000_000
-            + rng.integers(0, 3_600_000_000, ns))
+    s_ts = (
+        (snap_day - rng.integers(1, h_days + 1, ns)) * US_PER_DAY
+        + hour * 3_600_000_000
+        + rng.integers(0, 3_600_000_000, ns)
+    )
     device = _gumbel_choice(rng, np.column_stack([0.6 * dig[s_user], 0.3 + 0 * dig[s_user], -0.5 * dig[s_user]]))
-    sessions = pa.table({
-        "user_id": user_id[s_user], "started_at": timestamps_to_arrow(s_ts),
-        "duration_s": np.clip(rng.lognormal(5.5 + 0.2 * imp[s_user], 0.8), 5, 14_400).astype(np.int32),
-        "pages": (1 + rng.poisson(np.exp(1.6 + 0.2 * dig[s_user]))).astype(np.int32),
-        "device": np.array(["app", "mobile_web", "desktop"])[device],
-    })
+    sessions = pa.table(
+        {
+            "user_id": user_id[s_user],
+            "started_at": timestamps_to_arrow(s_ts),
+            "duration_s": np.clip(rng.lognormal(5.5 + 0.2 * imp[s_user], 0.8), 5, 14_400).astype(np.int32),
+            "pages": (1 + rng.poisson(np.exp(1.6 + 0.2 * dig[s_user]))).astype(np.int32),
+            "device": np.array(["app", "mobile_web", "desktop"])[device],
+        }
+    )
 
     # orders over the last order_months; "t" runs 0 -> 1 towards the snapshot (stress shows late)
     o_days = tc["order_months"] * 30
-    o_count = rng.poisson(mc["orders_per_year"] * tc["order_months"] / 12
-                          * np.exp(0.45 * dig + 0.3 * imp + 0.25 * rel_income - 0.25))
+    o_count = rng.poisson(
+        mc["orders_per_year"] * tc["order_months"] / 12 * np.exp(0.45 * dig + 0.3 * imp + 0.25 * rel_income - 0.25)
+    )
     o_user = np.repeat(np.arange(n), o_count)
     no = len(o_user)
     age_days = rng.integers(1, o_days + 1, no)
@@ -123,12 +135,17 @@ def generate_market(rng: np.random.Generator, p: Persons, chunk: int, cfg: dict,
     hour = np.where(night, rng.integers(0, 6, no), rng.integers(8, 24, no))
     o_ts = (snap_day - age_days) * US_PER_DAY + hour * 3_600_000_000 + rng.integers(0, 3_600_000_000, no)
     ou_strain, ou_dig, ou_imp = strain[o_user], dig[o_user], imp[o_user]
-    pay = _gumbel_choice(rng, np.column_stack([
-        np.zeros(no),
-        0.5 * ou_dig - 1.0,
-        -0.9 + 1.0 * ou_strain * (0.4 + t) - 0.6 * ou_dig - 0.3 * disc[o_user],
-        -2.3 + 1.0 * ou_strain * (0.4 + t) + 0.5 * ou_imp,
-    ]))
+    pay = _gumbel_choice(
+        rng,
+        np.column_stack(
+            [
+                np.zeros(no),
+                0.5 * ou_dig - 1.0,
+                -0.9 + 1.0 * ou_strain * (0.4 + t) - 0.6 * ou_dig - 0.3 * disc[o_user],
+                -2.3 + 1.0 * ou_strain * (0.4 + t) + 0.5 * ou_imp,
+            ]
+        ),
+    )
     cross_border = rng.random(no) < np.clip(mc["cross_border_share"] * (1 + 0.3 * ou_dig), 0, 0.95)
 
     # items: category preferences per user, price relative to income and impulsivity
@@ -143,8 +160,9 @@ def generate_market(rng: np.random.Generator, p: Persons, chunk: int, cfg: dict,
     pref[:, CAT["gaming"]] += 1.0 * imp[iu] - 0.01 * (tr["age"].to_numpy()[iu] - 40)
     pref[:, CAT["fashion"]] += 0.3 * imp[iu]
     cat = _gumbel_choice(rng, pref)
-    price = np.round(CATEGORY_PRICE[cat] * np.exp(0.3 * rel_income[iu] + 0.35 * imp[iu]
-                                                  + 0.7 * rng.standard_normal(ni)), 0)
+    price = np.round(
+        CATEGORY_PRICE[cat] * np.exp(0.3 * rel_income[iu] + 0.35 * imp[iu] + 0.7 * rng.standard_normal(ni)), 0
+    )
     qty = rng.geometric(0.8, ni).astype(np.int32)
     by_cat = sellers["by_category"]
     pick = rng.random(ni)
@@ -161,22 +179,37 @@ def generate_market(rng: np.random.Generator, p: Persons, chunk: int, cfg: dict,
     u = rng.random(no)
     status = np.where(u < cancel_p, 2, np.where(u < cancel_p + ret_p, 1, 0))
     order_id = chunk * 10_000_000_000 + np.arange(no, dtype=np.int64)
-    orders = pa.table({
-        "order_id": order_id, "user_id": user_id[o_user], "ordered_at": timestamps_to_arrow(o_ts),
-        "total": np.round(total, 2), "payment_method": PAYMENT_METHODS[pay], "status": STATUSES[status],
-        "cross_border": cross_border,
-    })
-    items = pa.table({
-        "order_id": order_id[i_order], "seller_id": seller, "category": CATEGORY_NAMES[cat],
-        "price": price, "quantity": qty,
-    })
+    orders = pa.table(
+        {
+            "order_id": order_id,
+            "user_id": user_id[o_user],
+            "ordered_at": timestamps_to_arrow(o_ts),
+            "total": np.round(total, 2),
+            "payment_method": PAYMENT_METHODS[pay],
+            "status": STATUSES[status],
+            "cross_border": cross_border,
+        }
+    )
+    items = pa.table(
+        {
+            "order_id": order_id[i_order],
+            "seller_id": seller,
+            "category": CATEGORY_NAMES[cat],
+            "price": price,
+            "quantity": qty,
+        }
+    )
     recent_card = (pay == 0) & (status != 2) & (age_days <= h_days)
-    card_orders = pd.DataFrame({"person_id": pid[o_user[recent_card]], "ts_us": o_ts[recent_card],
-                                "total": np.round(total[recent_card], 2)})
+    card_orders = pd.DataFrame(
+        {"person_id": pid[o_user[recent_card]], "ts_us": o_ts[recent_card], "total": np.round(total[recent_card], 2)}
+    )
     ids = pd.DataFrame({"person_id": pid, "user_id": user_id, "phone": phone, "email": email})
-    return {"tables": {"users": users, "sessions": sessions, "orders": orders, "order_items": items},
-            "users": ids, "card_orders": card_orders,
-            "behaviour": _behaviour(pid, o_user, status != 2, total, pay == 3, cross_border, s_count, tc)}
+    return {
+        "tables": {"users": users, "sessions": sessions, "orders": orders, "order_items": items},
+        "users": ids,
+        "card_orders": card_orders,
+        "behaviour": _behaviour(pid, o_user, status != 2, total, pay == 3, cross_border, s_count, tc),
+    }
 
 
 def _behaviour(pid, o_user, kept, total, installments, cross_border, sessions, tc) -> pd.DataFrame:
@@ -186,7 +219,14 @@ def _behaviour(pid, o_user, kept, total, installments, cross_border, sessions, t
     count = lambda mask: np.bincount(o_user[kept & mask], minlength=n)  # noqa: E731
     spend = np.bincount(o_user[kept], weights=total[kept], minlength=n)
     orders = count(np.ones(len(o_user), dtype=bool))
-    return pd.DataFrame({"person_id": pid, "orders": orders, "installment_orders": count(installments),
-                         "cross_border_orders": count(cross_border), "spend_per_month": spend / tc["order_months"],
-                         "avg_check": np.where(orders > 0, spend / np.maximum(orders, 1), np.nan),
-                         "sessions": sessions})
+    return pd.DataFrame(
+        {
+            "person_id": pid,
+            "orders": orders,
+            "installment_orders": count(installments),
+            "cross_border_orders": count(cross_border),
+            "spend_per_month": spend / tc["order_months"],
+            "avg_check": np.where(orders > 0, spend / np.maximum(orders, 1), np.nan),
+            "sessions": sessions,
+        }
+    )

@@ -16,17 +16,57 @@ import numpy as np
 import pandas as pd
 
 MOBILE_CODES = np.array([c for c in range(900, 1000) if c != 930], dtype=np.int64)  # 930 is partly unassigned
-_PER_CODE = 909_090               # numbers per code that are divisible by 11
+_PER_CODE = 909_090  # numbers per code that are divisible by 11
 PHONE_SPACE = len(MOBILE_CODES) * _PER_CODE
 _CODE_OFFSET = (-MOBILE_CODES * 10_000_000) % 11
-OLD_PHONE_OFFSET = 40_000_000     # index of a person's old number: offset + person_id
-_PHONE_A, _PHONE_C = 48_271_207, 7_919_113   # affine bijection on PHONE_SPACE (gcd(a, space) = 1)
+OLD_PHONE_OFFSET = 40_000_000  # index of a person's old number: offset + person_id
+_PHONE_A, _PHONE_C = 48_271_207, 7_919_113  # affine bijection on PHONE_SPACE (gcd(a, space) = 1)
 ID_SPACE = 1 << 40
 
-FIRST = np.array(["ivan", "anna", "sergey", "olga", "dmitry", "elena", "alexey", "maria", "andrey", "natalia",
-                  "pavel", "irina", "mikhail", "tatiana", "nikolay", "svetlana", "artem", "yulia", "oleg", "ekaterina"])
-LAST = np.array(["ivanov", "smirnov", "kuznetsov", "popov", "vasiliev", "petrov", "sokolov", "mikhailov",
-                 "novikov", "fedorov", "morozov", "volkov", "alekseev", "lebedev", "semenov", "egorov"])
+FIRST = np.array(
+    [
+        "ivan",
+        "anna",
+        "sergey",
+        "olga",
+        "dmitry",
+        "elena",
+        "alexey",
+        "maria",
+        "andrey",
+        "natalia",
+        "pavel",
+        "irina",
+        "mikhail",
+        "tatiana",
+        "nikolay",
+        "svetlana",
+        "artem",
+        "yulia",
+        "oleg",
+        "ekaterina",
+    ]
+)
+LAST = np.array(
+    [
+        "ivanov",
+        "smirnov",
+        "kuznetsov",
+        "popov",
+        "vasiliev",
+        "petrov",
+        "sokolov",
+        "mikhailov",
+        "novikov",
+        "fedorov",
+        "morozov",
+        "volkov",
+        "alekseev",
+        "lebedev",
+        "semenov",
+        "egorov",
+    ]
+)
 DOMAINS = np.array(["mail.ru", "yandex.ru", "gmail.com", "bk.ru", "inbox.ru", "rambler.ru", "list.ru"])
 DOMAIN_TYPOS = np.array(["mial.ru", "yandex.ry", "gmial.com", "bk.ri", "inbx.ru", "rambler.tu", "lsit.ru"])
 
@@ -52,7 +92,7 @@ class Persons:
     """One chunk of persons; every array has shape ``(n,)``."""
 
     person_id: np.ndarray
-    traits: pd.DataFrame          # age, region, household, income, discipline, impulsivity, digital, stress
+    traits: pd.DataFrame  # age, region, household, income, discipline, impulsivity, digital, stress
     is_bank: np.ndarray
     is_market: np.ndarray
     consent_bank: np.ndarray
@@ -73,20 +113,27 @@ def draw_traits(rng: np.random.Generator, n: int, cfg: dict) -> pd.DataFrame:
     digital = rng.standard_normal(n) - 0.03 * (age - 41)
     stress = rng.standard_normal(n)
     age_curve = -0.35 * ((age - 45) / 22.0) ** 2
-    log_income = (np.log(cfg["income"]["median_monthly_rub"]) + np.log(np.array(regions["income_multiplier"])[region])
-                  + cfg["income"]["sigma"] * rng.standard_normal(n) + 0.12 * discipline + age_curve)
+    log_income = (
+        np.log(cfg["income"]["median_monthly_rub"])
+        + np.log(np.array(regions["income_multiplier"])[region])
+        + cfg["income"]["sigma"] * rng.standard_normal(n)
+        + 0.12 * discipline
+        + age_curve
+    )
     early_strain = rng.standard_normal(n)
-    return pd.DataFrame({
-        "age": age,
-        "region": np.array(regions["names"])[region],
-        "household": household,
-        "income": np.round(np.exp(log_income), -2),
-        "discipline": discipline,
-        "impulsivity": impulsivity,
-        "digital": digital,
-        "stress": stress,
-        "early_strain": early_strain,
-    })
+    return pd.DataFrame(
+        {
+            "age": age,
+            "region": np.array(regions["names"])[region],
+            "household": household,
+            "income": np.round(np.exp(log_income), -2),
+            "discipline": discipline,
+            "impulsivity": impulsivity,
+            "digital": digital,
+            "stress": stress,
+            "early_strain": early_strain,
+        }
+    )
 
 
 def draw_persons(rng: np.random.Generator, first_id: int, n: int, cfg: dict) -> Persons:
@@ -122,7 +169,9 @@ def primary_domain(person_id: np.ndarray) -> np.ndarray:
     return (person_id * 5 + 3) % len(DOMAINS)
 
 
-def format_phones(rng: np.random.Generator, national: np.ndarray, styles: list[str], weights: list[float]) -> np.ndarray:
+def format_phones(
+    rng: np.random.Generator, national: np.ndarray, styles: list[str], weights: list[float]
+) -> np.ndarray:
     """Write 10-digit national numbers in the given styles (shape ``(n,)`` of str)."""
     s = national.astype(str)
     code = (national // 10_000_000).astype(str)

@@ -15,8 +15,9 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def application_terms(rng: np.random.Generator, traits: pd.DataFrame, cfg: dict,
-                      mortgage_share: float | None = None) -> dict[str, np.ndarray]:
+def application_terms(
+    rng: np.random.Generator, traits: pd.DataFrame, cfg: dict, mortgage_share: float | None = None
+) -> dict[str, np.ndarray]:
     """Product, amount (RUB), term (months), annual rate and monthly payment of a new loan per person."""
     n = len(traits)
     income = traits["income"].to_numpy()
@@ -32,12 +33,20 @@ def application_terms(rng: np.random.Generator, traits: pd.DataFrame, cfg: dict,
         [rng.choice([12, 24, 36, 60], n), np.full(n, 12), rng.choice([3, 6, 12], n)],
         rng.choice([120, 180, 240], n),
     ).astype(np.int32)
-    rate = np.select([product == 0, product == 1, product == 2],
-                     [rng.uniform(0.11, 0.24, n), np.full(n, 0.26), rng.uniform(0.0, 0.12, n)], rng.uniform(0.08, 0.11, n))
+    rate = np.select(
+        [product == 0, product == 1, product == 2],
+        [rng.uniform(0.11, 0.24, n), np.full(n, 0.26), rng.uniform(0.0, 0.12, n)],
+        rng.uniform(0.08, 0.11, n),
+    )
     r = rate / 12
     payment = np.where(r > 0, amount * r / (1 - (1 + r) ** -term.astype(float)), amount / term)
-    return {"product": product, "amount": np.round(amount, -2), "term": term, "rate": np.round(rate, 4),
-            "payment": np.round(payment, 2)}
+    return {
+        "product": product,
+        "amount": np.round(amount, -2),
+        "term": term,
+        "rate": np.round(rate, 4),
+        "payment": np.round(payment, 2),
+    }
 
 
 def application_logit(rng: np.random.Generator, traits: pd.DataFrame, terms: dict, cfg: dict) -> np.ndarray:
@@ -45,20 +54,31 @@ def application_logit(rng: np.random.Generator, traits: pd.DataFrame, terms: dic
     t = traits
     income = t["income"].to_numpy()
     burden = np.log1p(terms["payment"] / income)
-    return (-0.85 * t["discipline"].to_numpy() + 0.9 * t["impulsivity"].to_numpy() + 0.85 * t["stress"].to_numpy()
-            + cfg["loans"]["early_strain_weight"] * t["early_strain"].to_numpy()
-            + 1.6 * burden - 0.3 * np.log(income / cfg["income"]["median_monthly_rub"])
-            + 0.1 * (t["household"].to_numpy() - 2) + _PRODUCT_RISK[terms["product"]]
-            + 0.5 * rng.standard_normal(len(t)))
+    return (
+        -0.85 * t["discipline"].to_numpy()
+        + 0.9 * t["impulsivity"].to_numpy()
+        + 0.85 * t["stress"].to_numpy()
+        + cfg["loans"]["early_strain_weight"] * t["early_strain"].to_numpy()
+        + 1.6 * burden
+        - 0.3 * np.log(income / cfg["income"]["median_monthly_rub"])
+        + 0.1 * (t["household"].to_numpy() - 2)
+        + _PRODUCT_RISK[terms["product"]]
+        + 0.5 * rng.standard_normal(len(t))
+    )
 
 
 def prior_logit(rng: np.random.Generator, traits: pd.DataFrame) -> np.ndarray:
     """Log-odds (without intercept) that an earlier loan defaulted: mostly discipline."""
-    return (-1.2 * traits["discipline"].to_numpy() + 0.35 * traits["impulsivity"].to_numpy()
-            + 0.4 * rng.standard_normal(len(traits)))
+    return (
+        -1.2 * traits["discipline"].to_numpy()
+        + 0.35 * traits["impulsivity"].to_numpy()
+        + 0.4 * rng.standard_normal(len(traits))
+    )
 
 
-def business_logit(rng: np.random.Generator, quality: np.ndarray, trend: np.ndarray, leverage: np.ndarray) -> np.ndarray:
+def business_logit(
+    rng: np.random.Generator, quality: np.ndarray, trend: np.ndarray, leverage: np.ndarray
+) -> np.ndarray:
     """Log-odds (without intercept) that a seller's business loan defaults."""
     return -0.9 * quality - 12.0 * trend + 0.6 * np.log1p(leverage) + 0.4 * rng.standard_normal(len(quality))
 
@@ -86,8 +106,9 @@ def calibrate(cfg: dict, seed: int) -> dict[str, float]:
     app = intercept_for(application_logit(rng, traits, terms, cfg), cfg["loans"]["default_rate"])
     prior = intercept_for(prior_logit(rng, traits), cfg["loans"]["default_rate"] * 0.8)
     s = draw_seller_traits(rng, CALIBRATION_DRAWS // 10)
-    business = intercept_for(business_logit(rng, s["quality"], s["trend"], s["leverage"]),
-                             cfg["sellers"]["business_default_rate"])
+    business = intercept_for(
+        business_logit(rng, s["quality"], s["trend"], s["leverage"]), cfg["sellers"]["business_default_rate"]
+    )
     return {"application": app, "prior": prior, "business": business}
 
 
