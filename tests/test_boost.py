@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+from helpers import labelled_data
 
 from tandem.crypto.he import quantise
 from tandem.learn.binning import Binner
@@ -25,12 +26,7 @@ KEY_BITS = 1024          # small keys keep the suite fast; the protocol does not
 
 
 def _data(n=700, seed=0, f=5):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, f))
-    X[rng.random((n, f)) < 0.1] = np.nan
-    logit = 1.2 * np.nan_to_num(X[:, 0]) - 1.5 * np.nan_to_num(X[:, 3]) + 0.8 * np.nan_to_num(X[:, 4])
-    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
-    return X, y
+    return labelled_data(n, f, seed, lambda X: 1.2 * X[:, 0] - 1.5 * X[:, 3] + 0.8 * X[:, 4], missing_first=True)
 
 
 def _fit(X, y, cuts=(2,), valid=None, resume=None, saved=None, on_tree=None, on_split=None, timeout=30,

@@ -5,20 +5,7 @@ import shutil
 
 import duckdb
 import pytest
-
-from conftest import run_cli
-
-
-def _one_line_error(proc, *fragments):
-    assert proc.returncode != 0, proc.stdout
-    err = proc.stderr.strip()
-    assert "Traceback" not in err and "Traceback" not in proc.stdout
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    return lines[0]
+from helpers import one_line_error, run_cli
 
 
 def test_help_reads_well():
@@ -30,13 +17,13 @@ def test_help_reads_well():
 
 @pytest.mark.parametrize("persons", ["-5", "0"])
 def test_world_rejects_non_positive_persons(tmp_path, persons):
-    _one_line_error(run_cli("world", "--persons", persons, "--out", str(tmp_path / "w")), "--persons", persons)
+    one_line_error(run_cli("world", "--persons", persons, "--out", str(tmp_path / "w")), "--persons", persons)
     assert not (tmp_path / "w").exists()
 
 
 def test_world_rejects_an_unwritable_output(tmp_path):
     (tmp_path / "file").write_text("x")
-    _one_line_error(run_cli("world", "--persons", "100", "--out", str(tmp_path / "file")), "not a folder")
+    one_line_error(run_cli("world", "--persons", "100", "--out", str(tmp_path / "file")), "not a folder")
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
@@ -47,11 +34,11 @@ def test_world_rejects_an_unwritable_output(tmp_path):
             assert (locked / "w" / "bank.duckdb").is_file()
             shutil.rmtree(locked / "w")
         else:
-            _one_line_error(proc, "cannot write the world there")
+            one_line_error(proc, "cannot write the world there")
             assert not (locked / "w").exists()
         # a path under a file is unwritable for everyone, root included
         proc = run_cli("world", "--persons", "100", "--out", str(tmp_path / "file" / "w"))
-        _one_line_error(proc, "cannot write the world there")
+        one_line_error(proc, "cannot write the world there")
     finally:
         locked.chmod(0o700)
 
@@ -59,10 +46,10 @@ def test_world_rejects_an_unwritable_output(tmp_path):
 def test_world_rejects_a_bad_config(tmp_path):
     cfg = tmp_path / "w.toml"
     cfg.write_text("[loans]\ndefault_rat = 0.1\n")
-    _one_line_error(run_cli("world", "--persons", "100", "--out", str(tmp_path / "w"), "--config", str(cfg)),
+    one_line_error(run_cli("world", "--persons", "100", "--out", str(tmp_path / "w"), "--config", str(cfg)),
                     "w.toml", "unknown key 'default_rat' in [loans]")
     cfg.write_text("[loans\n")
-    _one_line_error(run_cli("world", "--persons", "100", "--out", str(tmp_path / "w"), "--config", str(cfg)),
+    one_line_error(run_cli("world", "--persons", "100", "--out", str(tmp_path / "w"), "--config", str(cfg)),
                     "not valid TOML")
     assert not (tmp_path / "w").exists()
 
@@ -70,7 +57,7 @@ def test_world_rejects_a_bad_config(tmp_path):
 def test_store_check_passes_a_good_store_and_names_what_is_wrong(small_world, tmp_path):
     ok = run_cli("store", "check", str(small_world / "bank.duckdb"), "--party", "bank")
     assert ok.returncode == 0 and "schema OK" in ok.stdout
-    _one_line_error(run_cli("store", "check", str(small_world / "bank.duckdb"), "--party", "market"),
+    one_line_error(run_cli("store", "check", str(small_world / "bank.duckdb"), "--party", "market"),
                     "table 'users' is missing")
     bad = tmp_path / "bank.duckdb"
     shutil.copy(small_world / "bank.duckdb", bad)
@@ -78,23 +65,23 @@ def test_store_check_passes_a_good_store_and_names_what_is_wrong(small_world, tm
     con.execute("ALTER TABLE loans ALTER COLUMN amount TYPE VARCHAR")
     con.execute("ALTER TABLE clients DROP COLUMN email")
     con.close()
-    _one_line_error(run_cli("store", "check", str(bad), "--party", "bank"),
+    one_line_error(run_cli("store", "check", str(bad), "--party", "bank"),
                     "bank.duckdb", "table 'clients' has no column 'email'")
     con = duckdb.connect(str(bad))
     con.execute("ALTER TABLE clients ADD COLUMN email VARCHAR")
     con.close()
-    _one_line_error(run_cli("store", "check", str(bad), "--party", "bank"),
+    one_line_error(run_cli("store", "check", str(bad), "--party", "bank"),
                     "column 'loans.amount' has type VARCHAR, expected DOUBLE")
 
 
 def test_truncated_and_missing_store_files(small_world, tmp_path):
     data = (small_world / "market.duckdb").read_bytes()
     (tmp_path / "cut.duckdb").write_bytes(data[: len(data) // 2])
-    _one_line_error(run_cli("store", "check", str(tmp_path / "cut.duckdb"), "--party", "market"),
+    one_line_error(run_cli("store", "check", str(tmp_path / "cut.duckdb"), "--party", "market"),
                     "cut.duckdb: cannot open as a DuckDB store")
-    _one_line_error(run_cli("store", "check", str(tmp_path / "none.duckdb"), "--party", "market"),
+    one_line_error(run_cli("store", "check", str(tmp_path / "none.duckdb"), "--party", "market"),
                     "none.duckdb: store file does not exist")
-    _one_line_error(run_cli("features", "--store", str(tmp_path / "cut.duckdb"), "--party", "market",
+    one_line_error(run_cli("features", "--store", str(tmp_path / "cut.duckdb"), "--party", "market",
                             "--out", str(tmp_path / "f.parquet")), "cannot open")
     assert not (tmp_path / "f.parquet").exists()
 
@@ -108,9 +95,9 @@ def test_features_command_writes_parquet(small_world, tmp_path):
     t = pq.read_table(out)
     assert t.column_names[0] == "user_id" and "cod_share" in t.column_names and t.num_rows > 1000
     assert [p.name for p in out.parent.iterdir()] == ["market.parquet"]
-    _one_line_error(run_cli("features", "--store", str(small_world / "market.duckdb"), "--party", "bank",
+    one_line_error(run_cli("features", "--store", str(small_world / "market.duckdb"), "--party", "bank",
                             "--out", str(tmp_path / "x.parquet")), "table 'clients' is missing")
-    _one_line_error(run_cli("features", "--store", str(small_world / "market.duckdb"), "--party", "market",
+    one_line_error(run_cli("features", "--store", str(small_world / "market.duckdb"), "--party", "market",
                             "--as-of", "yesterday", "--out", str(tmp_path / "x.parquet")), "--as-of")
 
 
@@ -122,7 +109,7 @@ def test_store_import_checks_the_file_against_the_party_schema(tmp_path):
     ok = run_cli("store", "import", str(store), str(csv), "--table", "users", "--party", "market")
     assert ok.returncode == 0, ok.stderr
     csv.write_text("user_id,phone,email,registered_on,region\n1,x,y,2018-01-01,Moscow\n")
-    _one_line_error(run_cli("store", "import", str(store), str(csv), "--table", "users", "--party", "market"),
+    one_line_error(run_cli("store", "import", str(store), str(csv), "--table", "users", "--party", "market"),
                     "users.csv")
     con = duckdb.connect(str(store), read_only=True)
     assert con.execute("SELECT count(*) FROM users").fetchone()[0] == 1     # the good import is intact
@@ -136,5 +123,5 @@ def test_ids_command_reports_reasons(small_world):
 
 
 def test_a_bad_date_names_the_option_it_was_given(tmp_path):
-    _one_line_error(run_cli("propensity", "--world", str(tmp_path), "--holdout-from", "soon"),
+    one_line_error(run_cli("propensity", "--world", str(tmp_path), "--holdout-from", "soon"),
                     "--holdout-from must be a date like 2019-01-01, got 'soon'")

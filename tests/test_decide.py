@@ -15,8 +15,8 @@ import duckdb
 import httpx
 import pandas as pd
 import pytest
+from helpers import run_cli
 
-from conftest import run_cli
 from tandem.audit import read_audit
 from tandem.decide.local import TRAIN, Service, train_models, write_decide_configs
 from tandem.learn.boosting import HistBoostingClassifier

@@ -6,8 +6,14 @@ import pandas as pd
 import pytest
 
 from tandem.errors import SchemaError
-from tandem.features import (application_labels, bank_features, bank_seller_features, market_features,
-                             market_seller_features, seller_labels)
+from tandem.features import (
+    application_labels,
+    bank_features,
+    bank_seller_features,
+    market_features,
+    market_seller_features,
+    seller_labels,
+)
 from tandem.store import open_store
 
 AS_OF = date(2019, 1, 1)
@@ -103,7 +109,7 @@ def test_features_refuse_a_store_with_the_wrong_schema(tmp_path, small_world):
 
 
 def test_postgres_store_gives_the_same_features(small_world, postgres_url):
-    from conftest import run_cli
+    from helpers import run_cli
 
     run_cli("store", "copy", str(small_world / "bank.duckdb"), postgres_url, "--party", "bank", check=True)
     run_cli("store", "check", postgres_url, "--party", "bank", check=True)

@@ -12,8 +12,8 @@ from tandem.learn.boosting import HistBoostingClassifier
 from tandem.learn.federated import active_job, is_test, ordered, passive_job, read_party_file, split_rows
 from tandem.learn.metrics import roc_auc
 from tandem.learn.options import TrainingOptions, estimator_kwargs
-from tandem.link.blinder import EngineBlinder
 from tandem.learn.secureboost.shared import PROTOCOL
+from tandem.link.blinder import EngineBlinder
 from tandem.protocols.wire import TrainRequest
 from tandem.transport.base import memory_pair
 from tandem.transport.session import Session

@@ -5,8 +5,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tandem.ids import (InvalidIdentifier, normalise_email, normalise_emails, normalise_inn, normalise_phone,
-                        normalise_phones)
+from tandem.ids import (
+    InvalidIdentifier,
+    normalise_email,
+    normalise_emails,
+    normalise_inn,
+    normalise_phone,
+    normalise_phones,
+)
 from tandem.ids.inn import complete_inn
 from tandem.world.market import MARKET_PHONE_STYLES
 from tandem.world.persons import format_phones, phone_number

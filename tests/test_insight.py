@@ -14,18 +14,17 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from helpers import run_cli
 
+from tandem.devcluster import write_configs
 from tandem.insight import catalog
 from tandem.insight.budget import InsightPolicy
 from tandem.insight.job import NOISE_OFF_ENV, InsightParty, initiate, respond
 from tandem.insight.query import FIXED_POINT, load_queries
 from tandem.insight.records import load_records
-from tandem.devcluster import write_configs
 from tandem.protocols.wire import decode
 from tandem.transport.base import memory_pair
 from tandem.transport.session import Session
-
-from conftest import run_cli
 
 AS_OF = pd.Timestamp("2019-01-01")
 EXACT_QUERIES = """

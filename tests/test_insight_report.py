@@ -2,8 +2,8 @@
 decodes and is laid out, and the released figures are in its tables."""
 
 import numpy as np
+from helpers import render
 
-from conftest import render
 from tandem.insight.dp import slot_scales, threshold_margin
 from tandem.insight.query import parse_query
 from tandem.insight.result import InsightResult

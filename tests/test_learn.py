@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import labelled_data
 
 from tandem.crypto.he import dequantise, quantise
 from tandem.errors import InputError
@@ -15,12 +16,7 @@ from tandem.learn.tree import predict_binned
 
 
 def _data(n=600, f=4, seed=0, missing=0.1):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, f))
-    logit = 1.5 * X[:, 0] - 1.0 * X[:, 1] + 0.5 * X[:, 2] * X[:, 3]
-    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
-    X[rng.random((n, f)) < missing] = np.nan
-    return X, y
+    return labelled_data(n, f, seed, lambda X: 1.5 * X[:, 0] - 1.0 * X[:, 1] + 0.5 * X[:, 2] * X[:, 3], missing)
 
 
 def test_binner_orders_values_and_sends_missing_to_its_own_bin():

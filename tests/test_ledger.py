@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-import duckdb
 import pytest
 
 from tandem.decide.ledger import Ledger, ReusedRequestId
@@ -31,34 +30,25 @@ def _stored(store: str) -> dict[str, str]:
         s.close()
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
-def store(request, tmp_path):
-    if request.param == "duckdb":
-        path = tmp_path / "bank.duckdb"
-        duckdb.connect(str(path)).close()
-        return str(path)
-    return request.getfixturevalue("postgres_url")
-
-
-def test_decisions_are_journaled_then_stored_and_replayed_after_a_restart(store, tmp_path):
+def test_decisions_are_journaled_then_stored_and_replayed_after_a_restart(store_target, tmp_path):
     journal = tmp_path / "journal"
-    ledger = Ledger(store, journal)
+    ledger = Ledger(store_target, journal)
     first = asyncio.run(_record(ledger, range(40)))
     assert [replayed for _, replayed in first] == [False] * 40
     journaled = {json.loads(line)["request_id"] for p in journal.glob("*.jsonl") for line in p.read_bytes().splitlines()}
-    assert {f"r-{i}" for i in range(40)} <= journaled | set(_stored(store))       # durable once answered
+    assert {f"r-{i}" for i in range(40)} <= journaled | set(_stored(store_target))       # durable once answered
     ledger.close()
-    stored = _stored(store)
+    stored = _stored(store_target)
     assert {f"r-{i}": _response(i)["decision"] for i in range(40)}.items() <= stored.items()
 
-    again = Ledger(store, journal)
+    again = Ledger(store_target, journal)
     replays = asyncio.run(_record(again, range(35, 45)))
     assert [replayed for _, replayed in replays] == [True] * 5 + [False] * 5
     assert replays[0][0]["decision"] == first[35][0]["decision"] and replays[0][0]["pd"] == first[35][0]["pd"]
     with pytest.raises(ReusedRequestId):
         asyncio.run(again.record("r-1", "another body", lambda: _response(1)))
     again.close()
-    assert len([r for r in _stored(store) if r.startswith("r-")]) == 45          # each request id once
+    assert len([r for r in _stored(store_target) if r.startswith("r-")]) == 45          # each request id once
 
 
 CRASH = """
@@ -74,17 +64,17 @@ os._exit(0)                                        # die without closing: no cop
 """
 
 
-def test_a_crashed_process_leaves_its_decisions_in_the_journal_and_the_next_start_stores_them(store, tmp_path):
+def test_a_crashed_process_leaves_its_decisions_in_the_journal_and_the_next_start_stores_them(store_target, tmp_path):
     journal = tmp_path / "journal"
     proc = subprocess.run([sys.executable, "-c", CRASH.format(tests=str(__import__("pathlib").Path(__file__).parent),
-                                                              store=store, journal=str(journal))],
+                                                              store=store_target, journal=str(journal))],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "answered" in proc.stdout, proc.stderr
-    assert not [r for r in _stored(store) if r.startswith("crash-")]            # answered, not yet in the table
+    assert not [r for r in _stored(store_target) if r.startswith("crash-")]            # answered, not yet in the table
     with open(sorted(journal.glob("*.jsonl"))[-1], "ab") as f:
         f.write(b'{"request_id": "torn')                                        # a write cut short by the crash
-    ledger = Ledger(store, journal)
-    assert {f"crash-{i}" for i in range(25)} <= set(_stored(store))
+    ledger = Ledger(store_target, journal)
+    assert {f"crash-{i}" for i in range(25)} <= set(_stored(store_target))
     replays = asyncio.run(_record(ledger, range(25), "crash"))
     assert all(replayed for _, replayed in replays)
     ledger.close()

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
+from helpers import run_cli
 
-from conftest import run_cli
 from tandem.decide.policy import load_policy
 from tandem.errors import InputError
 from tandem.offers.catalog import DEFAULT, load_catalog

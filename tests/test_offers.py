@@ -18,16 +18,16 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import render, run_cli
 
-from conftest import render, run_cli
 from tandem.decide.local import TRAIN, Service, train_models, write_decide_configs
 from tandem.decide.policy import load_policy
 from tandem.decide.scoring import PassiveScorer, decode_bits
 from tandem.learn import model_io
 from tandem.link.local import link_world
-from tandem.transport.ports import free_port
 from tandem.offers.catalog import load_catalog
 from tandem.offers.local import add_offers_sections
+from tandem.transport.ports import free_port
 from tandem.world.generate import generate_world
 
 ARGS = {**TRAIN, "trees": 8, "key_bits": 1024}          # the PD model, as small as test_decide's

@@ -2,8 +2,8 @@
 decodes and is laid out, and the tables a risk analyst reads are there."""
 
 import numpy as np
+from helpers import render
 
-from conftest import render
 from tandem.report.model_report import write_model_report
 
 

@@ -3,7 +3,6 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import sqlalchemy as sa
 
 from tandem.errors import InputError, SchemaError, StoreError
 from tandem.store import Column, TableSpec, open_store
@@ -16,15 +15,10 @@ ROWS = pa.table({"id": [1, 2, 3], "name": ["a", None, ""], "score": [0.5, None, 
                  "active": [True, False, None]})
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
-def store(request, tmp_path):
-    if request.param == "duckdb":
-        s = open_store(tmp_path / "party.duckdb", create=True)
-    else:
-        s = open_store(request.getfixturevalue("postgres_url"))
-        meta = sa.MetaData()
-        meta.reflect(s.engine)
-        meta.drop_all(s.engine)                      # each test starts from an empty database
+@pytest.fixture
+def store(store_target):
+    """The empty store of ``store_target`` (DuckDB, then PostgreSQL), opened."""
+    s = open_store(store_target, create=True)
     yield s
     s.close()
 

@@ -5,8 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-from conftest import run_cli
+from helpers import run_cli
 
 
 def _files(tmp_path, n=1500, market_ids=None):

@@ -4,12 +4,11 @@ import re
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from helpers import run_cli
 
 from tandem.ids import normalise_emails, normalise_phones
 from tandem.store.party_schema import BANK_TABLES, MARKET_TABLES
 from tandem.world.generate import generate_world
-
-from conftest import run_cli
 
 
 def _tables(path, specs):
