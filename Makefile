@@ -22,6 +22,9 @@ demo: $(VENV)/.installed
 	$(BIN)/tandem demo
 
 test: $(VENV)/.installed-test
+	$(BIN)/ruff check tandem
+	$(BIN)/ruff format --check tandem
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 $(VENV)/.installed-bench: $(VENV)/.installed
@@ -36,4 +39,4 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/decide.py
 
 clean:
-	rm -rf $(VENV) demo-world .pytest_cache .hypothesis
+	rm -rf $(VENV) demo-world .pytest_cache .hypothesis .mypy_cache .ruff_cache

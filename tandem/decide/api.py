@@ -1,10 +1,10 @@
 """The decision services (FastAPI): the bank's decisions and the marketplace's gateway.
 
 Each service runs on two listeners: mutual TLS for the other node, and TLS with an API key
-(``X-API-Key``) for other clients; ``make_app(..., auth=...)`` builds the app for one of
-them. The peer listener's guard (``transport.http_server.PeerGuard``) admits only the configured
-peer node and audits every request and answer; calls to the other node go through
-``transport.http_client.PeerHttpClient``, which audits them too.
+(``X-API-Key``) for other clients; ``bank_app(..., auth=...)`` and ``market_app(..., auth=...)``
+build a party's app for one of them. The peer listener's guard (``transport.http_server.PeerGuard``)
+admits only the configured peer node and audits every request and answer; calls to the other node
+go through ``transport.http_client.PeerHttpClient``, which audits them too.
 Errors are 4xx with one ``detail`` line: unknown link id 404, model version not loaded or
 request id reused 409, malformed input 422, no credentials 401, over the API key's rate
 limit 429 (with ``Retry-After``).
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -45,7 +45,7 @@ MESSAGES: Messages = {  # the decision services' peer endpoints, as the audit lo
     "/v1/sellers/credit-line": PeerMessage("sellers decision", "request_id"),
     "/v1/bits": PeerMessage("bits", "model_version", rows=True),
 }
-ERRORS = {code: {"model": Problem} for code in (401, 404, 409, 422, 429, 502, 503)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Problem} for code in (401, 404, 409, 422, 429, 502, 503)}
 Auth = Literal["mtls", "api_key"]
 
 
@@ -54,7 +54,7 @@ def _authenticator(auth: Auth, clients: ApiClients):
         if auth == "mtls":
             return "node"  # PeerGuard admitted only the configured peer's certificate
         verdict = clients.admit(request.headers.get("x-api-key", ""))
-        if verdict == "unknown":
+        if isinstance(verdict, str):  # "unknown"
             raise HTTPException(401, "missing or unknown API key (X-API-Key)")
         if verdict is not None:
             raise HTTPException(
@@ -237,12 +237,13 @@ def market_app(state: ServiceState, bank: BankClient | None, auth: Auth, clients
     def bits_for(entity: str, local_id: int) -> tuple[str, str, np.ndarray, dict]:
         table = state.tables[entity]
         link_id = table.by_local.get(local_id)
-        if link_id is None:
+        found = None if link_id is None else table.row(link_id)
+        if link_id is None or found is None:
             raise HTTPException(
                 404,
                 f"{'user' if entity == 'customers' else 'seller'} {local_id} is not a customer shared with the bank",
             )
-        x, extras = table.row(link_id)
+        x, extras = found
         scorer = state.model(entity)
         return link_id, scorer.version, scorer.row_bits(x), extras
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import IO
 
 from tandem.demo import TRAIN_ARGS as TRAIN  # one set of training settings for the demo and tests
 from tandem.errors import TandemError
@@ -90,11 +91,14 @@ class Service:
         )
         self.ready = threading.Event()
         self._stderr: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=lambda: self._stderr.extend(self.proc.stderr), daemon=True).start()
+        out, err = self.proc.stdout, self.proc.stderr
+        if out is None or err is None:  # never: both are pipes
+            raise RuntimeError("tandem serve started without its output pipes")
+        threading.Thread(target=lambda: self._read(out), daemon=True).start()
+        threading.Thread(target=lambda: self._stderr.extend(err), daemon=True).start()
 
-    def _read(self) -> None:
-        for line in self.proc.stdout:
+    def _read(self, out: IO[str]) -> None:
+        for line in out:
             try:
                 if json.loads(line).get("event") == "ready":
                     self.ready.set()

@@ -12,6 +12,8 @@ import gc
 import json
 import signal
 import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from tandem.decide.api import MESSAGES, PROTOCOL, BankClient, bank_app, market_app
 from tandem.decide.ledger import Ledger
@@ -42,7 +44,12 @@ def build(config_path: str):
         if cfg.api_listen:
             apps.append((cfg.api_listen, bank_app(state, ledger, policy, "api_key", clients), False))
     else:
-        bank = BankClient(cfg.peer_address, cfg.peer, node.tls, audit) if cfg.peer else None
+        # a config with a peer always has its address (load_decide_config checks)
+        bank = (
+            BankClient(cfg.peer_address, cfg.peer, node.tls, audit)
+            if cfg.peer and cfg.peer_address is not None
+            else None
+        )
         apps = [(cfg.listen, market_app(state, bank, "mtls"), True)]
         if cfg.api_listen:
             apps.append((cfg.api_listen, market_app(state, bank, "api_key", clients), False))
@@ -76,6 +83,7 @@ def serve(config_path: str) -> None:
     servers, cfg, _state, ledger = build(config_path)
     gc.collect()
     gc.freeze()  # what start-up built lives as long as the service: keep it out of every collection
+    run: Callable[[Coroutine[Any, Any, None]], None]
     try:
         import uvloop
 

@@ -62,17 +62,18 @@ def load_decide_config(path: str | os.PathLike) -> DecideConfig:
     if not isinstance(d, dict):
         raise InputError(f"{path}: no [decide] section")
 
-    def resolve(key: str) -> Path | None:
-        value = d.get(key)
-        if value is None:
-            return None
+    def to_path(key: str, value: object) -> Path:
         if not isinstance(value, str):
             raise InputError(f"{path}: [decide] {key} must be a path")
         return Path(value) if os.path.isabs(value) else (Path(path).parent / value).resolve()
 
+    def resolve(key: str) -> Path | None:
+        value = d.get(key)
+        return None if value is None else to_path(key, value)
+
     if not isinstance(d.get("listen"), str):
         raise InputError(f'{path}: [decide] listen = "host:port" is missing')
-    models = {e: resolve(f"{e}_model") for e in ENTITIES if d.get(f"{e}_model")}
+    models = {e: to_path(f"{e}_model", d[f"{e}_model"]) for e in ENTITIES if d.get(f"{e}_model")}
     if not models:
         raise InputError(f"{path}: [decide] needs customers_model and/or sellers_model")
     peer = d.get("peer")
@@ -233,4 +234,5 @@ class ServiceState:
     def model(self, entity: str, version: str | None = None):
         """The scorer of ``version`` (default: the current one), or ``None`` if it is not loaded."""
         with self._lock:
-            return self.models.get(entity, {}).get(version or self.current.get(entity))
+            key = version or self.current.get(entity)
+            return None if key is None else self.models.get(entity, {}).get(key)

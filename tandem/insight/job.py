@@ -21,7 +21,7 @@ from tandem.insight.dp import noise_share, slot_scales, threshold_margin
 from tandem.insight.query import Query
 from tandem.insight.records import PartyRecords, load_records
 from tandem.insight.result import InsightResult
-from tandem.protocols.errors import RemoteProtocolError
+from tandem.protocols.errors import LocalProtocolError, RemoteProtocolError
 from tandem.protocols.insight import PROTOCOL, GroupHolder, MeasureHolder, Release
 from tandem.protocols.wire import InsightAccept, InsightQuery
 from tandem.transport.session import Session
@@ -132,9 +132,14 @@ def _run(
     scales = slot_scales(query.epsilon, query.sensitivities()) if query.noise else [0.0] * n_slots
     margin = threshold_margin(scales[0])
     release = Release(query.min_group_size, margin)
+    role: GroupHolder | MeasureHolder
     if me.party == query.group_party:
+        if records.groups is None:
+            raise LocalProtocolError("the group holder's records hold no groups")
         role = GroupHolder(session.id, records.groups, query.n_groups, scales, release, progress, noise=noise_share)
     else:
+        if records.values is None:
+            raise LocalProtocolError("the measure holder's records hold no values")
         role = MeasureHolder(
             session.id,
             records.values,

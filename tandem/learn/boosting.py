@@ -6,6 +6,8 @@ federated booster is tested against: both grow each round from ``tandem.learn.ro
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from tandem.crypto.he import dequantise
@@ -114,7 +116,7 @@ class HistBoostingClassifier:
                 dequantise(g_q),
                 dequantise(h_q),
                 sample,
-                build=lambda rows, g_q=g_q, h_q=h_q: build_histogram(binned, g_q, h_q, rows, params.bins),
+                build=partial(build_histogram, binned, g_q, h_q, n_bins=params.bins),
                 missing_bin=self.binner_.missing_bin,
                 params=params.split,
                 max_depth=params.max_depth,

@@ -127,6 +127,8 @@ def _link_rows(session: Session, data: PartyData, initiator: bool, blinder) -> n
     )
     outcome = run_entity(session, records, "rows", ["id"], initiator=initiator, count_only=False, blinder=blinder)
     rows = outcome.rows
+    if rows is None:  # run_entity always returns rows when count_only is False
+        raise RuntimeError("linking the id column returned no rows")
     order = np.argsort(np.array(rows.column("link_id").to_pylist()))
     return rows.column("local_id").to_numpy()[order]
 
@@ -186,6 +188,8 @@ def active_job(
     if len(train_rows) < 10 or len(test_rows) < 2:
         raise InputError(f"too few shared rows to train and test ({len(train_rows)} train, {len(test_rows)} test)")
     y = data.y
+    if y is None:
+        raise InputError(f"{data.source or 'the active party'}: no label column")
     if np.unique(y[train_rows]).size < 2:
         raise InputError("the training rows hold only one class")
     if fields["early_stopping_rounds"] and not valid.any():

@@ -56,7 +56,7 @@ def active_json(
     for tree, ids in zip(trees, split_ids):
         nodes = []
         for n in range(len(tree.value)):
-            node = {"left": tree.left[n], "right": tree.right[n], "value": tree.value[n]}
+            node: dict[str, object] = {"left": tree.left[n], "right": tree.right[n], "value": tree.value[n]}
             if tree.left[n] >= 0:
                 if n in ids:
                     node.update(party=passive_parties[ids[n][0]], split_id=ids[n][1], gain=tree.gain[n])

@@ -71,7 +71,9 @@ def run_entity(
     """
     outcome = EntityOutcome(entity, records.total)
     linked: set[int] = set()
-    link_ids, local_ids, matched_on = [], [], []
+    link_ids: list[str] = []
+    local_ids: list[np.ndarray] = []
+    matched_on: list[str] = []
     for key in keys:
         values, ids = records.candidates(key, set() if count_only else linked)
         started = time.perf_counter()
@@ -87,10 +89,15 @@ def run_entity(
             memory=(memories or {}).get(key),
             keep_memory=memories is not None,
         )
-        drive(run, session, lambda f, k=key: progress and progress(f"{entity}/{k}", f))
-        result = run.result
+
+        def report(f: float, k: str = key) -> None:
+            if progress:
+                progress(f"{entity}/{k}", f)
+
+        drive(run, session, report)
+        result = run.final
         if memories is not None:
-            outcome.memories[key] = run.memory
+            outcome.memories[key] = run.kept
         rep = records.reports[key]
         outcome.per_key[key] = {
             "candidates": len(values),
@@ -102,9 +109,10 @@ def run_entity(
             "seconds": round(time.perf_counter() - started, 2),
         }
         if not count_only:
-            matched = ids[result.positions]
+            positions, new_ids = result.links
+            matched = ids[positions]
             linked.update(int(i) for i in matched)
-            link_ids += result.link_ids
+            link_ids += new_ids
             local_ids.append(matched)
             matched_on += [key] * len(matched)
     if not count_only:

@@ -20,6 +20,7 @@ from tandem.link.records import EntityRecords, load_records
 from tandem.link.result import EntityLink, KeyCounts, LinkResult
 from tandem.parties import ENTITIES, EntitySource
 from tandem.protocols.errors import RemoteProtocolError
+from tandem.protocols.psi import KeyMemory
 from tandem.protocols.wire import LinkAccept, LinkRequest
 from tandem.store import open_store
 from tandem.store.schema import Column, TableSpec
@@ -102,7 +103,7 @@ def _run(
     started = time.perf_counter()
     keys = parse_keys(request)
 
-    def memories(entity: str) -> dict | None:
+    def memories(entity: str) -> dict[str, KeyMemory | None] | None:
         if not request.incremental:
             return None
         return {k: load_memory(memory_path(me.state_dir, session.peer, entity, k)) for k in keys[entity]}

@@ -46,7 +46,7 @@ class LinkResult:
     count_only: bool
     incremental: bool
     seconds: float
-    peak_rss_mib: dict[str, int]
+    peak_rss_mib: dict[str, int | list[int]]
     entities: dict[str, EntityLink]
 
     def to_json(self) -> dict[str, Any]:

@@ -62,7 +62,7 @@ class _Versions:
     """The marketplace's propensity scorers by version: the current manifest's and the previous
     one's, so a bank that has not yet reloaded is still answered."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.current: dict = {}
         self.previous: dict = {}
 
@@ -92,6 +92,8 @@ def attach_offers(
     if role == "active":
         if "customers" not in cfg.models:
             raise InputError(f"{config_path}: [offers] needs [decide] customers_model (the PD of the solvency gate)")
+        if policy is None:
+            raise ValueError("the bank's offers need the decision policy (load_policy)")
 
         def build_bank() -> BankSide:
             catalog, scorers = _scorers(ocfg, role)
@@ -131,6 +133,8 @@ def bank_router(holder: _Holder, market: BankClient | None, policy: dict, who) -
     router = APIRouter()
 
     async def ask(path: str, body: dict) -> dict:
+        if market is None:
+            raise HTTPException(503, "no marketplace configured for this node ([decide] peer)")
         status, data = await market.post(path, body)
         try:
             answer = json.loads(data)
@@ -152,8 +156,6 @@ def bank_router(holder: _Holder, market: BankClient | None, policy: dict, who) -
         i = side.index.get(link_id)
         if i is None:
             raise HTTPException(404, f"unknown link_id {link_id}")
-        if market is None:
-            raise HTTPException(503, "no marketplace configured for this node ([decide] peer)")
         reply = await ask("/v1/offers/bits", {"model_versions": side.versions, "link_ids": [link_id]})
         if not reply.get("found", [False])[0]:
             raise HTTPException(404, f"link_id {link_id} is not known to the marketplace")

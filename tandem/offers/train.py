@@ -159,17 +159,15 @@ def _train_group(files: dict, products: list[str], args: dict, folder: Path, tim
     market_args = ["--data", str(Path(files[products[0]]["market"]).resolve()), "--id", "link_id"]
     options = TrainingOptions.from_args(args)
     bank, current = None, [products[0]]
+
+    def on_event(e: dict) -> None:
+        if e.get("event") == "progress" and e.get("what", "").startswith("tree"):
+            on_tree(current[0], e["what"], e["fraction"])
+
     with serving(configs, {"market": market_args}) as procs:
         market = procs["market"]
         try:
-            bank = Node(
-                load_node_config(configs["bank"]),
-                events=lambda e: (
-                    e.get("event") == "progress"
-                    and e.get("what", "").startswith("tree")
-                    and on_tree(current[0], e["what"], e["fraction"])
-                ),
-            )
+            bank = Node(load_node_config(configs["bank"]), events=on_event)
             bank.start()
             out = {}
             for product in products:

@@ -182,6 +182,13 @@ class GroupHolder(Role):
         self.state = State.WAIT_KEY
         return []
 
+    @property
+    def _he(self) -> PublicHe:
+        """The measure holder's public key, known from its ``InsightKey`` on."""
+        if self.he is None:
+            raise LocalProtocolError(f"no public key yet in state {self.state.value}")
+        return self.he
+
     def receive(self, msg: Message) -> list[Message]:
         return self._receive(msg)
 
@@ -204,18 +211,19 @@ class GroupHolder(Role):
         return []
 
     def _on_measures(self, msg: EncryptedMeasures) -> list[Message]:
+        he = self._he
         if msg.first != self._next_row or msg.rows < 0 or msg.first + msg.rows > len(self.groups):
             self._fail(f"encrypted measures of rows {msg.first}.. out of order (expected {self._next_row})")
         try:
-            cts = self.he.load(msg.payload)
+            cts = he.load(msg.payload)
         except HeError as exc:
             self._fail(str(exc))
-        cols = -(-len(self.scales) // self.he.slots_per_plaintext)
+        cols = -(-len(self.scales) // he.slots_per_plaintext)
         if cts.rows != msg.rows or cts.cols != cols:
             self._fail("encrypted measures do not match the rows and slots announced")
         if msg.rows:
-            sums = self.he.group_sums(cts, self.groups[msg.first : msg.first + msg.rows], self.n_groups)
-            self._sums = sums if self._sums is None else self.he.add(self._sums, sums)
+            sums = he.group_sums(cts, self.groups[msg.first : msg.first + msg.rows], self.n_groups)
+            self._sums = sums if self._sums is None else he.add(self._sums, sums)
         self._next_row += msg.rows
         self.progress("summing by group", self._next_row / max(1, len(self.groups)))
         if not msg.last:
@@ -223,12 +231,12 @@ class GroupHolder(Role):
         if self._next_row != len(self.groups):
             self._fail(f"encrypted measures end after {self._next_row} of {len(self.groups)} rows")
         if self._sums is None:
-            self._sums = self.he.encrypt_slots(np.zeros((self.n_groups, len(self.scales)), dtype=np.int64))
+            self._sums = he.encrypt_slots(np.zeros((self.n_groups, len(self.scales)), dtype=np.int64))
         self._masks = random_masks(self.n_groups, len(self.scales))
-        masked = self.he.add_masks(self._sums, self._masks)
+        masked = he.add_masks(self._sums, self._masks)
         self._sums = None
         self.state = State.WAIT_NOISY
-        return [MaskedSums(self.session, self.n_groups, self.he.dump(masked))]
+        return [MaskedSums(self.session, self.n_groups, he.dump(masked))]
 
     def _on_noisy(self, msg: NoisySums) -> list[Message]:
         if msg.n_groups != self.n_groups:

@@ -25,7 +25,7 @@ import enum
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from tandem.protocols.wire import Blinded, Delta, KeyDone, KeyStart, Message, Re
 DEFAULT_CHUNK = 32_768  # points per message: 1 MiB of payload
 _S = f"S{POINT_BYTES}"
 _EMPTY = np.array([], dtype=_S)
+_T = TypeVar("_T")
 
 
 class Blinder(Protocol):
@@ -65,6 +66,12 @@ class KeyResult:
     positions: np.ndarray | None = None  # shape (k,), int64; None in count-only mode
     link_ids: list[str] | None = None  # 32 hex chars each
 
+    @property
+    def links(self) -> tuple[np.ndarray, list[str]]:
+        """``positions`` and ``link_ids`` of a link-mode result."""
+        missing = "a count-only result has no links"
+        return _known(self.positions, missing), _known(self.link_ids, missing)
+
 
 @dataclass
 class KeyMemory:
@@ -82,6 +89,13 @@ class KeyMemory:
     own_double: np.ndarray
     peer_blinded: np.ndarray
     peer_double: np.ndarray
+
+
+def _known(value: _T | None, missing: str) -> _T:
+    """``value``, which the state machine has set by now; ``LocalProtocolError(missing)`` if it has not."""
+    if value is None:
+        raise LocalProtocolError(missing)
+    return value
 
 
 def _digests(salt: bytes, values: list[str]) -> np.ndarray:
@@ -113,7 +127,8 @@ class KeyRun(Role):
     ``initiator`` says whose nonce comes first in the salt. Call ``start()``, then feed
     every peer message to ``receive()`` and call ``poll()`` whenever ``has_work()``;
     send everything they return. ``result`` is set once ``state is State.DONE``; with
-    ``keep_memory``, so is ``memory`` (to be stored for the next incremental run).
+    ``keep_memory``, so is ``memory`` (to be stored for the next incremental run); ``final``
+    and ``kept`` return them, raising ``LocalProtocolError`` if they are not set.
     """
 
     def __init__(
@@ -171,6 +186,24 @@ class KeyRun(Role):
         return [KeyStart(self.session, self.entity, self.key, self._nonce.hex(), len(self._all), state_id)]
 
     @property
+    def final(self) -> KeyResult:
+        """``result``, for a run that has matched (``LocalProtocolError`` before)."""
+        return _known(self.result, f"the {self.key} run has no result yet")
+
+    @property
+    def kept(self) -> KeyMemory:
+        """``memory``, for a ``keep_memory`` run that has matched (``LocalProtocolError`` otherwise)."""
+        return _known(self.memory, f"the {self.key} run has no state to keep")
+
+    @property
+    def _run_salt(self) -> bytes:
+        return _known(self._salt, f"no salt yet in state {self.state.value}")
+
+    @property
+    def _kept_before(self) -> KeyMemory:
+        return _known(self._memory, "incremental run without the state kept from the last run")
+
+    @property
     def to_send(self) -> int:
         """How many of our values this run blinds and sends (all, or only new ones when incremental)."""
         return len(self._send)
@@ -190,7 +223,9 @@ class KeyRun(Role):
         part = [self._all[i] for i in self._send[self._sent : self._sent + self._chunk]]
         seq = self._sent // self._chunk
         points = (
-            self._blinder.hash_and_blind(self._secret, f"{self.entity}:{self.key}", self._salt, part) if part else b""
+            self._blinder.hash_and_blind(self._secret, f"{self.entity}:{self.key}", self._run_salt, part)
+            if part
+            else b""
         )
         self._own_blinded.append(points)
         self._sent += len(part)
@@ -234,7 +269,7 @@ class KeyRun(Role):
         return self._maybe_finish()
 
     def _start_delta(self) -> list[Message]:
-        mem = self._memory
+        mem = self._kept_before
         self._salt = mem.salt
         self._secret = mem.secret
         digests = _digests(mem.salt, self._all)
@@ -249,7 +284,7 @@ class KeyRun(Role):
         if len(msg.payload) % POINT_BYTES or msg.new < 0:
             self._fail("malformed Delta")
         self._peer_removed = _points(msg.payload)
-        if not np.isin(self._peer_removed, self._memory.peer_blinded).all():
+        if not np.isin(self._peer_removed, self._kept_before.peer_blinded).all():
             self._fail("peer removed values this side never received: the kept states differ")
         self._peer_size = msg.new
         self.state = State.EXCHANGING
@@ -317,10 +352,10 @@ class KeyRun(Role):
             self.state = State.MATCHED
             out.append(KeyDone(self.session, self.entity, self.key, self.result.intersection))
         if self.state is State.MATCHED and self._peer_done is not None:
-            if self._peer_done != self.result.intersection:
+            if self._peer_done != self.final.intersection:
                 self._fail(
                     f"peers disagree on the {self.key} intersection: "
-                    f"{self.result.intersection} here, {self._peer_done} there"
+                    f"{self.final.intersection} here, {self._peer_done} there"
                 )
             self.state = State.DONE
         return out
@@ -332,7 +367,7 @@ class KeyRun(Role):
         own_blinded = _points(b"".join(self._own_blinded))
         peer_blinded, peer = _points(b"".join(self._peer_blinded)), _points(b"".join(self._peer_double))
         if self.incremental:
-            mem = self._memory
+            mem = self._kept_before
             digests = _digests(mem.salt, self._all)
             pos = {d: i for i, d in enumerate(mem.own_digest.tolist())}
             kept = np.flatnonzero(np.isin(digests, mem.own_digest))
@@ -344,11 +379,12 @@ class KeyRun(Role):
             peer = np.concatenate([mem.peer_double[stay], peer])
             peer_blinded = np.concatenate([mem.peer_blinded[stay], peer_blinded])
         if self._keep:
+            salt = self._run_salt
             self.memory = KeyMemory(
-                hashlib.sha256(b"tandem/psi/state/v1" + self._salt).hexdigest()[:32],
+                hashlib.sha256(b"tandem/psi/state/v1" + salt).hexdigest()[:32],
                 self._secret,
-                self._salt,
-                _digests(self._salt, [self._all[i] for i in own_idx]),
+                salt,
+                _digests(salt, [self._all[i] for i in own_idx]),
                 own_blinded,
                 own,
                 peer_blinded,

@@ -25,6 +25,9 @@ class Channel(Protocol):
     def poll(self) -> bytes | None:
         """The next frame if one is waiting, else ``None`` (never blocks)."""
 
+    def close(self) -> None:
+        """Release what this session's channel holds; the session sends and receives no more."""
+
 
 class MemoryChannel:
     """One end of an in-process pair; ``sent`` keeps every frame this end sent (for byte-level tests)."""
@@ -49,6 +52,9 @@ class MemoryChannel:
             return self._inbox.get_nowait()
         except queue.Empty:
             return None
+
+    def close(self) -> None:
+        """Nothing to release: the queues go when both ends are dropped."""
 
 
 def memory_pair(a: str, b: str) -> tuple[MemoryChannel, MemoryChannel]:

@@ -65,16 +65,16 @@ class Inboxes:
             return "malformed frame: no session id"
         with self._lock:
             entry = self._queues.get(session)
-            is_new = entry is None and code in OPENING and self._on_new is not None
-            if is_new:
+            on_new = self._on_new if entry is None and code in OPENING else None
+            if on_new is not None:
                 entry = self._queues[session] = (peer, queue.Queue())
         if entry is None:
             return f"unknown session {session[:16]}"
         if entry[0] != peer:
             return "session belongs to another peer"
         entry[1].put(frame)
-        if is_new:
-            self._on_new(session, peer)
+        if on_new is not None:
+            on_new(session, peer)
         return None
 
 
@@ -135,8 +135,8 @@ class PeerClient:
         self._channel = grpc.secure_channel(
             address, creds, options=_OPTIONS + [("grpc.ssl_target_name_override", name)]
         )
-        self._deliver = self._channel.unary_unary(DELIVER)
-        self._ping = self._channel.unary_unary(PING)
+        self._deliver: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(DELIVER)
+        self._ping: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(PING)
 
     def deliver(self, frame: bytes, timeout: float) -> None:
         self._call(self._deliver, frame, timeout)
@@ -150,7 +150,7 @@ class PeerClient:
             if "did not answer within" not in str(exc):
                 raise
 
-    def _call(self, method, payload: bytes, timeout: float) -> None:
+    def _call(self, method: grpc.UnaryUnaryMultiCallable[bytes, bytes], payload: bytes, timeout: float) -> None:
         try:
             method(payload, timeout=timeout, wait_for_ready=False)
         except grpc.RpcError as exc:
