@@ -34,7 +34,8 @@ from tandem.link.job import PROTOCOL
 from tandem.link.result import LinkResult
 from tandem.parties import ENTITIES, PRESETS, EntitySource
 from tandem.protocols.errors import RemoteProtocolError
-from tandem.protocols.wire import InsightQuery, LinkRequest, Message, TrainAccept, TrainRequest
+from tandem.protocols.message import Message
+from tandem.protocols.wire import InsightQuery, LinkRequest, TrainAccept, TrainRequest
 from tandem.transport.grpc_node import GrpcChannel, Inboxes, NodeServer, PeerClient, TlsFiles
 from tandem.transport.session import Session, open_audit
 

@@ -18,7 +18,8 @@ from tandem.learn.secureboost.shared import PROTOCOL
 from tandem.learn.vertical import VerticalBoostingClassifier, serve_passive
 from tandem.protocols.errors import RemoteProtocolError
 from tandem.protocols.framing import unframe_blobs, unpack_mask
-from tandem.protocols.wire import BoostStart, EncryptedGradients, PredictRequest, decode
+from tandem.protocols.message import decode
+from tandem.protocols.wire import BoostStart, EncryptedGradients, PredictRequest
 from tandem.transport.base import TransportError, memory_pair
 from tandem.transport.session import Session
 

@@ -22,7 +22,7 @@ from tandem.insight.budget import InsightPolicy
 from tandem.insight.job import NOISE_OFF_ENV, InsightParty, initiate, respond
 from tandem.insight.query import FIXED_POINT, load_queries
 from tandem.insight.records import load_records
-from tandem.protocols.wire import decode
+from tandem.protocols.message import decode
 from tandem.transport.base import memory_pair
 from tandem.transport.session import Session
 

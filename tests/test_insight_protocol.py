@@ -13,7 +13,8 @@ from tandem.insight.dp import noise_share, released_sd, slot_scales, threshold_m
 from tandem.insight.query import parse_query
 from tandem.protocols.errors import RemoteProtocolError
 from tandem.protocols.insight import GroupHolder, MeasureHolder, Release
-from tandem.protocols.wire import EncryptedMeasures, InsightRelease, decode
+from tandem.protocols.message import decode
+from tandem.protocols.wire import EncryptedMeasures, InsightRelease
 from tandem.store import open_store
 
 HE = SecretHe.generate()                     # one key pair for the whole module: key generation takes ~1 s

@@ -14,8 +14,9 @@ from tandem.link.blinder import EngineBlinder
 from tandem.link.job import run_entity
 from tandem.link.records import EntityRecords, KeyReport
 from tandem.protocols.errors import RemoteProtocolError
+from tandem.protocols.message import decode
 from tandem.protocols.psi import KeyRun, State
-from tandem.protocols.wire import Blinded, KeyStart, decode
+from tandem.protocols.wire import Blinded, KeyStart
 from tandem.transport.base import memory_pair
 from tandem.transport.session import Session
 

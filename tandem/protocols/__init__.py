@@ -4,3 +4,6 @@ states, a terminal ERROR state) built on ``role.Role``; ``wire`` holds the messa
 ``tandem.transport``. Generic on purpose: nothing here imports ``learn``, ``insight``,
 ``decide`` or ``offers`` (SecureBoost's roles, which need the learning maths, live in
 ``tandem.learn.secureboost`` on this base)."""
+
+# importing the message types registers them, so any frame a node receives can be decoded
+from tandem.protocols import wire as _wire  # noqa: F401

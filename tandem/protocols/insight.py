@@ -26,6 +26,7 @@ import numpy as np
 
 from tandem.crypto.he import HeError, PublicHe, SecretHe, random_masks
 from tandem.protocols.errors import LocalProtocolError, RemoteProtocolError
+from tandem.protocols.message import Message
 from tandem.protocols.role import Role
 from tandem.protocols.wire import (
     EncryptedMeasures,
@@ -33,7 +34,6 @@ from tandem.protocols.wire import (
     InsightKey,
     InsightRelease,
     MaskedSums,
-    Message,
     NoisySums,
 )
 

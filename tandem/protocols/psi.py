@@ -31,8 +31,9 @@ import numpy as np
 
 from tandem.crypto.psi_group import POINT_BYTES, InvalidPoint, link_ids, new_secret, run_salt
 from tandem.protocols.errors import LocalProtocolError
+from tandem.protocols.message import Message
 from tandem.protocols.role import Role
-from tandem.protocols.wire import Blinded, Delta, KeyDone, KeyStart, Message, Reblinded
+from tandem.protocols.wire import Blinded, Delta, KeyDone, KeyStart, Reblinded
 
 DEFAULT_CHUNK = 32_768  # points per message: 1 MiB of payload
 _S = f"S{POINT_BYTES}"

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, NoReturn
 
 from tandem.errors import TandemError
 from tandem.protocols.errors import LocalProtocolError, RemoteProtocolError
-from tandem.protocols.wire import Message
+from tandem.protocols.message import Message
 
 Handler = Callable[..., Any]
 

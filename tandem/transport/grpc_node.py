@@ -19,7 +19,8 @@ from pathlib import Path
 
 import grpc
 
-from tandem.protocols.wire import OPENING, peek
+from tandem.protocols.message import peek
+from tandem.protocols.wire import OPENING
 from tandem.transport.base import TransportError
 
 DELIVER = "/tandem.v1.Node/Deliver"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from tandem.audit import AuditLog
 from tandem.protocols.errors import RemoteProtocolError
-from tandem.protocols.wire import Abort, Message, decode
+from tandem.protocols.message import Message, decode
+from tandem.protocols.wire import Abort
 from tandem.transport.base import Channel, TransportError
 
 

@@ -16,6 +16,7 @@ from tandem.learn.splitting import best_split
 from tandem.learn.tree import Tree, goes_left, predict_binned
 from tandem.protocols.errors import LocalProtocolError, RemoteProtocolError
 from tandem.protocols.framing import bucket_sums_passes, frame_blobs, pack_mask, unframe_blobs, unpack_mask
+from tandem.protocols.message import Message
 from tandem.protocols.role import Role
 from tandem.protocols.wire import (
     BoostDone,
@@ -23,7 +24,6 @@ from tandem.protocols.wire import (
     BoostStart,
     EncryptedGradients,
     EncryptedHistograms,
-    Message,
     PassivePartitions,
     PublicKeyMsg,
     SplitDecisions,

@@ -11,6 +11,7 @@ from tandem.crypto.he import HeError, PublicHe
 from tandem.learn.secureboost.shared import State, sent_child
 from tandem.learn.tree import goes_left
 from tandem.protocols.framing import bucket_sums_payload, frame_blobs, pack_mask, unframe_blobs, unpack_mask
+from tandem.protocols.message import Message
 from tandem.protocols.role import Role
 from tandem.protocols.wire import (
     BoostDone,
@@ -18,7 +19,6 @@ from tandem.protocols.wire import (
     BoostStart,
     EncryptedGradients,
     EncryptedHistograms,
-    Message,
     PassivePartitions,
     PublicKeyMsg,
     SplitDecisions,
