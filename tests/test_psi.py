@@ -234,3 +234,19 @@ def test_incremental_run_sends_only_changes_and_keeps_link_ids(tmp_path):
     third, _ = _incremental_pair(a2, b2, None, second["market"].memory)
     assert not third["bank"].incremental and not third["market"].incremental
     assert {a2[p] for p in third["bank"].result.positions} == expected
+
+
+def test_the_send_order_comes_from_the_os_csprng_not_a_seeded_numpy_generator(monkeypatch):
+    """A PCG64 seeded from 64 bits (the old shuffle) is out: the run succeeds with numpy's generators
+    unusable, and two runs over the same set send in different orders."""
+    from tandem.crypto.psi_group import secure_permutation
+
+    def no_numpy_rng(*args, **kwargs):
+        raise AssertionError("the PSI send order must not come from numpy's generators")
+
+    monkeypatch.setattr(np.random, "default_rng", no_numpy_rng)
+    values = [f"+7900{x:07d}" for x in range(60)]
+    ra, rb, _, _ = run_pair(values, values[:30])
+    assert ra.intersection == rb.intersection == 30
+    first, second = secure_permutation(1000), secure_permutation(1000)
+    assert sorted(first.tolist()) == list(range(1000)) and not np.array_equal(first, second)

@@ -14,6 +14,7 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable
 
+import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 POINT_BYTES = 32
@@ -46,6 +47,14 @@ def _public_key_reader() -> Callable[[bytes], X25519PublicKey]:
 
 
 _read_public = _public_key_reader()
+
+
+def secure_permutation(n: int) -> np.ndarray:
+    """A uniformly random permutation of ``range(n)`` (shape ``(n,)`` int64) drawn from the OS's CSPRNG:
+    the order in which a party sends its blinded set, so a position says nothing about a record.
+    Sorting 64-bit random keys: ties (probability about n^2 / 2^65) keep their order."""
+    keys = np.frombuffer(os.urandom(8 * n), dtype=np.uint64)
+    return np.argsort(keys, kind="stable").astype(np.int64)
 
 
 def new_secret() -> bytes:

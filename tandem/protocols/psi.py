@@ -29,7 +29,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
-from tandem.crypto.psi_group import POINT_BYTES, InvalidPoint, link_ids, new_secret, run_salt
+from tandem.crypto.psi_group import POINT_BYTES, InvalidPoint, link_ids, new_secret, run_salt, secure_permutation
 from tandem.protocols.errors import LocalProtocolError
 from tandem.protocols.message import Message
 from tandem.protocols.role import Role
@@ -263,8 +263,7 @@ class KeyRun(Role):
         self._salt = run_salt(first, second)
         if self._memory is not None:  # stale or one-sided state: start afresh
             self._secret, self._memory = new_secret(), None
-        order = np.random.default_rng(int.from_bytes(os.urandom(8), "big")).permutation(len(self._all))
-        self._send = order.tolist()  # a random order: position says nothing
+        self._send = secure_permutation(len(self._all)).tolist()  # a random order: position says nothing
         self._peer_size = msg.size
         self.state = State.EXCHANGING
         return self._maybe_finish()
@@ -276,7 +275,7 @@ class KeyRun(Role):
         digests = _digests(mem.salt, self._all)
         known = np.isin(digests, mem.own_digest)
         new = np.flatnonzero(~known)
-        self._send = new[np.random.default_rng(int.from_bytes(os.urandom(8), "big")).permutation(len(new))].tolist()
+        self._send = new[secure_permutation(len(new))].tolist()
         removed = ~np.isin(mem.own_digest, digests)
         self.state = State.DELTA
         return [Delta(self.session, self.entity, self.key, len(self._send), _raw(mem.own_blinded[removed]))]
