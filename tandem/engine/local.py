@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import select
+import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -12,7 +16,9 @@ class LocalEngine:
     """Run a function over chunks on ``workers`` processes (default: all cores).
 
     Workers are started with ``spawn``, never ``fork``: a node has gRPC threads, which
-    must not be forked. ``workers=0`` runs chunks inline (tests, tiny inputs).
+    must not be forked. ``workers=0`` runs chunks inline (tests, tiny inputs). A worker ends
+    itself as soon as the process that started it is gone, however that one ended (SIGKILL
+    included), and leaves Ctrl-C to it (``close`` stops the pool): no worker outlives its node.
     """
 
     def __init__(self, workers: int | None = None):
@@ -21,7 +27,12 @@ class LocalEngine:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_start,
+                initargs=(os.getpid(),),
+            )
         return self._pool
 
     def warm_up(self) -> None:
@@ -74,3 +85,36 @@ class LocalEngine:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _worker_start(parent: int) -> None:
+    """Pool worker initializer: Ctrl-C (sent to the whole process group) is the parent's to handle;
+    a thread ends this worker once ``parent`` is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="watch-parent", daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Never returns: ``os._exit`` as soon as the process ``parent`` (this one's parent) has ended.
+
+    Not ``prctl(PR_SET_PDEATHSIG)``: Linux sends that signal when the parent *thread* that started
+    the worker ends, and the pool starts workers from whichever thread submits (a node's session
+    threads come and go). A pidfd (Linux >= 5.3) wakes us the moment the parent ends; elsewhere, or
+    where it is refused, we poll ``getppid`` (it changes once we are orphaned and re-parented)."""
+    pidfd = None
+    try:
+        pidfd = os.pidfd_open(parent)
+    except (AttributeError, OSError):
+        pass
+    # checked after opening: had the parent already ended (and its pid been reused), the pidfd would
+    # watch some other process, but then our parent is no longer ``parent`` and we end at once
+    if pidfd is not None and os.getppid() == parent:
+        try:
+            watch = select.poll()
+            watch.register(pidfd, select.POLLIN)
+            watch.poll()  # readable once the parent has ended
+        except (AttributeError, OSError):
+            pass
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
