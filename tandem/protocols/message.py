@@ -3,13 +3,15 @@
 Typed, versioned, never pickled. A frame is ``b"TDM"``, one byte of wire version, one byte of message type, a 4-byte
 big-endian header length, a UTF-8 JSON header, then a binary payload (for PSI:
 concatenated 32-byte group elements; several blobs or row bitmaps inside one payload are laid
-out by ``tandem.protocols.framing``). Decoding checks every field's type.
+out by ``tandem.protocols.framing``). Decoding checks every field's type, and every identifier field
+(``Message.IDS``: names the receiver builds paths and table keys from) against its strict pattern.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +24,13 @@ WIRE_VERSION = 1
 _HEAD = struct.Struct(">3sBBI")
 MAX_HEADER = 64 * 1024
 
+# Patterns of identifiers a peer sends that the receiver turns into a file, folder, table or row key name.
+TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")  # session, model and query ids (hex tokens); no dots, no slashes
+NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")  # party, entity and key names (bank, customers, phone, rows, id)
+KEY_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}:[a-z][a-z0-9_]{0,31}")  # "entity:key"
+
 _TYPES: dict[int, type] = {}
+_IDS: dict[int, dict[str, re.Pattern[str]]] = {}  # code -> its class's identifier fields (bases' included)
 _M = TypeVar("_M", bound="type[Message]")
 
 
@@ -33,6 +41,7 @@ def message(code: int) -> Callable[[_M], _M]:
     def wrap(cls: _M) -> _M:
         dataclass(frozen=True)(cls)  # in place: the class itself becomes the dataclass
         cls.CODE = code
+        _IDS[code] = {k: v for base in reversed(cls.__mro__) for k, v in vars(base).get("IDS", {}).items()}
         _TYPES[code] = cls
         return cls
 
@@ -43,6 +52,9 @@ class Message:
     """Base of all messages: a ``session`` id and an optional binary ``payload``."""
 
     CODE: ClassVar[int]
+    # field -> the pattern its value (or each item of a list) must match in full; checked by ``decode``,
+    # merged along the class's bases (every message's session is a token)
+    IDS: ClassVar[dict[str, re.Pattern[str]]] = {"session": TOKEN}
 
     def encode(self) -> bytes:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(cast(Any, self)) if f.name != "payload"}
@@ -101,6 +113,11 @@ def decode(frame: bytes) -> Message:
         value = header[f.name]
         if not _type_ok(value, f.type):
             raise RemoteProtocolError(f"malformed {cls.__name__}: field '{f.name}' has the wrong type")
+        pattern = _IDS[code].get(f.name)
+        if pattern is not None and not all(
+            pattern.fullmatch(v) for v in (value if isinstance(value, list) else [value])
+        ):
+            raise RemoteProtocolError(f"malformed {cls.__name__}: field '{f.name}' is not a valid identifier")
         kwargs[f.name] = value
     if payload and "payload" not in kwargs:
         raise RemoteProtocolError(f"malformed {cls.__name__}: unexpected payload")

@@ -5,9 +5,14 @@ defines the frame they travel in and decodes it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from tandem.protocols.message import Message, PointMessage, message
+from tandem.protocols.message import KEY_NAME, NAME, TOKEN, Message, PointMessage, message
+
+ENTITY_KEY: dict[str, re.Pattern[str]] = {"entity": NAME, "key": NAME}
+MODEL: dict[str, re.Pattern[str]] = {"model": re.compile(r"[A-Za-z0-9_-]{0,64}")}  # "": no model id
 
 # --- link job and PSI messages -------------------------------------------------------------
 
@@ -15,6 +20,8 @@ from tandem.protocols.message import Message, PointMessage, message
 @message(1)
 class LinkRequest(Message):
     """Initiator -> responder: link these entities on these keys, in this priority."""
+
+    IDS: ClassVar = {"entities": NAME, "keys": KEY_NAME}
 
     session: str
     protocol: str  # "psi/1"
@@ -34,6 +41,8 @@ class KeyStart(Message):
     """Both sides, at the start of one (entity, key) run: a nonce for the salt, the set size, and
     the id of the state kept from an earlier run ("" if none; incremental mode only)."""
 
+    IDS: ClassVar = ENTITY_KEY
+
     session: str
     entity: str
     key: str
@@ -46,6 +55,8 @@ class KeyStart(Message):
 class Delta(PointMessage):
     """Incremental mode: how many new values follow, and (payload) the blinded values of removed ones."""
 
+    IDS: ClassVar = ENTITY_KEY
+
     session: str
     entity: str
     key: str
@@ -55,6 +66,8 @@ class Delta(PointMessage):
 
 @dataclass(frozen=True)
 class PointChunk(PointMessage):
+    IDS: ClassVar = ENTITY_KEY
+
     session: str
     entity: str
     key: str
@@ -76,6 +89,8 @@ class Reblinded(PointChunk):
 @message(6)
 class KeyDone(Message):
     """Both sides, after matching: the size of the intersection each found (they must agree)."""
+
+    IDS: ClassVar = ENTITY_KEY
 
     session: str
     entity: str
@@ -199,6 +214,8 @@ class PredictRequest(Message):
     """Active -> passive: evaluate passive splits on all ``n_rows`` prediction rows; payload: their
     split ids, one per line."""
 
+    IDS: ClassVar = MODEL
+
     session: str
     model: str
     n_rows: int
@@ -213,6 +230,8 @@ class PredictRequest(Message):
 class PredictBitmaps(Message):
     """Passive -> active: per requested split, the go-left bitmap of the rows (framed, in order)."""
 
+    IDS: ClassVar = MODEL
+
     session: str
     model: str
     payload: bytes = field(default=b"", repr=False)
@@ -222,6 +241,8 @@ class PredictBitmaps(Message):
 class TrainRequest(Message):
     """Initiator (label holder) -> a passive party: link on the id column, then train and evaluate.
     Shares travel in parts per million (integers travel exactly); a GOSS rate of 0 turns it off."""
+
+    IDS: ClassVar = {"model_id": TOKEN}  # the passive party saves its model under this id
 
     session: str
     protocol: str  # "boost/2"
@@ -266,6 +287,8 @@ class InsightQuery(Message):
     """Initiator -> responder: run this query (canonical JSON of ``tandem.insight.query.Query``) over the
     linked customers; the initiator's link table has ``n_links`` link ids with this SHA-256 digest."""
 
+    IDS: ClassVar = {"query_id": TOKEN, "party": NAME}
+
     session: str
     protocol: str  # "insight/1"
     query_id: str
@@ -278,6 +301,8 @@ class InsightQuery(Message):
 @message(71)
 class InsightAccept(Message):
     """Responder -> initiator: the query passed this side's checks and is charged to its budget."""
+
+    IDS: ClassVar = {"query_id": TOKEN}
 
     session: str
     query_id: str
