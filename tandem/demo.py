@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 
 from tandem.atomic import write_atomically
 from tandem.console import console, node_progress, progress_bar, progress_bars, table, tree_progress
+from tandem.errors import InputError
 from tandem.features.rows import rows
 from tandem.learn.boosting import HistBoostingClassifier
 from tandem.learn.federated import read_party_file
@@ -85,7 +86,8 @@ def bank_alone_auc(bank_file: Path, test_ids: list[str], args: dict) -> float:
         n_trees=o.trees, max_depth=o.max_depth, learning_rate=o.learning_rate, bins=o.bins, seed=o.seed
     )
     y = data.y
-    assert y is not None  # read with a label column
+    if y is None:
+        raise InputError(f"{bank_file}: no label column 'default'")
     model.fit(data.X[~test], y[~test])
     return roc_auc(y[test], model.predict_proba(data.X[test])[:, 1])
 

@@ -38,7 +38,8 @@ class DuckStore:
             return
         # free blocks at the end of the file may be cut off by DuckDB itself: only used blocks must be there
         size = self.con.execute("PRAGMA database_size").fetchone()
-        assert size is not None, "PRAGMA database_size returns one row"
+        if size is None:
+            raise StoreError(f"{self.path}: DuckDB reports no database size")
         _, _, block_size, _total_blocks, used_blocks, *_ = size
         expected = _HEADER_BYTES + block_size * used_blocks
         actual = self.path.stat().st_size

@@ -105,7 +105,8 @@ class PeerHttpClient:
                     ) from None
                 retried = True
                 continue
-            assert self._idle is not None
+            if self._idle is None:
+                raise RuntimeError("the connection pool was used before it was opened")
             self._idle.put_nowait(conn)
             record(
                 self.audit,

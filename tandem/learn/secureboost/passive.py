@@ -10,6 +10,7 @@ import numpy as np
 from tandem.crypto.he import HeError, PublicHe
 from tandem.learn.secureboost.shared import State, sent_child
 from tandem.learn.tree import goes_left
+from tandem.protocols.errors import LocalProtocolError
 from tandem.protocols.framing import bucket_sums_payload, frame_blobs, pack_mask, unframe_blobs, unpack_mask
 from tandem.protocols.message import Message
 from tandem.protocols.role import Role
@@ -103,14 +104,20 @@ class PassiveBoost(Role):
     def _goes_left(self, rows: np.ndarray, f: int, b: int, missing_left: bool) -> np.ndarray:
         return goes_left(self.binned[rows, f], b, missing_left, self.missing_bin)
 
+    @property
+    def _key(self) -> PublicHe:
+        """The active party's public key; the table admits gradients only after it arrived."""
+        if self.he is None:
+            raise LocalProtocolError("gradients before the public key")
+        return self.he
+
     def _on_gradients(self, msg: EncryptedGradients) -> list[Message]:
         mask_blob, cts_blob = unframe_blobs(msg.payload, 2)
         in_sample = unpack_mask(mask_blob, len(self.binned))
         if (in_sample & ~self.train_mask).any():
             self._fail("gradients of rows outside the training rows")
-        assert self.he is not None  # the table admits gradients only after the key
         try:
-            self.tree, self.cts = msg.tree, self.he.load(cts_blob)
+            self.tree, self.cts = msg.tree, self._key.load(cts_blob)
         except HeError as exc:
             self._fail(str(exc))
         if self.cts.rows != int(in_sample.sum()):
@@ -124,14 +131,13 @@ class PassiveBoost(Role):
     def _histograms(self) -> list[Message]:
         """Encrypted histograms of the frontier: the root, and of each pair of siblings only the one
         ``sent_child`` names (the active party derives the other)."""
-        assert self.he is not None
         out: list[Message] = []
         grown = {n.id: n.rows[self._in_sample[n.rows]] for n in self._frontier}
         for n in self._frontier:
             if n.sibling >= 0 and sent_child(n.id, len(grown[n.id]), n.sibling, len(grown[n.sibling])) != n.id:
                 continue
             rows = grown[n.id]
-            passes = self.he.bucket_sums(self.cts, self._pos[rows], self.binned[rows], self.bins)
+            passes = self._key.bucket_sums(self.cts, self._pos[rows], self.binned[rows], self.bins)
             out.append(EncryptedHistograms(self.session, self.tree, n.id, bucket_sums_payload(passes, self.bins)))
         self.state = State.WAIT_DECISIONS if self._frontier else State.WAIT_GRADIENTS
         return out
