@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tandem.console import console, table
+from tandem.report.offer_report import MIX_COLUMNS, mix_rows
 
 if TYPE_CHECKING:
     from tandem.insight.result import InsightResult
@@ -125,18 +126,8 @@ def print_offers(result: dict) -> None:
     console.print(
         table(
             f"Offer mix: {result['clients']:,} shared clients decided into table {result['table']}",
-            ["product", "credit", "clients offered", "as first offer", "mean propensity", "expected value, RUB"],
-            [
-                [
-                    m["product"],
-                    "yes" if m["credit"] else "no",
-                    m["offers"],
-                    m["first"],
-                    m["mean_propensity"],
-                    f"{m['expected_value_rub']:,.0f}",
-                ]
-                for m in result["mix"]
-            ],
+            MIX_COLUMNS,
+            mix_rows(result),
         )
     )
     console.print(

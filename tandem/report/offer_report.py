@@ -18,6 +18,24 @@ from tandem.report.model_report import _fmt, _png, figures, html_page
 COLOURS = {"random, as sent": "#cfcfcf", "random": "#9e9e9e", "bank only": "#5b8fd6", "federated": "#e07b39"}
 
 
+MIX_COLUMNS = ["product", "credit", "clients offered", "as first offer", "mean propensity", "expected value, RUB"]
+
+
+def mix_rows(result: dict) -> list[list]:
+    """One row per product of an offers run's ``mix``, in ``MIX_COLUMNS`` order (terminal and HTML)."""
+    return [
+        [
+            m["product"],
+            "yes" if m["credit"] else "no",
+            m["offers"],
+            m["first"],
+            m["mean_propensity"],
+            f"{m['expected_value_rub']:,.0f}",
+        ]
+        for m in result.get("mix", [])
+    ]
+
+
 def _charts(result: dict) -> dict[str, str]:
     import matplotlib
 
@@ -137,20 +155,7 @@ def write_offer_report(path: str | os.PathLike, result: dict, title: str = "Next
             for p in ev.get("products", [])
         ],
     )
-    mix = _table(
-        ["product", "credit", "clients offered", "as first offer", "mean propensity", "expected value, RUB"],
-        [
-            [
-                m["product"],
-                "yes" if m["credit"] else "no",
-                m["offers"],
-                m["first"],
-                m["mean_propensity"],
-                f"{m['expected_value_rub']:,.0f}",
-            ]
-            for m in result.get("mix", [])
-        ],
-    )
+    mix = _table(MIX_COLUMNS, mix_rows(result))
     withheld = _table(["reason", "client x product pairs"], [[k, v] for k, v in result.get("withheld", {}).items()])
     note = html.escape(ev.get("note", "")) if ev.get("note") else ""
     holdout_from = html.escape(str(ev.get("holdout_from", "—")))
