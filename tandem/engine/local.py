@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 
+from tandem.errors import TandemError
+
 
 class LocalEngine:
     """Run a function over chunks on ``workers`` processes (default: all cores).
@@ -24,6 +26,7 @@ class LocalEngine:
     def __init__(self, workers: int | None = None):
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         self._pool: ProcessPoolExecutor | None = None
+        self._started = multiprocessing.get_context("spawn").SimpleQueue()  # one pid per initialised worker
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -31,15 +34,26 @@ class LocalEngine:
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_worker_start,
-                initargs=(os.getpid(),),
+                initargs=(os.getpid(), self._started),
             )
         return self._pool
 
-    def warm_up(self) -> None:
-        """Start the worker processes now (in the background) rather than on the first chunk."""
+    def warm_up(self, timeout_s: float = 120.0) -> None:
+        """Start the worker processes now rather than on the first chunk, and wait until each has run
+        its initializer: from then on a Ctrl-C sent to the process group is the parent's alone (a
+        worker interrupted while still importing would break the pool)."""
         if self.workers > 0:
+            probes = [self._executor().submit(int) for _ in range(self.workers)]
+            deadline = time.monotonic() + timeout_s
             for _ in range(self.workers):
-                self._executor().submit(int)
+                while self._started.empty():
+                    broken = next((f.exception() for f in probes if f.done() and f.exception()), None)
+                    if broken is not None:
+                        raise TandemError(f"a worker process failed to start ({broken})")
+                    if time.monotonic() > deadline:
+                        raise TandemError(f"the {self.workers} worker processes did not start within {timeout_s:g} s")
+                    time.sleep(0.02)
+                self._started.get()
 
     def submit(self, fn: Callable, *args) -> Future:
         """Start ``fn(*args)``; inline engines return an already finished future."""
@@ -87,11 +101,12 @@ class LocalEngine:
         self.close()
 
 
-def _worker_start(parent: int) -> None:
+def _worker_start(parent: int, started) -> None:
     """Pool worker initializer: Ctrl-C (sent to the whole process group) is the parent's to handle;
-    a thread ends this worker once ``parent`` is gone."""
+    a thread ends this worker once ``parent`` is gone; ``started`` hears that this worker is up."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent,), name="watch-parent", daemon=True).start()
+    started.put(os.getpid())
 
 
 def _exit_with_parent(parent: int) -> None:
