@@ -155,7 +155,8 @@ def test_the_window_answers_a_new_amount_from_the_recorded_band_and_grid_limit_o
         first = _ask(peer, "win-amount-0", lid, version, bits1).json()
         shown = first["limit"]
         over = _ask(peer, "win-amount-1", lid, version, bits2, amount=shown + 0.01).json()
-        at = _ask(peer, "win-amount-2", lid, "0" * 16, bits2, amount=shown).json()   # even an unloaded version
+        at = _ask(peer, "win-amount-2", lid, version, bits2, amount=shown).json()
+        assert _ask(peer, "win-amount-3", lid, version, "!!").status_code == 422      # inputs still checked
     assert first["decision"] == "approve" and over["decision"] == "refer" and at["decision"] == "approve"
     assert over["pd_band"] == at["pd_band"] == first["pd_band"] and at["model_version"] == version
     assert over["limit"] is None and at["limit"] == shown                 # the limit only on approve

@@ -158,7 +158,8 @@ def bank_app(
     who = _authenticator(auth, clients)
     window, quota = guards.window, guards.quota
 
-    def score(entity: str, link_id: str, version: str, bits_text: str):
+    def checked(entity: str, link_id: str, version: str, bits_text: str):
+        """The request's inputs, checked whether or not the window answers it: ``scorer, x, extras, bits``."""
         scorer = state.model(entity, version)
         if scorer is None:
             raise HTTPException(
@@ -173,8 +174,7 @@ def bank_app(
         except ScoringError as exc:
             raise HTTPException(422, str(exc)) from None
         x, extras = found
-        pd, contributions = scorer.score(x, bits)
-        return scorer, pd, contributions, extras
+        return scorer, x, extras, bits
 
     async def decided(body, entity: str, decide) -> Response:
         """The decision (``Decision`` schema), recorded before it is answered."""
@@ -208,11 +208,13 @@ def bank_app(
 
     def evaluate(body, entity: str, fresh, again) -> dict:
         """The ledger's record of a decision: from the link id's evaluation within the window, else from
-        ``fresh()`` -> ``(scorer version, pd, outcome)``; the exact PD and limit are for the ledger only."""
+        ``fresh(scorer, x, extras, bits)`` -> ``(scorer version, pd, outcome)``; the exact PD and limit are
+        for the ledger only. The inputs are checked either way (409, 404, 422 as without a window)."""
+        inputs = checked(entity, body.link_id, body.model_version, body.marketplace_bits)
         key = (KINDS[entity], body.link_id)
         seen = window.get(key)
         if seen is None:
-            version, pd, outcome = fresh()
+            version, pd, outcome = fresh(*inputs)
             band = rules.pd_grade(pd, policy)
             window.put(key, outcome, pd, band, version, datetime.now().timestamp())
         else:
@@ -240,10 +242,8 @@ def bank_app(
         """Decide a buyer's installment request at checkout: approve (with the limit, on the policy's grid),
         decline or refer, terms with prices, the PD band and the factors that raised it."""
 
-        def fresh():
-            scorer, pd, contributions, extras = score(
-                "customers", body.link_id, body.model_version, body.marketplace_bits
-            )
+        def fresh(scorer, x, extras, bits):
+            pd, contributions = scorer.score(x, bits)
             outcome = rules.installments(
                 pd,
                 body.order.amount,
@@ -265,10 +265,8 @@ def bank_app(
     async def credit_line(body: SellerCreditRequest, _who: str = Depends(who)) -> Response:
         """Decide a seller's working-capital credit line from the joint seller model and the forecast GMV."""
 
-        def fresh():
-            scorer, pd, contributions, extras = score(
-                "sellers", body.link_id, body.model_version, body.marketplace_bits
-            )
+        def fresh(scorer, x, extras, bits):
+            pd, contributions = scorer.score(x, bits)
             outcome = rules.seller_credit_line(
                 pd,
                 body.forecast_gmv,

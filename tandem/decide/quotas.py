@@ -10,25 +10,34 @@ per second (one second's burst) and ``daily`` requests per UTC day; a trip is co
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from tandem.decide.policy import Outcome
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    """A fresh evaluation of one link id: its outcome (zone, grid and exact limit, reasons), the PD,
-    its band, the model version; ``expires``: epoch seconds."""
+class Evaluation(NamedTuple):
+    """A fresh evaluation of one link id: the exact and grid limit, the PD's zone, the reasons (JSON
+    text), the PD, its band, the model version; ``expires``: epoch seconds. The window holds these as
+    plain tuples of atoms, which the garbage collector stops tracking (full passes over many tracked
+    objects stall the service)."""
 
-    outcome: Outcome
+    limit: float
+    offered: float
+    zone: str
+    reasons: str
     pd: float
     band: str
     model_version: str
     expires: float
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome("", self.limit, [], json.loads(self.reasons), self.offered, self.zone)
 
 
 class Window:
@@ -36,7 +45,7 @@ class Window:
 
     def __init__(self, seconds: float):
         self.seconds = seconds
-        self._by_key: dict[tuple[str, str], Evaluation] = {}
+        self._by_key: dict[tuple[str, str], tuple] = {}  # Evaluation's fields
         self._order: deque[tuple[float, tuple[str, str]]] = deque()  # (expires, key), oldest first
         self.hits = 0
 
@@ -47,16 +56,18 @@ class Window:
         now = time.time() if now is None else now
         self._expire(now)
         found = self._by_key.get(key)
-        if found is not None:
-            self.hits += 1
-        return found
+        if found is None:
+            return None
+        self.hits += 1
+        return Evaluation(*found)
 
     def put(self, key: tuple[str, str], outcome: Outcome, pd: float, band: str, version: str, at: float) -> None:
         """Record an evaluation made at ``at`` (epoch seconds)."""
         if self.seconds <= 0 or at + self.seconds <= time.time():
             return
         expires = at + self.seconds
-        self._by_key[key] = Evaluation(outcome, pd, band, version, expires)
+        o = outcome
+        self._by_key[key] = (o.limit, o.offered, o.zone, json.dumps(o.reasons), pd, band, version, expires)
         self._order.append((expires, key))
 
     def _expire(self, now: float) -> None:
@@ -64,7 +75,7 @@ class Window:
         while order and order[0][0] <= now:
             expires, key = order.popleft()
             held = self._by_key.get(key)
-            if held is not None and held.expires <= now:
+            if held is not None and held[-1] <= now:
                 del self._by_key[key]
 
 
