@@ -153,7 +153,9 @@ def main() -> None:
         generate_world(args.persons, 7, world, evaluate=False)
         link_world(world, entities=["customers"], count_only=False)
         models = train_models(world, ["customers"])
-        paths, key = write_decide_configs(world, models)
+        # every request a fresh evaluation (the runs reuse users: a window would answer most from the
+        # recorded one, cheaper) and the peer's quota on but above the load: the same work as a real checkout
+        paths, key = write_decide_configs(world, models, extra={"window_s": 0, "peer_rate": 20000})
         con = duckdb.connect(str(world / "market.duckdb"), read_only=True)
         users = [r[0] for r in con.execute("SELECT local_id FROM link_customers").fetchall()]
         con.close()

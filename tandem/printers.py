@@ -195,7 +195,7 @@ def print_insight(r: InsightResult) -> None:
 
 
 def print_decide_burst(stats: dict) -> None:
-    """``tandem.decide.local.burst``: decisions, PD quantiles and latency per kind of request."""
+    """``tandem.decide.local.burst``: decisions, PD bands and latency per kind of request."""
     for kind, s in stats.items():
         console.print(
             table(
@@ -203,7 +203,7 @@ def print_decide_burst(stats: dict) -> None:
                 ["measure", "value"],
                 [
                     *[[f"{d}", f"{n:,} ({n / max(1, s['requests']):.1%})"] for d, n in s["decisions"].items()],
-                    ["PD p10 / p50 / p90", " / ".join(f"{q:.3f}" for q in s["pd_quantiles"])],
+                    ["PD bands", ", ".join(f"{b}: {n:,}" for b, n in s["pd_bands"].items())],
                     ["latency p50 / p95 / p99 (ms)", " / ".join(f"{q:.1f}" for q in s["latency_ms"])],
                     ["errors", s["errors"]],
                 ],

@@ -18,7 +18,9 @@ import pytest
 from helpers import run_cli
 
 from tandem.audit import read_audit
+from tandem.decide import policy as rules
 from tandem.decide.local import TRAIN, Service, train_models, write_decide_configs
+from tandem.decide.state import key_hash
 from tandem.learn.boosting import HistBoostingClassifier
 from tandem.learn.federated import ordered, split_rows
 from tandem.learn.options import TrainingOptions, estimator_kwargs
@@ -26,6 +28,7 @@ from tandem.link.local import link_world
 from tandem.world.generate import generate_world
 
 ARGS = {**TRAIN, "trees": 8, "key_bits": 1024}
+POLICY = rules.load_policy()
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +40,15 @@ def services(tmp_path_factory):
     link_world(world, entities=["customers", "sellers"], count_only=False)
     models = train_models(world, args=ARGS)
     paths, key = write_decide_configs(world, models)
+    admin = "operator-" + key                                   # the bank's operators' key for /v1/admin/*
+    (world / "nodes" / "admin-keys.txt").write_text(key_hash(admin) + "\n")
+    paths["bank"].write_text(paths["bank"].read_text() + 'admin_keys = "admin-keys.txt"\n')
     bank, market = Service(paths["bank"]).wait_ready(), Service(paths["market"]).wait_ready()
     con = duckdb.connect(str(world / "market.duckdb"), read_only=True)
     users = [r[0] for r in con.sql("SELECT local_id FROM link_customers ORDER BY link_id").fetchall()]
     sellers = [r[0] for r in con.sql("SELECT local_id FROM link_sellers ORDER BY link_id").fetchall()]
     con.close()
-    state = {"world": world, "paths": paths, "key": key, "bank": bank, "market": market, "users": users,
+    state = {"world": world, "paths": paths, "key": key, "admin": admin, "bank": bank, "market": market, "users": users,
              "sellers": sellers, "models": models}
     yield state
     state["bank"].stop()
@@ -82,26 +88,29 @@ def test_checkout_decisions_equal_the_batch_and_plaintext_scores_and_survive_a_r
         reply = _checkout(s, f"co-{i:06d}", user)
         assert reply.status_code == 200, reply.text
         d = reply.json()
-        assert d["decision"] in ("approve", "decline", "refer") and 0 < d["pd"] < 1 and not d["replayed"]
+        assert d["decision"] in ("approve", "decline", "refer") and not d["replayed"]
+        assert "pd" not in d and d["pd_band"] in POLICY["pd_bands"]                 # coarse: the PD stays home
+        assert (d["limit"] is not None) == (d["decision"] == "approve")
         assert d["decision"] == "decline" or d["terms"][0]["months"] == 3
         decisions[d["link_id"]] = d
     assert {r["party"] for d in decisions.values() for r in d["reasons"]} <= {"bank", "market"}
     assert any(r["description"] == "marketplace behaviour" for d in decisions.values() for r in d["reasons"])
-    ref = _reference(s["world"], [lid for lid in decisions if lid in labelled])
-    assert len(ref) >= 10
-    for lid, p in ref.items():
-        assert abs(decisions[lid]["pd"] - p) < 1e-9
+    assert all(set(r) == {"code", "description", "party"} for d in decisions.values() for r in d["reasons"])
 
     s["bank"].stop()                                   # the bank's store is free: batch scoring
     proc = run_cli("score", "--config", str(s["paths"]["bank"]), "--entity", "customers")
     assert proc.returncode == 0, proc.stderr
     con = duckdb.connect(str(s["world"] / "bank.duckdb"), read_only=True)
     batch = dict(con.sql("SELECT link_id, pd FROM scores_customers").fetchall())
-    recorded = con.execute("SELECT count(*) FROM decisions WHERE request_id LIKE 'co-%'").fetchone()[0]
+    pds = dict(con.execute("SELECT link_id, pd FROM decisions WHERE request_id LIKE 'co-%'").fetchall())
     con.close()
+    assert len(pds) == 60                              # the exact PD of each answer is in the bank's ledger
     for lid, d in decisions.items():
-        assert abs(batch[lid] - d["pd"]) < 1e-9
-    assert recorded == 60
+        assert abs(batch[lid] - pds[lid]) < 1e-9 and d["pd_band"] == rules.pd_grade(pds[lid], POLICY)
+    ref = _reference(s["world"], [lid for lid in decisions if lid in labelled])
+    assert len(ref) >= 10
+    for lid, p in ref.items():
+        assert abs(pds[lid] - p) < 1e-9
     s["bank"] = Service(s["paths"]["bank"]).wait_ready()
     again = _checkout(s, "co-000000", s["users"][0]).json()
     first = decisions[again["link_id"]]
@@ -170,8 +179,10 @@ def test_seller_credit_lines_and_the_audit_log(services):
     assert all(a.status_code == 200 for a in answers), answers[0].text
     for a in answers:
         d = a.json()
-        assert d["kind"] == "seller_credit_line" and d["limit"] >= 0
-        assert d["decision"] == "decline" or len(d["terms"]) == 1
+        assert d["kind"] == "seller_credit_line" and (d["limit"] is not None) == (d["decision"] == "approve")
+        p = POLICY["sellers"]
+        assert d["limit"] is None or (d["limit"] - p["min_limit"]) % p["limit_step"] == 0      # on the grid
+        assert len(d["terms"]) == (d["decision"] == "approve")      # no amount asked: a referral prices nothing
     sent, _ = read_audit(s["world"] / "nodes" / "state-market" / "audit.jsonl")
     received, _ = read_audit(s["world"] / "nodes" / "state-bank" / "audit.jsonl")
     for kind in ("sellers", "customers"):           # each call and answer, on both nodes, with the real peer
@@ -221,7 +232,7 @@ def test_restarting_the_bank_mid_load_loses_no_recorded_decision(services):
     for rid, d in list(ok.items())[:: max(1, len(ok) // 15)]:
         user = s["users"][int(rid.rsplit("-", 1)[1]) % len(s["users"])]
         again = _checkout(s, rid, user).json()
-        assert again["replayed"] and again["decision"] == d["decision"] and again["pd"] == d["pd"]
+        assert again["replayed"] and again["decision"] == d["decision"] and again["pd_band"] == d["pd_band"]
     s["bank"].stop()                       # a clean stop: every answered decision is in the store's table
     con = duckdb.connect(str(s["world"] / "bank.duckdb"), read_only=True)
     stored = dict(con.execute("SELECT request_id, decision FROM decisions WHERE request_id LIKE 'load-%'").fetchall())
@@ -236,10 +247,11 @@ def test_the_bank_api_survives_schemathesis(services):
     api = "https://" + tomllib.loads(s["paths"]["bank"].read_text())["decide"]["api_listen"]
     proc = subprocess.run([str(Path(sys.executable).parent / "schemathesis"), "run", f"{api}/openapi.json",
                            "--checks", "not_a_server_error", "--header", f"X-API-Key: {s['key']}",
+                           "--header", f"X-Admin-Key: {s['admin']}",
                            "--tls-verify", "false", "--max-examples", "25", "--workers", "1"],
                           capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "No issues found" in proc.stdout and "Tested: 4" in proc.stdout            # all four operations
+    assert "No issues found" in proc.stdout and "Tested: 5" in proc.stdout     # all five operations, admin too
 
 
 def test_a_scorer_plugin_registers_a_model_format(tmp_path):

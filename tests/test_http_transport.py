@@ -3,8 +3,8 @@ certificate's name), and every request and answer that crosses it, or that the p
 and receives, is exactly one audit line naming the real peer.
 
 The real decision and offer apps run behind the real listeners (``HttpServers``), on stub state
-(no models loaded), so each endpoint answers quickly: a decision 409 (version not loaded), health
-and reload 200, offer content 200 for one known client."""
+(no models loaded), so each endpoint answers quickly: a decision 409 (version not loaded), health 200, reload 403
+(the admin routes never answer the peer), offer content 200 for one known client."""
 
 import asyncio
 import ssl
@@ -30,13 +30,13 @@ ENDPOINTS = {       # node -> (method, path, body, status and audit name when th
               409, "customers decision"),
              ("POST", "/v1/sellers/credit-line", {**DECISION, "forecast_gmv": 1000.0}, 409, "sellers decision"),
              ("GET", "/v1/health", None, 200, "/v1/health"),
-             ("POST", "/v1/admin/reload", None, 200, "/v1/admin/reload")],
+             ("POST", "/v1/admin/reload", None, 403, "/v1/admin/reload")],
     "market": [("POST", "/v1/bits", {"kind": "customers", "model_version": VERSION, "link_ids": [LINK]}, 409, "bits"),
                ("POST", "/v1/offers/bits", {"model_versions": [VERSION], "link_ids": [LINK]}, 409, "offer bits"),
                ("POST", "/v1/offers/content", {"product": "cashback_card", "link_ids": [LINK, "ef" * 16]}, 200,
                 "offer content cashback_card"),
                ("GET", "/v1/health", None, 200, "/v1/health"),
-               ("POST", "/v1/admin/reload", None, 200, "/v1/admin/reload")],
+               ("POST", "/v1/admin/reload", None, 403, "/v1/admin/reload")],
 }
 OTHER = {"bank": "market", "market": "bank"}
 
@@ -136,7 +136,7 @@ def test_each_peer_endpoint_answers_the_peer_and_refuses_a_wrong_name_each_call_
             ("in", caller, message + " request"), ("out", caller, message)]
         assert all(e["node"] == node and e["protocol"] == PROTOCOL for e in lines)
         assert lines[1]["bytes"] == len(reply.content)
-        if expected == 403:
+        if caller == "intruder":
             assert reply.json() == {"detail": f"this listener answers only the node {OTHER[node]}"}
             assert lines[1]["records"] == 0
     if path == "/v1/offers/content":          # rows asked for, and rows answered

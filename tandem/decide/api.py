@@ -5,9 +5,15 @@ Each service runs on two listeners: mutual TLS for the other node, and TLS with 
 build a party's app for one of them. The peer listener's guard (``transport.http_server.PeerGuard``)
 admits only the configured peer node and audits every request and answer; calls to the other node
 go through ``transport.http_client.PeerHttpClient``, which audits them too.
-Errors are 4xx with one ``detail`` line: unknown link id 404, model version not loaded or
-request id reused 409, malformed input 422, no credentials 401, over the API key's rate
-limit 429 (with ``Retry-After``).
+Errors are 4xx with one ``detail`` line and no exception text: unknown link id 404, model version
+not loaded or request id reused 409, malformed input 422, no credentials 401, an admin route
+without the operators' key 403, over the API key's rate limit or the peer's quota 429 (with
+``Retry-After``).
+
+The bank answers coarsely (``Decision``: the limit on a grid and only on approve, a PD band, reasons
+by name) and keeps the exact PD and limit in its ledger; a link id is evaluated once per window
+and the peer is held to its quotas (``tandem.decide.quotas``). ``/v1/admin/*`` answers only the
+node's operators: ``X-Admin-Key`` (``[decide] admin_keys``) on the API-key listener, never the peer.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -23,6 +30,7 @@ from fastapi.responses import JSONResponse, Response
 
 from tandem.decide import policy as rules
 from tandem.decide.ledger import Ledger, ReusedRequestId, request_hash
+from tandem.decide.quotas import PeerQuota, Window
 from tandem.decide.schemas import (
     BitsRequest,
     BitsResponse,
@@ -45,8 +53,33 @@ MESSAGES: Messages = {  # the decision services' peer endpoints, as the audit lo
     "/v1/sellers/credit-line": PeerMessage("sellers decision", "request_id"),
     "/v1/bits": PeerMessage("bits", "model_version", rows=True),
 }
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Problem} for code in (401, 404, 409, 422, 429, 502, 503)}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem} for code in (401, 403, 404, 409, 422, 429, 502, 503)
+}
 Auth = Literal["mtls", "api_key"]
+ANSWERED = ("request_id", "kind", "link_id", "decision", "currency", "terms", "pd_band", "reasons", "model_version")
+
+
+class Guards:
+    """The bank's harvesting guards, shared by its listeners: the per-link-id ``window`` and the peer's
+    ``quota`` (see ``tandem.decide.quotas``)."""
+
+    def __init__(self, window: Window | None = None, quota: PeerQuota | None = None):
+        self.window = Window(0) if window is None else window
+        self.quota = PeerQuota("peer", 0, 0) if quota is None else quota
+
+    def stats(self) -> dict:
+        return {"peer": self.quota.stats(), "window": {"link_ids": len(self.window), "hits": self.window.hits}}
+
+
+def _operator(auth: Auth, admins: ApiClients | None):
+    async def check(request: Request) -> str:
+        key = request.headers.get("x-admin-key", "")
+        if auth == "mtls" or admins is None or admins.admit(key) is not None:
+            raise HTTPException(403, "admin routes answer this node's operators only (X-Admin-Key, API listener)")
+        return "operator"
+
+    return check
 
 
 def _authenticator(auth: Auth, clients: ApiClients):
@@ -67,8 +100,11 @@ def _authenticator(auth: Auth, clients: ApiClients):
     return check
 
 
-def _app(title: str, auth: Auth, clients: ApiClients, state: ServiceState) -> FastAPI:
+def _app(
+    title: str, auth: Auth, clients: ApiClients, state: ServiceState, admins: ApiClients | None, stats=None
+) -> FastAPI:
     app = FastAPI(title=title, version="1", responses=ERRORS)
+    operator = _operator(auth, admins)
 
     @app.exception_handler(HTTPException)
     async def problem(_request, exc: HTTPException):
@@ -83,8 +119,13 @@ def _app(title: str, auth: Auth, clients: ApiClients, state: ServiceState) -> Fa
             "rows": {e: len(t) for e, t in state.tables.items()},
         }
 
+    @app.get("/v1/admin/stats")
+    def admin_stats(_who: str = Depends(operator)) -> dict:
+        """The harvesting guards' counters (quota refusals, window hits), for the node's operators."""
+        return stats() if stats else {}
+
     @app.post("/v1/admin/reload")
-    def reload(_who: str = Depends(_authenticator(auth, clients))) -> dict:
+    def reload(_who: str = Depends(operator)) -> dict:
         """Load the model files again (a new version goes live; the previous one is still answered)
         and rebuild the feature tables."""
         try:
@@ -99,15 +140,26 @@ def _app(title: str, auth: Auth, clients: ApiClients, state: ServiceState) -> Fa
 
 
 def bank_app(
-    state: ServiceState, ledger: Ledger, policy: dict, auth: Auth, clients: ApiClients | None = None
+    state: ServiceState,
+    ledger: Ledger,
+    policy: dict,
+    auth: Auth,
+    clients: ApiClients | None = None,
+    guards: Guards | None = None,
+    admins: ApiClients | None = None,
 ) -> FastAPI:
     """The bank's decision service (the label holder's part of the models, its features, the ledger).
-    ``clients``: who may call the API-key listener (none given: nobody)."""
+    ``clients``: who may call the API-key listener (none given: nobody); ``guards``: the window and the
+    peer's quota (shared by both listeners; the quota holds on the mutual-TLS one); ``admins``: the
+    operators' keys (none: no admin route answers)."""
     clients = clients or ApiClients(set())
-    app = _app("Tandem bank decisions", auth, clients, state)
+    guards = guards or Guards()
+    app = _app("Tandem bank decisions", auth, clients, state, admins, guards.stats)
     who = _authenticator(auth, clients)
+    window, quota = guards.window, guards.quota
 
-    def score(entity: str, link_id: str, version: str, bits_text: str):
+    def checked(entity: str, link_id: str, version: str, bits_text: str):
+        """The request's inputs, checked whether or not the window answers it: ``scorer, x, extras, bits``."""
         scorer = state.model(entity, version)
         if scorer is None:
             raise HTTPException(
@@ -122,43 +174,76 @@ def bank_app(
         except ScoringError as exc:
             raise HTTPException(422, str(exc)) from None
         x, extras = found
-        pd, contributions = scorer.score(x, bits)
-        return scorer, pd, contributions, extras
+        return scorer, x, extras, bits
 
     async def decided(body, entity: str, decide) -> Response:
         """The decision (``Decision`` schema), recorded before it is answered."""
+        if auth == "mtls":
+            over = quota.admit()
+            if over is not None:
+                which, wait = over
+                raise HTTPException(
+                    429,
+                    f"over this peer's quota of decision requests {which.replace('_', ' ')}",
+                    headers={"Retry-After": str(int(wait))},
+                )
         try:
-            response, replayed = await ledger.record(
+            record, replayed = await ledger.record(
                 body.request_id, request_hash({"kind": entity, **body.model_dump()}), decide
             )
         except ReusedRequestId as exc:
             raise HTTPException(409, str(exc)) from None
-        out = json.dumps({**response, "replayed": replayed}).encode()
+        out = json.dumps({**answer(record), "replayed": replayed}).encode()
         return Response(out, media_type="application/json")
 
-    def answer(body, entity: str, scorer, pd: float, outcome: rules.Outcome, currency: str) -> dict:
+    def answer(record: dict) -> dict:
+        """What the marketplace hears of a recorded decision: the limit only on approve and on the grid."""
+        out = {k: record.get(k) for k in ANSWERED}
+        if "offered" not in record:  # recorded before answers were coarse: what was said then, less the PD
+            out["pd_band"] = rules.pd_grade(record["pd"], policy)
+            out["reasons"] = [{k: v for k, v in r.items() if k != "impact"} for r in record["reasons"]]
+        out["limit"] = record.get("offered", record["limit"]) if record["decision"] == "approve" else None
+        out["decided_at"] = record["decided_at"]
+        return out
+
+    def evaluate(body, entity: str, fresh, again) -> dict:
+        """The ledger's record of a decision: from the link id's evaluation within the window, else from
+        ``fresh(scorer, x, extras, bits)`` -> ``(scorer version, pd, outcome)``; the exact PD and limit are
+        for the ledger only. The inputs are checked either way (409, 404, 422 as without a window)."""
+        inputs = checked(entity, body.link_id, body.model_version, body.marketplace_bits)
+        key = (KINDS[entity], body.link_id)
+        seen = window.get(key)
+        if seen is None:
+            version, pd, outcome = fresh(*inputs)
+            band = rules.pd_grade(pd, policy)
+            window.put(key, outcome, pd, band, version, datetime.now().timestamp())
+        else:
+            version, pd, band, outcome = seen.model_version, seen.pd, seen.band, again(seen.outcome)
+        currency = body.order.currency if entity == "customers" else policy["sellers"]["currency"]
         return {
             "request_id": body.request_id,
             "kind": KINDS[entity],
             "link_id": body.link_id,
             "decision": outcome.decision,
-            "limit": outcome.limit,
             "currency": currency,
             "terms": outcome.terms,
-            "pd": round(pd, 12),
+            "pd_band": band,
             "reasons": outcome.reasons,
-            "model_version": scorer.version,
+            "model_version": version,
+            "pd": pd,
+            "limit": outcome.limit,
+            "offered": outcome.offered,
+            "zone": outcome.zone,
+            "fresh": seen is None,
         }
 
     @app.post("/v1/checkout/installments", response_model=Decision)
     async def installments(body: InstallmentRequest, _who: str = Depends(who)) -> Response:
-        """Decide a buyer's installment request at checkout: approve, decline or refer, with a limit,
-        terms with prices, the PD and the factors that raised it."""
+        """Decide a buyer's installment request at checkout: approve (with the limit, on the policy's grid),
+        decline or refer, terms with prices, the PD band and the factors that raised it."""
 
-        def decide() -> dict:
-            scorer, pd, contributions, extras = score(
-                "customers", body.link_id, body.model_version, body.marketplace_bits
-            )
+        def fresh(scorer, x, extras, bits):
+            pd, contributions = scorer.score(x, bits)
             outcome = rules.installments(
                 pd,
                 body.order.amount,
@@ -168,7 +253,11 @@ def bank_app(
                 policy,
                 scorer.parties,
             )
-            return answer(body, "customers", scorer, pd, outcome, body.order.currency)
+            return scorer.version, pd, outcome
+
+        def decide() -> dict:
+            again = lambda recorded: rules.installments_again(recorded, body.order.amount, policy)  # noqa: E731
+            return evaluate(body, "customers", fresh, again)
 
         return await decided(body, "customers", decide)
 
@@ -176,10 +265,8 @@ def bank_app(
     async def credit_line(body: SellerCreditRequest, _who: str = Depends(who)) -> Response:
         """Decide a seller's working-capital credit line from the joint seller model and the forecast GMV."""
 
-        def decide() -> dict:
-            scorer, pd, contributions, extras = score(
-                "sellers", body.link_id, body.model_version, body.marketplace_bits
-            )
+        def fresh(scorer, x, extras, bits):
+            pd, contributions = scorer.score(x, bits)
             outcome = rules.seller_credit_line(
                 pd,
                 body.forecast_gmv,
@@ -189,7 +276,11 @@ def bank_app(
                 policy,
                 scorer.parties,
             )
-            return answer(body, "sellers", scorer, pd, outcome, policy["sellers"]["currency"])
+            return scorer.version, pd, outcome
+
+        def decide() -> dict:
+            again = lambda recorded: rules.seller_credit_line_again(recorded, body.requested_amount, policy)  # noqa: E731
+            return evaluate(body, "sellers", fresh, again)
 
         return await decided(body, "sellers", decide)
 
@@ -227,11 +318,17 @@ def forecast_gmv(recent_3m: float | None, trend: float | None) -> float:
     return round(min((recent_3m or 0.0) * float(np.exp(3 * (trend or 0.0))), 1e10), 2)
 
 
-def market_app(state: ServiceState, bank: BankClient | None, auth: Auth, clients: ApiClients | None = None) -> FastAPI:
+def market_app(
+    state: ServiceState,
+    bank: BankClient | None,
+    auth: Auth,
+    clients: ApiClients | None = None,
+    admins: ApiClients | None = None,
+) -> FastAPI:
     """The marketplace's gateway: turns a checkout (by its own user id) into a bank request that holds
-    only the link id, the order and its go-left bits."""
+    only the link id, the order and its go-left bits. ``admins``: the operators' keys."""
     clients = clients or ApiClients(set())
-    app = _app("Tandem marketplace gateway", auth, clients, state)
+    app = _app("Tandem marketplace gateway", auth, clients, state, admins)
     who = _authenticator(auth, clients)
 
     def bits_for(entity: str, local_id: int) -> tuple[str, str, np.ndarray, dict]:
@@ -257,7 +354,8 @@ def market_app(state: ServiceState, bank: BankClient | None, auth: Auth, clients
                 detail = json.loads(reply).get("detail", "")
             except ValueError:
                 detail = "malformed answer"
-            raise HTTPException(status if status in (404, 409, 422) else 502, f"bank: {detail}")
+            retry = {"Retry-After": "1"} if status == 429 else None  # the bank's quota for this node
+            raise HTTPException(status if status in (404, 409, 422, 429) else 502, f"bank: {detail}", headers=retry)
         return Response(reply, media_type="application/json")
 
     if auth == "api_key":

@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -41,7 +41,7 @@ TABLE = TableSpec(
         Column("limit_amount", "DOUBLE"),
         Column("model_version", "VARCHAR"),
         Column("request_hash", "VARCHAR", False),
-        Column("response", "VARCHAR", False, "the answer as sent, JSON"),
+        Column("response", "VARCHAR", False, "the decision as recorded, JSON (the answer is its coarse part)"),
         Column("decided_at", "TIMESTAMP", False, "UTC"),
     ),
     key=("request_id",),
@@ -121,6 +121,27 @@ class Ledger:
             loop.call_soon(self._flush)
         self._pending.append((request_id, body_hash, response, done))
         return await asyncio.shield(done), False
+
+    def evaluations_since(self, seconds: float) -> list[tuple]:
+        """The fresh evaluations recorded in the last ``seconds``, oldest first, as
+        ``(kind, link_id, Outcome, pd, pd band, model version, decided at: epoch seconds)`` (what the
+        per-link-id window reloads at start-up; records from before coarse answers are left out)."""
+        from tandem.decide.policy import Outcome
+
+        since = (datetime.now(UTC) - timedelta(seconds=seconds)).replace(tzinfo=None)
+        found = self._db.query(
+            f"SELECT response FROM {TABLE.name} WHERE decided_at >= TIMESTAMP '{since.isoformat(sep=' ')}' "
+            "ORDER BY decided_at"
+        )
+        out = []
+        for text in found.column("response").to_pylist() if found.num_rows else []:
+            r = json.loads(text)
+            if not r.get("fresh"):
+                continue
+            outcome = Outcome(r["decision"], r["limit"], r["terms"], r["reasons"], r["offered"], r["zone"])
+            at = datetime.fromisoformat(r["decided_at"]).timestamp()
+            out.append((r["kind"], r["link_id"], outcome, r["pd"], r["pd_band"], r["model_version"], at))
+        return out
 
     def _flush(self) -> None:
         """Journal what this turn of the loop decided (one write, one fsync), then answer it."""

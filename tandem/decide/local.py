@@ -42,9 +42,12 @@ def train_models(world: Path, entities=ENTITIES, args: dict | None = None) -> di
     return out
 
 
-def write_decide_configs(world: Path, models: dict[str, dict], refresh_s: float = 0) -> tuple[dict[str, Path], str]:
+def write_decide_configs(
+    world: Path, models: dict[str, dict], refresh_s: float = 0, extra: dict[str, float] | None = None
+) -> tuple[dict[str, Path], str]:
     """``world/nodes/decide-{bank,market}.toml`` beside the link configs (same certificates), and a
-    fresh API key for clients (its SHA-256 in ``api-keys.txt``). Returns the paths and the key."""
+    fresh API key for clients (its SHA-256 in ``api-keys.txt``); ``extra``: more ``[decide]`` keys
+    (numbers, e.g. the bank's guards). Returns the paths and the key."""
     from tandem.decide.state import key_hash
 
     nodes = world / "nodes"
@@ -64,6 +67,7 @@ def write_decide_configs(world: Path, models: dict[str, dict], refresh_s: float 
             'api_keys = "api-keys.txt"',
             f"refresh_s = {refresh_s}",
             f'peer = "{peer}"',
+            *(f"{k} = {v!r}" for k, v in (extra or {}).items()),
         ]
         for entity, result in models.items():
             path = result["model_path"] if name == "bank" else result["market"]["model_path"]
@@ -126,7 +130,8 @@ def burst(
     world: Path, api: str, key: str, checkouts: int = 400, sellers: int = 60, workers: int = 8
 ) -> dict[str, dict]:
     """Send checkouts (random shared users, amounts 1k-60k RUB) and seller applications to the
-    marketplace gateway from ``workers`` threads; return decisions, PD quantiles, latency percentiles."""
+    marketplace gateway from ``workers`` threads; return decisions, PD bands (the answers carry no
+    PD), latency percentiles."""
     import time
     from concurrent.futures import ThreadPoolExecutor
 
@@ -179,12 +184,12 @@ def burst(
         ok = [r[1] for r in mine if r[1] is not None]
         if not mine:
             continue
-        pds = np.array([d["pd"] for d in ok]) if ok else np.zeros(1)
+        bands = sorted({d["pd_band"] for d in ok})
         out[kind] = {
             "requests": len(mine),
             "errors": len(mine) - len(ok),
             "decisions": {d: sum(r["decision"] == d for r in ok) for d in ("approve", "refer", "decline")},
-            "pd_quantiles": [float(q) for q in np.quantile(pds, [0.1, 0.5, 0.9])],
+            "pd_bands": {b: sum(d["pd_band"] == b for d in ok) for b in bands},
             "latency_ms": [float(q) * 1000 for q in np.quantile([r[2] for r in mine], [0.5, 0.95, 0.99])],
         }
     return out

@@ -66,21 +66,29 @@ class Term(BaseModel):
 
 
 class Reason(BaseModel):
+    """A factor that raised the PD, by name only (no numeric impact)."""
+
     code: str
     description: str
     party: str
-    impact: float = Field(description="Contribution to the log-odds of default.")
 
 
 class Decision(BaseModel):
+    """The bank's answer. Coarse on purpose: the exact PD and limit stay in the bank's ledger."""
+
     request_id: str
     kind: Literal["installments", "seller_credit_line"]
     link_id: str
     decision: Literal["approve", "decline", "refer"]
-    limit: float
+    limit: float | None = Field(
+        description="On approve only: the limit, rounded down to the policy's grid (`limit_step`); else null."
+    )
     currency: str
     terms: list[Term]
-    pd: float = Field(description="Probability of default (>= 90 days past due within 12 months).")
+    pd_band: str = Field(
+        description="The named band of the probability of default (>= 90 days past due within 12 "
+        "months), from the policy's `[pd_bands]`; never the PD itself."
+    )
     reasons: list[Reason]
     model_version: str
     decided_at: str

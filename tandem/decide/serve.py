@@ -15,9 +15,10 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from tandem.decide.api import MESSAGES, PROTOCOL, BankClient, bank_app, market_app
+from tandem.decide.api import MESSAGES, PROTOCOL, BankClient, Guards, bank_app, market_app
 from tandem.decide.ledger import Ledger
 from tandem.decide.policy import load_policy
+from tandem.decide.quotas import PeerQuota, Window
 from tandem.decide.scorers import load_plugins, load_scorer
 from tandem.decide.scoring import PassiveScorer
 from tandem.decide.state import ApiClients, ServiceState, load_decide_config, read_api_keys
@@ -36,13 +37,15 @@ def build(config_path: str):
     store = open_store(node.store, read_only=role == "passive")
     audit = open_audit(node, sync_each=False)
     clients = ApiClients(read_api_keys(cfg.api_keys), cfg.rate_limit)
+    admins = ApiClients(read_api_keys(cfg.admin_keys)) if cfg.admin_keys else None
     state = ServiceState(cfg, store, role)
     ledger = policy = None
     if role == "active":
         ledger, policy = Ledger(node.store, node.state_dir / "ledger"), load_policy(cfg.policy)
-        apps = [(cfg.listen, bank_app(state, ledger, policy, "mtls"), True)]
+        guards = _guards(cfg, ledger)
+        apps = [(cfg.listen, bank_app(state, ledger, policy, "mtls", guards=guards), True)]
         if cfg.api_listen:
-            apps.append((cfg.api_listen, bank_app(state, ledger, policy, "api_key", clients), False))
+            apps.append((cfg.api_listen, bank_app(state, ledger, policy, "api_key", clients, guards, admins), False))
     else:
         # a config with a peer always has its address (load_decide_config checks)
         bank = (
@@ -52,7 +55,7 @@ def build(config_path: str):
         )
         apps = [(cfg.listen, market_app(state, bank, "mtls"), True)]
         if cfg.api_listen:
-            apps.append((cfg.api_listen, market_app(state, bank, "api_key", clients), False))
+            apps.append((cfg.api_listen, market_app(state, bank, "api_key", clients, admins), False))
     from tandem.offers.service import OFFER_MESSAGES, attach_offers
 
     attach_offers(apps, config_path, cfg, state, store, audit, role, policy, clients)
@@ -66,6 +69,16 @@ def build(config_path: str):
         where=str(node.path),
     )
     return servers, cfg, state, ledger
+
+
+def _guards(cfg, ledger: Ledger) -> Guards:
+    """The window (holding the evaluations the ledger recorded within it, so a restart opens no second
+    evaluation) and the peer's quota, from the ``[decide]`` config."""
+    window = Window(cfg.guard("window_s"))
+    if window.seconds > 0:
+        for kind, link_id, outcome, pd, band, version, at in ledger.evaluations_since(window.seconds):
+            window.put((kind, link_id), outcome, pd, band, version, at)
+    return Guards(window, PeerQuota(cfg.peer or "peer", cfg.guard("peer_rate"), cfg.peer_daily))
 
 
 async def _serve(servers: HttpServers, cfg) -> None:

@@ -37,6 +37,16 @@ POLICY_COLUMNS = {
 }
 
 
+# The harvesting guards of the bank's decision service (``[decide]`` keys, numbers >= 0; 0 turns one off):
+# name -> (default, help). Defaults leave the demo and the benchmark well inside them.
+GUARDS: dict[str, tuple[float, str]] = {
+    "window_s": (86400.0, "seconds a link id's evaluation is reused for any new request id of that link id"),
+    "peer_rate": (2000.0, "decision requests per second the mutual-TLS peer may send (one second's burst)"),
+    "peer_daily_checkouts": (100000.0, "the checkouts per day the partner declares (with sellers' requests)"),
+    "peer_daily_factor": (2.0, "decision requests per day allowed: peer_daily_checkouts x this"),
+}
+
+
 @dataclass(frozen=True)
 class DecideConfig:
     """The ``[decide]`` section of a node config (paths resolved against the config's folder)."""
@@ -53,6 +63,16 @@ class DecideConfig:
     refresh_s: float = 600.0
     rate_limit: float = 0.0  # requests per second per API key (0: no limit)
     scorers: tuple[Path, ...] = ()  # plugin files registering more model formats
+    admin_keys: Path | None = None  # SHA-256 hex of each operator key (X-Admin-Key), one per line
+    guards: tuple[tuple[str, float], ...] = tuple((k, v[0]) for k, v in GUARDS.items())  # GUARDS' values
+
+    def guard(self, name: str) -> float:
+        return dict(self.guards)[name]
+
+    @property
+    def peer_daily(self) -> int:
+        """Decision requests per UTC day the peer may send (0: no cap)."""
+        return int(self.guard("peer_daily_checkouts") * self.guard("peer_daily_factor"))
 
 
 def load_decide_config(path: str | os.PathLike) -> DecideConfig:
@@ -99,7 +119,16 @@ def load_decide_config(path: str | os.PathLike) -> DecideConfig:
         float(d.get("refresh_s", 600)),
         _rate_limit(d, path),
         _plugins(d, path),
+        resolve("admin_keys"),
+        tuple((k, _number(d, k, default, why, path)) for k, (default, why) in GUARDS.items()),
     )
+
+
+def _number(section: dict, key: str, default: float, why: str, path) -> float:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != value:
+        raise InputError(f"{path}: [decide] {key} must be a number >= 0 ({why}; 0: off)")
+    return float(value)
 
 
 def _plugins(section: dict, path) -> tuple[Path, ...]:
