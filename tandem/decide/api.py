@@ -133,6 +133,8 @@ def bank_app(
             )
         except ReusedRequestId as exc:
             raise HTTPException(409, str(exc)) from None
+        except OSError as exc:  # the journal could not take it: nothing was decided for good
+            raise HTTPException(503, f"the decision could not be recorded ({exc.strerror or exc})") from None
         out = json.dumps({**response, "replayed": replayed}).encode()
         return Response(out, media_type="application/json")
 
