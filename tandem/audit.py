@@ -48,6 +48,7 @@ class AuditLog:
         if created:
             fsync_dir(self.path.parent)
         self._prev = self._last_hash()
+        self._size = os.lseek(self._fd, 0, os.SEEK_END)  # bytes in the file: where a failed write is cut back to
         self._lock = threading.Lock()
         self._sync_each = sync_each
         self._written = 0  # lines written by this process; ``_synced`` of them are durable
@@ -84,7 +85,7 @@ class AuditLog:
             with self._lock:
                 upto = self._written
             try:
-                os.fsync(self._fd)
+                os.fdatasync(self._fd)  # the data and the size: what a reader needs of an append
             except OSError as exc:
                 if self._closed:
                     return
@@ -99,16 +100,14 @@ class AuditLog:
         with self._lock:
             self._error = exc
             waiters, self._waiters = self._waiters, []
-        for _seq, loop, fut in waiters:
-            loop.call_soon_threadsafe(_settle, fut, exc)
+        _wake(waiters, exc)
 
     def _release(self, upto: int) -> None:
         with self._lock:
             self._synced = max(self._synced, upto)
             ready = [w for w in self._waiters if w[0] <= self._synced]
             self._waiters = [w for w in self._waiters if w[0] > self._synced]
-        for _seq, loop, fut in ready:
-            loop.call_soon_threadsafe(_settle, fut, None)
+        _wake(ready, None)
 
     def record(
         self, *, direction: str, peer: str, protocol: str, session: str, message: str, nbytes: int, records: int
@@ -130,20 +129,21 @@ class AuditLog:
                 raise OSError(f"{self.path}: audit log unusable after a failed fsync ({self._error})")
             entry["prev"] = self._prev
             line = json.dumps(entry, separators=(",", ":")).encode()
-            start = os.lseek(self._fd, 0, os.SEEK_END)
+            data = line + b"\n"
             try:
-                write_all(self._fd, line + b"\n")
+                write_all(self._fd, data)
                 if self._sync_each:
                     os.fsync(self._fd)
             except OSError:
-                os.ftruncate(self._fd, start)  # no torn line for the next one to merge with
+                os.ftruncate(self._fd, self._size)  # no torn line for the next one to merge with
                 raise
+            self._size += len(data)
             self._prev = line_hash(line)
             self._written += 1
             seq = self._written
             if self._sync_each:
                 self._synced = seq
-        if not self._sync_each:
+        if not self._sync_each and not self._dirty.is_set():
             self._dirty.set()
         return seq
 
@@ -172,12 +172,25 @@ class AuditLog:
         os.close(self._fd)
 
 
-def _settle(fut: asyncio.Future, exc: BaseException | None) -> None:
-    if not fut.done():
-        if exc is None:
-            fut.set_result(None)
-        else:
-            fut.set_exception(exc)
+def _wake(waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]], exc: BaseException | None) -> None:
+    """Settle the waiters' futures: one wake-up of each event loop per batch, not one per waiter."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
+    for _seq, loop, fut in waiters:
+        by_loop.setdefault(loop, []).append(fut)
+    for loop, futs in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, futs, exc)
+        except RuntimeError:  # that loop is closed: nobody waits any more
+            pass
+
+
+def _settle(futs: list[asyncio.Future], exc: BaseException | None) -> None:
+    for fut in futs:
+        if not fut.done():
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
 
 
 def read_audit(path: str | os.PathLike) -> tuple[list[dict], int]:
