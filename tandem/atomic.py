@@ -1,4 +1,4 @@
-"""Files appear whole or not at all: write to a temp file beside the target, then rename."""
+"""Files appear whole or not at all (a temp file beside the target, renamed), writes complete, folders fsynced."""
 
 from __future__ import annotations
 
@@ -7,6 +7,22 @@ import tempfile
 from pathlib import Path
 
 from tandem.errors import InputError
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``, looping over short writes (``os.write`` may take less)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Make a file's creation, rename or removal in ``folder`` durable (the folder's own fsync)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_atomically(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> Path:
@@ -28,6 +44,7 @@ def write_atomically(path: str | os.PathLike, data: bytes, mode: int = 0o644) ->
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
+        fsync_dir(path.parent)  # the rename itself survives a power loss
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -193,6 +193,9 @@ def bank_app(
             )
         except ReusedRequestId as exc:
             raise HTTPException(409, str(exc)) from None
+        except OSError as exc:  # the journal could not take it: nothing was decided for good
+            print(f"ledger write failed: {exc}", file=sys.stderr, flush=True)  # the operator's log
+            raise HTTPException(503, "the decision could not be recorded; try again") from None
         out = json.dumps({**answer(record), "replayed": replayed}).encode()
         return Response(out, media_type="application/json")
 

@@ -21,12 +21,14 @@ import asyncio
 import hashlib
 import json
 import os
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 
+from tandem.atomic import fsync_dir, write_all
 from tandem.store import open_store
 from tandem.store.schema import Column, TableSpec
 
@@ -82,7 +84,12 @@ class Ledger:
         self._dir = Path(journal_dir)
         self._dir.mkdir(parents=True, exist_ok=True)
         left = _segments(self._dir)
-        rows = [row for path in left for row in _read_segment(path) if row[0] not in self._known]
+        read = [_read_segment(path) for path in left]
+        # journal lines that are not a decision: a torn last line after a crash (never answered), or damage
+        self.skipped = {str(path): bad for path, (_rows, bad) in zip(left, read) if bad}
+        if self.skipped:
+            print(json.dumps({"event": "ledger_skipped_lines", "lines": self.skipped}), file=sys.stderr, flush=True)
+        rows = [row for rows_, _bad in read for row in rows_ if row[0] not in self._known]
         self._store(rows, left)  # what an earlier process journaled and never stored
         self._known.update((row[0], (row[7], row[8])) for row in rows)
         self._pending: list[tuple[str, str, dict, asyncio.Future]] = []
@@ -166,7 +173,9 @@ class Ledger:
             done.set_result(response)
 
     def _open_segment(self) -> int:
-        return os.open(self._dir / f"{self._segment}.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self._dir / f"{self._segment}.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fsync_dir(self._dir)  # the new segment's name survives a power loss, not only its data
+        return fd
 
     def _copy_loop(self) -> None:
         while not self._closing.wait(COPY_S):
@@ -211,9 +220,7 @@ def _append_durably(fd: int, data: bytes) -> None:
     is not in the journal either (a restart would otherwise store it)."""
     start = os.lseek(fd, 0, os.SEEK_END)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
         os.fdatasync(fd)
     except OSError:
         os.ftruncate(fd, start)
@@ -241,16 +248,16 @@ def _row(request_id: str, body_hash: str, response: dict, text: str) -> tuple:
     )
 
 
-def _read_segment(path: Path) -> list[tuple]:
-    """A journal segment's decisions as table rows; a torn last line (a crash mid-write: never
-    answered) is skipped."""
-    out = []
-    for line in path.read_bytes().splitlines():
+def _read_segment(path: Path) -> tuple[list[tuple], list[int]]:
+    """A journal segment's decisions as table rows, and the (1-based) numbers of the lines that are not
+    one: a torn last line (a crash mid-write: never answered) or damage, counted and reported."""
+    out, bad = [], []
+    for n, line in enumerate(path.read_bytes().splitlines(), start=1):
         try:
             entry = json.loads(line)
             out.append(
                 _row(entry["request_id"], entry["request_hash"], json.loads(entry["response"]), entry["response"])
             )
         except (ValueError, KeyError, TypeError):
-            continue
-    return out
+            bad.append(n)
+    return out, bad

@@ -99,9 +99,10 @@ def is_peer(names: tuple[str, ...], peer: str | None) -> bool:
 
 def record(
     audit: AuditLog, direction: str, peer: str, protocol: str, what: Described, request: bool, nbytes: int, records: int
-) -> None:
-    """The audit line of one HTTP message (the only place HTTP audit lines are written)."""
-    audit.record(
+) -> int:
+    """The audit line of one HTTP message (the only place HTTP audit lines are written); -> its number
+    (``AuditLog.durable``). Raises ``OSError`` if it could not be written."""
+    return audit.record(
         direction=direction,
         peer=peer,
         protocol=protocol,

@@ -69,21 +69,19 @@ class PeerGuard:
         data = await _body(receive)
         body = parse(data)
         what = describe(self.messages, scope["path"], body)
-        record(self.audit, "in", caller, self.protocol, what, True, len(data), what.request_records(body))
+        try:
+            record(self.audit, "in", caller, self.protocol, what, True, len(data), what.request_records(body))
+        except OSError as exc:  # fail closed: nothing is done or answered unaudited
+            await _refuse(send, 503, f"the audit log cannot be written ({exc})")
+            return
         if not is_peer(names, self.peer):
             refusal = json.dumps({"detail": f"this listener answers only the node {self.peer}"}).encode()
-            record(self.audit, "out", caller, self.protocol, what, False, len(refusal), 0)
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 403,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(refusal)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": refusal})
+            try:
+                await self.audit.durable(record(self.audit, "out", caller, self.protocol, what, False, len(refusal), 0))
+            except OSError as exc:
+                await _refuse(send, 503, f"the audit log cannot be written ({exc})")
+                return
+            await _answer(send, 403, refusal)
             return
         replayed = False
 
@@ -94,17 +92,18 @@ class PeerGuard:
             replayed = True
             return {"type": "http.request", "body": data, "more_body": False}
 
-        status, chunks = 500, []
+        held: list[dict] = []  # the answer, sent once its audit line is durable
 
         async def audited_send(message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    answer = b"".join(chunks)
-                    record(
+            if message["type"] not in ("http.response.start", "http.response.body"):
+                await send(message)
+                return
+            held.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                status = held[0]["status"]
+                answer = b"".join(m.get("body", b"") for m in held[1:])
+                try:
+                    seq = record(
                         self.audit,
                         "out",
                         caller,
@@ -114,9 +113,25 @@ class PeerGuard:
                         len(answer),
                         what.answer_records(status, answer),
                     )
-            await send(message)
+                    await self.audit.durable(seq)
+                except OSError as exc:
+                    await _refuse(send, 503, f"the audit log cannot be written ({exc})")
+                    return
+                for m in held:
+                    await send(m)
 
         await self.app(scope, replay, audited_send)
+
+
+async def _answer(send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse(send, status: int, detail: str) -> None:
+    """An error answer that is itself not audited: the log could not take its line."""
+    await _answer(send, status, json.dumps({"detail": detail}).encode())
 
 
 def _host_port(text: str, where: str) -> tuple[str, int]:
