@@ -69,6 +69,7 @@ class Ledger:
 
     def __init__(self, store: str | os.PathLike, journal_dir: str | os.PathLike):
         self._db = open_store(store)
+        self._db_lock = threading.Lock()  # one call at a time on the store's connection (writer thread + readers)
         if self._db.columns(TABLE.name) is None:
             self._db.create_table(TABLE)
         # request id -> (request hash, recorded response as JSON text | future of the journal write).
@@ -136,10 +137,11 @@ class Ledger:
         from tandem.decide.policy import Outcome
 
         since = (datetime.now(UTC) - timedelta(seconds=seconds)).replace(tzinfo=None)
-        found = self._db.query(
-            f"SELECT response FROM {TABLE.name} WHERE decided_at >= TIMESTAMP '{since.isoformat(sep=' ')}' "
-            "ORDER BY decided_at"
-        )
+        with self._db_lock:
+            found = self._db.query(
+                f"SELECT response FROM {TABLE.name} WHERE decided_at >= TIMESTAMP '{since.isoformat(sep=' ')}' "
+                "ORDER BY decided_at"
+            )
         out = []
         for text in found.column("response").to_pylist() if found.num_rows else []:
             r = json.loads(text)
@@ -202,7 +204,8 @@ class Ledger:
         """Commit ``rows`` (the table's columns, in order) and delete the journal ``segments`` they came from."""
         if rows:
             columns = [pa.array(col, f.type) for col, f in zip(zip(*rows), SCHEMA)]
-            self._db.append(TABLE.name, pa.Table.from_arrays(columns, schema=SCHEMA))
+            with self._db_lock:
+                self._db.append(TABLE.name, pa.Table.from_arrays(columns, schema=SCHEMA))
         for path in segments:
             path.unlink()
 
