@@ -29,6 +29,7 @@ from tandem.errors import InputError, TandemError
 from tandem.insight.budget import InsightPolicy
 from tandem.learn.options import DEFAULTS
 from tandem.link import node_job as link_job
+from tandem.link.accept import AcceptPolicy
 from tandem.link.blinder import EngineBlinder
 from tandem.link.job import PROTOCOL
 from tandem.link.result import LinkResult
@@ -64,6 +65,7 @@ class NodeConfig:
     path: Path = field(default=Path("."))
     preset: str = "bank"
     insight: InsightPolicy = field(default_factory=InsightPolicy)
+    link_accept: AcceptPolicy = field(default_factory=AcceptPolicy)  # what peers may ask of this node
     as_of: date = field(default_factory=date.today)  # the day features and insight fields are taken at
 
     @property
@@ -125,6 +127,7 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
         path=path,
         preset=preset,
         insight=InsightPolicy.from_section(raw.get("insight", {}), path),
+        link_accept=AcceptPolicy.from_section(link.get("accept", {}), path),
         as_of=as_of,
     )
 
@@ -199,7 +202,14 @@ class Node:
     def _link_party(self) -> link_job.LinkParty:
         c = self.config
         return link_job.LinkParty(
-            c.name, c.store, c.sources, c.keys, c.state_dir, self.blinder, self.engine.worker_peak_rss_mib
+            c.name,
+            c.store,
+            c.sources,
+            c.keys,
+            c.state_dir,
+            self.blinder,
+            self.engine.worker_peak_rss_mib,
+            c.link_accept,
         )
 
     def _link_result(self, result: LinkResult) -> LinkResult:
