@@ -235,3 +235,22 @@ def verify_audit(path: str | os.PathLike) -> tuple[int, int | None, str]:
             return n, n, "its prev is not the hash of the line before (a line edited, inserted or deleted)"
         prev = line_hash(line)
     return n, None, ""
+
+
+def reconcile(ours: list[dict], theirs: list[dict]) -> list[tuple[str, str, str, int, int, int, int]]:
+    """Both ends' logs of the same link, side by side: per UTC day, direction (as ``ours`` saw it) and
+    message, ``(day, direction, message, messages ours, messages theirs, records ours, records theirs)``.
+    What one side sent the other must have received: a row whose counts differ is a message lost,
+    added or altered on the way (or a log that was). Sorted by day, direction, message."""
+    peers = {e["node"] for e in theirs}
+    totals: dict[tuple[str, str, str], list[int]] = {}
+    for side, entries in ((0, ours), (1, theirs)):
+        for e in entries:
+            if side == 0 and e["peer"] not in peers:
+                continue  # our traffic with other partners
+            sent = (e["direction"] == "out") == (side == 0)  # seen from ours: what we sent / they received
+            key = (e["time"][:10], "sent" if sent else "received", e["message"])
+            row = totals.setdefault(key, [0, 0, 0, 0])
+            row[side] += 1
+            row[2 + side] += int(e["records"])
+    return [(day, way, message, *row) for (day, way, message), row in sorted(totals.items())]  # type: ignore[misc]

@@ -91,6 +91,7 @@ def offers(tmp_path_factory):
                         check=True)
         state = {"world": world, "paths": paths, "key": key, "market": market, "result": json.loads(batch.stdout),
                  "audit": (world / "nodes" / "state-market" / "audit.jsonl").read_text(),
+                 "bank_audit": (world / "nodes" / "state-bank" / "audit.jsonl").read_text(),
                  "offers": _frame(world / "bank.duckdb", "SELECT * FROM offers"),
                  "clients": _frame(world / "bank.duckdb", """
                      SELECT l.link_id, c.client_id, c.consent_partner, p.marketing_consent, p.do_not_disturb_until,
@@ -315,3 +316,51 @@ def test_the_offers_endpoint_survives_schemathesis(offers):
                           capture_output=True, text=True, timeout=300, env={**os.environ, "NO_COLOR": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "Tested: 1" in proc.stdout and "failed" not in proc.stdout.split("Test cases:")[-1], proc.stdout[-1500:]
+
+
+def test_the_marketplace_holds_the_bank_to_the_agreed_daily_volume_of_content(offers):
+    """A bank node that asks for every client's content, offered or not: once past the agreed volume
+    the marketplace refuses whole requests (429, Retry-After), counts it, and repeats cost nothing."""
+    from fastapi.testclient import TestClient
+
+    from tandem.decide.api import market_app
+    from tandem.decide.state import ApiClients, ServiceState, load_decide_config
+    from tandem.offers.service import attach_offers
+    from tandem.store import open_store
+
+    config = offers["paths"]["market"].with_name("decide-market-quota.toml")    # paths resolve beside it
+    text = offers["paths"]["market"].read_text()
+    config.write_text(text.replace("\n[offers]\n", "\n[offers]\ncontent_daily = 60\n"))
+    cfg = load_decide_config(config)
+    store = open_store(cfg.node.store, read_only=True)
+    try:
+        state = ServiceState(cfg, store, "passive")
+        apps = [("", market_app(state, None, "mtls"), True)]
+        attach_offers(apps, str(config), cfg, state, store, None, "passive", None, ApiClients(set()))
+        ids = offers["offers"]["link_id"].drop_duplicates().head(80).tolist()
+        with TestClient(apps[0][1]) as bank:
+            def ask(link_ids):
+                return bank.post("/v1/offers/content", json={"product": "cashback_card", "link_ids": link_ids})
+
+            assert ask(ids[:50]).status_code == 200
+            assert ask(ids[:50]).status_code == 200                       # the same reveals again: free
+            over = ask(ids[40:80])                                         # 30 new: 80 > 60
+            assert over.status_code == 429 and int(over.headers["Retry-After"]) >= 1
+            assert "categories" not in over.json()                          # nothing of it revealed
+            assert ask(ids[50:60]).status_code == 200                       # 60: still within the day's volume
+        assert state.counters["offer_content"]() == {"per_day": 60, "today": 60, "refused": 1}
+    finally:
+        store.close()
+
+
+def test_both_audit_logs_reconcile_and_a_dropped_line_is_found(offers, tmp_path):
+    bank_log, market_log = tmp_path / "bank-audit.jsonl", tmp_path / "market-audit.jsonl"
+    bank_log.write_text(offers["bank_audit"])                               # both logs right after the batch
+    market_log.write_text(offers["audit"])
+    agree = run_cli("audit", str(bank_log), "--reconcile", str(market_log))
+    assert agree.returncode == 0 and "both logs agree" in agree.stdout, agree.stderr
+    lines = offers["audit"].splitlines()
+    cut = next(i for i, line in enumerate(lines) if '"offer content cashback_card request"' in line)
+    market_log.write_text("\n".join(lines[:cut] + lines[cut + 1:]) + "\n")  # one content request the market hides
+    differ = run_cli("audit", str(bank_log), "--reconcile", str(market_log))
+    assert differ.returncode == 1 and "offer content cashback_card request (sent)" in differ.stderr, differ.stderr

@@ -122,7 +122,7 @@ def _app(
     @app.get("/v1/admin/stats")
     def admin_stats(_who: str = Depends(operator)) -> dict:
         """The harvesting guards' counters (quota refusals, window hits), for the node's operators."""
-        return stats() if stats else {}
+        return {**(stats() if stats else {}), **{name: count() for name, count in state.counters.items()}}
 
     @app.post("/v1/admin/reload")
     def reload(_who: str = Depends(operator)) -> dict:

@@ -25,7 +25,7 @@ from tandem.decide.scorers import load_scorer
 from tandem.decide.scoring import ActiveScorer, PassiveScorer
 from tandem.errors import InputError
 from tandem.features.rows import rows
-from tandem.link import versions
+from tandem.link import versions as link_versions
 from tandem.node import NodeConfig, load_node_config
 from tandem.parties import ENTITIES
 
@@ -222,6 +222,7 @@ class ServiceState:
         self.link_versions: dict[str, str | None] = {}  # entity -> the pinned link version (None: unversioned)
         self.tables: dict[str, FeatureTable] = {}
         self.on_refresh: list = []  # more tables to rebuild with these (the offers')
+        self.counters: dict = {}  # name -> () -> dict: more guards' counters for GET /v1/admin/stats
         self._lock = threading.Lock()
         self.reload()
         self.refresh()
@@ -231,7 +232,7 @@ class ServiceState:
     def reload(self) -> dict[str, list[str]]:
         """Read the model files again; a new version becomes current, the previous one stays loaded.
         Pin the newest link version of each entity (the next ``refresh`` reads it)."""
-        pins = {entity: versions.newest(self.store, entity) for entity in self.cfg.models}
+        pins = {entity: link_versions.newest(self.store, entity) for entity in self.cfg.models}
         with self._lock:
             self.link_versions = pins
         for entity, path in self.cfg.models.items():
@@ -248,7 +249,7 @@ class ServiceState:
 
     def link_table(self, entity: str) -> str:
         """The link table of the pinned version of ``entity``."""
-        return versions.pinned_table(self.store, entity, self.link_versions.get(entity))
+        return link_versions.pinned_table(self.store, entity, self.link_versions.get(entity))
 
     def refresh(self) -> None:
         """Rebuild every feature table from the store (as of ``cfg.as_of``) and swap it in."""

@@ -26,6 +26,7 @@ class TrainingResult:
     n_valid: int = 0
     n_trees: int = 0
     resumed_trees: int = 0
+    goss_seed: int | None = None  # the label holder's private GOSS seed (its own record)
     train_seconds: float = 0.0
     seconds_per_tree: float = 0.0
     seconds: float = 0.0
@@ -46,6 +47,7 @@ class TrainingResult:
                 "n_valid",
                 "n_trees",
                 "resumed_trees",
+                "goss_seed",
                 "train_seconds",
                 "seconds_per_tree",
                 "seconds",

@@ -26,6 +26,7 @@ FORMAT = "tandem-offers/1"
 class OffersConfig:
     models: Path
     catalog: Path | None
+    content_daily: int = 100_000  # the marketplace's: distinct (product, link id) content reveals per UTC day
 
 
 def load_offers_config(path: str | os.PathLike) -> OffersConfig | None:
@@ -36,9 +37,12 @@ def load_offers_config(path: str | os.PathLike) -> OffersConfig | None:
         return None
     if not isinstance(raw, dict):
         raise InputError(f"{path}: [offers] must be a table")
-    unknown = [k for k in raw if k not in ("models", "catalog")]
+    unknown = [k for k in raw if k not in ("models", "catalog", "content_daily")]
     if unknown:
-        raise InputError(f"{path}: unknown key '{unknown[0]}' in [offers] (known: models, catalog)")
+        raise InputError(f"{path}: unknown key '{unknown[0]}' in [offers] (known: models, catalog, content_daily)")
+    daily = raw.get("content_daily", OffersConfig.content_daily)
+    if isinstance(daily, bool) or not isinstance(daily, int) or daily < 0:
+        raise InputError(f"{path}: [offers] content_daily must be an integer >= 0 (0: no quota)")
 
     def resolve(key: str) -> Path | None:
         value = raw.get(key)
@@ -51,7 +55,7 @@ def load_offers_config(path: str | os.PathLike) -> OffersConfig | None:
     models = resolve("models")
     if models is None:
         raise InputError(f'{path}: [offers] models = "FILE" is missing (written by `tandem propensity`)')
-    return OffersConfig(models, resolve("catalog"))
+    return OffersConfig(models, resolve("catalog"), daily)
 
 
 def write_manifest(path: Path, party: str, models: dict[str, str | Path], **extra) -> Path:

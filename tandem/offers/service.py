@@ -28,6 +28,7 @@ from tandem.learn import model_io
 from tandem.offers.catalog import load_catalog
 from tandem.offers.decision import REASONS, decide
 from tandem.offers.models import OffersConfig, load_manifest, load_offers_config
+from tandem.offers.quota import ContentQuota
 from tandem.offers.schemas import (
     ContentRequest,
     ContentResponse,
@@ -123,9 +124,11 @@ def attach_offers(
             return MarketSide(store, cfg.as_of, catalog, versions.update(scorers), state.link_table("customers"))
 
         holder = _Holder(build)
+        quota = ContentQuota(cfg.peer or "the peer", ocfg.content_daily)
+        state.counters["offer_content"] = quota.stats
         for _listen, app, mutual in apps:
             if mutual:
-                app.include_router(market_router(holder, state))
+                app.include_router(market_router(holder, state, quota))
     state.on_refresh.append(holder.refresh)
 
 
@@ -211,7 +214,7 @@ def bank_router(holder: _Holder, market: BankClient | None, policy: dict, who) -
     return router
 
 
-def market_router(holder: _Holder, state) -> APIRouter:
+def market_router(holder: _Holder, state, quota: ContentQuota) -> APIRouter:
     router = APIRouter()
     node = _authenticator("mtls", ApiClients(set()))
 
@@ -243,6 +246,10 @@ def market_router(holder: _Holder, state) -> APIRouter:
         if content is None:
             raise HTTPException(404, f"product {body.product} has no personalised content in this catalog")
         found = [lid in content for lid in body.link_ids]
+        wait = quota.admit(body.product, [lid for lid, ok in zip(body.link_ids, found) if ok])
+        if wait is not None:
+            detail = "over the agreed daily volume of offer content; try again later"
+            raise HTTPException(429, detail, headers={"Retry-After": str(int(wait))})
         return ContentResponse(found=found, categories=[content[lid] for lid in body.link_ids if lid in content])
 
     return router
