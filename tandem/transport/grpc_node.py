@@ -202,6 +202,8 @@ class PeerClient:
     def _call(self, method: grpc.UnaryUnaryMultiCallable[bytes, bytes], payload: bytes, timeout: float) -> None:
         try:
             method(payload, timeout=timeout, wait_for_ready=False)
+        except ValueError:  # grpc: "Cannot invoke RPC on closed channel!"
+            raise TransportError(f"the channel to peer {self.name} is closed (this node is stopping)") from None
         except grpc.RpcError as exc:
             code, detail = exc.code(), (exc.details() or "").strip()
             if code == grpc.StatusCode.UNAVAILABLE:
@@ -219,9 +221,8 @@ class PeerClient:
                     f"peer {self.name} at {self.address} did not answer within {timeout:g} s"
                 ) from None
             if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in detail:
-                raise TransportError(
-                    f"peer {self.name} refused the message: {detail} (gRPC's frame limit, {MAX_FRAME} bytes)"
-                ) from None
+                who = "this node cannot send it" if detail.startswith("Sent") else f"peer {self.name} refused it"
+                raise TransportError(f"frame over the transport's {MAX_FRAME} bytes, {who}: {detail}") from None
             raise TransportError(f"peer {self.name} refused the message: {detail or code.name}") from None
 
     def close(self) -> None:

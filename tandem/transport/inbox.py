@@ -30,9 +30,9 @@ class Inbox:
         with self._cond:
             if self._closed:
                 return "the session has ended"
+            if self._waiting:  # even one that fits: it would overtake the waiting one
+                return "another frame of this session is already waiting for room in its inbox"
             if not self._fits(frame):
-                if self._waiting:
-                    return "another frame of this session is already waiting for room in its inbox"
                 self._waiting = True
                 try:
                     while not self._closed and not self._fits(frame):
