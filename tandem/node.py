@@ -151,6 +151,7 @@ class Node:
             self.inboxes,
             max_frame_bytes=limits.max_frame_bytes,
             wait_s=config.timeout_s,
+            audit=self.audit,
             on_refuse=self._refused,
         )
         self.clients = {n: PeerClient(n, a, config.tls) for n, a in config.peers.items()}
@@ -380,16 +381,7 @@ class Node:
         return None
 
     def _refused(self, peer: str, session_id: str, nbytes: int, reason: str) -> None:
-        """A frame from ``peer`` was refused at the transport: one audit line and one event line."""
-        self.audit.record(
-            direction="in",
-            peer=peer,
-            protocol="transport",
-            session=session_id,
-            message="Refused",
-            nbytes=nbytes,
-            records=0,
-        )
+        """A frame from ``peer`` was refused at the transport (which audited it): one event line."""
         self.events(
             {"event": "refused", "node": self.config.name, "peer": peer, "session": session_id, "message": reason}
         )

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 
+from tandem.audit import AuditLog
 from tandem.protocols.message import peek
 from tandem.protocols.wire import OPENING
 from tandem.transport.base import TransportError
@@ -99,8 +100,8 @@ class NodeServer:
     A frame over ``max_frame_bytes`` is refused (``MAX_FRAME`` and more, by gRPC before it is read),
     one waits at most ``wait_s`` for room in its session's inbox, and at most ``MAX_CALLS`` calls are
     in progress (more are refused by gRPC): what peers can make the node hold is bounded. Every
-    refusal after the handshake goes to ``on_refuse`` (the node audits and logs it) and to the
-    sender as one line.
+    refusal after the handshake is audited (message ``Refused``, protocol ``transport``), goes to
+    ``on_refuse`` (the node's event log) and to the sender, each as one line.
     """
 
     def __init__(
@@ -113,9 +114,10 @@ class NodeServer:
         *,
         max_frame_bytes: int = MAX_FRAME,
         wait_s: float = 60.0,
+        audit: AuditLog | None = None,
         on_refuse: OnRefuse | None = None,
     ):
-        self.name, self.peers, self.inboxes = name, peers, inboxes
+        self.name, self.peers, self.inboxes, self.audit = name, peers, inboxes, audit
         self.max_frame_bytes, self.wait_s = max_frame_bytes, wait_s
         self._on_refuse = on_refuse or (lambda peer, session, nbytes, reason: None)
         ca, cert, key = tls.read()
@@ -165,7 +167,18 @@ class NodeServer:
             refused = self.inboxes.deliver(peer, frame, wait)
         if refused is not None:
             status, reason = refused
-            self._on_refuse(peer, peek(frame)[1] or "", len(frame), reason)
+            session = peek(frame)[1] or ""
+            if self.audit is not None:
+                self.audit.record(
+                    direction="in",
+                    peer=peer,
+                    protocol="transport",
+                    session=session,
+                    message="Refused",
+                    nbytes=len(frame),
+                    records=0,
+                )
+            self._on_refuse(peer, session, len(frame), reason)
             context.abort(status, reason)
         return b""
 
