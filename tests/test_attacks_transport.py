@@ -220,3 +220,28 @@ def test_oversized_frames_and_a_flooded_inbox_are_refused_and_audited(nodes):
     assert [e["session"] for e in audited] == [waiting] * 3
     assert json.dumps(logged).count("\\n") == 0
     busy.send(Abort(busy.id, "done"))
+
+
+def test_a_legitimate_link_run_keeps_its_inbox_small():
+    """Each side answers every waiting frame between two of its own chunks, so a bounded inbox never
+    holds an honest peer back: the inbox peaks at a few frames, not a share of the peer's 40 chunks."""
+    from tandem.link.job import drive
+    from tandem.transport.base import memory_pair
+    from tandem.transport.session import Session
+
+    ca, cb = memory_pair("bank", "market")
+    peak = {}
+    for name, ch in (("bank", ca), ("market", cb)):
+        poll, recv = ch.poll, ch.recv
+        ch.poll = lambda ch=ch, poll=poll, name=name: peak.update({name: max(peak.get(name, 0),
+                                                                             ch._inbox.qsize())}) or poll()
+        ch.recv = lambda t, ch=ch, recv=recv, name=name: peak.update({name: max(peak.get(name, 0),
+                                                                                ch._inbox.qsize())}) or recv(t)
+    runs = [KeyRun("s", "customers", "phone", [f"v{i}" for i in range(k, k + 2000)], initiator=k == 0,
+                   count_only=False, secret=new_secret(), blinder=BLINDER, chunk=50) for k in (0, 1000)]
+    t = threading.Thread(target=drive, args=(runs[1], Session(cb, "s", "psi/1", None, 10)))
+    t.start()
+    drive(runs[0], Session(ca, "s", "psi/1", None, 10))
+    t.join()
+    assert runs[0].final.intersection == runs[1].final.intersection == 1000
+    assert max(peak.values()) <= 4, peak

@@ -130,15 +130,18 @@ def run_entity(
 
 
 def drive(run: KeyRun, session: Session, progress: Callable[[float], None] | None = None) -> None:
-    """Move one ``KeyRun`` to completion: our own chunks go out while the peer's are answered."""
+    """Move one ``KeyRun`` to completion: our own chunks go out while the peer's are answered.
+
+    Between two of our chunks every frame waiting in the inbox is answered, so the inbox holds only
+    what arrives during one chunk's blinding (not a growing share of the peer's set): a bounded
+    inbox (``[limits] inbox_bytes``) then never holds a legitimate peer back for long."""
     session.send_all(run.start())
     while run.state is not State.DONE:
         if run.has_work():
             session.send_all(run.poll())
-            msg = session.poll()
+            while run.state is not State.DONE and (msg := session.poll()) is not None:
+                session.send_all(run.receive(msg))
         else:
-            msg = session.recv()
-        if msg is not None:
-            session.send_all(run.receive(msg))
+            session.send_all(run.receive(session.recv()))
         if progress and run.state is State.EXCHANGING:
             progress(run.progress())
