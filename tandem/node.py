@@ -383,7 +383,14 @@ class Node:
     def _refused(self, peer: str, session_id: str, nbytes: int, reason: str) -> None:
         """A frame from ``peer`` was refused at the transport (which audited it): one event line."""
         self.events(
-            {"event": "refused", "node": self.config.name, "peer": peer, "session": session_id, "message": reason}
+            {
+                "event": "refused",
+                "node": self.config.name,
+                "peer": peer,
+                "session": session_id,
+                "bytes": nbytes,
+                "message": reason,
+            }
         )
 
     def _respond(self, session_id: str, peer: str) -> None:
