@@ -30,6 +30,7 @@ from tandem.insight.budget import InsightPolicy
 from tandem.learn.options import DEFAULTS
 from tandem.limits import Limits
 from tandem.link import node_job as link_job
+from tandem.link.accept import AcceptPolicy
 from tandem.link.blinder import EngineBlinder
 from tandem.link.job import PROTOCOL
 from tandem.link.result import LinkResult
@@ -65,6 +66,7 @@ class NodeConfig:
     path: Path = field(default=Path("."))
     preset: str = "bank"
     insight: InsightPolicy = field(default_factory=InsightPolicy)
+    link_accept: AcceptPolicy = field(default_factory=AcceptPolicy)  # what peers may ask of this node
     as_of: date = field(default_factory=date.today)  # the day features and insight fields are taken at
     limits: Limits = field(default_factory=Limits)  # caps on what a peer may make this node hold
 
@@ -127,6 +129,7 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
         path=path,
         preset=preset,
         insight=InsightPolicy.from_section(raw.get("insight", {}), path),
+        link_accept=AcceptPolicy.from_section(link.get("accept", {}), path),
         as_of=as_of,
         limits=Limits.from_section(raw.get("limits", {}), path),
     )
@@ -222,6 +225,7 @@ class Node:
             c.state_dir,
             self.blinder,
             self.engine.worker_peak_rss_mib,
+            c.link_accept,
             c.limits.max_records,
         )
 

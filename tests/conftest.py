@@ -6,7 +6,12 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
+from tandem.crypto.key_size import SMALL_TEST_KEYS
 from tandem.world.generate import generate_world
+
+# 1024-bit homomorphic keys keep the trainings of the suite fast (nodes it starts inherit this);
+# tests/test_options.py checks that without it a node refuses them.
+os.environ[SMALL_TEST_KEYS] = "1"
 
 ROOT = Path(__file__).resolve().parents[1]
 

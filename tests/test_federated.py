@@ -64,8 +64,9 @@ def _run_job(active_data, passive_data: dict, request: TrainRequest, tmp_path=No
     return out
 
 
-def _pooled_reference(frames: list[pd.DataFrame], request: TrainRequest):
-    """The same algorithm on the pooled table, rows in the agreed order and split."""
+def _pooled_reference(frames: list[pd.DataFrame], request: TrainRequest, goss_seed: int | None = None):
+    """The same algorithm on the pooled table, rows in the agreed order and split (GOSS with the
+    label holder's private seed, from its result)."""
     pooled = frames[0]
     for f in frames[1:]:
         pooled = pooled.merge(f, on="cid")
@@ -74,7 +75,7 @@ def _pooled_reference(frames: list[pd.DataFrame], request: TrainRequest):
     test, valid = split_rows(pooled["cid"].tolist(), fields)
     cols = [c for c in pooled.columns if c not in ("cid", "default")]
     X, y = pooled[cols].to_numpy(dtype=float), pooled["default"].to_numpy()
-    ref = HistBoostingClassifier(**estimator_kwargs(fields)).fit(X[~test], y[~test], valid[~test])
+    ref = HistBoostingClassifier(**estimator_kwargs(fields), goss_seed=goss_seed).fit(X[~test], y[~test], valid[~test])
     return ref, ref.predict_proba(X[test])[:, 1], y[test]
 
 
@@ -106,7 +107,9 @@ def test_three_parties_with_goss_and_early_stopping_equal_the_pooled_reference(t
                "telco": read_party_file(tmp_path / "telco.csv", "cid")}
     request = _request(trees=25, learning_rate=0.5, goss=True, early_stopping=3, validation_fraction=0.2)
     res = _run_job(a, parties, request)["active"]
-    ref, ref_scores, _ = _pooled_reference([bank, market, telco], request)
+    ref, ref_scores, _ = _pooled_reference([bank, market, telco], request, res["goss_seed"])
+    public = _pooled_reference([bank, market, telco], request)[1]       # with the request's (public) seed instead
+    assert not np.allclose(public, ref_scores, rtol=0, atol=1e-6)
     shared = set(bank["cid"]) & set(market["cid"]) & set(telco["cid"])
     assert res["n_train"] + res["n_test"] == len(shared) and res["n_valid"] > 0
     assert res["n_trees"] == len(ref.trees_) < 25

@@ -5,6 +5,8 @@ import pytest
 import typer
 
 from tandem.cli import app
+from tandem.crypto.he import HeError, SecretHe
+from tandem.crypto.key_size import SMALL_TEST_KEYS
 from tandem.errors import InputError
 from tandem.learn.boosting import HistBoostingClassifier
 from tandem.learn.options import DEFAULTS, NAMES, TrainingOptions, estimator_kwargs
@@ -93,7 +95,7 @@ def test_cli_args_give_a_node_process_the_same_options():
     ({"test_fraction": 1.0}, "--test-fraction and --validation-fraction"),
     ({"validation_fraction": 0.0}, "--test-fraction and --validation-fraction"),
     ({"he": "rsa"}, "--he must be ou or paillier, got 'rsa'"),
-    ({"key_bits": 512}, "--key-bits must be between 1024 and 4096, got 512"),
+    ({"key_bits": 512}, "--key-bits must be between 1024 and 4096, got 512"),     # the suite's floor
     ({"bins": 2}, "bins must be between 3 and 256, got 2"),
     ({"trees": 0}, "trees and max depth must be >= 1"),
     ({"goss": True, "goss_top": 0.8, "goss_other": 0.5}, "GOSS rates"),
@@ -103,6 +105,16 @@ def test_check_names_the_bad_option(change, message):
     with pytest.raises(InputError, match=message.replace("(", r"\(")):
         DEFAULTS.with_args(change).check()
     assert DEFAULTS.check() is DEFAULTS
+
+
+def test_keys_below_2048_bits_are_refused_outside_the_test_suite(monkeypatch):
+    monkeypatch.delenv(SMALL_TEST_KEYS)
+    with pytest.raises(InputError, match="--key-bits must be between 2048 and 4096, got 1024"):
+        DEFAULTS.with_args({"key_bits": 1024}).check()
+    with pytest.raises(HeError, match="key size must be between 2048 and 4096 bits, got 1024"):
+        SecretHe.generate("ou", 1024)                        # every caller, not only the command line
+    monkeypatch.setenv(SMALL_TEST_KEYS, "1")
+    assert DEFAULTS.with_args({"key_bits": 1024}).check().key_bits == 1024
 
 
 def test_link_result_round_trips_through_its_event():

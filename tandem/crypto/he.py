@@ -26,6 +26,8 @@ import numpy as np
 from heu import numpy as hnp
 from heu import phe
 
+from tandem.crypto.key_size import MAX_KEY_BITS, min_key_bits
+
 SCALE_BITS = 32
 FIELD_BITS = 64
 SCHEMES = {"ou": phe.SchemaType.OU, "paillier": phe.SchemaType.ZPaillier}
@@ -205,6 +207,8 @@ class SecretHe(PublicHe):
     def generate(cls, scheme: str = DEFAULT_SCHEME, key_bits: int = DEFAULT_KEY_BITS) -> SecretHe:
         if scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}")
+        if not min_key_bits() <= key_bits <= MAX_KEY_BITS:
+            raise HeError(f"key size must be between {min_key_bits()} and {MAX_KEY_BITS} bits, got {key_bits}")
         return cls(hnp.setup(SCHEMES[scheme], key_bits))
 
     def public_bytes(self) -> bytes:

@@ -134,7 +134,7 @@ def _app(
         except Exception as exc:  # noqa: BLE001 - a bad file must not take the service down
             print(f"reload failed: {exc}", file=sys.stderr, flush=True)  # the operator's log, not the caller's
             raise HTTPException(409, "reload failed, still serving the loaded models") from None
-        return {"models": versions, "current": state.current}
+        return {"models": versions, "current": state.current, "link_versions": state.link_versions}
 
     return app
 

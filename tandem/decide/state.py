@@ -25,6 +25,7 @@ from tandem.decide.scorers import load_scorer
 from tandem.decide.scoring import ActiveScorer, PassiveScorer
 from tandem.errors import InputError
 from tandem.features.rows import rows
+from tandem.link import versions
 from tandem.node import NodeConfig, load_node_config
 from tandem.parties import ENTITIES
 
@@ -218,6 +219,7 @@ class ServiceState:
         self.cfg, self.store, self.role = cfg, store, role
         self.models: dict[str, dict[str, ActiveScorer | PassiveScorer]] = {e: {} for e in cfg.models}
         self.current: dict[str, str] = {}
+        self.link_versions: dict[str, str | None] = {}  # entity -> the pinned link version (None: unversioned)
         self.tables: dict[str, FeatureTable] = {}
         self.on_refresh: list = []  # more tables to rebuild with these (the offers')
         self._lock = threading.Lock()
@@ -227,7 +229,11 @@ class ServiceState:
             threading.Thread(target=self._refresh_loop, daemon=True, name="feature-refresh").start()
 
     def reload(self) -> dict[str, list[str]]:
-        """Read the model files again; a new version becomes current, the previous one stays loaded."""
+        """Read the model files again; a new version becomes current, the previous one stays loaded.
+        Pin the newest link version of each entity (the next ``refresh`` reads it)."""
+        pins = {entity: versions.newest(self.store, entity) for entity in self.cfg.models}
+        with self._lock:
+            self.link_versions = pins
         for entity, path in self.cfg.models.items():
             scorer = load_scorer(path, self.role)
             with self._lock:
@@ -240,13 +246,18 @@ class ServiceState:
                 self.current[entity] = scorer.version
         return {e: list(v) for e, v in self.models.items()}
 
+    def link_table(self, entity: str) -> str:
+        """The link table of the pinned version of ``entity``."""
+        return versions.pinned_table(self.store, entity, self.link_versions.get(entity))
+
     def refresh(self) -> None:
         """Rebuild every feature table from the store (as of ``cfg.as_of``) and swap it in."""
         party = "bank" if self.role == "active" else "market"
         for entity in self.cfg.models:
             scorer = self.model(entity)
             extras = POLICY_COLUMNS[(self.role, entity)]
-            table = FeatureTable(rows(self.store, party, entity, self.cfg.as_of), scorer.names, extras)
+            link = self.link_table(entity)
+            table = FeatureTable(rows(self.store, party, entity, self.cfg.as_of, link_table=link), scorer.names, extras)
             with self._lock:
                 self.tables[entity] = table
         for rebuild in self.on_refresh:

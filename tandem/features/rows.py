@@ -22,11 +22,13 @@ SOURCES = {
 }
 
 
-def rows(store, party: str, entity: str, as_of: date, labels: bool = False) -> pa.Table:
+def rows(store, party: str, entity: str, as_of: date, labels: bool = False, link_table: str | None = None) -> pa.Table:
     """``link_id``, ``local_id`` and the party's features of its linked customers or sellers, sorted by
     link id; with ``labels`` (the bank) only the rows with an outcome, plus the label ``default``
-    (a new loan's "90+ days past due within 12 months")."""
+    (a new loan's "90+ days past due within 12 months"). ``link_table``: a pinned version of the
+    link table (``tandem.link.versions``) instead of the latest."""
     link, features, key, label_source = SOURCES[(party, entity)]
+    link = link_table or link
     con = store.analytics([link])
     con.register("_features", features(store, as_of))
     select = f"SELECT l.link_id, l.local_id, f.* EXCLUDE ({key})"

@@ -32,6 +32,7 @@ PARAMS = (
     "early_stopping_rounds",
     "validation_fraction",
     "seed",
+    "goss_seed",
     "first_tree_features",
 )
 
@@ -61,11 +62,13 @@ class HistBoostingClassifier:
         early_stopping_rounds: int = D.early_stopping,
         validation_fraction: float = D.validation_fraction,
         seed: int = 0,
+        goss_seed: int | None = None,
         first_tree_features: int | None = None,
     ):
         self.n_trees, self.max_depth, self.learning_rate, self.bins = n_trees, max_depth, learning_rate, bins
         self.l2, self.min_child_weight, self.min_gain, self.goss = l2, min_child_weight, min_gain, goss
         self.early_stopping_rounds, self.validation_fraction = early_stopping_rounds, validation_fraction
+        self.goss_seed = goss_seed
         self.seed, self.first_tree_features = seed, first_tree_features
 
     def get_params(self) -> dict:
@@ -82,6 +85,7 @@ class HistBoostingClassifier:
             self.goss,
             self.early_stopping_rounds or 0,
             self.seed,
+            self.goss_seed,
         ).check()
 
     def fit(self, X, y, valid: np.ndarray | None = None) -> HistBoostingClassifier:

@@ -43,6 +43,7 @@ def save_active(path: Path, job: str, resume: Resume) -> None:
         "trees": [asdict(t) for t in resume.trees],
         "split_ids": [[[n, p, sid] for n, (p, sid) in ids.items()] for ids in resume.split_ids],
         "scores": resume.scores,
+        "goss_seed": resume.goss_seed,
     }
     write_atomically(path, json.dumps(data).encode(), mode=0o600)
 
@@ -53,7 +54,7 @@ def load_active(path: Path, job: str) -> Resume | None:
         return None
     trees = [Tree(**t) for t in data["trees"]]
     ids = [{int(n): (int(p), str(sid)) for n, p, sid in t} for t in data["split_ids"]]
-    return Resume(trees, ids, [float(s) for s in data["scores"]])
+    return Resume(trees, ids, [float(s) for s in data["scores"]], data.get("goss_seed"))
 
 
 def save_passive(path: Path, job: str, splits: dict[str, tuple[int, int, bool, int]]) -> None:

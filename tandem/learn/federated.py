@@ -13,6 +13,7 @@ same rows in the same order (which is what lets it resume from a checkpoint).
 from __future__ import annotations
 
 import hashlib
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -194,13 +195,6 @@ def active_job(
         raise InputError("the training rows hold only one class")
     if fields["early_stopping_rounds"] and not valid.any():
         raise InputError("too few shared rows for a validation split (early stopping)")
-    model = VerticalBoostingClassifier(
-        sessions,
-        **estimator_kwargs(fields),
-        scheme=scheme,
-        key_bits=key_bits,
-        first_tree_active_only=request.first_tree_active_only,
-    )
     job = checkpoint.fingerprint(
         {**fields, "party": party, "passive": passive_parties},
         data.X[train_rows],
@@ -208,6 +202,18 @@ def active_job(
         ids=[data.ids[r] for r in train_rows],
     )
     path = checkpoint.path_for(checkpoints, job) if checkpoints else None
+    resume = checkpoint.load_active(path, job) if path else None
+    # GOSS's random rows come from a seed only the label holder knows (the request's seed is the
+    # passive parties' too); a resumed run keeps the checkpoint's.
+    goss_seed = resume.goss_seed if resume and resume.goss_seed is not None else secrets.randbits(63)
+    model = VerticalBoostingClassifier(
+        sessions,
+        **estimator_kwargs(fields),
+        goss_seed=goss_seed,
+        scheme=scheme,
+        key_bits=key_bits,
+        first_tree_active_only=request.first_tree_active_only,
+    )
 
     def on_tree(done: Resume) -> None:
         if path:
@@ -220,7 +226,7 @@ def active_job(
         data.X[train_rows],
         y[train_rows],
         valid[~test],
-        resume=checkpoint.load_active(path, job) if path else None,
+        resume=resume,
         on_tree=on_tree,
     )
     train_seconds = time.perf_counter() - trained
@@ -260,6 +266,7 @@ def active_job(
         "n_valid": int(valid.sum()),
         "n_trees": len(model.trees_),
         "resumed_trees": model.resumed_,
+        "goss_seed": goss_seed,  # the label holder's own record (a validator recomputes GOSS's rows with it)
         "train_seconds": round(train_seconds, 2),
         "seconds_per_tree": round(train_seconds / grown, 3),
         "seconds": round(time.perf_counter() - started, 2),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tandem.devcluster import OnEvent, no_events, node_configs, run_pair
 from tandem.errors import InputError
+from tandem.learn.federated import read_party_file
 from tandem.learn.options import TrainingOptions
 from tandem.learn.result import TrainingResult
 
@@ -32,6 +33,8 @@ def train_local(
     passive = [p for p in files if p != label_party]
     if not passive:
         raise InputError("training needs at least one party besides the label holder")
+    for name, path in files.items():  # a bad file fails here, in a second, not in a node after its start-up
+        read_party_file(path, id_column, label_column if name == label_party else None)
     for party, f in files.items():
         if not Path(f).is_file():
             raise InputError(f"{f}: file does not exist (party {party})")

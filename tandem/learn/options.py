@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from tandem.crypto.key_size import MAX_KEY_BITS, min_key_bits
 from tandem.errors import InputError
 
 SCHEMES = ("ou", "paillier")
@@ -78,8 +79,9 @@ class TrainingOptions:
             raise InputError("--test-fraction and --validation-fraction must be between 0 and 1")
         if self.he not in SCHEMES:
             raise InputError(f"--he must be ou or paillier, got '{self.he}'")
-        if not 1024 <= self.key_bits <= 4096:
-            raise InputError(f"--key-bits must be between 1024 and 4096, got {self.key_bits}")
+        low, high = min_key_bits(), MAX_KEY_BITS
+        if not low <= self.key_bits <= high:
+            raise InputError(f"--key-bits must be between {low} and {high}, got {self.key_bits}")
         self.boost_params().check()
         return self
 

@@ -29,6 +29,7 @@ class BoostParams:
     goss: tuple[float, float] | None = None  # (top rate, other rate), or None for every training row
     early_stopping_rounds: int = DEFAULTS.early_stopping  # 0: off; else rounds without a better score
     seed: int = 0
+    goss_seed: int | None = None  # GOSS's random part; None: ``seed``. Federated: the label holder's private draw
 
     def check(self) -> BoostParams:
         if self.n_trees < 1 or self.max_depth < 1 or not 0 < self.learning_rate <= 1:
@@ -62,7 +63,7 @@ def round_rows(
     the sample. With GOSS (LightGBM's gradient-based one-side sampling) the sample is the
     ``top`` share of rows by |gradient| and a random ``other`` share of the rest, whose
     gradients and hessians are scaled by ``(1 - top) / other``; the random part depends
-    only on the seed and the tree number, so a resumed run draws the same rows.
+    only on ``goss_seed`` (else ``seed``) and the tree number, so a resumed run draws the same rows.
     """
     weight = np.ones(len(train))
     sample = train
@@ -71,7 +72,8 @@ def round_rows(
         order = np.argsort(-np.abs(grad[train]), kind="stable")
         n_top, n_other = int(top_rate * len(train)), int(other_rate * len(train))
         rest = order[n_top:]
-        other = np.random.default_rng([params.seed, tree]).choice(rest, size=min(n_other, len(rest)), replace=False)
+        seed = params.seed if params.goss_seed is None else params.goss_seed
+        other = np.random.default_rng([seed, tree]).choice(rest, size=min(n_other, len(rest)), replace=False)
         picked = np.concatenate([order[:n_top], other])
         weight = np.concatenate([np.ones(n_top), np.full(len(other), (1 - top_rate) / other_rate)])
         at = np.argsort(picked)

@@ -55,6 +55,7 @@ class VerticalBoostingClassifier:
         early_stopping_rounds: int = D.early_stopping,
         validation_fraction: float = D.validation_fraction,
         seed: int = 0,
+        goss_seed: int | None = None,
         first_tree_active_only: bool = D.first_tree_active_only,
         scheme: str = D.he,
         key_bits: int = D.key_bits,
@@ -63,6 +64,7 @@ class VerticalBoostingClassifier:
         self.n_trees, self.max_depth, self.learning_rate, self.bins = n_trees, max_depth, learning_rate, bins
         self.l2, self.min_child_weight, self.min_gain, self.goss = l2, min_child_weight, min_gain, goss
         self.early_stopping_rounds, self.validation_fraction = early_stopping_rounds, validation_fraction
+        self.goss_seed = goss_seed
         self.seed, self.first_tree_active_only = seed, first_tree_active_only
         self.scheme, self.key_bits = scheme, key_bits
 
@@ -81,6 +83,7 @@ class VerticalBoostingClassifier:
             self.goss,
             self.early_stopping_rounds,
             self.seed,
+            self.goss_seed,
         ).check()
 
     def fit(

@@ -2,17 +2,20 @@
 the same shape as the training and insight jobs.
 
 Each side loads its consented records from its own store, runs every entity's keys over the
-session (``link.job.run_entity``), writes its link tables (unless count-only) and keeps the
-incremental state per peer, entity and key under its state folder.
+session (``link.job.run_entity``), writes its link tables (unless count-only; versioned, see
+``link.versions``) and keeps the incremental state per peer, entity and key under its state
+folder. The responder first checks the request against its ``[link.accept]`` policy.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from tandem.link import versions
+from tandem.link.accept import AcceptPolicy, mode_of
 from tandem.link.blinder import EngineBlinder
 from tandem.link.job import PROTOCOL, EntityOutcome, Progress, parse_keys, run_entity
 from tandem.link.memory import load_memory, memory_path, save_memory
@@ -42,8 +45,9 @@ LINK_TABLE = {
 @dataclass
 class LinkParty:
     """What one node links with: its name, store, where each entity's records are, its key priority
-    per entity, its state folder, the blinder (worker pool), a probe of the workers' peak memory (MiB)
-    and the most records a peer may bring to one key's run (``[limits] max_records``)."""
+    per entity, its state folder, the blinder (worker pool), a probe of the workers' peak memory (MiB),
+    its ``[link.accept]`` policy and the most records a peer may bring to one key's run
+    (``[limits] max_records``)."""
 
     name: str
     store: str
@@ -52,6 +56,7 @@ class LinkParty:
     state_dir: Path
     blinder: EngineBlinder
     worker_rss_mib: Callable[[], list[int]]
+    accept: AcceptPolicy = field(default_factory=AcceptPolicy)
     max_records: int = MAX_RECORDS
 
 
@@ -81,6 +86,7 @@ def respond(session: Session, request: LinkRequest, me: LinkParty, progress: Pro
             raise RemoteProtocolError(
                 f"peer {peer} asked to link {entity} on {unknown[0]}, which this node has no column for"
             )
+    me.accept.admit(peer, mode_of(request.count_only, request.incremental), me.state_dir)
     records = _load(me, request.entities, keys)
     session.send(LinkAccept(session.id))
     return _run(session, request, records, me, False, progress)
@@ -126,7 +132,7 @@ def _run(
         for entity in request.entities
     ]
     if not request.count_only:
-        _write(me, outcomes)
+        _write(me, outcomes, session.peer, versions.version_of(session.id))
     for o in outcomes:
         for key, memory in o.memories.items():
             save_memory(memory_path(me.state_dir, session.peer, o.entity, key), memory)
@@ -147,12 +153,12 @@ def _run(
     )
 
 
-def _write(me: LinkParty, outcomes: list[EntityOutcome]) -> None:
+def _write(me: LinkParty, outcomes: list[EntityOutcome], peer: str, version: str) -> None:
     store = open_store(me.store, create=True)
     try:
         for o in outcomes:
             if o.rows is not None:
-                store.write_table(LINK_TABLE[o.entity].name, o.rows, LINK_TABLE[o.entity])
+                versions.publish(store, o.entity, o.rows, LINK_TABLE[o.entity], peer, version)
     finally:
         store.close()
 

@@ -97,7 +97,7 @@ def attach_offers(
 
         def build_bank() -> BankSide:
             catalog, scorers = _scorers(ocfg, role)
-            return BankSide(store, cfg.as_of, catalog, state.model("customers"), scorers)
+            return BankSide(store, cfg.as_of, catalog, state.model("customers"), scorers, state.link_table("customers"))
 
         holder = _Holder(build_bank)
         market = (
@@ -120,7 +120,7 @@ def attach_offers(
 
         def build() -> MarketSide:
             catalog, scorers = _scorers(ocfg, role)
-            return MarketSide(store, cfg.as_of, catalog, versions.update(scorers))
+            return MarketSide(store, cfg.as_of, catalog, versions.update(scorers), state.link_table("customers"))
 
         holder = _Holder(build)
         for _listen, app, mutual in apps:

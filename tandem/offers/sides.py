@@ -30,10 +30,10 @@ class BankSide:
     """The bank's linked clients (``link_ids``, sorted) for the PD model ``pd_scorer`` and one
     propensity scorer per product of ``catalog.customer_products`` (in that order)."""
 
-    def __init__(self, store, as_of: date, catalog: Catalog, pd_scorer, scorers: list):
+    def __init__(self, store, as_of: date, catalog: Catalog, pd_scorer, scorers: list, link_table: str | None = None):
         self.as_of, self.catalog, self.products = as_of, catalog, catalog.customer_products
         self.pd_scorer, self.scorers = pd_scorer, scorers
-        table = rows(store, "bank", "customers", as_of)
+        table = rows(store, "bank", "customers", as_of, link_table=link_table)
         self.pd_table = FeatureTable(table, pd_scorer.names, POLICY_COLUMNS)
         names = _union(scorers)
         self.features = FeatureTable(table, names, ("age",))
@@ -92,14 +92,16 @@ class MarketSide:
     """The marketplace's linked users for the propensity scorers (by model version) and the
     personalised content of each product that has some."""
 
-    def __init__(self, store, as_of: date, catalog: Catalog, scorers: dict[str, PassiveScorer]):
+    def __init__(
+        self, store, as_of: date, catalog: Catalog, scorers: dict[str, PassiveScorer], link_table: str | None = None
+    ):
         self.scorers = scorers
-        table = rows(store, "market", "customers", as_of)
+        table = rows(store, "market", "customers", as_of, link_table=link_table)
         names = _union(scorers.values())
         self.features = FeatureTable(table, names)
         self.columns = {v: np.array([names.index(n) for n in s.names], dtype=np.int64) for v, s in scorers.items()}
         self.content = {
-            p.key: top_categories(store, as_of, catalog.categories, p.top_categories)
+            p.key: top_categories(store, as_of, catalog.categories, p.top_categories, link_table or "link_customers")
             for p in catalog.customer_products
             if p.personalise == "top_categories"
         }

@@ -41,6 +41,9 @@ class Store(Protocol):
     def append(self, name: str, chunk: pa.Table) -> None:
         """Append ``chunk`` to an existing table in one transaction (columns matched by name)."""
 
+    def drop_table(self, name: str) -> None:
+        """Remove ``name`` if it exists."""
+
     def read_table(self, name: str, columns: list[str] | None = None) -> pa.Table: ...
 
     def iter_batches(

@@ -101,6 +101,12 @@ class DuckStore:
             raise StoreError(f"{self.location}: writing table '{name}' failed: {str(exc).splitlines()[0]}") from None
         return rows
 
+    def drop_table(self, name: str) -> None:
+        try:
+            self.con.execute(f"DROP TABLE IF EXISTS {_q(name)}")
+        except duckdb.Error as exc:
+            raise StoreError(f"{self.location}: dropping table '{name}' failed: {str(exc).splitlines()[0]}") from None
+
     def create_table(self, spec: TableSpec) -> None:
         """Create an empty table from ``spec`` (bulk loaders then ``append`` chunks)."""
         self.con.execute(spec.ddl(quote=_q))

@@ -78,6 +78,13 @@ class SqlStore:
             raise StoreError(f"{self.location}: writing table '{name}' failed: {_first_line(exc)}") from None
         return rows
 
+    def drop_table(self, name: str) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.text(f"DROP TABLE IF EXISTS {self._quote(name)}"))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{self.location}: dropping table '{name}' failed: {_first_line(exc)}") from None
+
     def create_table(self, spec: TableSpec) -> None:
         """Create an empty table from ``spec``."""
         try:

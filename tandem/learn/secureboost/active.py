@@ -150,7 +150,7 @@ class ActiveBoost(Role):
     def checkpoint(self) -> Resume:
         """The completed trees, to continue from after an interruption."""
         c = self.completed_
-        return Resume(self.trees_[:c], self.split_ids_[:c], self.scores_[:c])
+        return Resume(self.trees_[:c], self.split_ids_[:c], self.scores_[:c], self.params.goss_seed)
 
     # --- one tree -------------------------------------------------------------------------------
 

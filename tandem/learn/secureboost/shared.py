@@ -71,3 +71,4 @@ class Resume:
     trees: list[Tree]
     split_ids: list[dict[int, tuple[int, str]]]
     scores: list[float] = field(default_factory=list)
+    goss_seed: int | None = None  # the label holder's private GOSS seed, so a resumed run draws the same rows
