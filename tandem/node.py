@@ -28,6 +28,7 @@ from tandem.engine import LocalEngine
 from tandem.errors import InputError, TandemError
 from tandem.insight.budget import InsightPolicy
 from tandem.learn.options import DEFAULTS
+from tandem.limits import Limits
 from tandem.link import node_job as link_job
 from tandem.link.accept import AcceptPolicy
 from tandem.link.blinder import EngineBlinder
@@ -67,6 +68,7 @@ class NodeConfig:
     insight: InsightPolicy = field(default_factory=InsightPolicy)
     link_accept: AcceptPolicy = field(default_factory=AcceptPolicy)  # what peers may ask of this node
     as_of: date = field(default_factory=date.today)  # the day features and insight fields are taken at
+    limits: Limits = field(default_factory=Limits)  # caps on what a peer may make this node hold
 
     @property
     def audit_path(self) -> Path:
@@ -129,6 +131,7 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
         insight=InsightPolicy.from_section(raw.get("insight", {}), path),
         link_accept=AcceptPolicy.from_section(link.get("accept", {}), path),
         as_of=as_of,
+        limits=Limits.from_section(raw.get("limits", {}), path),
     )
 
 
@@ -141,8 +144,19 @@ class Node:
         self.train_data = train_data
         self.events = events or (lambda e: None)
         self.audit = open_audit(config)
-        self.inboxes = Inboxes(self._on_new_session)
-        self.server = NodeServer(config.name, config.listen, config.tls, set(config.peers), self.inboxes)
+        limits = config.limits
+        self.inboxes = Inboxes(self._on_new_session, limits.inbox_bytes)
+        self.server = NodeServer(
+            config.name,
+            config.listen,
+            config.tls,
+            set(config.peers),
+            self.inboxes,
+            max_frame_bytes=limits.max_frame_bytes,
+            wait_s=config.timeout_s,
+            audit=self.audit,
+            on_refuse=self._refused,
+        )
         self.clients = {n: PeerClient(n, a, config.tls) for n, a in config.peers.items()}
         self.engine = LocalEngine(config.workers)
         self.blinder = EngineBlinder(self.engine)
@@ -151,6 +165,8 @@ class Node:
         self._insight = None  # this node's side of insight queries (keeps its key pair)
         self.failure: str | None = None
         self._lock = threading.Lock()  # one job at a time: the store has one writer
+        self._pending: dict[str, str] = {}  # peer -> the session it opened that waits for ``_lock``
+        self._pending_lock = threading.Lock()
         # the message that opens a session -> this node's side of it
         self._openers: dict[type[Message], Callable[[Session, Any], None]] = {
             LinkRequest: self._respond_link,
@@ -210,6 +226,7 @@ class Node:
             self.blinder,
             self.engine.worker_peak_rss_mib,
             c.link_accept,
+            c.limits.max_records,
         )
 
     def _link_result(self, result: LinkResult) -> LinkResult:
@@ -352,16 +369,41 @@ class Node:
 
     # --- sessions ----------------------------------------------------------------------------
 
-    def _on_new_session(self, session_id: str, peer: str) -> None:
+    def _on_new_session(self, session_id: str, peer: str) -> str | None:
+        """Admit a session ``peer`` opened and start answering it; -> why not, if ``peer`` already has one
+        waiting for its turn (each waiting session holds a thread and an inbox)."""
+        with self._pending_lock:
+            if peer in self._pending:
+                return (
+                    f"node {self.config.name} already has a session from {peer} waiting for its turn "
+                    "(it runs one job at a time and keeps one waiting per peer)"
+                )
+            self._pending[peer] = session_id
         threading.Thread(
             target=self._respond, args=(session_id, peer), daemon=True, name=f"session-{session_id[:8]}"
         ).start()
+        return None
+
+    def _refused(self, peer: str, session_id: str, nbytes: int, reason: str) -> None:
+        """A frame from ``peer`` was refused at the transport (which audited it): one event line."""
+        self.events(
+            {
+                "event": "refused",
+                "node": self.config.name,
+                "peer": peer,
+                "session": session_id,
+                "bytes": nbytes,
+                "message": reason,
+            }
+        )
 
     def _respond(self, session_id: str, peer: str) -> None:
         """Answer a session a peer opened: its first message picks the job (``self._openers``)."""
         session = self._session(peer, session_id)
         try:
             with self._lock:
+                with self._pending_lock:
+                    self._pending.pop(peer, None)
                 request = session.recv()
                 handler = self._openers.get(type(request))
                 if handler is None:

@@ -18,7 +18,7 @@ import pyarrow as pa
 from tandem.crypto.psi_group import new_secret
 from tandem.link.records import EntityRecords
 from tandem.protocols.errors import RemoteProtocolError
-from tandem.protocols.psi import Blinder, KeyMemory, KeyRun, State
+from tandem.protocols.psi import MAX_RECORDS, Blinder, KeyMemory, KeyRun, State
 from tandem.protocols.wire import LinkRequest
 from tandem.transport.session import Session
 
@@ -63,11 +63,13 @@ def run_entity(
     blinder: Blinder,
     progress: Progress | None = None,
     memories: dict[str, KeyMemory | None] | None = None,
+    max_records: int = MAX_RECORDS,
 ) -> EntityOutcome:
     """Link one entity over all its keys, in order.
 
     ``memories`` (incremental mode) maps each key to the state kept from the last run with
     this peer (or ``None``); the new state is left in ``outcome.memories`` for the caller to store.
+    ``max_records``: the most records the peer may bring to one key's run (``[limits] max_records``).
     """
     outcome = EntityOutcome(entity, records.total)
     linked: set[int] = set()
@@ -88,6 +90,7 @@ def run_entity(
             blinder=blinder,
             memory=(memories or {}).get(key),
             keep_memory=memories is not None,
+            max_records=max_records,
         )
 
         def report(f: float, k: str = key) -> None:
@@ -127,15 +130,18 @@ def run_entity(
 
 
 def drive(run: KeyRun, session: Session, progress: Callable[[float], None] | None = None) -> None:
-    """Move one ``KeyRun`` to completion: our own chunks go out while the peer's are answered."""
+    """Move one ``KeyRun`` to completion: our own chunks go out while the peer's are answered.
+
+    Between two of our chunks every frame waiting in the inbox is answered, so the inbox holds only
+    what arrives during one chunk's blinding (not a growing share of the peer's set): a bounded
+    inbox (``[limits] inbox_bytes``) then never holds a legitimate peer back for long."""
     session.send_all(run.start())
     while run.state is not State.DONE:
         if run.has_work():
             session.send_all(run.poll())
-            msg = session.poll()
+            while run.state is not State.DONE and (msg := session.poll()) is not None:
+                session.send_all(run.receive(msg))
         else:
-            msg = session.recv()
-        if msg is not None:
-            session.send_all(run.receive(msg))
+            session.send_all(run.receive(session.recv()))
         if progress and run.state is State.EXCHANGING:
             progress(run.progress())

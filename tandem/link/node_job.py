@@ -23,7 +23,7 @@ from tandem.link.records import EntityRecords, load_records
 from tandem.link.result import EntityLink, KeyCounts, LinkResult
 from tandem.parties import ENTITIES, EntitySource
 from tandem.protocols.errors import RemoteProtocolError
-from tandem.protocols.psi import KeyMemory
+from tandem.protocols.psi import MAX_RECORDS, KeyMemory
 from tandem.protocols.wire import LinkAccept, LinkRequest
 from tandem.store import open_store
 from tandem.store.schema import Column, TableSpec
@@ -45,7 +45,9 @@ LINK_TABLE = {
 @dataclass
 class LinkParty:
     """What one node links with: its name, store, where each entity's records are, its key priority
-    per entity, its state folder, the blinder (worker pool) and a probe of the workers' peak memory (MiB)."""
+    per entity, its state folder, the blinder (worker pool), a probe of the workers' peak memory (MiB),
+    its ``[link.accept]`` policy and the most records a peer may bring to one key's run
+    (``[limits] max_records``)."""
 
     name: str
     store: str
@@ -55,6 +57,7 @@ class LinkParty:
     blinder: EngineBlinder
     worker_rss_mib: Callable[[], list[int]]
     accept: AcceptPolicy = field(default_factory=AcceptPolicy)
+    max_records: int = MAX_RECORDS
 
 
 def initiate(session: Session, request: LinkRequest, me: LinkParty, progress: Progress) -> LinkResult:
@@ -124,6 +127,7 @@ def _run(
             blinder=me.blinder,
             progress=progress,
             memories=memories(entity),
+            max_records=me.max_records,
         )
         for entity in request.entities
     ]

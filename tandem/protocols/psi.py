@@ -36,6 +36,7 @@ from tandem.protocols.role import Role
 from tandem.protocols.wire import Blinded, Delta, KeyDone, KeyStart, Reblinded
 
 DEFAULT_CHUNK = 32_768  # points per message: 1 MiB of payload
+MAX_RECORDS = 50_000_000  # default cap on the peer's set in one run (``[limits] max_records``): 1.6 GB of points
 _S = f"S{POINT_BYTES}"
 _EMPTY = np.array([], dtype=_S)
 _T = TypeVar("_T")
@@ -129,7 +130,8 @@ class KeyRun(Role):
     every peer message to ``receive()`` and call ``poll()`` whenever ``has_work()``;
     send everything they return. ``result`` is set once ``state is State.DONE``; with
     ``keep_memory``, so is ``memory`` (to be stored for the next incremental run); ``final``
-    and ``kept`` return them, raising ``LocalProtocolError`` if they are not set.
+    and ``kept`` return them, raising ``LocalProtocolError`` if they are not set. A peer whose set
+    is over ``max_records`` (announced in ``KeyStart``, or kept plus ``Delta.new``) stops the run.
     """
 
     def __init__(
@@ -146,6 +148,7 @@ class KeyRun(Role):
         chunk: int = DEFAULT_CHUNK,
         memory: KeyMemory | None = None,
         keep_memory: bool = False,
+        max_records: int = MAX_RECORDS,
     ):
         if count_only and (memory is not None or keep_memory):
             raise LocalProtocolError("count-only runs keep no state (incremental mode links records)")
@@ -154,6 +157,7 @@ class KeyRun(Role):
         self._all = list(values)
         self._secret, self._blinder, self._chunk = secret, blinder, chunk
         self._memory, self._keep = memory, keep_memory
+        self.max_records = max_records
         self._nonce = os.urandom(16)
         self.state = State.IDLE
         self.result: KeyResult | None = None
@@ -255,6 +259,7 @@ class KeyRun(Role):
             self._fail("malformed KeyStart: nonce is not hex")
         if len(peer_nonce) != 16 or msg.size < 0:
             self._fail("malformed KeyStart: bad nonce or size")
+        self._check_size(msg.size, "announced")
         mine = self._memory.state_id if self._memory else ""
         self.incremental = bool(mine) and msg.state == mine
         if self.incremental:
@@ -284,11 +289,21 @@ class KeyRun(Role):
         if len(msg.payload) % POINT_BYTES or msg.new < 0:
             self._fail("malformed Delta")
         self._peer_removed = _points(msg.payload)
-        if not np.isin(self._peer_removed, self._kept_before.peer_blinded).all():
+        kept = self._kept_before.peer_blinded
+        self._check_size(len(kept) - len(self._peer_removed) + msg.new, "would hold (kept, less removed, plus new)")
+        if not np.isin(self._peer_removed, kept).all():
             self._fail("peer removed values this side never received: the kept states differ")
         self._peer_size = msg.new
         self.state = State.EXCHANGING
         return self._maybe_finish()
+
+    def _check_size(self, size: int, what: str) -> None:
+        """Stop the run if the peer's set (``size`` records) is over this side's ``max_records``."""
+        if size > self.max_records:
+            self._fail(
+                f"peer {what} {size} {self.entity}/{self.key} records, over this node's cap of "
+                f"{self.max_records} ([limits] max_records)"
+            )
 
     def _on_blinded(self, msg: Blinded) -> list[Message]:
         if msg.seq != self._peer_seq or self._peer_last:

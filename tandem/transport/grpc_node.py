@@ -9,7 +9,6 @@ anyone else are refused.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -19,13 +18,17 @@ from pathlib import Path
 
 import grpc
 
+from tandem.audit import AuditLog
 from tandem.protocols.message import peek
 from tandem.protocols.wire import OPENING
 from tandem.transport.base import TransportError
+from tandem.transport.inbox import Inbox
 
 DELIVER = "/tandem.v1.Node/Deliver"
 PING = "/tandem.v1.Node/Ping"
-MAX_FRAME = 64 * 1024 * 1024
+MAX_FRAME = 64 * 1024 * 1024  # the transport's ceiling on a frame; ``[limits] max_frame_bytes`` may set less
+WORKERS = 8  # server threads
+MAX_CALLS = 32  # calls in progress at once (each holds at most one frame); gRPC refuses more
 _OPTIONS = [("grpc.max_receive_message_length", MAX_FRAME), ("grpc.max_send_message_length", MAX_FRAME)]
 PING_EVERY_S = 2.0
 
@@ -43,50 +46,85 @@ class TlsFiles:
             raise TransportError(f"{exc.filename}: cannot read TLS file ({exc.strerror})") from None
 
 
-class Inboxes:
-    """Frames waiting per session; an opening message (link or train request) for an unknown session opens one."""
+Refusal = tuple[grpc.StatusCode, str]  # how a frame was refused: the status for the sender, one line
 
-    def __init__(self, on_new_session: Callable[[str, str], None] | None):
-        self._queues: dict[str, tuple[str, queue.Queue]] = {}
+
+class Inboxes:
+    """Frames waiting per session (each an ``Inbox`` of at most ``inbox_bytes``); an opening message (link,
+    train or insight request) for an unknown session opens one if ``on_new_session`` admits it (it
+    returns ``None``, or why not)."""
+
+    def __init__(self, on_new_session: Callable[[str, str], str | None] | None, inbox_bytes: int = 2**31):
+        self._queues: dict[str, tuple[str, Inbox]] = {}
         self._lock = threading.Lock()
         self._on_new = on_new_session
+        self.inbox_bytes = inbox_bytes
 
-    def open(self, session: str, peer: str) -> queue.Queue:
+    def open(self, session: str, peer: str) -> Inbox:
         with self._lock:
-            return self._queues.setdefault(session, (peer, queue.Queue()))[1]
+            return self._queues.setdefault(session, (peer, Inbox(self.inbox_bytes)))[1]
 
     def close(self, session: str) -> None:
         with self._lock:
-            self._queues.pop(session, None)
+            entry = self._queues.pop(session, None)
+        if entry is not None:
+            entry[1].close()
 
-    def deliver(self, peer: str, frame: bytes) -> str | None:
-        """Route ``frame``; return an error text for the sender, or ``None``."""
+    def deliver(self, peer: str, frame: bytes, wait_s: float = 0.0) -> Refusal | None:
+        """Route ``frame``, waiting up to ``wait_s`` for room in a full inbox; -> ``None``, or the refusal."""
         code, session = peek(frame)
         if session is None:
-            return "malformed frame: no session id"
+            return grpc.StatusCode.FAILED_PRECONDITION, "malformed frame: no session id"
         with self._lock:
             entry = self._queues.get(session)
-            on_new = self._on_new if entry is None and code in OPENING else None
-            if on_new is not None:
-                entry = self._queues[session] = (peer, queue.Queue())
+            if entry is None and code in OPENING and self._on_new is not None:
+                entry = self._queues[session] = (peer, Inbox(self.inbox_bytes))
+                refused = self._on_new(session, peer)
+                if refused is not None:
+                    del self._queues[session]
+                    return grpc.StatusCode.RESOURCE_EXHAUSTED, refused
         if entry is None:
-            return f"unknown session {session[:16]}"
+            return grpc.StatusCode.FAILED_PRECONDITION, f"unknown session {session[:16]}"
         if entry[0] != peer:
-            return "session belongs to another peer"
-        entry[1].put(frame)
-        if on_new is not None:
-            on_new(session, peer)
-        return None
+            return grpc.StatusCode.FAILED_PRECONDITION, "session belongs to another peer"
+        refused = entry[1].put(frame, wait_s)
+        return None if refused is None else (grpc.StatusCode.RESOURCE_EXHAUSTED, f"session {session[:16]}: {refused}")
+
+
+OnRefuse = Callable[[str, str, int, str], None]  # (peer, session id or "", frame bytes, reason)
 
 
 class NodeServer:
-    """The gRPC server of a node: mutual TLS, peers identified by certificate CN."""
+    """The gRPC server of a node: mutual TLS, peers identified by certificate CN.
 
-    def __init__(self, name: str, listen: str, tls: TlsFiles, peers: set[str], inboxes: Inboxes):
-        self.name, self.peers, self.inboxes = name, peers, inboxes
+    A frame over ``max_frame_bytes`` is refused (``MAX_FRAME`` and more, by gRPC before it is read),
+    one waits at most ``wait_s`` for room in its session's inbox, and at most ``MAX_CALLS`` calls are
+    in progress (more are refused by gRPC): what peers can make the node hold is bounded. Every
+    refusal after the handshake is audited (message ``Refused``, protocol ``transport``), goes to
+    ``on_refuse`` (the node's event log) and to the sender, each as one line.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        listen: str,
+        tls: TlsFiles,
+        peers: set[str],
+        inboxes: Inboxes,
+        *,
+        max_frame_bytes: int = MAX_FRAME,
+        wait_s: float = 60.0,
+        audit: AuditLog | None = None,
+        on_refuse: OnRefuse | None = None,
+    ):
+        self.name, self.peers, self.inboxes, self.audit = name, peers, inboxes, audit
+        self.max_frame_bytes, self.wait_s = max_frame_bytes, wait_s
+        self._on_refuse = on_refuse or (lambda peer, session, nbytes, reason: None)
         ca, cert, key = tls.read()
         creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=_OPTIONS)
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=WORKERS), options=_OPTIONS, maximum_concurrent_rpcs=MAX_CALLS
+        )
         handler = grpc.method_handlers_generic_handler(
             "tandem.v1.Node",
             {
@@ -116,9 +154,32 @@ class NodeServer:
         return peer
 
     def _deliver(self, frame: bytes, context) -> bytes:
-        error = self.inboxes.deliver(self._peer(context), frame)
-        if error:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, error)
+        peer = self._peer(context)
+        if len(frame) > self.max_frame_bytes:
+            refused: Refusal | None = (
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"a frame of {len(frame)} bytes is over node {self.name}'s cap of {self.max_frame_bytes} "
+                "([limits] max_frame_bytes)",
+            )
+        else:  # answer before the sender's deadline, so that it hears why
+            left = context.time_remaining()
+            wait = self.wait_s if left is None else max(0.0, min(self.wait_s, left - 1.0))
+            refused = self.inboxes.deliver(peer, frame, wait)
+        if refused is not None:
+            status, reason = refused
+            session = peek(frame)[1] or ""
+            if self.audit is not None:
+                self.audit.record(
+                    direction="in",
+                    peer=peer,
+                    protocol="transport",
+                    session=session,
+                    message="Refused",
+                    nbytes=len(frame),
+                    records=0,
+                )
+            self._on_refuse(peer, session, len(frame), reason)
+            context.abort(status, reason)
         return b""
 
     def _ping(self, _request: bytes, context) -> bytes:
@@ -154,6 +215,8 @@ class PeerClient:
     def _call(self, method: grpc.UnaryUnaryMultiCallable[bytes, bytes], payload: bytes, timeout: float) -> None:
         try:
             method(payload, timeout=timeout, wait_for_ready=False)
+        except ValueError:  # grpc: "Cannot invoke RPC on closed channel!"
+            raise TransportError(f"the channel to peer {self.name} is closed (this node is stopping)") from None
         except grpc.RpcError as exc:
             code, detail = exc.code(), (exc.details() or "").strip()
             if code == grpc.StatusCode.UNAVAILABLE:
@@ -170,6 +233,9 @@ class PeerClient:
                 raise TransportError(
                     f"peer {self.name} at {self.address} did not answer within {timeout:g} s"
                 ) from None
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in detail:
+                who = "this node cannot send it" if detail.startswith("Sent") else f"peer {self.name} refused it"
+                raise TransportError(f"frame over the transport's {MAX_FRAME} bytes, {who}: {detail}") from None
             raise TransportError(f"peer {self.name} refused the message: {detail or code.name}") from None
 
     def close(self) -> None:
@@ -188,10 +254,7 @@ class GrpcChannel:
         self._client.deliver(frame, self._timeout)
 
     def poll(self) -> bytes | None:
-        try:
-            return self._queue.get_nowait()
-        except queue.Empty:
-            return None
+        return self._queue.get(0)
 
     def recv(self, timeout: float) -> bytes:
         """Wait for a frame; ping the peer while waiting so a dead peer is noticed in seconds."""
@@ -200,10 +263,10 @@ class GrpcChannel:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TransportError(f"peer {self.peer} sent nothing for {timeout:g} s")
-            try:
-                return self._queue.get(timeout=min(PING_EVERY_S, left))
-            except queue.Empty:
-                self._client.ping(timeout=min(PING_EVERY_S * 2, self._timeout))
+            frame = self._queue.get(min(PING_EVERY_S, left))
+            if frame is not None:
+                return frame
+            self._client.ping(timeout=min(PING_EVERY_S * 2, self._timeout))
 
     def close(self) -> None:
         self._inboxes.close(self._session)

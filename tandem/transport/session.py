@@ -25,7 +25,22 @@ class Session:
     def send(self, msg: Message) -> None:
         frame = msg.encode()
         self._audit("out", msg, len(frame))
-        self.channel.send(frame)
+        try:
+            self.channel.send(frame)
+        except TransportError:
+            self._raise_waiting_abort()
+            raise
+
+    def _raise_waiting_abort(self) -> None:
+        """The peer refused a frame: if it had stopped the session first, say why it stopped (its
+        ``Abort`` is waiting here) rather than that it refused a frame of a session it has closed."""
+        while (frame := self.channel.poll()) is not None:
+            try:
+                msg = decode(frame)
+            except RemoteProtocolError:
+                continue
+            if isinstance(msg, Abort):
+                self._decode(frame)  # audited, and raised as ``RemoteProtocolError``
 
     def send_all(self, msgs: list[Message]) -> None:
         for m in msgs:
