@@ -11,6 +11,7 @@ from helpers import labelled_data
 
 from tandem.crypto.he import quantise
 from tandem.learn.binning import Binner
+from tandem.learn.buckets import MIN_BIN_ROWS
 from tandem.learn.boosting import HistBoostingClassifier
 from tandem.learn.secureboost.passive import PassiveBoost
 from tandem.learn.secureboost.predict import passive_bitmaps, predict_federated
@@ -24,6 +25,7 @@ from tandem.transport.base import TransportError, memory_pair
 from tandem.transport.session import Session
 
 KEY_BITS = 1024          # small keys keep the suite fast; the protocol does not depend on the size
+MERGED = dict(min_bin_rows=MIN_BIN_ROWS, passive_from=2)  # the reference merges passive bins as they do
 
 
 def _data(n=700, seed=0, f=5):
@@ -82,7 +84,7 @@ def trained():
     X, y = _data()
     kw = dict(n_trees=5, max_depth=3, learning_rate=0.3, bins=16)
     model, passives, channels = _fit(X, y, **kw)
-    reference = HistBoostingClassifier(**kw).fit(X, y)
+    reference = HistBoostingClassifier(**kw, **MERGED).fit(X, y)
     return dict(X=X, y=y, Xp=X[:, 2:], model=model, passive=passives[0], reference=reference,
                 sent_active=channels[0][0].sent, sent_passive=channels[0][1].sent)
 
@@ -100,7 +102,7 @@ def test_two_passive_parties_give_the_trees_of_the_pooled_table():
     X, y = _data(seed=5, f=6)
     kw = dict(n_trees=4, max_depth=3, learning_rate=0.3, bins=16)
     model, passives, _ = _fit(X, y, cuts=(2, 4), **kw)
-    _same_trees(model.trees_, HistBoostingClassifier(**kw).fit(X, y).trees_)
+    _same_trees(model.trees_, HistBoostingClassifier(**kw, **MERGED).fit(X, y).trees_)
     owners = {party for ids in model.split_ids_ for party, _ in ids.values()}
     assert owners == {0, 1}                                 # both passive parties own splits
     assert all(len(p.splits_) > 0 for p in passives)
@@ -113,7 +115,7 @@ def test_goss_and_early_stopping_match_the_reference(bins):
     kw = dict(n_trees=30, max_depth=3, learning_rate=0.5, bins=bins, goss=(0.2, 0.1), early_stopping_rounds=3,
               seed=4)
     model, passives, _ = _fit(X, y, valid=valid, **kw)
-    reference = HistBoostingClassifier(**kw).fit(X, y, valid)
+    reference = HistBoostingClassifier(**kw, **MERGED).fit(X, y, valid)
     _same_trees(model.trees_, reference.trees_)
     assert len(model.trees_) < 30 and model.scores_[:len(reference.scores_)] == reference.scores_
     kept = {sid for ids in model.split_ids_ for _, sid in ids.values()}
@@ -225,7 +227,7 @@ def test_first_tree_on_active_features_only_sends_nothing_for_it():
     X, y = _data(seed=3)
     kw = dict(n_trees=3, max_depth=3, learning_rate=0.3, bins=16)
     model, _, channels = _fit(X, y, first_tree_active_only=True, **kw)
-    reference = HistBoostingClassifier(**kw, first_tree_features=2).fit(X, y)
+    reference = HistBoostingClassifier(**kw, **MERGED, first_tree_features=2).fit(X, y)
     assert all(f < 2 for f in model.trees_[0].feature)
     assert np.array_equal(model.raw_, reference.decision_function(X))
     trees_sent = [decode(f).tree for f in channels[0][0].sent if decode(f).name == "EncryptedGradients"]
