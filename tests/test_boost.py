@@ -33,7 +33,7 @@ def _data(n=700, seed=0, f=5):
 
 
 def _fit(X, y, cuts=(2,), valid=None, resume=None, saved=None, on_tree=None, on_split=None, timeout=30,
-         passive_errors=None, **kw):
+         passive_errors=None, min_bin_rows=MIN_BIN_ROWS, **kw):
     """Train in memory: columns before ``cuts[0]`` at the active party, then one passive party per
     slice. Returns the estimator, the passive roles and every party's channel (for the bytes sent).
 
@@ -44,7 +44,7 @@ def _fit(X, y, cuts=(2,), valid=None, resume=None, saved=None, on_tree=None, on_
     errors = [] if passive_errors is None else passive_errors
     for k, cols in enumerate(parts[1:]):
         binner = Binner(kw.get("bins", 32), kw.get("seed", 0)).fit(X[:, cols])
-        role = PassiveBoost(f"s{k}", binner.transform(X[:, cols]), (saved or {}).get(k))
+        role = PassiveBoost(f"s{k}", binner.transform(X[:, cols]), (saved or {}).get(k), min_bin_rows)
         ca, cb = memory_pair("bank", f"party{k}")
         session = Session(cb, f"s{k}", PROTOCOL, None, timeout)
 
@@ -106,6 +106,16 @@ def test_two_passive_parties_give_the_trees_of_the_pooled_table():
     owners = {party for ids in model.split_ids_ for party, _ in ids.values()}
     assert owners == {0, 1}                                 # both passive parties own splits
     assert all(len(p.splits_) > 0 for p in passives)
+
+
+def test_heavy_bin_merging_still_gives_the_trees_of_the_reference_applying_it():
+    X, y = _data(n=400, seed=2)
+    kw = dict(n_trees=3, max_depth=4, learning_rate=0.3, bins=32)
+    model, passives, _ = _fit(X, y, min_bin_rows=25, **kw)
+    _same_trees(model.trees_, HistBoostingClassifier(**kw, min_bin_rows=25, passive_from=2).fit(X, y).trees_)
+    plain = HistBoostingClassifier(**kw).fit(X, y).trees_
+    assert any(a.bin_ != b.bin_ or a.feature != b.feature for a, b in zip(model.trees_, plain))  # the rule bites
+    assert len(passives[0].splits_) > 0
 
 
 @pytest.mark.parametrize("bins", [16, 200])
