@@ -230,15 +230,15 @@ class ActiveBoost(Role):
                 f"expected tree {len(self.trees_) - 1} node {queue[0] if queue else '-'}"
             )
         n_features = int(self.offsets[party + 1] - self.offsets[party])
+        node = self._by_id[queue.pop(0)]
+        parent = self._parent_buckets.get((party, node.parent), all_cuts(n_features, self.params.bins))
         try:
             buckets, passes = histogram_parts(msg.payload, n_features, self.params.bins)
+            if not buckets[:, self.missing_bin - 1].all() or (buckets & ~parent).any():
+                raise RemoteProtocolError(f"malformed buckets for node {node.id}")
             g, h = self.he.decrypt_bucket_sums(passes, n_features, self.params.bins)
         except (HeError, RemoteProtocolError) as exc:
             self._fail(f"passive party {party}: {exc}")
-        node = self._by_id[queue.pop(0)]
-        parent = self._parent_buckets.get((party, node.parent), all_cuts(n_features, self.params.bins))
-        if not buckets[:, self.missing_bin - 1].all() or (buckets & ~parent).any():
-            self._fail(f"passive party {party}: malformed buckets for node {node.id}")
         self._hists[(party, node.id)] = histogram_from_sums(g, h)
         self._buckets[(party, node.id)] = buckets
         if node.sibling >= 0:
