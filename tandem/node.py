@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from tandem.engine import LocalEngine
 from tandem.errors import InputError, TandemError
 from tandem.insight.budget import InsightPolicy
+from tandem.learn.buckets import MIN_BIN_ROWS
 from tandem.learn.options import DEFAULTS
 from tandem.limits import Limits
 from tandem.link import node_job as link_job
@@ -69,6 +70,7 @@ class NodeConfig:
     link_accept: AcceptPolicy = field(default_factory=AcceptPolicy)  # what peers may ask of this node
     as_of: date = field(default_factory=date.today)  # the day features and insight fields are taken at
     limits: Limits = field(default_factory=Limits)  # caps on what a peer may make this node hold
+    min_bin_rows: int = MIN_BIN_ROWS  # as a passive party in training: the fewest rows a bucket sum it sends covers
 
     @property
     def audit_path(self) -> Path:
@@ -111,6 +113,9 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
         if unknown:
             raise InputError(f"{path}: [link] {e}_keys has unknown key(s) {', '.join(unknown)}")
     store = need("node", "store")
+    min_bin_rows = raw.get("train", {}).get("min_bin_rows", MIN_BIN_ROWS)
+    if not isinstance(min_bin_rows, int) or isinstance(min_bin_rows, bool) or min_bin_rows < 1:
+        raise InputError(f"{path}: [train] min_bin_rows must be an integer >= 1 (1: no merging)")
     try:
         as_of = date.fromisoformat(str(node["as_of"])) if "as_of" in node else date.today()
     except ValueError:
@@ -132,6 +137,7 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
         link_accept=AcceptPolicy.from_section(link.get("accept", {}), path),
         as_of=as_of,
         limits=Limits.from_section(raw.get("limits", {}), path),
+        min_bin_rows=min_bin_rows,
     )
 
 
@@ -301,6 +307,7 @@ class Node:
                 self.blinder,
                 party=self.config.name,
                 checkpoints=self.config.state_dir / "checkpoints",
+                min_bin_rows=self.config.min_bin_rows,
             ),
         )
 

@@ -11,19 +11,21 @@ from helpers import labelled_data
 
 from tandem.crypto.he import quantise
 from tandem.learn.binning import Binner
+from tandem.learn.buckets import MIN_BIN_ROWS
 from tandem.learn.boosting import HistBoostingClassifier
 from tandem.learn.secureboost.passive import PassiveBoost
 from tandem.learn.secureboost.predict import passive_bitmaps, predict_federated
 from tandem.learn.secureboost.shared import PROTOCOL
 from tandem.learn.vertical import VerticalBoostingClassifier, serve_passive
 from tandem.protocols.errors import RemoteProtocolError
-from tandem.protocols.framing import unframe_blobs, unpack_mask
+from tandem.protocols.framing import histogram_payload, unframe_blobs, unpack_mask
 from tandem.protocols.message import decode
 from tandem.protocols.wire import BoostStart, EncryptedGradients, PredictRequest
 from tandem.transport.base import TransportError, memory_pair
 from tandem.transport.session import Session
 
 KEY_BITS = 1024          # small keys keep the suite fast; the protocol does not depend on the size
+MERGED = dict(min_bin_rows=MIN_BIN_ROWS, passive_from=2)  # the reference merges passive bins as they do
 
 
 def _data(n=700, seed=0, f=5):
@@ -31,7 +33,7 @@ def _data(n=700, seed=0, f=5):
 
 
 def _fit(X, y, cuts=(2,), valid=None, resume=None, saved=None, on_tree=None, on_split=None, timeout=30,
-         passive_errors=None, **kw):
+         passive_errors=None, min_bin_rows=MIN_BIN_ROWS, **kw):
     """Train in memory: columns before ``cuts[0]`` at the active party, then one passive party per
     slice. Returns the estimator, the passive roles and every party's channel (for the bytes sent).
 
@@ -42,7 +44,7 @@ def _fit(X, y, cuts=(2,), valid=None, resume=None, saved=None, on_tree=None, on_
     errors = [] if passive_errors is None else passive_errors
     for k, cols in enumerate(parts[1:]):
         binner = Binner(kw.get("bins", 32), kw.get("seed", 0)).fit(X[:, cols])
-        role = PassiveBoost(f"s{k}", binner.transform(X[:, cols]), (saved or {}).get(k))
+        role = PassiveBoost(f"s{k}", binner.transform(X[:, cols]), (saved or {}).get(k), min_bin_rows)
         ca, cb = memory_pair("bank", f"party{k}")
         session = Session(cb, f"s{k}", PROTOCOL, None, timeout)
 
@@ -82,7 +84,7 @@ def trained():
     X, y = _data()
     kw = dict(n_trees=5, max_depth=3, learning_rate=0.3, bins=16)
     model, passives, channels = _fit(X, y, **kw)
-    reference = HistBoostingClassifier(**kw).fit(X, y)
+    reference = HistBoostingClassifier(**kw, **MERGED).fit(X, y)
     return dict(X=X, y=y, Xp=X[:, 2:], model=model, passive=passives[0], reference=reference,
                 sent_active=channels[0][0].sent, sent_passive=channels[0][1].sent)
 
@@ -100,10 +102,20 @@ def test_two_passive_parties_give_the_trees_of_the_pooled_table():
     X, y = _data(seed=5, f=6)
     kw = dict(n_trees=4, max_depth=3, learning_rate=0.3, bins=16)
     model, passives, _ = _fit(X, y, cuts=(2, 4), **kw)
-    _same_trees(model.trees_, HistBoostingClassifier(**kw).fit(X, y).trees_)
+    _same_trees(model.trees_, HistBoostingClassifier(**kw, **MERGED).fit(X, y).trees_)
     owners = {party for ids in model.split_ids_ for party, _ in ids.values()}
     assert owners == {0, 1}                                 # both passive parties own splits
     assert all(len(p.splits_) > 0 for p in passives)
+
+
+def test_heavy_bin_merging_still_gives_the_trees_of_the_reference_applying_it():
+    X, y = _data(n=400, seed=2)
+    kw = dict(n_trees=3, max_depth=4, learning_rate=0.3, bins=32)
+    model, passives, _ = _fit(X, y, min_bin_rows=25, **kw)
+    _same_trees(model.trees_, HistBoostingClassifier(**kw, min_bin_rows=25, passive_from=2).fit(X, y).trees_)
+    plain = HistBoostingClassifier(**kw).fit(X, y).trees_
+    assert any(a.bin_ != b.bin_ or a.feature != b.feature for a, b in zip(model.trees_, plain))  # the rule bites
+    assert len(passives[0].splits_) > 0
 
 
 @pytest.mark.parametrize("bins", [16, 200])
@@ -113,7 +125,7 @@ def test_goss_and_early_stopping_match_the_reference(bins):
     kw = dict(n_trees=30, max_depth=3, learning_rate=0.5, bins=bins, goss=(0.2, 0.1), early_stopping_rounds=3,
               seed=4)
     model, passives, _ = _fit(X, y, valid=valid, **kw)
-    reference = HistBoostingClassifier(**kw).fit(X, y, valid)
+    reference = HistBoostingClassifier(**kw, **MERGED).fit(X, y, valid)
     _same_trees(model.trees_, reference.trees_)
     assert len(model.trees_) < 30 and model.scores_[:len(reference.scores_)] == reference.scores_
     kept = {sid for ids in model.split_ids_ for _, sid in ids.values()}
@@ -225,7 +237,7 @@ def test_first_tree_on_active_features_only_sends_nothing_for_it():
     X, y = _data(seed=3)
     kw = dict(n_trees=3, max_depth=3, learning_rate=0.3, bins=16)
     model, _, channels = _fit(X, y, first_tree_active_only=True, **kw)
-    reference = HistBoostingClassifier(**kw, first_tree_features=2).fit(X, y)
+    reference = HistBoostingClassifier(**kw, **MERGED, first_tree_features=2).fit(X, y)
     assert all(f < 2 for f in model.trees_[0].feature)
     assert np.array_equal(model.raw_, reference.decision_function(X))
     trees_sent = [decode(f).tree for f in channels[0][0].sent if decode(f).name == "EncryptedGradients"]
@@ -274,9 +286,16 @@ def test_the_active_party_refuses_garbage_histograms_and_out_of_turn_messages():
     active.start()
     with pytest.raises(RemoteProtocolError, match="unexpected EncryptedHistograms from passive party 0"):
         active.receive(0, EncryptedHistograms("s", 0, 0, b""))
-    active = ActiveBoost(["s"], binned, y, BoostParams(n_trees=2, max_depth=2, bins=16), SecretHe.generate("ou", 1024))
+    he = SecretHe.generate("ou", 1024)
+    active = ActiveBoost(["s"], binned, y, BoostParams(n_trees=2, max_depth=2, bins=16), he)
     active.start()
     sent = active.receive(0, BoostReady("s", 3, False, b""))
     assert [m.name for _, m in sent] == ["PublicKeyMsg", "EncryptedGradients"]
     with pytest.raises(RemoteProtocolError, match="passive party 0: received malformed ciphertexts"):
-        active.receive(0, EncryptedHistograms("s", 0, 0, b"\x00garbage"))
+        active.receive(0, EncryptedHistograms("s", 0, 0, histogram_payload(np.ones((3, 16), bool), [b"\x00garbage"], 16)))
+    for buckets in (np.zeros((3, 16), bool), np.ones((2, 16), bool)):  # no last value bucket; wrong shape
+        active = ActiveBoost(["s"], binned, y, BoostParams(n_trees=2, max_depth=2, bins=16), he)
+        active.start()
+        active.receive(0, BoostReady("s", 3, False, b""))
+        with pytest.raises(RemoteProtocolError, match="passive party 0: malformed"):
+            active.receive(0, EncryptedHistograms("s", 0, 0, histogram_payload(buckets, [b"\x00garbage"], 16)))

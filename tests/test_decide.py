@@ -22,6 +22,7 @@ from tandem.decide import policy as rules
 from tandem.decide.local import TRAIN, Service, train_models, write_decide_configs
 from tandem.decide.state import key_hash
 from tandem.learn.boosting import HistBoostingClassifier
+from tandem.learn.buckets import MIN_BIN_ROWS
 from tandem.learn.federated import ordered, split_rows
 from tandem.learn.options import TrainingOptions, estimator_kwargs
 from tandem.link.local import link_world
@@ -75,7 +76,8 @@ def _reference(world: Path, link_ids: list[str]) -> dict[str, float]:
     test, valid = split_rows(pooled["link_id"].tolist(), fields)
     cols = [c for c in pooled.columns if c not in ("link_id", "default")]
     X, y = pooled[cols].to_numpy(dtype=float), pooled["default"].to_numpy()
-    ref = HistBoostingClassifier(**estimator_kwargs(fields)).fit(X[~test], y[~test], valid[~test])
+    merged = dict(min_bin_rows=MIN_BIN_ROWS, passive_from=len(bank.columns) - 2)  # the market merges its bins
+    ref = HistBoostingClassifier(**estimator_kwargs(fields), **merged).fit(X[~test], y[~test], valid[~test])
     at = pooled.set_index("link_id").loc[link_ids, cols].to_numpy(dtype=float)
     return dict(zip(link_ids, ref.predict_proba(at)[:, 1]))
 

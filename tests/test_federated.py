@@ -9,6 +9,7 @@ import pytest
 from tandem.engine import LocalEngine
 from tandem.errors import InputError
 from tandem.learn.boosting import HistBoostingClassifier
+from tandem.learn.buckets import MIN_BIN_ROWS
 from tandem.learn.federated import active_job, is_test, ordered, passive_job, read_party_file, split_rows
 from tandem.learn.metrics import roc_auc
 from tandem.learn.options import TrainingOptions, estimator_kwargs
@@ -75,7 +76,10 @@ def _pooled_reference(frames: list[pd.DataFrame], request: TrainRequest, goss_se
     test, valid = split_rows(pooled["cid"].tolist(), fields)
     cols = [c for c in pooled.columns if c not in ("cid", "default")]
     X, y = pooled[cols].to_numpy(dtype=float), pooled["default"].to_numpy()
-    ref = HistBoostingClassifier(**estimator_kwargs(fields), goss_seed=goss_seed).fit(X[~test], y[~test], valid[~test])
+    merged = dict(min_bin_rows=MIN_BIN_ROWS, passive_from=len(frames[0].columns) - 2)  # the bank's own: cid, default
+    ref = HistBoostingClassifier(**estimator_kwargs(fields), **merged, goss_seed=goss_seed).fit(
+        X[~test], y[~test], valid[~test]
+    )
     return ref, ref.predict_proba(X[test])[:, 1], y[test]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from tandem.learn.boosting import HistBoostingClassifier
+from tandem.learn.buckets import MIN_BIN_ROWS
 from tandem.learn.federated import ordered, read_party_file, split_rows
 from tandem.learn.metrics import roc_auc
 from tandem.learn.options import TrainingOptions, estimator_kwargs
@@ -17,7 +18,8 @@ def pooled_baselines(
 ) -> dict:
     """``auc_plaintext`` (the same algorithm on the pooled table) and ``auc_xgboost`` (XGBoost hist,
     same hyperparameters), on the same rows, order and train/validation/test split as the
-    federated run."""
+    federated run; the plaintext one merges the other parties' bins as their nodes do by default
+    (``tandem.learn.buckets.MIN_BIN_ROWS``)."""
     import pandas as pd
     import xgboost as xgb
 
@@ -41,7 +43,10 @@ def pooled_baselines(
     n_label_features = sum(c.startswith(f"{label_party}:") for c in features)
     kw = estimator_kwargs(fields)
     ref = HistBoostingClassifier(
-        **kw, first_tree_features=n_label_features if fields["first_tree_active_only"] else None
+        **kw,
+        first_tree_features=n_label_features if fields["first_tree_active_only"] else None,
+        min_bin_rows=MIN_BIN_ROWS,
+        passive_from=n_label_features,
     ).fit(X[~test], y[~test], valid[~test])
     params = {
         "objective": "binary:logistic",

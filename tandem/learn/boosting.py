@@ -34,6 +34,8 @@ PARAMS = (
     "seed",
     "goss_seed",
     "first_tree_features",
+    "min_bin_rows",
+    "passive_from",
 )
 
 
@@ -46,7 +48,10 @@ class HistBoostingClassifier:
 
     ``__init__`` only stores arguments; ``fit`` returns ``self``; fitted attributes end in ``_``.
     ``goss``: ``(top_rate, other_rate)`` or ``None``; ``first_tree_features``: grow tree 0 on
-    the first k features only.
+    the first k features only. ``passive_from``: features from this index on are treated as a
+    passive party's, their bins merged per node into buckets of at least ``min_bin_rows`` rows
+    as ``PassiveBoost`` merges them (``tandem.learn.buckets``); ``None``: no merging (the plain
+    estimator).
     """
 
     def __init__(
@@ -64,12 +69,15 @@ class HistBoostingClassifier:
         seed: int = 0,
         goss_seed: int | None = None,
         first_tree_features: int | None = None,
+        min_bin_rows: int = 0,
+        passive_from: int | None = None,
     ):
         self.n_trees, self.max_depth, self.learning_rate, self.bins = n_trees, max_depth, learning_rate, bins
         self.l2, self.min_child_weight, self.min_gain, self.goss = l2, min_child_weight, min_gain, goss
         self.early_stopping_rounds, self.validation_fraction = early_stopping_rounds, validation_fraction
         self.goss_seed = goss_seed
         self.seed, self.first_tree_features = seed, first_tree_features
+        self.min_bin_rows, self.passive_from = min_bin_rows, passive_from
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in PARAMS}
@@ -111,6 +119,7 @@ class HistBoostingClassifier:
         raw = np.full(len(y), self.base_score_)
         self.trees_: list[Tree] = []
         self.scores_: list[float] = []
+        merged = None if self.passive_from is None else np.arange(binned.shape[1]) >= self.passive_from
         for t in range(params.n_trees):
             grad, hess = gradients(raw, y)
             sample, g_q, h_q = round_rows(grad, hess, train, params, t)
@@ -126,6 +135,8 @@ class HistBoostingClassifier:
                 max_depth=params.max_depth,
                 learning_rate=params.learning_rate,
                 features=features,
+                min_bin_rows=self.min_bin_rows,
+                merged=merged,
             )
             self.trees_.append(tree)
             raw += predict_binned(tree, binned, self.binner_.missing_bin)

@@ -25,6 +25,7 @@ import pandas as pd
 from tandem.errors import InputError
 from tandem.learn import checkpoint, model_io
 from tandem.learn.binning import Binner
+from tandem.learn.buckets import MIN_BIN_ROWS
 from tandem.learn.metrics import summary
 from tandem.learn.options import DEFAULTS, estimator_kwargs
 from tandem.learn.secureboost.passive import PassiveBoost
@@ -278,9 +279,17 @@ def active_job(
 
 
 def passive_job(
-    session: Session, data: PartyData, request: TrainRequest, blinder, *, party: str, checkpoints: Path | None = None
+    session: Session,
+    data: PartyData,
+    request: TrainRequest,
+    blinder,
+    *,
+    party: str,
+    checkpoints: Path | None = None,
+    min_bin_rows: int = MIN_BIN_ROWS,
 ) -> dict:
-    """A passive party's side; returns its part of the model (JSON dict)."""
+    """A passive party's side; returns its part of the model (JSON dict). ``min_bin_rows`` is this
+    party's own setting (its node config), never taken from the request."""
     fields = _fields(request)
     rows = _align_passive(session, data, request.seed, blinder)
     ids = [data.ids[r] for r in rows]
@@ -292,7 +301,10 @@ def passive_job(
     )
     path = checkpoint.path_for(checkpoints, job) if checkpoints else None
     role = PassiveBoost(
-        session.id, binner.transform(data.X[train_rows]), checkpoint.load_passive(path, job) if path else None
+        session.id,
+        binner.transform(data.X[train_rows]),
+        checkpoint.load_passive(path, job) if path else None,
+        min_bin_rows,
     )
     serve_passive(session, role, on_split=(lambda r: checkpoint.save_passive(path, job, r.splits_)) if path else None)
     serve_predictions(session, binner.transform(data.X[test_rows]), role.split_bins_, binner.missing_bin)

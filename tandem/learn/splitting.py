@@ -35,11 +35,18 @@ def leaf_weight(g: float, h: float, l2: float) -> float:
 
 
 def best_split(
-    hist: np.ndarray, missing_bin: int, params: SplitParams, features: np.ndarray | None = None
+    hist: np.ndarray,
+    missing_bin: int,
+    params: SplitParams,
+    features: np.ndarray | None = None,
+    cuts: np.ndarray | None = None,
 ) -> Split | None:
     """The split with the largest gain over ``features`` (default: all), or ``None``.
 
-    ``hist`` has shape ``(f, n_bins, 2)``; bin ``missing_bin`` holds missing values.
+    ``hist`` has shape ``(f, n_bins, 2)``; bin ``missing_bin`` holds missing values. ``cuts``
+    (f, n_bins) bool, the bucket structure of ``tandem.learn.buckets`` (default: every bin its
+    own bucket): only bucket boundaries are candidates, and a missing bin merged into the last
+    value bucket cannot go left.
     Exact ties keep the first candidate in the order (missing right, then left; features
     ascending; bins ascending), so every builder of the same histograms picks the same split.
     """
@@ -58,6 +65,8 @@ def best_split(
         gl, hl = left[..., 0], left[..., 1]
         gr, hr = G - gl, H - hl
         ok = (hl >= params.min_child_weight) & (hr >= params.min_child_weight)
+        if cuts is not None:
+            ok &= cuts[:, : missing_bin - 1] & (cuts[:, missing_bin : missing_bin + 1] | (not missing_left))
         gain = np.where(ok, gl * gl / (hl + lam) + gr * gr / (hr + lam) - parent, -np.inf) / 2
         for j in feats:
             if gain.shape[1] == 0:

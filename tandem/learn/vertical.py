@@ -69,7 +69,7 @@ class VerticalBoostingClassifier:
         self.scheme, self.key_bits = scheme, key_bits
 
     def get_params(self) -> dict:
-        names = [p for p in PARAMS if p != "first_tree_features"]
+        names = [p for p in PARAMS if p not in ("first_tree_features", "min_bin_rows", "passive_from")]
         return {k: getattr(self, k) for k in names + ["first_tree_active_only", "scheme", "key_bits"]}
 
     def boost_params(self) -> BoostParams:

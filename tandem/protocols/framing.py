@@ -2,7 +2,8 @@
 
 ``frame_blobs`` writes each blob behind its length (``width`` bytes, big-endian): 4 bytes for
 the payloads of the boost messages, 8 for the passes of encrypted bucket sums with more than
-127 bins (``bucket_sums_payload``). A row bitmap is ``numpy.packbits`` of an ``(n,)`` bool mask,
+127 bins (``bucket_sums_payload``) and for the two parts of a node's histograms (``histogram_payload``:
+the bucket structure as a bitmap, then the bucket sums). A row bitmap is ``numpy.packbits`` of an ``(n,)`` bool mask,
 zero-padded to whole bytes. Reading either raises ``RemoteProtocolError``.
 """
 
@@ -61,3 +62,15 @@ def bucket_sums_passes(payload: bytes, n_bins: int) -> list[bytes]:
     if not passes:
         raise RemoteProtocolError("malformed bucket sums")
     return passes
+
+
+def histogram_payload(buckets: np.ndarray, passes: list[bytes], n_bins: int) -> bytes:
+    """One node's ``EncryptedHistograms`` payload: ``buckets`` (f, n_bins) bool, the bucket
+    structure the sums are taken over (packed), then the bucket sums (``bucket_sums_payload``)."""
+    return frame_blobs([pack_mask(buckets.ravel()), bucket_sums_payload(passes, n_bins)], width=8)
+
+
+def histogram_parts(payload: bytes, n_features: int, n_bins: int) -> tuple[np.ndarray, list[bytes]]:
+    """Inverse of ``histogram_payload``: ``(buckets (f, n_bins) bool, passes)``."""
+    buckets, sums = unframe_blobs(payload, 2, width=8)
+    return unpack_mask(buckets, n_features * n_bins).reshape(n_features, n_bins), bucket_sums_passes(sums, n_bins)

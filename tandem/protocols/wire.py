@@ -158,7 +158,8 @@ class EncryptedGradients(Message):
 
 @message(24)
 class EncryptedHistograms(Message):
-    """Passive -> active: encrypted bucket sums of one node (``tandem.crypto.he`` wire form)."""
+    """Passive -> active: one node's bucket structure and encrypted bucket sums
+    (``tandem.protocols.framing.histogram_payload``)."""
 
     session: str
     tree: int

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tandem.crypto.he import HeError, SecretHe, dequantise
+from tandem.learn.buckets import all_cuts, coarsen
 from tandem.learn.grower import grow_tree
 from tandem.learn.histogram import build_histogram, histogram_from_sums
 from tandem.learn.rounds import BoostParams, gradients, root_value, round_rows, trees_to_keep, validation_score
@@ -15,7 +16,7 @@ from tandem.learn.secureboost.shared import Asked, Decision, Leaf, Resume, Route
 from tandem.learn.splitting import best_split
 from tandem.learn.tree import Tree, goes_left, predict_binned
 from tandem.protocols.errors import LocalProtocolError, RemoteProtocolError
-from tandem.protocols.framing import bucket_sums_passes, frame_blobs, pack_mask, unframe_blobs, unpack_mask
+from tandem.protocols.framing import frame_blobs, histogram_parts, pack_mask, unframe_blobs, unpack_mask
 from tandem.protocols.message import Message
 from tandem.protocols.role import Role
 from tandem.protocols.wire import (
@@ -180,6 +181,8 @@ class ActiveBoost(Role):
         self._leaf_rows: dict[int, np.ndarray] = {}
         self._hists: dict[tuple[int, int], np.ndarray] = {}  # (party, node) -> (f_k, bins, 2)
         self._parent_hists: dict[tuple[int, int], np.ndarray] = {}
+        self._buckets: dict[tuple[int, int], np.ndarray] = {}  # (party, node) -> (f_k, bins) bool
+        self._parent_buckets: dict[tuple[int, int], np.ndarray] = {}
         cts = self.he.encrypt_gh(self._g_q[self._sample], self._h_q[self._sample])
         payload = frame_blobs([pack_mask(self._in_sample), self.he.dump(cts)])
         self._expect_histograms()
@@ -216,6 +219,7 @@ class ActiveBoost(Role):
     def _expect_histograms(self) -> None:
         self.state = State.WAIT_HISTOGRAMS
         self._expected = {k: [n.id for n in self._sent_nodes()] for k in range(self.n_parties)}
+        self._by_id = {n.id: n for n in self._frontier}
         self._waiting = set(range(self.n_parties))
 
     def _on_histograms(self, msg: EncryptedHistograms, party: int) -> Outbox:
@@ -226,21 +230,28 @@ class ActiveBoost(Role):
                 f"expected tree {len(self.trees_) - 1} node {queue[0] if queue else '-'}"
             )
         n_features = int(self.offsets[party + 1] - self.offsets[party])
+        node = self._by_id[queue.pop(0)]
+        parent = self._parent_buckets.get((party, node.parent), all_cuts(n_features, self.params.bins))
         try:
-            g, h = self.he.decrypt_bucket_sums(
-                bucket_sums_passes(msg.payload, self.params.bins), n_features, self.params.bins
-            )
+            buckets, passes = histogram_parts(msg.payload, n_features, self.params.bins)
+            if not buckets[:, self.missing_bin - 1].all() or (buckets & ~parent).any():
+                raise RemoteProtocolError(f"malformed buckets for node {node.id}")
+            g, h = self.he.decrypt_bucket_sums(passes, n_features, self.params.bins)
         except (HeError, RemoteProtocolError) as exc:
             self._fail(f"passive party {party}: {exc}")
-        self._hists[(party, queue.pop(0))] = histogram_from_sums(g, h)
+        self._hists[(party, node.id)] = histogram_from_sums(g, h)
+        self._buckets[(party, node.id)] = buckets
+        if node.sibling >= 0:
+            self._buckets[(party, node.sibling)] = buckets
         if not queue:
             self._waiting.discard(party)
         if self._waiting:
             return []
-        for n in self._frontier:  # the other sibling: parent minus the sent one
+        for n in self._frontier:  # the other sibling: parent minus the sent one, over the same buckets
             for k in range(self.n_parties):
                 if (k, n.id) not in self._hists:
-                    self._hists[(k, n.id)] = self._parent_hists[(k, n.parent)] - self._hists[(k, n.sibling)]
+                    parent_hist = coarsen(self._parent_hists[(k, n.parent)], self._buckets[(k, n.id)])
+                    self._hists[(k, n.id)] = parent_hist - self._hists[(k, n.sibling)]
         return self._decide()
 
     def _decide(self) -> Outbox:
@@ -252,7 +263,10 @@ class ActiveBoost(Role):
         for node in self._frontier:
             own = build_histogram(self.binned, self._g_q, self._h_q, node.grown, p.bins)
             hist = np.concatenate([own] + [self._hists[(k, node.id)] for k in range(self.n_parties)], axis=0)
-            split = best_split(hist, self.missing_bin, p.split)
+            cuts = np.concatenate(
+                [all_cuts(fa, p.bins)] + [self._buckets[(k, node.id)] for k in range(self.n_parties)], axis=0
+            )
+            split = best_split(hist, self.missing_bin, p.split, cuts=cuts)
             if split is None:
                 self._decisions[node.id] = Leaf()
                 self._leaf_rows[node.id] = node.rows
@@ -333,6 +347,7 @@ class ActiveBoost(Role):
                 self._leaf_rows[n.id] = n.rows
         self._frontier = [n for n in self._children if n.depth < self.params.max_depth]
         self._parent_hists, self._hists = self._hists, {}
+        self._parent_buckets, self._buckets = self._buckets, {}
         if self._frontier:
             self._expect_histograms()
             return []

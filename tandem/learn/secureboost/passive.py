@@ -8,10 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from tandem.crypto.he import HeError, PublicHe
+from tandem.learn.buckets import MIN_BIN_ROWS, bin_counts, is_cut, merge_bins, to_buckets
 from tandem.learn.secureboost.shared import State, sent_child
 from tandem.learn.tree import goes_left
 from tandem.protocols.errors import LocalProtocolError
-from tandem.protocols.framing import bucket_sums_payload, frame_blobs, pack_mask, unframe_blobs, unpack_mask
+from tandem.protocols.framing import frame_blobs, histogram_payload, pack_mask, unframe_blobs, unpack_mask
 from tandem.protocols.message import Message
 from tandem.protocols.role import Role
 from tandem.protocols.wire import (
@@ -33,11 +34,19 @@ class _Node:
     rows: np.ndarray  # every row routed here (sorted)
     depth: int
     sibling: int = -1
+    buckets: np.ndarray | None = None  # (fp, bins) bool, the bucket structure its sums are taken over
 
 
 class PassiveBoost(Role):
     """A feature holder without labels. ``binned`` (n, fp) uint8; ``saved`` holds the splits of an
     interrupted run (split id -> (feature, bin, missing_left, tree)), offered for a resume.
+    ``min_bin_rows`` (this party's own setting, never the active party's): no bucket sum it sends
+    covers fewer rows (``tandem.learn.buckets``; 1: every bin its own bucket).
+
+    Split requests are checked against what an honest active party could ask: one request per
+    level, each node of the frontier at most once, a slot on the node's bucket boundaries; every
+    split handed out must then be used for its node. Trees come in increasing order below the
+    agreed number, so a tree holds at most one split request per node it was sent gradients for.
 
     ``splits_`` (split id -> (feature, bin, missing_left, tree)) grows as splits are made; real
     thresholds never enter the role (the caller's binner maps a slot to one when saving the model).
@@ -48,13 +57,18 @@ class PassiveBoost(Role):
         session: str,
         binned: np.ndarray,
         saved: dict[str, tuple[int, int, bool, int]] | None = None,
+        min_bin_rows: int = MIN_BIN_ROWS,
     ):
-        self.session, self.binned = session, binned
+        if min_bin_rows < 1:
+            raise LocalProtocolError(f"min_bin_rows must be >= 1, got {min_bin_rows}")
+        self.session, self.binned, self.min_bin_rows = session, binned, min_bin_rows
         self._saved = dict(saved or {})
         self.state = State.START
         self.splits_: dict[str, tuple[int, int, bool, int]] = {}
         self.he: PublicHe | None = None
         self._pending: dict[int, tuple[str, np.ndarray]] = {}
+        self._asked = False  # a split request came for the current level
+        self._last_tree = -1
 
     @property
     def split_bins_(self) -> dict[str, tuple[int, int, bool]]:
@@ -76,6 +90,7 @@ class PassiveBoost(Role):
         if int(self.binned.max(initial=0)) >= msg.bins:
             self._fail("this party's features were binned with more bins than agreed")
         self.bins, self.max_depth, self.missing_bin = msg.bins, msg.max_depth, msg.bins - 1
+        self.n_trees = msg.n_trees
         mask_blob, ids_blob = unframe_blobs(msg.payload, 2)
         self.train_mask = unpack_mask(mask_blob, n)
         wanted = ids_blob.decode("ascii", "replace").split("\n") if ids_blob else []
@@ -93,6 +108,7 @@ class PassiveBoost(Role):
         except HeError as exc:
             self._fail(str(exc))
         self.splits_ = {sid: s for sid, s in self.splits_.items() if s[3] < msg.first_tree}
+        self._last_tree = msg.first_tree - 1
         self.state = State.WAIT_GRADIENTS
         return []
 
@@ -114,6 +130,9 @@ class PassiveBoost(Role):
     def _on_gradients(self, msg: EncryptedGradients) -> list[Message]:
         mask_blob, cts_blob = unframe_blobs(msg.payload, 2)
         in_sample = unpack_mask(mask_blob, len(self.binned))
+        if not self._last_tree < msg.tree < self.n_trees:
+            self._fail(f"gradients for tree {msg.tree}: expected a tree after {self._last_tree}, below {self.n_trees}")
+        self._last_tree = msg.tree
         if (in_sample & ~self.train_mask).any():
             self._fail("gradients of rows outside the training rows")
         try:
@@ -125,26 +144,36 @@ class PassiveBoost(Role):
         self._pos = np.cumsum(in_sample) - 1  # row -> its ciphertext
         self._in_sample = in_sample
         self._frontier = [_Node(0, np.arange(len(self.binned)), 0)]
-        self._next_id, self._pending = 1, {}
+        self._next_id, self._pending, self._asked = 1, {}, False
         return self._histograms()
 
     def _histograms(self) -> list[Message]:
         """Encrypted histograms of the frontier: the root, and of each pair of siblings only the one
-        ``sent_child`` names (the active party derives the other)."""
+        ``sent_child`` names (the active party derives the other). Sums are per bucket: bins merged
+        until every bucket holds ``min_bin_rows`` rows of the sample in the node and its sibling."""
         out: list[Message] = []
         grown = {n.id: n.rows[self._in_sample[n.rows]] for n in self._frontier}
         for n in self._frontier:
             if n.sibling >= 0 and sent_child(n.id, len(grown[n.id]), n.sibling, len(grown[n.sibling])) != n.id:
                 continue
             rows = grown[n.id]
-            passes = self._key.bucket_sums(self.cts, self._pos[rows], self.binned[rows], self.bins)
-            out.append(EncryptedHistograms(self.session, self.tree, n.id, bucket_sums_payload(passes, self.bins)))
+            pair = [n.id] if n.sibling < 0 else [n.id, n.sibling]
+            counts = [bin_counts(self.binned[grown[i]], self.bins) for i in pair]
+            n.buckets = merge_bins(counts, self.min_bin_rows, n.buckets)  # n.buckets: the parent's, if any
+            for m in self._frontier:
+                if m.id == n.sibling:
+                    m.buckets = n.buckets
+            binned = to_buckets(self.binned[rows], n.buckets)
+            passes = self._key.bucket_sums(self.cts, self._pos[rows], binned, self.bins)
+            payload = histogram_payload(n.buckets, passes, self.bins)
+            out.append(EncryptedHistograms(self.session, self.tree, n.id, payload))
         self.state = State.WAIT_DECISIONS if self._frontier else State.WAIT_GRADIENTS
         return out
 
     def _on_request(self, msg: SplitRequest) -> list[Message]:
-        if self._pending:
-            self._fail(self._unexpected(msg))
+        if self._asked:
+            self._fail(f"a second split request for tree {self.tree}'s level (one per level)")
+        self._asked = True
         frontier = {n.id: n for n in self._frontier}
         if msg.tree != self.tree or len(msg.slots) != len(msg.nodes) or len(set(msg.nodes)) != len(msg.nodes):
             self._fail("malformed split request")
@@ -156,6 +185,9 @@ class PassiveBoost(Role):
                 self._fail(f"malformed split slot {slot!r}")
             if node_id not in frontier or not (0 <= f < self.binned.shape[1] and 0 <= b < self.bins - 1):
                 self._fail(f"split request names no node or slot of this party ({node_id}, {slot!r})")
+            buckets = frontier[node_id].buckets
+            if buckets is not None and not is_cut(buckets, f, b, bool(m)):
+                self._fail(f"split request for node {node_id} at {slot!r}, inside a merged bucket (no candidate)")
             left = self._goes_left(frontier[node_id].rows, f, b, bool(m))
             split_id = secrets.token_hex(8)
             self.splits_[split_id] = (f, b, bool(m), self.tree)
@@ -181,10 +213,14 @@ class PassiveBoost(Role):
             li, ri = self._next_id, self._next_id + 1  # the active party numbers nodes the same way
             self._next_id += 2
             children += [
-                _Node(li, node.rows[left], node.depth + 1, ri),
-                _Node(ri, node.rows[~left], node.depth + 1, li),
+                _Node(li, node.rows[left], node.depth + 1, ri, node.buckets),
+                _Node(ri, node.rows[~left], node.depth + 1, li, node.buckets),
             ]
-        self._pending = {}
+        decided = dict(zip(msg.nodes, msg.decisions, strict=True))
+        unused = [i for i, (sid, _) in self._pending.items() if decided[i] != f"own:{sid}"]
+        if unused:
+            self._fail(f"split asked for node {unused[0]} of tree {self.tree} was not used")
+        self._pending, self._asked = {}, False
         self._frontier = [c for c in children if c.depth < self.max_depth]
         return self._histograms()
 
