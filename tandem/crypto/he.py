@@ -327,6 +327,4 @@ def looks_masked(values: np.ndarray) -> bool:
 
 def row_bytes(ciphertexts) -> list[bytes]:
     """The wire form of each row of ``(g, c)`` ciphertexts (to compare rows: equal bytes, equal ciphertexts)."""
-    return [
-        b"".join(ciphertexts[r, c].serialize() for c in range(ciphertexts.cols)) for r in range(ciphertexts.rows)
-    ]
+    return [b"".join(ciphertexts[r, c].serialize() for c in range(ciphertexts.cols)) for r in range(ciphertexts.rows)]
