@@ -117,7 +117,7 @@ class Bounds:
         for g, n in enumerate(int(v) for v in sizes):
             count = int(figures[g, 0])
             if not -m0 <= count <= n + m0:
-                return f"group {g} counts {count}, more than its {n} customers (or below 0) beyond the noise"
+                return f"group {g} counts {count}, outside [0, {n}] ({n} customers on this side) beyond the noise"
             low_count, high_count = max(0, count - m0), min(n, count + m0)
             for j, (lo, hi) in enumerate(self.slot_bounds[1:], 1):
                 x, m = int(figures[g, j]), self.margins[j]
