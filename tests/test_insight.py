@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import run_cli
 
+from tandem.crypto.he import SecretHe
 from tandem.devcluster import write_configs
 from tandem.insight import catalog
 from tandem.insight.budget import InsightPolicy
@@ -287,7 +288,14 @@ def test_every_byte_sent_holds_no_record_value_and_no_group_label(world):
                                 '"sum(market.spend)"]\nwhere = ["market.orders >= 1"]\n'
                                 '[[query]]\ngroup_by = "market.top_category"\n'
                                 'measures = ["mean(bank.card_spend)"]\nwhere = ["bank.card_spend > 1000"]\n')
-    parties = {p: InsightParty(p, str(world / f"{p}.duckdb"), policy) for p in ("bank", "market")}
+    keys = []                                           # every key pair a party makes, in order
+
+    def new_key():
+        keys.append(SecretHe.generate())
+        return keys[-1]
+
+    parties = {p: InsightParty(p, str(world / f"{p}.duckdb"), policy, new_key) for p in ("bank", "market")}
+    public_keys = []
     labels = {label for f in catalog.FIELDS.values() for label in f.labels if len(label) >= 6}
     for i, query in enumerate(queries):
         ca, cb = memory_pair("bank", "market")
@@ -332,10 +340,14 @@ def test_every_byte_sent_holds_no_record_value_and_no_group_label(world):
             assert np.packbits(groups == g).tobytes()[:16] not in blob
         # what the measure holder decrypts is masked: nowhere near the exact sums
         masked_msg = next(decode(f) for f in sent[holder] if decode(f).name == "MaskedSums")
-        he = parties[measurer].key_pair()
+        he = keys[-1]                                   # this query's key pair, made for it
+        key_msg = next(decode(f) for f in sent[measurer] if decode(f).name == "InsightKey")
+        assert key_msg.payload == he.public_bytes()
+        public_keys.append(key_msg.payload)
         masked = he.decrypt_slots(he.load(masked_msg.payload), len(query.slots))
         exact = np.array([values[groups == g].sum(axis=0) for g in range(query.n_groups)], dtype=object)
         assert all(int(v) >= 1 << 100 for v in (masked - exact).ravel())
+    assert len(keys) == len(queries) and len(set(public_keys)) == len(queries)   # a fresh key per query
 
 
 def load_queries_text(text: str):

@@ -9,21 +9,27 @@ import pytest
 from tandem.crypto.he import PublicHe, SecretHe, random_masks
 from tandem.errors import InputError
 from tandem.insight.budget import BudgetSpent, InsightPolicy, Ledger, period_of
-from tandem.insight.dp import noise_share, released_sd, slot_scales, threshold_margin
+from tandem.insight.dp import noise_share, released_sd, share_margin, slot_scales, threshold_margin
 from tandem.insight.query import parse_query
 from tandem.protocols.errors import RemoteProtocolError
-from tandem.protocols.insight import GroupHolder, MeasureHolder, Release
+from tandem.protocols.insight import Bounds, GroupHolder, MeasureHolder, Release
 from tandem.protocols.message import decode
 from tandem.protocols.wire import EncryptedMeasures, InsightRelease
 from tandem.store import open_store
 
-HE = SecretHe.generate()                     # one key pair for the whole module: key generation takes ~1 s
+HE = SecretHe.generate()                     # one key pair for the whole module: key generation takes ~1.5 s
+
+
+def bounds(scales, hi=2_000_000):
+    """The query's per-row bounds for a count and one measure in ``[0, hi]``, margins of one noise share."""
+    return Bounds([(1, 1), (0, hi)], [share_margin(b) for b in scales], ["count", "m"])
 
 
 def run_roles(values, groups, n_groups, scales, release, chunk_rows=500):
     """Both roles over encoded frames; returns them (results in ``groups_`` / ``figures_``)."""
-    mh = MeasureHolder("s", values, n_groups, scales, release, HE, chunk_rows=chunk_rows, noise=noise_share)
-    gh = GroupHolder("s", groups, n_groups, scales, release, noise=noise_share)
+    mh = MeasureHolder("s", values, n_groups, scales, release, HE, chunk_rows=chunk_rows, noise=noise_share,
+                       bounds=bounds(scales))
+    gh = GroupHolder("s", groups, n_groups, scales, release, noise=noise_share, bounds=bounds(scales))
 
     def deliver(role, msgs):
         out = []
@@ -116,23 +122,23 @@ def test_group_sums_of_the_he_door_past_127_groups():
 def test_bad_messages_stop_either_role():
     rng = np.random.default_rng(2)
     values, groups = data([60, 60], [0, 0], rng)
-    gh = GroupHolder("s", groups, 2, [0.0, 0.0], Release(50, 0), noise=noise_share)
+    gh = GroupHolder("s", groups, 2, [0.0, 0.0], Release(50, 0), noise=noise_share, bounds=bounds([0, 0]))
     gh.start()
     with pytest.raises(RemoteProtocolError, match="unexpected EncryptedMeasures"):
         gh.receive(EncryptedMeasures("s", 0, 120, True, b""))
-    mh = MeasureHolder("s", values, 2, [0.0, 0.0], Release(50, 0), HE, noise=noise_share)
-    gh = GroupHolder("s", groups, 2, [0.0, 0.0], Release(50, 0), noise=noise_share)
+    mh = MeasureHolder("s", values, 2, [0.0, 0.0], Release(50, 0), HE, noise=noise_share, bounds=bounds([0, 0]))
+    gh = GroupHolder("s", groups, 2, [0.0, 0.0], Release(50, 0), noise=noise_share, bounds=bounds([0, 0]))
     gh.start()
     gh.receive(mh.start()[0])
     with pytest.raises(RemoteProtocolError, match="out of order"):
         gh.receive(EncryptedMeasures("s", 7, 10, False, b""))
     assert gh.state.value == "error"
-    gh = GroupHolder("s", groups, 2, [0.0, 0.0], Release(50, 0), noise=noise_share)
+    gh = GroupHolder("s", groups, 2, [0.0, 0.0], Release(50, 0), noise=noise_share, bounds=bounds([0, 0]))
     gh.start()
     gh.receive(mh.start()[0])
     with pytest.raises(RemoteProtocolError, match="malformed ciphertexts"):
         gh.receive(EncryptedMeasures("s", 0, 120, True, b"\x01" * 300))
-    mh = MeasureHolder("s", values, 2, [0.0, 0.0], Release(50, 0), HE, noise=noise_share)
+    mh = MeasureHolder("s", values, 2, [0.0, 0.0], Release(50, 0), HE, noise=noise_share, bounds=bounds([0, 0]))
     mh.start()
     masked = list(mh.chunks())
     assert masked and mh.state.value == "wait_sums"

@@ -263,7 +263,7 @@ class SecretHe(PublicHe):
 
 @lru_cache(maxsize=8)
 def _public_kit(public_key: bytes):
-    """A kit for a received public key; reading one takes ~0.2 s, and a peer keeps its key across queries."""
+    """A kit for a received public key (reading one takes ~0.2 s; insight makes a fresh key per query)."""
     try:
         key = phe.PublicKey.__new__(phe.PublicKey)
         key.__setstate__(public_key)
@@ -319,3 +319,16 @@ def random_masks(n_groups: int, n_slots: int) -> np.ndarray:
     for idx in np.ndindex(out.shape):
         out[idx] = (1 << MASK_BITS) | secrets.randbits(MASK_BITS)
     return out
+
+
+def looks_masked(values: np.ndarray) -> bool:
+    """Whether every decrypted slot of ``values`` lies where a sum below ``2**SUM_BITS`` plus a mask of
+    ``random_masks`` can: ``[2**MASK_BITS, 2**(MASK_BITS + 1) + 2**SUM_BITS)``. A row's own ciphertext, or
+    any sum of rows without a mask, decrypts below ``2**SUM_BITS`` and fails."""
+    low, high = 1 << MASK_BITS, (1 << (MASK_BITS + 1)) + (1 << SUM_BITS)
+    return all(low <= int(v) < high for v in np.asarray(values, dtype=object).ravel())
+
+
+def row_bytes(ciphertexts) -> list[bytes]:
+    """The wire form of each row of ``(g, c)`` ciphertexts (to compare rows: equal bytes, equal ciphertexts)."""
+    return [b"".join(ciphertexts[r, c].serialize() for c in range(ciphertexts.cols)) for r in range(ciphertexts.rows)]

@@ -86,3 +86,18 @@ def threshold_margin(scale: float, delta: float = THRESHOLD_DELTA) -> int:
     pmf = c * c * np.exp(u * math.log(a)) * (u + extra)
     tail = np.cumsum(pmf[::-1])[::-1]  # tail[t] = P(S >= t), up to the truncated remainder
     return int(np.argmax(tail <= delta))
+
+
+CHECK_DELTA = 1e-12  # chance that one honest noise share leaves its margin (checks of the figures' bounds)
+
+
+@lru_cache(maxsize=64)
+def share_margin(scale: float, delta: float = CHECK_DELTA) -> int:
+    """The smallest ``t >= 0`` with ``P(|Z| > t) <= delta`` for one discrete Laplace share ``Z`` of ``scale``
+    (``P(|Z| > t) = 2 a**(t+1) / (1 + a)``, ``a = exp(-1/scale)``): how far one honest share can move a
+    figure. The group holder allows this much on each figure it checks against the query's bounds, so an
+    honest query is refused with probability below ``groups * slots * delta``. 0 without noise."""
+    if scale <= 0:
+        return 0
+    a = math.exp(-1.0 / scale)
+    return max(0, math.ceil(math.log(delta * (1 + a) / 2) / math.log(a)) - 1)

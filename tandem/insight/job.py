@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from tandem.crypto.he import SecretHe
 from tandem.errors import InputError
 from tandem.insight.budget import InsightPolicy, Ledger
-from tandem.insight.dp import noise_share, slot_scales, threshold_margin
+from tandem.insight.dp import noise_share, share_margin, slot_scales, threshold_margin
 from tandem.insight.query import Query
 from tandem.insight.records import PartyRecords, load_records
 from tandem.insight.result import InsightResult
 from tandem.protocols.errors import LocalProtocolError, RemoteProtocolError
-from tandem.protocols.insight import PROTOCOL, GroupHolder, MeasureHolder, Release
+from tandem.protocols.insight import PROTOCOL, Bounds, GroupHolder, MeasureHolder, Release
 from tandem.protocols.wire import InsightAccept, InsightQuery
 from tandem.transport.session import Session
 
@@ -37,14 +37,12 @@ class InsightParty:
     party: str
     store: str
     policy: InsightPolicy
-    he: SecretHe | None = None
+    new_key: Callable[[], SecretHe] = SecretHe.generate
 
     def key_pair(self) -> SecretHe:
-        """The node's homomorphic key pair for the queries it holds the measures of: made on first use (key
-        generation takes about a second) and kept for the node's lifetime; only its public key leaves."""
-        if self.he is None:
-            self.he = SecretHe.generate()
-        return self.he
+        """A fresh homomorphic key pair for one query this node holds the measures of (never kept, so no
+        ciphertext of one query can be replayed in another; OU 2048 key generation takes 1.4-3 s here)."""
+        return self.new_key()
 
     @property
     def ledger(self) -> Ledger:
@@ -132,11 +130,14 @@ def _run(
     scales = slot_scales(query.epsilon, query.sensitivities()) if query.noise else [0.0] * n_slots
     margin = threshold_margin(scales[0])
     release = Release(query.min_group_size, margin)
+    bounds = Bounds(query.slot_bounds(), [share_margin(b) for b in scales], list(query.slots))
     role: GroupHolder | MeasureHolder
     if me.party == query.group_party:
         if records.groups is None:
             raise LocalProtocolError("the group holder's records hold no groups")
-        role = GroupHolder(session.id, records.groups, query.n_groups, scales, release, progress, noise=noise_share)
+        role = GroupHolder(
+            session.id, records.groups, query.n_groups, scales, release, progress, noise=noise_share, bounds=bounds
+        )
     else:
         if records.values is None:
             raise LocalProtocolError("the measure holder's records hold no values")
@@ -149,6 +150,7 @@ def _run(
             me.key_pair(),
             progress=progress,
             noise=noise_share,
+            bounds=bounds,
         )
     session.send_all(role.start())
     if isinstance(role, MeasureHolder):

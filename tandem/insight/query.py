@@ -9,6 +9,10 @@
     min_group_size = 50
     # as_of = "2019-01-01"; [query.params] duty_free_eur = 200; [query.clamp] "market.avg_check" = [0, 20000]
 
+``clamp`` is each number measure's declared per-customer range ``[lo, hi]``: the catalogue's range
+unless the query narrows it, and always written out in the canonical form. Values are clamped to it,
+it sets the noise, and the group holder refuses figures its own group sizes and these bounds rule out.
+
 Measures: ``count``, ``sum(F)``, ``mean(F)``, ``share(FLAG)`` (share of records with the flag) and
 ``share(PART, WHOLE)`` (sum of PART over sum of WHOLE). A record with no value in a measure's field
 is left out of the query. Both nodes validate the same canonical form (``to_json``), so both
@@ -114,6 +118,16 @@ class Query:
 
     def bounds(self, name: str) -> tuple[float, float]:
         return self.clamp.get(name, catalog.FIELDS[name].bounds)
+
+    def slot_bounds(self) -> list[tuple[int, int]]:
+        """Per slot, the declared per-row range ``[lo, hi]`` of a counted customer, in fixed-point units:
+        ``(1, 1)`` for the count, a field's clamping bounds times ``FIXED_POINT``. A customer left out adds 0
+        to every slot. The group holder checks the figures against these (``tandem.protocols.insight``)."""
+        out = [(1, 1)]
+        for s in self.slots[1:]:
+            lo, hi = self.bounds(s)
+            out.append((round(lo * FIXED_POINT), round(hi * FIXED_POINT)))
+        return out
 
     def sensitivities(self) -> list[int]:
         """Per slot, the most one customer adds to it, in fixed-point units: 1 for the count, the upper
@@ -243,6 +257,10 @@ def parse_query(raw: dict, where: str, defaults: dict | None = None) -> Query:
         ):
             fail(f"clamp: {f.qualified} needs [low, high] with 0 <= low < high <= {MAX_BOUND:g}")
         clamp[f.qualified] = (float(value[0]), float(value[1]))
+    for name in sorted({n for m in measures for n in m.fields}):  # every number's bound declared in the query
+        if catalog.FIELDS[name].kind == "number" and name not in clamp:
+            lo, hi = catalog.FIELDS[name].bounds
+            clamp[name] = (float(lo), float(hi))
     noise = raw.get("noise", True)
     if not isinstance(noise, bool):
         fail("noise must be true or false")

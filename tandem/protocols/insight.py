@@ -13,6 +13,16 @@ count of at least ``min_group_size`` on the group holder's side) with their figu
 measure holder checks the release against the same rule. Nobody sees an exact group sum;
 what each side learns is in docs/privacy.md.
 
+Checks against a dishonest partner (the threat model in docs/privacy.md):
+- the measure holder makes a fresh key pair per query (``he`` is for tests only), so ciphertexts of
+  one query are of no use in another;
+- before it decrypts anything for the group holder, the measure holder refuses masked sums that are
+  not all distinct ciphertexts, or whose decrypted slots do not lie where sum + mask can
+  (``looks_masked``): a row's own ciphertext, a repeated one, or a sum sent without a fresh mask;
+- the group holder refuses noisy sums that its own group sizes and the query's declared per-row
+  bounds (``Bounds``) rule out, allowing one honest noise share's margin: a count above the group's
+  size, a sum outside ``[count * lo, count * hi]``.
+
 ``receive(msg)`` returns the messages to send; ``MeasureHolder.chunks()`` yields the encrypted
 measures one message at a time (memory stays bounded by the chunk size).
 """
@@ -24,7 +34,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from tandem.crypto.he import HeError, PublicHe, SecretHe, random_masks
+from tandem.crypto.he import HeError, PublicHe, SecretHe, looks_masked, random_masks, row_bytes
 from tandem.protocols.errors import LocalProtocolError, RemoteProtocolError
 from tandem.protocols.message import Message
 from tandem.protocols.role import Role
@@ -79,10 +89,51 @@ class Release:
         return np.asarray(counts, dtype=np.int64) >= self.min_group_size + self.margin
 
 
+class Bounds:
+    """What one counted customer may add to each slot, as the query declares it: ``slot_bounds`` ``[(lo,
+    hi)]`` per slot in fixed-point units (``(1, 1)`` for the count; a customer left out adds 0 everywhere),
+    ``margins`` per slot how far one honest noise share may move a figure (``tandem.insight.dp.share_margin``),
+    ``names`` the slots' names for errors."""
+
+    def __init__(self, slot_bounds: list[tuple[int, int]], margins: list[int], names: list[str]):
+        if slot_bounds[:1] != [(1, 1)] or not len(slot_bounds) == len(margins) == len(names):
+            raise LocalProtocolError("bounds: one (lo, hi) per slot, the count's (1, 1) first")
+        self.slot_bounds, self.margins, self.names = slot_bounds, margins, names
+
+    def check_rows(self, values: np.ndarray) -> None:
+        """The measure holder's own rows: each all zero (left out) or counted with every value in bounds."""
+        counted = values[:, 0] == 1
+        if ((values[~counted] != 0).any()) or (values[counted, 0] != 1).any():
+            raise LocalProtocolError("measure rows must count 1 or be all zero")
+        for j, (lo, hi) in enumerate(self.slot_bounds[1:], 1):
+            col = values[counted, j]
+            if len(col) and (col.min() < lo or col.max() > hi):
+                raise LocalProtocolError(f"measure {self.names[j]} has values outside its bounds [{lo}, {hi}]")
+
+    def violation(self, figures: np.ndarray, sizes: np.ndarray) -> str | None:
+        """The first group whose figures ``(groups, slots)`` (exact sums plus one noise share) no honest
+        measure holder could have produced for groups of ``sizes`` customers on this side, else None."""
+        m0 = self.margins[0]
+        for g, n in enumerate(int(v) for v in sizes):
+            count = int(figures[g, 0])
+            if not -m0 <= count <= n + m0:
+                return f"group {g} counts {count}, outside [0, {n}] ({n} customers on this side) beyond the noise"
+            low_count, high_count = max(0, count - m0), min(n, count + m0)
+            for j, (lo, hi) in enumerate(self.slot_bounds[1:], 1):
+                x, m = int(figures[g, j]), self.margins[j]
+                if not lo * low_count - m <= x <= hi * high_count + m:
+                    return (
+                        f"group {g}: {self.names[j]} sums to {x}, which {count} customers with values in "
+                        f"[{lo}, {hi}] cannot reach beyond the noise"
+                    )
+        return None
+
+
 class MeasureHolder(Role):
-    """``values`` ``(n, slots)`` int64 >= 0 in link-id order; ``scales`` the noise scale of this party's
-    share per slot (all 0: no noise), drawn by ``noise`` (``tandem.insight.dp.noise_share``); ``he`` a
-    fresh key pair (made here if not given).
+    """``values`` ``(n, slots)`` int64 >= 0 in link-id order, each row all zero or within ``bounds``;
+    ``scales`` the noise scale of this party's share per slot (all 0: no noise), drawn by ``noise``
+    (``tandem.insight.dp.noise_share``); ``he`` a key pair for tests only: by default each role makes a
+    fresh one (one per query).
 
     After ``DONE``: ``groups_`` the released group positions, ``figures_`` ``(released, slots)`` int64.
     """
@@ -99,9 +150,11 @@ class MeasureHolder(Role):
         progress: Progress | None = None,
         *,
         noise: NoiseShare,
+        bounds: Bounds,
     ):
         if values.ndim != 2 or values.shape[1] != len(scales) or (values < 0).any():
             raise LocalProtocolError("measure values must be (rows, slots) non-negative integers")
+        bounds.check_rows(values)
         self.session, self.values, self.n_groups, self.scales, self.release = session, values, n_groups, scales, release
         self.he = he or SecretHe.generate()
         self.chunk_rows, self.progress, self.noise = chunk_rows, progress or (lambda what, f: None), noise
@@ -131,11 +184,16 @@ class MeasureHolder(Role):
         if msg.n_groups != self.n_groups:
             self._fail(f"masked sums of {msg.n_groups} groups, the query has {self.n_groups}")
         try:
-            masked = self.he.decrypt_slots(self.he.load(msg.payload), self.values.shape[1])
+            sums = self.he.load(msg.payload)
+            if sums.rows != self.n_groups:
+                self._fail("masked sums have the wrong number of groups")
+            if len(set(row_bytes(sums))) != self.n_groups:
+                self._fail("two groups' masked sums are the same ciphertext (a repeated sum)")
+            masked = self.he.decrypt_slots(sums, self.values.shape[1])
         except HeError as exc:
             self._fail(str(exc))
-        if masked.shape[0] != self.n_groups:
-            self._fail("masked sums have the wrong number of groups")
+        if not looks_masked(masked):
+            self._fail("a group's sum is not masked (a row's own ciphertext, or a sum without a fresh mask)")
         noisy = masked + self.noise(self.scales, self.n_groups).astype(object)
         self.state = State.WAIT_RELEASE
         return [NoisySums(self.session, self.n_groups, _ints_to_bytes(noisy, _WIDE))]
@@ -156,7 +214,7 @@ class MeasureHolder(Role):
 
 class GroupHolder(Role):
     """``groups`` ``(n,)`` int64 in ``[-1, n_groups)`` in link-id order (``-1``: left out by this side);
-    ``n_slots`` and ``scales`` as agreed from the query; ``noise`` draws this side's share.
+    ``scales`` and ``bounds`` as agreed from the query; ``noise`` draws this side's share.
 
     After ``DONE``: ``groups_`` the released group positions, ``figures_`` ``(released, slots)`` int64.
     """
@@ -171,8 +229,10 @@ class GroupHolder(Role):
         progress: Progress | None = None,
         *,
         noise: NoiseShare,
+        bounds: Bounds,
     ):
         self.session, self.groups, self.n_groups, self.scales, self.release = session, groups, n_groups, scales, release
+        self.bounds = bounds
         self.own_counts = np.bincount(groups[groups >= 0], minlength=n_groups)
         self.progress, self.noise = progress or (lambda what, f: None), noise
         self.state = State.START
@@ -242,7 +302,11 @@ class GroupHolder(Role):
         if msg.n_groups != self.n_groups:
             self._fail(f"noisy sums of {msg.n_groups} groups, the query has {self.n_groups}")
         noisy = _ints_from_bytes(msg.payload, (self.n_groups, len(self.scales)), _WIDE)
-        figures = noisy - self._masks + self.noise(self.scales, self.n_groups).astype(object)
+        theirs = noisy - self._masks  # exact sums plus the measure holder's noise share
+        wrong = self.bounds.violation(theirs, self.own_counts)
+        if wrong:
+            self._fail(f"{wrong}: the measure holder's ciphertexts exceed the query's bounds")
+        figures = theirs + self.noise(self.scales, self.n_groups).astype(object)
         if any(abs(int(v)) >= 1 << 63 for v in figures.ravel()):
             self._fail("noisy sums are out of range (wrong masks?)")
         figures = figures.astype(np.int64)
