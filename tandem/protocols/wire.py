@@ -246,7 +246,7 @@ class TrainRequest(Message):
     IDS: ClassVar = {"model_id": TOKEN}  # the passive party saves its model under this id
 
     session: str
-    protocol: str  # "boost/2"
+    protocol: str  # "boost/3"
     model_id: str
     seed: int
     test_fraction_ppm: int

@@ -10,7 +10,7 @@ import numpy as np
 
 from tandem.learn.tree import Tree
 
-PROTOCOL = "boost/2"
+PROTOCOL = "boost/3"  # 3: bucket structure with the histogram sums (min_bin_rows)
 
 
 class State(enum.Enum):
