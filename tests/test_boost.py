@@ -246,7 +246,7 @@ def test_first_tree_on_active_features_only_sends_nothing_for_it():
 
 def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_model():
     X, y = _data(n=500, seed=11)
-    kw = dict(n_trees=5, max_depth=3, learning_rate=0.3, bins=16, goss=(0.3, 0.2))
+    kw = dict(n_trees=5, max_depth=3, learning_rate=0.3, bins=16, goss=(0.3, 0.2), goss_seed=2**62 + 7)
     whole, _, _ = _fit(X, y, **kw)
     kept, saved = {}, {}
 
@@ -260,8 +260,9 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_model():
 
     stopped = []
     with pytest.raises(KeyboardInterrupt):
-        _fit(X, y, on_tree=stop_after_two, on_split=save_splits, timeout=2, passive_errors=stopped, **kw)
+        _fit(X, y, on_tree=stop_after_two, on_split=save_splits, timeout=5, passive_errors=stopped, **kw)
     assert len(stopped) == 1 and isinstance(stopped[0], TransportError)   # it waited for a party that left
+    assert kept["resume"].goss_seed == 2**62 + 7                # the private GOSS seed travels in the checkpoint
     assert len(kept["resume"].trees) == 2 and len(saved[0]) >= sum(len(t) for t in kept["resume"].split_ids)
     resumed, _, channels = _fit(X, y, resume=kept["resume"], saved=saved, **kw)
     assert resumed.resumed_ == 2

@@ -17,6 +17,7 @@ import pytest
 from tandem.audit import AuditLog, read_audit
 from tandem.crypto.tls import make_ca, make_node_cert
 from tandem.decide.api import MESSAGES, PROTOCOL, bank_app, market_app
+from tandem.offers.quota import ContentQuota
 from tandem.offers.service import OFFER_MESSAGES, market_router
 from tandem.transport.http_client import BlockingPeerHttpClient, PeerUnavailable
 from tandem.transport.http_server import HttpServers
@@ -47,6 +48,8 @@ class _State:
     models: dict = {}
     current: dict = {}
     tables: dict = {}
+    counters: dict = {}
+    link_versions: dict = {}
 
     def model(self, entity, version=None):
         return None
@@ -78,7 +81,7 @@ def nodes(tmp_path_factory):
     side = SimpleNamespace(scorers={}, features=SimpleNamespace(index={}),
                            content={"cashback_card": {LINK: ["travel", "books", "pets"]}})
     market = market_app(state, None, "mtls")
-    market.include_router(market_router(SimpleNamespace(side=side), state))
+    market.include_router(market_router(SimpleNamespace(side=side), state, ContentQuota("bank", 0)))
     apps = {"bank": bank_app(state, _Ledger(), {}, "mtls"), "market": market}
     out = {"certs": certs, "audit": {}, "address": {}}
     running = []

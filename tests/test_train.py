@@ -101,7 +101,7 @@ def _node_run(folder, on_event=lambda name, event: None):
     bank = NodeProcess("bank", ["--config", str(configs["bank"]), "--train", "market", "--data",
                                 str(folder.parent / "bank.csv"), "--id", "cid", "--label", "default",
                                 "--trees", "8", "--max-depth", "3", "--bins", "16", "--learning-rate", "0.3",
-                                "--goss", "--key-bits", "1024"], on_event)
+                                "--key-bits", "1024"], on_event)
     return bank, market
 
 
@@ -130,13 +130,15 @@ def test_a_passive_party_killed_mid_training_stops_the_label_holder_and_a_rerun_
     assert procs["bank"].wait(timeout=120) != 0
     assert "market" in procs["bank"].error() and "Traceback" not in "".join(procs["bank"]._stderr)
     assert not list((tmp_path / "run" / "state-bank").glob("models/*.json"))           # no model written
-    assert list((tmp_path / "run" / "state-bank" / "checkpoints").glob("*.json"))     # but a checkpoint
+    checkpoints = list((tmp_path / "run" / "state-bank" / "checkpoints").glob("*.json"))
+    assert checkpoints                                                                 # but a checkpoint
+    seed = json.loads(checkpoints[0].read_text())["goss_seed"]     # the label holder's private draw, kept
 
     rerun = {}
     for name, proc in zip(("bank", "market"), _node_run(tmp_path / "run")):
         assert proc.wait(timeout=300) == 0, proc.error()
         rerun[name] = proc.result()
-    assert rerun["bank"]["resumed_trees"] >= 3
+    assert rerun["bank"]["resumed_trees"] >= 3 and rerun["bank"]["goss_seed"] == seed != whole["bank"]["goss_seed"]
     assert _model_trees(rerun) == _model_trees(whole)
     assert rerun["bank"]["metrics"]["auc"] == whole["bank"]["metrics"]["auc"]
     assert not list((tmp_path / "run" / "state-bank" / "checkpoints").glob("*.json"))

@@ -47,7 +47,7 @@ def train_cmd(
         )
         update("pooled baselines", 0.9)
         active = results[label_party]
-        baselines = pooled_baselines(files, id_column, label_party, label_column, training)
+        baselines = pooled_baselines(files, id_column, label_party, label_column, training, active.goss_seed)
         update("done", 1.0)
     m = active.metrics
     report = write_training_report(workdir / "report.html", active, baselines)

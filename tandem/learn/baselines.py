@@ -14,12 +14,17 @@ from tandem.learn.options import TrainingOptions, estimator_kwargs
 
 
 def pooled_baselines(
-    files: dict[str, Path], id_column: str, label_party: str, label_column: str, options: TrainingOptions
+    files: dict[str, Path],
+    id_column: str,
+    label_party: str,
+    label_column: str,
+    options: TrainingOptions,
+    goss_seed: int | None = None,
 ) -> dict:
     """``auc_plaintext`` (the same algorithm on the pooled table) and ``auc_xgboost`` (XGBoost hist,
     same hyperparameters), on the same rows, order and train/validation/test split as the
     federated run; the plaintext one merges the other parties' bins as their nodes do by default
-    (``tandem.learn.buckets.MIN_BIN_ROWS``)."""
+    (``tandem.learn.buckets.MIN_BIN_ROWS``) and, with GOSS, draws with the label holder's ``goss_seed``."""
     import pandas as pd
     import xgboost as xgb
 
@@ -47,6 +52,7 @@ def pooled_baselines(
         first_tree_features=n_label_features if fields["first_tree_active_only"] else None,
         min_bin_rows=MIN_BIN_ROWS,
         passive_from=n_label_features,
+        goss_seed=goss_seed,
     ).fit(X[~test], y[~test], valid[~test])
     params = {
         "objective": "binary:logistic",
