@@ -89,6 +89,20 @@ def test_three_parties_paillier_and_256_bins_through_the_command(tmp_path):
     assert json.loads(open(m["models"]["bank"]).read())["passive_parties"] == ["market", "telco"]
 
 
+_STARTED: list = []
+
+
+@pytest.fixture(autouse=True)
+def _no_node_left():
+    """A node the test started and no longer waits for (its peer failed first) is killed at the end."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop().proc
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def _node_run(folder, on_event=lambda name, event: None):
     """Start the market node (serving once) and the bank node training with it; return both processes."""
     from tandem.devcluster import NodeProcess, node_configs
@@ -97,11 +111,13 @@ def _node_run(folder, on_event=lambda name, event: None):
                            {"bank": "bank", "market": "bank"}, timeout_s=10)
     market = NodeProcess("market", ["--config", str(configs["market"]), "--once", "--data",
                                     str(folder.parent / "market.parquet"), "--id", "cid"], on_event)
+    _STARTED.append(market)
     assert market.ready.wait(60)
     bank = NodeProcess("bank", ["--config", str(configs["bank"]), "--train", "market", "--data",
                                 str(folder.parent / "bank.csv"), "--id", "cid", "--label", "default",
                                 "--trees", "8", "--max-depth", "3", "--bins", "16", "--learning-rate", "0.3",
                                 "--key-bits", "1024"], on_event)
+    _STARTED.append(bank)
     return bank, market
 
 
