@@ -325,11 +325,14 @@ def test_the_marketplace_holds_the_bank_to_the_agreed_daily_volume_of_content(of
 
     from tandem.decide.api import market_app
     from tandem.decide.state import ApiClients, ServiceState, load_decide_config
+    from tandem.offers.quota import ContentQuota
     from tandem.offers.service import attach_offers
     from tandem.store import open_store
 
     config = offers["paths"]["market"].with_name("decide-market-quota.toml")    # paths resolve beside it
     text = offers["paths"]["market"].read_text()
+    assert 'state_dir = "state-market"' in text
+    text = text.replace('state_dir = "state-market"', 'state_dir = "state-market-quota"')   # its own reveal log
     config.write_text(text.replace("\n[offers]\n", "\n[offers]\ncontent_daily = 60\n"))
     cfg = load_decide_config(config)
     store = open_store(cfg.node.store, read_only=True)
@@ -349,6 +352,9 @@ def test_the_marketplace_holds_the_bank_to_the_agreed_daily_volume_of_content(of
             assert "categories" not in over.json()                          # nothing of it revealed
             assert ask(ids[50:60]).status_code == 200                       # 60: still within the day's volume
         assert state.counters["offer_content"]() == {"per_day": 60, "today": 60, "refused": 1}
+        restarted = ContentQuota("bank", 60, cfg.node.state_dir / "offers")    # a restart keeps the day's count
+        assert restarted.stats()["today"] == 60 and restarted.admit("cashback_card", ids[60:61]) is not None
+        assert restarted.admit("cashback_card", ids[:10]) is None                      # repeats still free
     finally:
         store.close()
 

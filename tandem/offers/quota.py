@@ -6,29 +6,38 @@ volume the partners agreed: ``daily`` distinct (product, link id) reveals per UT
 content_daily``; 0: none). Asking again for content already revealed that day counts nothing. A trip
 is refused whole (nothing of the request is revealed), counted and logged once per episode;
 ``tandem audit --reconcile`` compares both nodes' logs of what was asked and answered.
+
+The day's reveals are appended (and fsynced) to ``FOLDER/content-YYYY-MM-DD.tsv`` before they are
+answered, so a restart does not start the day afresh; earlier days' files are removed.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tandem.atomic import write_all
 
 
 class ContentQuota:
-    """``admit(product, link_ids)`` -> ``None`` (go ahead, counted) or seconds to wait."""
+    """``admit(product, link_ids)`` -> ``None`` (go ahead, counted and recorded) or seconds to wait.
+    Raises ``OSError`` if the reveals could not be recorded (then nothing may be revealed)."""
 
-    def __init__(self, peer: str, daily: int):
-        self.peer, self.daily = peer, daily
+    def __init__(self, peer: str, daily: int, folder: Path | None = None):
+        self.peer, self.daily, self.folder = peer, daily, folder
         self.refused = 0
-        self._day = -1
-        self._revealed: set[tuple[str, str]] = set()
+        self._day = int(time.time() // 86400)
+        self._revealed = self._load(self._day)
         self._tripped = False
 
     def admit(self, product: str, link_ids: list[str], wall: float | None = None) -> float | None:
         wall = time.time() if wall is None else wall
         day = int(wall // 86400)
         if day != self._day:
-            self._day, self._revealed = day, set()
+            self._day, self._revealed = day, self._load(day)
         new = {(product, lid) for lid in link_ids} - self._revealed
         if self.daily and len(self._revealed) + len(new) > self.daily:
             self.refused += 1
@@ -40,9 +49,38 @@ class ContentQuota:
                     flush=True,
                 )
             return float(max(1, int((day + 1) * 86400 - wall)))
+        if new and self.folder is not None:
+            self._record(day, new)
         self._revealed |= new
         self._tripped = False
         return None
 
     def stats(self) -> dict:
         return {"per_day": self.daily, "today": len(self._revealed), "refused": self.refused}
+
+    def _path(self, day: int) -> Path:
+        assert self.folder is not None
+        return self.folder / f"content-{datetime.fromtimestamp(day * 86400, UTC).date().isoformat()}.tsv"
+
+    def _load(self, day: int) -> set[tuple[str, str]]:
+        """The reveals recorded on ``day`` (a torn last line is skipped: it was never answered)."""
+        if self.folder is None:
+            return set()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        today = self._path(day)
+        for old in self.folder.glob("content-*.tsv"):
+            if old != today:
+                old.unlink()
+        try:
+            lines = today.read_text().splitlines()
+        except FileNotFoundError:
+            return set()
+        return {(p, lid) for p, sep, lid in (line.partition("\t") for line in lines) if sep and lid}
+
+    def _record(self, day: int, new: set[tuple[str, str]]) -> None:
+        fd = os.open(self._path(day), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            write_all(fd, "".join(f"{p}\t{lid}\n" for p, lid in sorted(new)).encode())
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)

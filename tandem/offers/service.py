@@ -124,7 +124,7 @@ def attach_offers(
             return MarketSide(store, cfg.as_of, catalog, versions.update(scorers), state.link_table("customers"))
 
         holder = _Holder(build)
-        quota = ContentQuota(cfg.peer or "the peer", ocfg.content_daily)
+        quota = ContentQuota(cfg.peer or "the peer", ocfg.content_daily, cfg.node.state_dir / "offers")
         state.counters["offer_content"] = quota.stats
         for _listen, app, mutual in apps:
             if mutual:
@@ -246,7 +246,10 @@ def market_router(holder: _Holder, state, quota: ContentQuota) -> APIRouter:
         if content is None:
             raise HTTPException(404, f"product {body.product} has no personalised content in this catalog")
         found = [lid in content for lid in body.link_ids]
-        wait = quota.admit(body.product, [lid for lid, ok in zip(body.link_ids, found) if ok])
+        try:
+            wait = quota.admit(body.product, [lid for lid, ok in zip(body.link_ids, found) if ok])
+        except OSError:
+            raise HTTPException(503, "the reveal could not be recorded; try again") from None
         if wait is not None:
             detail = "over the agreed daily volume of offer content; try again later"
             raise HTTPException(429, detail, headers={"Retry-After": str(int(wait))})
