@@ -16,6 +16,16 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def append_durably(path: str | os.PathLike, data: bytes) -> None:
+    """Append ``data`` to ``path`` (mode 0600, created if missing), whole and fsynced, or raise ``OSError``."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        write_all(fd, data)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_dir(folder: str | os.PathLike) -> None:
     """Make a file's creation, rename or removal in ``folder`` durable (the folder's own fsync)."""
     fd = os.open(folder, os.O_RDONLY)

@@ -11,35 +11,27 @@ tandem node --config bank.toml --insight market --query Q.toml
 from __future__ import annotations
 
 import json
-import os
 import secrets as pysecrets
 import sys
 import threading
 import time
-import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import date
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tandem.engine import LocalEngine
 from tandem.errors import InputError, TandemError
-from tandem.insight.budget import InsightPolicy
-from tandem.learn.buckets import MIN_BIN_ROWS
 from tandem.learn.options import DEFAULTS
-from tandem.limits import Limits
 from tandem.link import node_job as link_job
-from tandem.link.accept import AcceptPolicy
 from tandem.link.blinder import EngineBlinder
 from tandem.link.job import PROTOCOL
 from tandem.link.result import LinkResult
-from tandem.parties import ENTITIES, PRESETS, EntitySource
+from tandem.node_config import NodeConfig
+from tandem.parties import ENTITIES
 from tandem.protocols.errors import RemoteProtocolError
 from tandem.protocols.message import Message
 from tandem.protocols.wire import InsightQuery, LinkRequest, TrainAccept, TrainRequest
-from tandem.transport.grpc_node import GrpcChannel, Inboxes, NodeServer, PeerClient, TlsFiles
+from tandem.transport.grpc_node import GrpcChannel, Inboxes, NodeServer, PeerClient
 from tandem.transport.session import Session, open_audit
 
 if TYPE_CHECKING:  # training modules load only when a node trains (they pull in pandas and scipy)
@@ -48,97 +40,6 @@ if TYPE_CHECKING:  # training modules load only when a node trains (they pull in
 
 Events = Callable[[dict], None]
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class NodeConfig:
-    """A node's settings; paths are resolved against the config file's folder."""
-
-    name: str
-    listen: str
-    store: str
-    state_dir: Path
-    tls: TlsFiles
-    peers: dict[str, str]  # name -> address
-    sources: dict[str, EntitySource]  # entity -> where its records are
-    keys: dict[str, list[str]]  # entity -> key priority
-    timeout_s: float = 60.0
-    workers: int | None = None
-    path: Path = field(default=Path("."))
-    preset: str = "bank"
-    insight: InsightPolicy = field(default_factory=InsightPolicy)
-    link_accept: AcceptPolicy = field(default_factory=AcceptPolicy)  # what peers may ask of this node
-    as_of: date = field(default_factory=date.today)  # the day features and insight fields are taken at
-    limits: Limits = field(default_factory=Limits)  # caps on what a peer may make this node hold
-    min_bin_rows: int = MIN_BIN_ROWS  # as a passive party in training: the fewest rows a bucket sum it sends covers
-
-    @property
-    def audit_path(self) -> Path:
-        return self.state_dir / "audit.jsonl"
-
-
-def load_node_config(path: str | os.PathLike) -> NodeConfig:
-    """Read and check a node's TOML config; every error names the file and the key."""
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read node config ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path}: not valid TOML ({exc})") from None
-    base = path.parent
-
-    def need(section: str, key: str, kind=str):
-        value = raw.get(section, {}).get(key)
-        if not isinstance(value, kind):
-            raise InputError(f"{path}: [{section}] {key} is missing or not a {kind.__name__}")
-        return value
-
-    def resolve(p: str) -> Path:
-        return (base / p).resolve() if not os.path.isabs(p) else Path(p)
-
-    node = raw.get("node", {})
-    preset = node.get("preset", "bank")
-    if preset not in PRESETS:
-        raise InputError(f"{path}: [node] preset must be one of {', '.join(PRESETS)}")
-    peers = raw.get("peers", {})
-    if not isinstance(peers, dict) or not all(
-        isinstance(v, dict) and isinstance(v.get("address"), str) for v in peers.values()
-    ):
-        raise InputError(f'{path}: each [peers.NAME] needs an address = "host:port"')
-    link = raw.get("link", {})
-    keys = {e: list(link.get(f"{e}_keys", list(PRESETS[preset][e].keys))) for e in ENTITIES}
-    for e, ks in keys.items():
-        unknown = [k for k in ks if k not in PRESETS[preset][e].keys]
-        if unknown:
-            raise InputError(f"{path}: [link] {e}_keys has unknown key(s) {', '.join(unknown)}")
-    store = need("node", "store")
-    min_bin_rows = raw.get("train", {}).get("min_bin_rows", MIN_BIN_ROWS)
-    if not isinstance(min_bin_rows, int) or isinstance(min_bin_rows, bool) or min_bin_rows < 1:
-        raise InputError(f"{path}: [train] min_bin_rows must be an integer >= 1 (1: no merging)")
-    try:
-        as_of = date.fromisoformat(str(node["as_of"])) if "as_of" in node else date.today()
-    except ValueError:
-        raise InputError(f"{path}: [node] as_of must be a date like 2019-01-01") from None
-    return NodeConfig(
-        name=need("node", "name"),
-        listen=need("node", "listen"),
-        store=store if "://" in store else str(resolve(store)),
-        state_dir=resolve(node.get("state_dir", f"state-{node.get('name', 'node')}")),
-        tls=TlsFiles(resolve(need("tls", "ca")), resolve(need("tls", "cert")), resolve(need("tls", "key"))),
-        peers={n: v["address"] for n, v in peers.items()},
-        sources=dict(PRESETS[preset]),
-        keys=keys,
-        timeout_s=float(node.get("timeout_s", 60)),
-        workers=node.get("workers"),
-        path=path,
-        preset=preset,
-        insight=InsightPolicy.from_section(raw.get("insight", {}), path),
-        link_accept=AcceptPolicy.from_section(link.get("accept", {}), path),
-        as_of=as_of,
-        limits=Limits.from_section(raw.get("limits", {}), path),
-        min_bin_rows=min_bin_rows,
-    )
 
 
 class Node:

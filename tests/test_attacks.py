@@ -10,7 +10,8 @@ import pytest
 from tandem.devcluster import node_configs, serving
 from tandem.learn.federated import active_job, read_party_file
 from tandem.learn.options import DEFAULTS
-from tandem.node import Node, load_node_config
+from tandem.node import Node
+from tandem.node_config import load_node_config
 from tandem.protocols.errors import RemoteProtocolError
 from tandem.protocols.message import decode
 from tandem.protocols.wire import InsightQuery, KeyStart, LinkRequest, PredictRequest, TrainAccept, TrainRequest

@@ -180,7 +180,7 @@ def test_min_bin_rows_is_the_passive_nodes_own_setting(tmp_path):
     from tandem.errors import InputError
     from tandem.learn.buckets import MIN_BIN_ROWS
     from tandem.learn.options import NAMES
-    from tandem.node import load_node_config
+    from tandem.node_config import load_node_config
 
     paths = node_configs(tmp_path, {"market": "market.duckdb"}, {"market": "market"}, 5.0)
     assert load_node_config(paths["market"]).min_bin_rows == MIN_BIN_ROWS == 5

@@ -15,7 +15,7 @@ from tandem.errors import InputError
 from tandem.link import versions
 from tandem.link.accept import AcceptPolicy, LinkRefused
 from tandem.link.node_job import LINK_TABLE
-from tandem.node import load_node_config
+from tandem.node_config import load_node_config
 from tandem.store import open_store
 
 
@@ -89,13 +89,13 @@ def test_a_new_run_leaves_the_pinned_version_alone_and_old_versions_are_pruned(s
     spec = LINK_TABLE["customers"]
     try:
         assert versions.newest(store, "customers") is None
-        assert versions.pinned_table(store, "customers", None) == "link_customers"   # stores linked before versions
+        assert versions.pinned_table("customers", None) == "link_customers"   # stores linked before versions
         runs = [versions.version_of(f"session-{k}") for k in range(5)]
         versions.publish(store, "customers", _rows(0, 5), spec, "bank", runs[0])
         pinned = versions.newest(store, "customers")                 # what a service pins at start
         versions.publish(store, "customers", _rows(100, 3), spec, "bank", runs[1])    # a relink under it
         assert pinned == runs[0] and versions.newest(store, "customers") == runs[1]
-        served = store.read_table(versions.pinned_table(store, "customers", pinned)).column("link_id").to_pylist()
+        served = store.read_table(versions.pinned_table("customers", pinned)).column("link_id").to_pylist()
         assert served == [f"{i:032x}" for i in range(5)]             # the service still reads its own run's ids
         assert store.read_table("link_customers").column("link_id").to_pylist()[0] == f"{100:032x}"   # new jobs: new
         for k in (2, 3, 4):

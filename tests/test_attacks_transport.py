@@ -18,7 +18,8 @@ from tandem.engine import LocalEngine
 from tandem.errors import InputError
 from tandem.limits import MIN_FRAME, Limits
 from tandem.link.blinder import EngineBlinder
-from tandem.node import Node, load_node_config
+from tandem.node import Node
+from tandem.node_config import load_node_config
 from tandem.protocols.errors import RemoteProtocolError
 from tandem.protocols.psi import KeyRun, State
 from tandem.protocols.wire import Abort, Blinded, Delta, KeyStart, LinkRequest

@@ -227,7 +227,8 @@ def test_noisy_figures_honour_the_threshold_and_the_budget_holds_across_restarts
 
 def _fake_market(world, behaviour: str):
     """A market node in this process that accepts the bank's query, then dies or sends garbage."""
-    from tandem.node import Node, load_node_config
+    from tandem.node import Node
+    from tandem.node_config import load_node_config
     from tandem.protocols.wire import EncryptedMeasures, InsightAccept, InsightKey
 
     configs = write_configs(world, timeout_s=6)

@@ -151,7 +151,8 @@ def test_a_certificate_from_another_ca_is_refused(world, tmp_path):
 
 def test_a_wrong_protocol_version_and_malformed_frames_are_refused(world):
     """A hand-made peer (with a valid certificate) talks to a real node process."""
-    from tandem.node import Node, load_node_config
+    from tandem.node import Node
+    from tandem.node_config import load_node_config
     from tandem.protocols.errors import RemoteProtocolError
     from tandem.protocols.wire import OPENING, LinkRequest, TrainRequest
     from tandem.transport.base import TransportError

@@ -198,7 +198,7 @@ def test_a_node_without_as_of_takes_today(small_world, tmp_path):
     from datetime import date
 
     from tandem.devcluster import node_configs, world_as_of
-    from tandem.node import load_node_config
+    from tandem.node_config import load_node_config
 
     assert world_as_of(tmp_path) is None                       # no summary.json: nothing recorded
     paths = node_configs(tmp_path / "nodes", {"bank": "../bank.duckdb"}, {"bank": "bank"}, 5.0)

@@ -27,7 +27,7 @@ def audit(
     from tandem.audit import read_audit, verify_audit
 
     if log.suffix == ".toml":
-        from tandem.node import load_node_config
+        from tandem.node_config import load_node_config
 
         log = load_node_config(log).audit_path
     if verify:

@@ -157,7 +157,7 @@ def insight_budget(
 ):
     """Show a node's privacy-budget ledger and what is left per partner this period."""
     from tandem.insight.budget import Ledger
-    from tandem.node import load_node_config
+    from tandem.node_config import load_node_config
 
     if target.is_dir():
         target = target / "nodes" / "bank.toml"

@@ -42,7 +42,8 @@ def node(
     training: TrainingOptions = DEFAULTS,
 ):
     """Run a party's node: serve peers over gRPC with mutual TLS, or start a link or training run."""
-    from tandem.node import Node, json_events, load_node_config
+    from tandem.node import Node, json_events
+    from tandem.node_config import load_node_config
 
     cfg = load_node_config(config)
     emit = json_events() if events else None

@@ -80,7 +80,7 @@ def offers(
     policy's PD cutoff; within consent, do-not-disturb and the contact limits;
     personalised content from the marketplace for the offers made. Then the
     replay of the held-out campaigns and the HTML report."""
-    from tandem.node import load_node_config
+    from tandem.node_config import load_node_config
     from tandem.offers.batch import offers_portfolio
 
     out = report or load_node_config(config).state_dir / "offers-report.html"

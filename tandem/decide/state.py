@@ -26,7 +26,7 @@ from tandem.decide.scoring import ActiveScorer, PassiveScorer
 from tandem.errors import InputError
 from tandem.features.rows import rows
 from tandem.link import versions as link_versions
-from tandem.node import NodeConfig, load_node_config
+from tandem.node_config import NodeConfig, load_node_config
 from tandem.parties import ENTITIES
 
 KINDS = {"customers": "installments", "sellers": "seller_credit_line"}
@@ -249,7 +249,7 @@ class ServiceState:
 
     def link_table(self, entity: str) -> str:
         """The link table of the pinned version of ``entity``."""
-        return link_versions.pinned_table(self.store, entity, self.link_versions.get(entity))
+        return link_versions.pinned_table(entity, self.link_versions.get(entity))
 
     def refresh(self) -> None:
         """Rebuild every feature table from the store (as of ``cfg.as_of``) and swap it in."""

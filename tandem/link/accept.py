@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tandem.atomic import write_all
+from tandem.atomic import append_durably
 from tandem.errors import InputError
 from tandem.protocols.errors import ProtocolError
 
@@ -78,12 +78,7 @@ class AcceptPolicy:
                 "that many were accepted already"
             )
         state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            write_all(fd, (json.dumps({"peer": peer, "mode": mode, "at": now}) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_durably(log, (json.dumps({"peer": peer, "mode": mode, "at": now}) + "\n").encode())
 
 
 def mode_of(count_only: bool, incremental: bool) -> str:

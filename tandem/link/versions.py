@@ -75,7 +75,7 @@ def versions(store, entity: str) -> list[str]:
     return [v for _at, v in found if store.columns(version_table(entity, v)) is not None]
 
 
-def pinned_table(store, entity: str, version: str | None) -> str:
+def pinned_table(entity: str, version: str | None) -> str:
     """The table of ``version`` (``None``: the link table as it is, for stores linked before versions)."""
     return latest_table(entity) if version is None else version_table(entity, version)
 

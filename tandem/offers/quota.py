@@ -13,13 +13,13 @@ answered, so a restart does not start the day afresh; earlier days' files are re
 
 from __future__ import annotations
 
-import os
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tandem.atomic import write_all
+from tandem.atomic import append_durably
 
 
 class ContentQuota:
@@ -27,19 +27,26 @@ class ContentQuota:
     Raises ``OSError`` if the reveals could not be recorded (then nothing may be revealed)."""
 
     def __init__(self, peer: str, daily: int, folder: Path | None = None):
-        self.peer, self.daily, self.folder = peer, daily, folder
+        self.peer, self.daily = peer, daily
+        self.folder = folder if daily else None  # without a quota there is nothing to count
         self.refused = 0
+        self._lock = threading.Lock()  # the route runs on a thread pool
         self._day = int(time.time() // 86400)
         self._revealed = self._load(self._day)
         self._tripped = False
 
     def admit(self, product: str, link_ids: list[str], wall: float | None = None) -> float | None:
-        wall = time.time() if wall is None else wall
+        with self._lock:
+            return self._admit(product, link_ids, time.time() if wall is None else wall)
+
+    def _admit(self, product: str, link_ids: list[str], wall: float) -> float | None:
+        if not self.daily:
+            return None
         day = int(wall // 86400)
         if day != self._day:
             self._day, self._revealed = day, self._load(day)
         new = {(product, lid) for lid in link_ids} - self._revealed
-        if self.daily and len(self._revealed) + len(new) > self.daily:
+        if len(self._revealed) + len(new) > self.daily:
             self.refused += 1
             if not self._tripped:  # one line per episode
                 self._tripped = True
@@ -50,7 +57,7 @@ class ContentQuota:
                 )
             return float(max(1, int((day + 1) * 86400 - wall)))
         if new and self.folder is not None:
-            self._record(day, new)
+            append_durably(_day_file(self.folder, day), "".join(f"{p}\t{lid}\n" for p, lid in sorted(new)).encode())
         self._revealed |= new
         self._tripped = False
         return None
@@ -58,16 +65,12 @@ class ContentQuota:
     def stats(self) -> dict:
         return {"per_day": self.daily, "today": len(self._revealed), "refused": self.refused}
 
-    def _path(self, day: int) -> Path:
-        assert self.folder is not None
-        return self.folder / f"content-{datetime.fromtimestamp(day * 86400, UTC).date().isoformat()}.tsv"
-
     def _load(self, day: int) -> set[tuple[str, str]]:
         """The reveals recorded on ``day`` (a torn last line is skipped: it was never answered)."""
         if self.folder is None:
             return set()
         self.folder.mkdir(parents=True, exist_ok=True)
-        today = self._path(day)
+        today = _day_file(self.folder, day)
         for old in self.folder.glob("content-*.tsv"):
             if old != today:
                 old.unlink()
@@ -77,10 +80,7 @@ class ContentQuota:
             return set()
         return {(p, lid) for p, sep, lid in (line.partition("\t") for line in lines) if sep and lid}
 
-    def _record(self, day: int, new: set[tuple[str, str]]) -> None:
-        fd = os.open(self._path(day), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            write_all(fd, "".join(f"{p}\t{lid}\n" for p, lid in sorted(new)).encode())
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
+
+def _day_file(folder: Path, day: int) -> Path:
+    """The reveals of ``day`` (days since the epoch, UTC)."""
+    return folder / f"content-{datetime.fromtimestamp(day * 86400, UTC).date().isoformat()}.tsv"

@@ -151,7 +151,8 @@ def _train_group(files: dict, products: list[str], args: dict, folder: Path, tim
     from tandem.devcluster import node_configs, serving
     from tandem.learn.federated import read_party_file
     from tandem.learn.options import TrainingOptions
-    from tandem.node import Node, load_node_config
+    from tandem.node import Node
+    from tandem.node_config import load_node_config
 
     configs = node_configs(
         folder, {"bank": "bank.duckdb", "market": "market.duckdb"}, {"bank": "bank", "market": "bank"}, timeout_s
