@@ -250,3 +250,22 @@ def test_the_send_order_comes_from_the_os_csprng_not_a_seeded_numpy_generator(mo
     assert ra.intersection == rb.intersection == 30
     first, second = secure_permutation(1000), secure_permutation(1000)
     assert sorted(first.tolist()) == list(range(1000)) and not np.array_equal(first, second)
+
+
+def test_members_agrees_with_a_set_lookup_including_shared_heads_and_trailing_zeros():
+    """The sorted-head lookup finds exactly the points a set would, also where two pool points share their
+    first 8 bytes (the exact fallback) and where a point ends in zero bytes (which ``S32`` indexing strips)."""
+    from tandem.protocols.psi import _members
+
+    rng = np.random.default_rng(7)
+    own = np.frombuffer(rng.integers(0, 256, (3000, 32), dtype=np.uint8).tobytes(), dtype="S32").copy()
+    pool = np.frombuffer(rng.integers(0, 256, (2000, 32), dtype=np.uint8).tobytes(), dtype="S32").copy()
+    pool[:700] = own[::3][:700]
+    own[5] = bytes(range(1, 29)) + bytes(4)
+    pool[700] = own[5]
+    expected = np.isin(own, pool)
+    assert _members(own, pool).tolist() == expected.tolist() and expected.sum() >= 701
+    shared_head = np.array([b"\x01" * 8 + b"\x02" * 23 + b"\x00", b"\x01" * 8 + b"\x03" * 24, b"\x05" * 32], "S32")
+    assert _members(shared_head, shared_head[:2][::-1]).tolist() == [True, True, False]
+    assert _members(shared_head, shared_head[:1]).tolist() == [True, False, False]
+    assert _members(own[:0], pool).tolist() == [] and not _members(own, pool[:0]).any()

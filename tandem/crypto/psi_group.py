@@ -70,7 +70,7 @@ def hash_to_points(key_name: str, salt: bytes, values: Iterable[str]) -> bytes:
     """
     prefix = _DOMAIN + key_name.encode() + b"\x00" + salt
     sha = hashlib.sha512
-    return b"".join(sha(prefix + v.encode("utf-8")).digest()[:POINT_BYTES] for v in values)
+    return b"".join([sha(prefix + v).digest()[:POINT_BYTES] for v in map(str.encode, values)])
 
 
 def blind(secret: bytes, points: bytes) -> bytes:

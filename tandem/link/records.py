@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -38,7 +38,7 @@ class EntityRecords:
     def candidates(self, key: str, exclude: set[int]) -> tuple[list[str], np.ndarray]:
         """Values and local ids of records usable on ``key`` and not linked already."""
         vals = self.values[key]
-        mask = np.array([v is not None for v in vals], dtype=bool)
+        mask = np.not_equal(vals, None)
         if exclude:
             mask &= ~np.isin(self.ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))
         return list(vals[mask]), self.ids[mask]
@@ -72,13 +72,14 @@ def _consented(column: pa.ChunkedArray) -> np.ndarray:
 def _unique_values(key: str, column: pa.ChunkedArray) -> tuple[np.ndarray, KeyReport]:
     """Normalise one key's column (shape ``(n,)``); values that several records share become ``None``."""
     normalised, rep = NORMALISERS[key](column)
-    usable = np.not_equal(normalised, np.array(None))
+    usable = np.not_equal(normalised, None)
     report = KeyReport(invalid=dict(rep.invalid))
-    if len(set(normalised[usable])) < usable.sum():  # the usual case (no duplicates) costs one set
-        counts = Counter(normalised[usable])
-        dup = {v for v, n in counts.items() if n > 1}
-        is_dup = np.array([v in dup for v in normalised], dtype=bool)
-        report.duplicate_values, report.duplicate_records = len(dup), int(is_dup.sum())
+    shared = pd.Series(normalised[usable]).duplicated(keep=False).to_numpy()  # hashed, no per-value Python
+    if shared.any():
+        is_dup = np.zeros(len(normalised), dtype=bool)
+        is_dup[np.flatnonzero(usable)[shared]] = True
+        report.duplicate_values = len(pd.unique(normalised[is_dup]))
+        report.duplicate_records = int(is_dup.sum())
         normalised[is_dup] = None
         usable &= ~is_dup
     report.usable = int(usable.sum())

@@ -116,10 +116,24 @@ def _raw(arr: np.ndarray) -> bytes:
 def _members(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
     """Shape ``(n,)`` bool: which of ``values`` (``S32``, shape ``(n,)``) also occur in ``pool`` (shape ``(m,)``).
 
-    ``tolist`` strips trailing zero bytes the same way from both, so equal stripped values are equal points.
+    Points are uniformly random 32-byte strings, so their first 8 bytes almost never repeat within
+    ``pool`` (about m^2 / 2^65): look those up in the sorted pool and compare the whole point of each
+    candidate; if two pool points share their first 8 bytes, fall back to an exact set lookup.
     """
-    members = set(pool.tolist())
-    return np.fromiter((v in members for v in values.tolist()), dtype=bool, count=len(values))
+    if not len(values) or not len(pool):
+        return np.zeros(len(values), dtype=bool)
+    want = np.ascontiguousarray(values, dtype=_S).view(np.uint64).reshape(-1, 4)
+    have = np.ascontiguousarray(pool, dtype=_S).view(np.uint64).reshape(-1, 4)
+    order = np.argsort(have[:, 0], kind="stable")
+    heads = have[order, 0]
+    if (heads[1:] == heads[:-1]).any():
+        members = set(pool.tolist())  # tolist strips trailing zero bytes the same way from both sides
+        return np.fromiter((v in members for v in values.tolist()), dtype=bool, count=len(values))
+    at = np.minimum(np.searchsorted(heads, want[:, 0]), len(heads) - 1)
+    found = np.zeros(len(values), dtype=bool)
+    candidates = np.flatnonzero(heads[at] == want[:, 0])
+    found[candidates] = (have[order[at[candidates]]] == want[candidates]).all(axis=1)
+    return found
 
 
 class KeyRun(Role):
