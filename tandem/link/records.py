@@ -74,8 +74,9 @@ def _unique_values(key: str, column: pa.ChunkedArray) -> tuple[np.ndarray, KeyRe
     normalised, rep = NORMALISERS[key](column)
     usable = np.not_equal(normalised, None)
     report = KeyReport(invalid=dict(rep.invalid))
-    shared = pd.Series(normalised[usable]).duplicated(keep=False).to_numpy()  # hashed, no per-value Python
-    if shared.any():
+    present = normalised[usable]
+    if len(set(present)) < len(present):  # the usual case (no duplicates) costs one set
+        shared = pd.Series(present, dtype=object).duplicated(keep=False).to_numpy()
         is_dup = np.zeros(len(normalised), dtype=bool)
         is_dup[np.flatnonzero(usable)[shared]] = True
         report.duplicate_values = len(pd.unique(normalised[is_dup]))
