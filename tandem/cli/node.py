@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
 
-from tandem.cli.common import app, training_options
+from tandem.cli.common import BackendOption, app, backend_choice, training_options
 from tandem.console import console, progress_bar
 from tandem.errors import InputError, TandemError
 from tandem.learn.options import DEFAULTS, TrainingOptions
@@ -39,6 +40,7 @@ def node(
     ),
     query: list[Path] = typer.Option([], "--query", help="An insight query file (TOML), for --insight."),
     sessions: int = typer.Option(0, "--sessions", help="Serve this many sessions, then exit (0: until stopped)."),
+    backend: BackendOption = None,
     training: TrainingOptions = DEFAULTS,
 ):
     """Run a party's node: serve peers over gRPC with mutual TLS, or start a link or training run."""
@@ -46,6 +48,8 @@ def node(
     from tandem.node_config import load_node_config
 
     cfg = load_node_config(config)
+    if backend_choice(backend) is not None:
+        cfg = dataclasses.replace(cfg, link_backend=backend)
     emit = json_events() if events else None
     train_data = None
     if data is not None:
@@ -83,7 +87,7 @@ def node(
                 print_link_results({cfg.name: result})
             return
         if not events:
-            console.print(f"node {cfg.name} listening on port {n.server.port}; Ctrl-C stops it")
+            console.print(f"node {cfg.name} listening on port {n.server.port} (X25519: {n.backend}); Ctrl-C stops it")
         limit = 1 if once else sessions
         while not (limit and (n.served >= limit or n.failure)):
             n.finished.wait(0.5)
