@@ -123,7 +123,8 @@ def test_link_result_round_trips_through_its_event():
     event = {"event": "result", **result.to_json()}
     assert LinkResult.from_json(event) == result
     summary = result.summary_json(2.0)
-    assert summary == {"backend": "openssl", "count_only": False, "incremental": True, "seconds": 2.0, "protocol_seconds": 1.5,
+    assert summary == {"backend": "openssl", "count_only": False, "incremental": True, "seconds": 2.0,
+                       "protocol_seconds": 1.5,
                        "entities": {"customers": {"linked": 7, "consented": 10, "keys": {"phone": 7},
                                                   "blinded_sent": {"phone": 3}}}}
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from helpers import one_line_error, run_cli
 
+from tandem.console import console
 from tandem.crypto import x25519_mb
 from tandem.crypto.backends import BackendUnavailable, check_backend, choose_backend
 from tandem.crypto.psi_group import InvalidPoint, blind
 from tandem.engine import LocalEngine
 from tandem.errors import InputError
-from tandem.console import console
 from tandem.link.blinder import EngineBlinder
 from tandem.link.result import LinkResult
 from tandem.node_config import load_node_config
@@ -185,7 +185,9 @@ def test_openssl_is_used_when_asked_even_where_mb_runs(monkeypatch):
     assert choose_backend("openssl") == "openssl"
     secret, points = os.urandom(32), os.urandom(32 * 10)
     blinder = EngineBlinder(LocalEngine(0), choose_backend("openssl"))
-    assert blinder.blind(secret, points) == b"".join(reference_x25519(secret, points[i : i + 32]) for i in range(0, 320, 32))
+    assert blinder.blind(secret, points) == b"".join(
+        reference_x25519(secret, points[i : i + 32]) for i in range(0, 320, 32)
+    )
 
 
 def test_the_backend_reaches_the_worker_processes():

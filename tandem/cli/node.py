@@ -48,8 +48,9 @@ def node(
     from tandem.node_config import load_node_config
 
     cfg = load_node_config(config)
-    if backend_choice(backend) is not None:
-        cfg = dataclasses.replace(cfg, link_backend=backend)
+    chosen = backend_choice(backend)
+    if chosen is not None:
+        cfg = dataclasses.replace(cfg, link_backend=chosen)
     emit = json_events() if events else None
     train_data = None
     if data is not None:
