@@ -9,6 +9,7 @@ import typer
 
 from tandem.cli.common import BackendOption, app, backend_choice, training_options
 from tandem.console import console, progress_bar
+from tandem.crypto.backends import backend_note
 from tandem.errors import InputError, TandemError
 from tandem.learn.options import DEFAULTS, TrainingOptions
 from tandem.printers import print_link_results
@@ -88,7 +89,10 @@ def node(
                 print_link_results({cfg.name: result})
             return
         if not events:
-            console.print(f"node {cfg.name} listening on port {n.server.port} (X25519: {n.backend}); Ctrl-C stops it")
+            note = backend_note(cfg.link_backend, n.backend)
+            console.print(
+                f"node {cfg.name} listening on port {n.server.port}; X25519 {n.backend} ({note}); Ctrl-C stops it"
+            )
         limit = 1 if once else sessions
         while not (limit and (n.served >= limit or n.failure)):
             n.finished.wait(0.5)
