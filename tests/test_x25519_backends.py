@@ -6,6 +6,8 @@ and the tests that it is refused cleanly run instead."""
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -252,3 +254,23 @@ def test_the_printed_table_names_the_backend():
     with console.capture() as out:
         print_link_results({"bank": result})
     assert "(X25519: mb)" in out.get()
+
+
+def test_without_the_wheels_mb_is_refused_and_auto_is_openssl(monkeypatch):
+    monkeypatch.setattr(x25519_mb, "_wheel_file", lambda *names: None)  # as on a machine without them
+    reason = x25519_mb.load_library.__wrapped__()
+    assert isinstance(reason, str) and "not installed (pip install ipp-crypto intel-cmplr-lib-rt)" in reason
+    monkeypatch.setattr(x25519_mb, "unavailable_reason", lambda: reason)
+    assert choose_backend("auto") == "openssl" and blind(le(9), le(9), "auto") == reference_x25519(le(9), le(9))
+    with pytest.raises(BackendUnavailable, match="not installed"):
+        choose_backend("mb")
+
+
+def test_crypto_mb_loads_only_when_a_backend_asks_for_it():
+    code = (
+        "from tandem.crypto.psi_group import blind; import tandem.node, tandem.cli; "
+        "blind(bytes(32), bytes([9]) + bytes(31), 'openssl'); "
+        "print('libcrypto_mb' in open('/proc/self/maps').read())"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "False", proc.stderr

@@ -200,10 +200,8 @@ def multiply_with(lib: Library, secret: bytes, points: bytes) -> bytes:
     stride = np.arange(len(src), dtype=np.uint64) * np.uint64(POINT_BYTES)
     src_ptrs = np.uint64(src.ctypes.data) + stride  # (m,) pointers, 8 per call
     out_ptrs = np.uint64(out.ctypes.data) + stride
-    status = np.empty(len(src) // LANES, dtype=np.uint32)
     call, k, s0, o0, step = lib.x25519_mb8, keys.ctypes.data, src_ptrs.ctypes.data, out_ptrs.ctypes.data, 8 * LANES
-    for i in range(len(status)):
-        status[i] = call(o0 + i * step, k, s0 + i * step)
+    status = np.array([call(o0 + i, k, s0 + i) for i in range(0, len(src) * 8, step)], dtype=np.uint32)
     key[:] = 0
     lanes = ((status[:, None] >> (4 * np.arange(LANES, dtype=np.uint32))) & 0xF).reshape(-1)[:n]
     failed = np.flatnonzero((lanes != 0) & (lanes != _LOW_ORDER_STATUS))
