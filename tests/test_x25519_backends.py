@@ -171,6 +171,8 @@ def test_the_library_status_is_checked_never_trusted():
     lib = x25519_mb.load_library()
     if isinstance(lib, str):
         pytest.skip(f"crypto_mb is not installed here: {lib}")
+    with pytest.raises(ValueError, match="whole 32-byte u-coordinates, got 40 bytes"):
+        x25519_mb.multiply_with(lib, os.urandom(32), os.urandom(40))
     if MB_REASON is None:
         assert x25519_mb.multiply_with(lib, *(bytes.fromhex(h) for h in VECTORS[0][:2])).hex() == VECTORS[0][2]
         return

@@ -190,7 +190,9 @@ def multiply_with(lib: Library, secret: bytes, points: bytes) -> bytes:
 
     One library call per 8 points; each lane's 4-bit status is checked: low order -> ``LowOrderPoint``,
     anything else non-zero -> ``MultiBufferError`` (the outputs are then not used)."""
-    n = len(points) // POINT_BYTES
+    n, partial = divmod(len(points), POINT_BYTES)
+    if partial:
+        raise ValueError(f"points must be whole {POINT_BYTES}-byte u-coordinates, got {len(points)} bytes")
     if n == 0:
         return b""
     src = canonical_points(points)
