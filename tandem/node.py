@@ -19,6 +19,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from tandem.crypto.backends import backend_note, choose_backend
 from tandem.engine import LocalEngine
 from tandem.errors import InputError, TandemError
 from tandem.learn.options import DEFAULTS
@@ -48,6 +49,8 @@ class Node:
 
     def __init__(self, config: NodeConfig, events: Events | None = None, train_data: PartyData | None = None):
         self.config = config
+        # the X25519 that blinds PSI values here, chosen before anything starts (an unusable mb is one line)
+        self.backend = choose_backend(config.link_backend, f"{config.path}: [link] backend")
         self.train_data = train_data
         self.events = events or (lambda e: None)
         self.audit = open_audit(config)
@@ -66,7 +69,7 @@ class Node:
         )
         self.clients = {n: PeerClient(n, a, config.tls) for n, a in config.peers.items()}
         self.engine = LocalEngine(config.workers)
-        self.blinder = EngineBlinder(self.engine)
+        self.blinder = EngineBlinder(self.engine, self.backend)
         self.finished = threading.Event()
         self.served = 0  # sessions answered so far
         self._insight = None  # this node's side of insight queries (keeps its key pair)
@@ -84,7 +87,15 @@ class Node:
     def start(self) -> None:
         self.server.start()
         self.engine.warm_up()
-        self.events({"event": "ready", "node": self.config.name, "port": self.server.port})
+        self.events(
+            {
+                "event": "ready",
+                "node": self.config.name,
+                "port": self.server.port,
+                "backend": self.backend,
+                "backend_note": backend_note(self.config.link_backend, self.backend),
+            }
+        )
 
     def close(self) -> None:
         self.server.stop(grace=0.2)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from tandem.crypto.backends import DEFAULT_BACKEND, check_backend
 from tandem.errors import InputError
 from tandem.insight.budget import InsightPolicy
 from tandem.learn.buckets import MIN_BIN_ROWS
@@ -39,6 +40,7 @@ class NodeConfig:
     as_of: date = field(default_factory=date.today)  # the day features and insight fields are taken at
     limits: Limits = field(default_factory=Limits)  # caps on what a peer may make this node hold
     min_bin_rows: int = MIN_BIN_ROWS  # as a passive party in training: the fewest rows a bucket sum it sends covers
+    link_backend: str = DEFAULT_BACKEND  # [link] backend: the X25519 that blinds PSI values (auto | mb | openssl)
 
     @property
     def audit_path(self) -> Path:
@@ -80,6 +82,7 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
         unknown = [k for k in ks if k not in PRESETS[preset][e].keys]
         if unknown:
             raise InputError(f"{path}: [link] {e}_keys has unknown key(s) {', '.join(unknown)}")
+    link_backend = check_backend(link.get("backend", DEFAULT_BACKEND), f"{path}: [link] backend")
     store = need("node", "store")
     min_bin_rows = raw.get("train", {}).get("min_bin_rows", MIN_BIN_ROWS)
     if not isinstance(min_bin_rows, int) or isinstance(min_bin_rows, bool) or min_bin_rows < 1:
@@ -106,4 +109,5 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
         as_of=as_of,
         limits=Limits.from_section(raw.get("limits", {}), path),
         min_bin_rows=min_bin_rows,
+        link_backend=link_backend,
     )

@@ -80,7 +80,9 @@ def print_link_results(results: dict[str, LinkResult]) -> None:
                 )
             if v.linked is not None:
                 rows.append([f"{entity} linked", v.consented, v.linked, "", ""])
-        title = f"{node_name}: {'overlap only' if r.count_only else 'links written'} with {r.peer}"
+        title = (
+            f"{node_name}: {'overlap only' if r.count_only else 'links written'} with {r.peer} (X25519: {r.backend})"
+        )
         console.print(table(title, ["entity / key", "candidates", "matched", "duplicates", "invalid"], rows))
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tandem.crypto.backends import BACKEND_HELP, check_backend, choose_backend
 from tandem.errors import InputError
 from tandem.learn.options import DEFAULTS, HELP, NAMES, TrainingOptions
 from tandem.parties import PARTIES
@@ -31,6 +32,20 @@ insight_app = typer.Typer(
     "privacy: ask them, list the fields they may use, read a node's privacy budget.",
     no_args_is_help=True,
 )
+
+
+# ``--backend`` of every command that links (one definition); unset, each node keeps its ``[link] backend``
+BackendOption = Annotated[
+    str | None, typer.Option("--backend", help=f"{BACKEND_HELP} Default: the node config's \\[link] backend (auto).")
+]
+
+
+def backend_choice(value: str | None) -> str | None:
+    """``--backend``'s value, checked: ``InputError`` for an unknown name, ``BackendUnavailable`` (one line
+    saying why and what to use) for ``mb`` where it cannot run; ``None`` stays ``None``."""
+    if value is not None:
+        choose_backend(check_backend(value))
+    return value
 
 
 def party_name(value: str) -> str:

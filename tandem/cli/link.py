@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from tandem.cli.common import app
+from tandem.cli.common import BackendOption, app, backend_choice
 from tandem.console import console, node_progress, progress_bars
 from tandem.parties import PARTIES
 from tandem.printers import print_link_results
@@ -24,10 +24,12 @@ def link_cmd(
     entities: str = typer.Option("customers,sellers", help="What to link: customers, sellers or both."),
     as_json: bool = typer.Option(False, "--json", help="Print counts per key and time taken as JSON."),
     timeout: float = typer.Option(60.0, help="Seconds a node waits for its peer before giving up."),
+    backend: BackendOption = None,
 ):
     """Link a world's bank and marketplace: two nodes, separate processes, mutual TLS on loopback."""
     from tandem.link.local import link_world
 
+    backend_choice(backend)  # refused here, before any node starts
     started = time.perf_counter()
     with progress_bars(list(PARTIES)) as update:
         results = link_world(
@@ -36,6 +38,7 @@ def link_cmd(
             count_only=count_only,
             timeout_s=timeout,
             incremental=incremental,
+            backend=backend,
             on_event=node_progress(update),
         )
     seconds = round(time.perf_counter() - started, 2)

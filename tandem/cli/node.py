@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
 
-from tandem.cli.common import app, training_options
+from tandem.cli.common import BackendOption, app, backend_choice, training_options
 from tandem.console import console, progress_bar
+from tandem.crypto.backends import backend_note
 from tandem.errors import InputError, TandemError
 from tandem.learn.options import DEFAULTS, TrainingOptions
 from tandem.printers import print_link_results
@@ -39,6 +41,7 @@ def node(
     ),
     query: list[Path] = typer.Option([], "--query", help="An insight query file (TOML), for --insight."),
     sessions: int = typer.Option(0, "--sessions", help="Serve this many sessions, then exit (0: until stopped)."),
+    backend: BackendOption = None,
     training: TrainingOptions = DEFAULTS,
 ):
     """Run a party's node: serve peers over gRPC with mutual TLS, or start a link or training run."""
@@ -46,6 +49,9 @@ def node(
     from tandem.node_config import load_node_config
 
     cfg = load_node_config(config)
+    chosen = backend_choice(backend)
+    if chosen is not None:
+        cfg = dataclasses.replace(cfg, link_backend=chosen)
     emit = json_events() if events else None
     train_data = None
     if data is not None:
@@ -83,7 +89,10 @@ def node(
                 print_link_results({cfg.name: result})
             return
         if not events:
-            console.print(f"node {cfg.name} listening on port {n.server.port}; Ctrl-C stops it")
+            note = backend_note(cfg.link_backend, n.backend)
+            console.print(
+                f"node {cfg.name} listening on port {n.server.port}; X25519 {n.backend} ({note}); Ctrl-C stops it"
+            )
         limit = 1 if once else sessions
         while not (limit and (n.served >= limit or n.failure)):
             n.finished.wait(0.5)

@@ -17,6 +17,9 @@ from collections.abc import Callable, Iterable
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from tandem.crypto import x25519_mb
+from tandem.crypto.backends import choose_backend
+
 POINT_BYTES = 32
 SCALAR_BYTES = 32
 _DOMAIN = b"tandem/psi/x25519/v1\x00"
@@ -73,13 +76,19 @@ def hash_to_points(key_name: str, salt: bytes, values: Iterable[str]) -> bytes:
     return b"".join([sha(prefix + v).digest()[:POINT_BYTES] for v in map(str.encode, values)])
 
 
-def blind(secret: bytes, points: bytes) -> bytes:
+def blind(secret: bytes, points: bytes, backend: str = "openssl") -> bytes:
     """Multiply every point in ``points`` (``n * 32`` bytes) by ``secret``; same order.
 
+    ``backend`` (``tandem.crypto.backends``): ``openssl``, ``mb`` or ``auto``; the same bytes either way.
     Raises ``InvalidPoint`` if the input is not whole points or a point is of low order.
     """
     if len(points) % POINT_BYTES:
         raise InvalidPoint()
+    if backend != "openssl" and choose_backend(backend) == "mb":
+        try:
+            return x25519_mb.multiply(secret, points)
+        except x25519_mb.LowOrderPoint:
+            raise InvalidPoint() from None
     exchange, read = X25519PrivateKey.from_private_bytes(secret).exchange, _read_public
     try:
         return b"".join(exchange(read(points[i : i + POINT_BYTES])) for i in range(0, len(points), POINT_BYTES))
@@ -87,9 +96,9 @@ def blind(secret: bytes, points: bytes) -> bytes:
         raise InvalidPoint() from None
 
 
-def hash_and_blind(secret: bytes, key_name: str, salt: bytes, values: list[str]) -> bytes:
-    """``blind(secret, hash_to_points(...))`` in one step (one trip to a worker process)."""
-    return blind(secret, hash_to_points(key_name, salt, values))
+def hash_and_blind(secret: bytes, key_name: str, salt: bytes, values: list[str], backend: str = "openssl") -> bytes:
+    """``blind(secret, hash_to_points(...), backend)`` in one step (one trip to a worker process)."""
+    return blind(secret, hash_to_points(key_name, salt, values), backend)
 
 
 def link_ids(key_name: str, doubly_blinded: bytes) -> list[str]:

@@ -19,12 +19,15 @@ def link_world(
     count_only: bool,
     timeout_s: float = 60.0,
     incremental: bool = False,
+    backend: str | None = None,
     on_event: OnEvent = no_events,
 ) -> dict[str, LinkResult]:
-    """Run both nodes; return each node's result. Raise ``TandemError`` with the failing node's message."""
+    """Run both nodes (each with X25519 ``backend``, ``None``: its config's); return each node's result.
+    Raise ``TandemError`` with the failing node's message."""
     configs = write_configs(world, timeout_s)
     args = ["--link", "market", "--entities", ",".join(entities)]
     args += ["--count-only"] if count_only else []
     args += ["--incremental"] if incremental else []
-    procs = run_pair(configs, "bank", args, {"market": ["--once"]}, timeout_s, on_event)
+    both = ["--backend", backend] if backend is not None else []
+    procs = run_pair(configs, "bank", args + both, {"market": ["--once", *both]}, timeout_s, on_event)
     return {name: LinkResult.from_json(proc.result()) for name, proc in procs.items()}

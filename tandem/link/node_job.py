@@ -144,6 +144,7 @@ def _run(
         incremental=request.incremental,
         seconds=round(time.perf_counter() - started, 2),
         peak_rss_mib={"node": _peak_rss_mib(), "workers": me.worker_rss_mib()},
+        backend=me.blinder.backend,
         entities={
             o.entity: EntityLink(
                 o.consented, None if request.count_only else o.linked, {k: KeyCounts(**v) for k, v in o.per_key.items()}

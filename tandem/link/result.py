@@ -38,7 +38,7 @@ class EntityLink:
 @dataclass(frozen=True)
 class LinkResult:
     """One node's side of a link session with ``peer``; ``seconds`` of the protocol,
-    ``peak_rss_mib`` of the node and its workers."""
+    ``peak_rss_mib`` of the node and its workers, the X25519 ``backend`` that blinded (mb | openssl)."""
 
     node: str
     peer: str
@@ -47,6 +47,7 @@ class LinkResult:
     incremental: bool
     seconds: float
     peak_rss_mib: dict[str, int | list[int]]
+    backend: str
     entities: dict[str, EntityLink]
 
     def to_json(self) -> dict[str, Any]:
@@ -64,6 +65,7 @@ class LinkResult:
     def summary_json(self, seconds: float) -> dict[str, Any]:
         """``tandem link --json``: counts per entity and key, ``seconds`` the whole command took."""
         return {
+            "backend": self.backend,
             "count_only": self.count_only,
             "incremental": self.incremental,
             "seconds": seconds,
