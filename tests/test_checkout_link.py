@@ -164,3 +164,64 @@ def test_the_next_incremental_run_gives_both_sides_the_same_link_ids(world):
         for user, link_id in s["linked"].items():
             assert rows.get(link_id) == (user if party == "market" else s["clients"][user]), (party, user)
     assert len(s["linked"]) >= 2
+
+
+def _memories(market: list[str], bank: list[str], salt: bytes):
+    """The state both sides keep after an incremental run of ``market`` x ``bank`` values (one key)."""
+    import numpy as np
+
+    from tandem.crypto.psi_group import blind, hash_to_points, new_secret
+    from tandem.protocols.psi import KeyMemory, _digests
+
+    a, b = new_secret(), new_secret()
+    arr = lambda buf: np.frombuffer(buf, dtype="S32")  # noqa: E731
+    m_blind = blind(a, hash_to_points("customers:phone", salt, market))
+    b_blind = blind(b, hash_to_points("customers:phone", salt, bank))
+    m_double, b_double = blind(b, m_blind), blind(a, b_blind)
+    mine = KeyMemory("s" * 32, a, salt, _digests(salt, market), arr(m_blind), arr(m_double), arr(b_blind),
+                     arr(b_double))
+    theirs = KeyMemory("s" * 32, b, salt, _digests(salt, bank), arr(b_blind), arr(b_double), arr(m_blind),
+                       arr(m_double))
+    return mine, theirs
+
+
+def test_one_lookup_gives_the_link_id_of_the_run_and_keeps_its_rules():
+    import hashlib
+
+    import numpy as np
+
+    from tandem.crypto.psi_group import InvalidPoint, link_ids
+    from tandem.decide.newlinks import Bucket
+    from tandem.link.one import Answerer, Asker, decode_points, encode_points
+
+    salt = bytes(32)
+    phones = [f"7900{i:07d}" for i in range(40)]
+    # a value whose kept digest ends in a zero byte (numpy strips those from an S32 item)
+    zero = next(v for v in (f"7901{i:07d}" for i in range(10_000)) if hashlib.sha256(salt + v.encode()).digest()[-1] == 0)
+    phones[0] = zero
+    mine, theirs = _memories(phones[:20], phones[10:30], salt)
+    asker = Asker("customers", "phone", mine)
+    ids = np.arange(100, 120, dtype=np.int64)
+    values = np.array(phones[10:30], dtype=object)
+    answerer = Answerer("customers", "phone", theirs, ids, values)
+    assert all(asker.was_in_last_run(v) for v in phones[:20]) and not asker.was_in_last_run(phones[25])
+    assert asker.was_in_last_run(zero)
+    (double, owner, lid), (_d2, none, _l2) = answerer.answer(asker.blinded([phones[25], phones[35]]))
+    assert owner == 115 and none is None                                   # phones[25] is the bank's record 115
+    run_id = link_ids("customers:phone", theirs.own_double[15:16].tobytes())[0]
+    assert lid == run_id and asker.links(double, [True]) == [run_id]        # the id the run gives that pair
+    with pytest.raises(ValueError, match="not in the link state kept here"):
+        asker.links(_d2, [True])                                            # a match the kept state refutes
+    values[15] = None                                                       # record 115 withdrew its consent
+    gone = Answerer("customers", "phone", theirs, ids, values)
+    assert gone.answer(asker.blinded([phones[25]]))[0][1] is None
+    with pytest.raises(InvalidPoint):
+        answerer.answer(bytes(32))
+    assert decode_points(encode_points(double)) == double
+    for bad in (["zz"], ["ab" * 31], ["00" * 32] * 17):
+        with pytest.raises(ValueError):
+            decode_points(bad)
+    bucket = Bucket(3)
+    assert [bucket.take(1, now=bucket.at) for _ in range(3)] == [None] * 3
+    assert bucket.take(1, now=bucket.at) == pytest.approx(20.0)            # a minute's 3 tokens: one per 20 s
+    assert bucket.take(1, now=bucket.at + 20.0) is None

@@ -88,10 +88,13 @@ class Kept:
     askers: dict[str, Asker] = field(default_factory=dict)
     answerers: dict[str, Answerer] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self._sorted = self.records.ids[self.order]
+
     def position(self, local_id: int) -> int | None:
-        ids = self.records.ids
-        i = int(np.searchsorted(ids[self.order], local_id))
-        return int(self.order[i]) if i < len(ids) and ids[self.order[i]] == local_id else None
+        """The index of ``local_id`` in ``records``, or ``None``."""
+        i = int(np.searchsorted(self._sorted, local_id))
+        return int(self.order[i]) if i < len(self._sorted) and self._sorted[i] == local_id else None
 
 
 class NewLinks:
@@ -255,7 +258,9 @@ class NewLinks:
         at = kept.position(local_id)
         if at is None or kept.pending.row(str(local_id)) is None:
             raise HTTPException(
-                404, f"{what} is not in this node's store with consent to share (as of its last refresh)"
+                404,
+                f"{what} is not in this node's store with consent to share as of the last feature refresh "
+                "(records registered since are linked from the next refresh, [decide] refresh_s, or a reload)",
             )
         asks = [
             (key, str(value))

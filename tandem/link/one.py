@@ -43,9 +43,10 @@ class _Sorted:
         self.sorted = values[self.order]
 
     def find(self, value: bytes) -> int:
-        """The index in ``values`` of ``value`` (32 bytes), or -1."""
-        probe = np.frombuffer(value, dtype=_S)
-        i = int(np.searchsorted(self.sorted, probe[0]))
+        """The index in ``values`` of ``value`` (32 bytes; an ``S32`` item, whose trailing zero bytes numpy
+        strips, is padded back), or -1."""
+        value = bytes(value).ljust(POINT_BYTES, b"\0")
+        i = int(np.searchsorted(self.sorted, np.frombuffer(value, dtype=_S)[0]))
         if i < len(self.sorted) and _raw(self.sorted[i : i + 1]) == value:
             return int(self.order[i])
         return -1
