@@ -203,7 +203,7 @@ def new_buyers(args) -> None:
     rows = [
         f"| {name} | {n} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
         f"{', '.join(f'{k}: {v:,}' for k, v in sorted(r['statuses'].items()))} |"
-        for name, r in (("buyers linked already", result["linked"]), ("new buyers, linked then", result["new"]))
+        for name, r in (("buyers linked already", result["linked"]), ("new buyers, linked first", result["new"]))
     ]
     section = "\n".join([
         NEW_HEADING, "",

@@ -119,6 +119,10 @@ def test_malformed_and_low_order_points_are_refused(world):
     assert stale.status_code == 409 and "kept link states" in stale.json()["detail"]
     other = _bank_peer(s, {**body, "key": "inn", "points": ["09" + "00" * 31]})
     assert other.status_code == 422 and "not on inn" in other.json()["detail"]
+    bank_api = "https://" + tomllib.loads(s["paths"]["bank"].read_text())["decide"]["api_listen"]
+    shop = httpx.post(bank_api + "/v1/link/new", verify=False, headers={"X-API-Key": s["key"]},
+                      json={**body, "points": ["09" + "00" * 31]})
+    assert shop.status_code == 404                                          # the peer's route only
 
 
 def test_a_gateway_without_kept_state_says_to_run_an_incremental_link(world):
@@ -197,7 +201,8 @@ def test_one_lookup_gives_the_link_id_of_the_run_and_keeps_its_rules():
     salt = bytes(32)
     phones = [f"7900{i:07d}" for i in range(40)]
     # a value whose kept digest ends in a zero byte (numpy strips those from an S32 item)
-    zero = next(v for v in (f"7901{i:07d}" for i in range(10_000)) if hashlib.sha256(salt + v.encode()).digest()[-1] == 0)
+    zero = next(v for v in (f"7901{i:07d}" for i in range(10_000))
+                if hashlib.sha256(salt + v.encode()).digest()[-1] == 0)
     phones[0] = zero
     mine, theirs = _memories(phones[:20], phones[10:30], salt)
     asker = Asker("customers", "phone", mine)
