@@ -17,6 +17,7 @@ The bank's side is limited to ``peer_new_links_per_minute`` lookups (``[decide]`
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import sys
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException
 from pydantic import Field
 
 from tandem.atomic import append_durably
@@ -245,8 +246,6 @@ class NewLinks:
     async def link(self, entity: str, local_id: int, request_id: str, bank) -> str:
         """The link id of ``local_id`` once the bank has been asked (``bank``: a ``BankClient``); raises
         ``HTTPException`` 404 with what to do when it cannot be linked."""
-        import asyncio
-
         what = f"{WHAT[entity]} {local_id}"
         kept = self.kept.get(entity)
         if kept is None or not kept.askers:
@@ -311,7 +310,6 @@ def _pass_on(status: int, reply: bytes) -> None:
 
 def attach_bank_route(app: FastAPI, links: NewLinks, who) -> None:
     """``POST /v1/link/new`` on the bank's mutual-TLS listener (the marketplace node only)."""
-    from fastapi import Depends
 
     @app.post(PATH)
     def new_link(body: NewLinkRequest, _who: str = Depends(who)) -> dict:
