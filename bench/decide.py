@@ -2,6 +2,7 @@
 beside a single-party baseline (the same bank service scoring a LightGBM on bank-only features).
 
     python bench/decide.py [--persons 30000] [--rate 500] [--seconds 20] [--results bench/RESULTS.md]
+    python bench/decide.py --part new-buyers [--persons 30000] [--new-buyers 200]
 
 Full path: load generator (its own process) -> the marketplace gateway (TLS, API key) -> the
 bank's decision service (mutual TLS) -> ledger commit -> answer. Baseline: load generator ->
@@ -9,6 +10,10 @@ the bank's decision service directly, LightGBM on the bank's features, same ledg
 Latency is measured from each request's scheduled send time (open loop), so a stall counts
 against every request it delays. Target on 2 cores: p99 <= 20 ms at 500 req/s, federated
 p99 <= 1.5x the baseline's.
+
+``--part new-buyers``: the latency a checkout adds when its buyer registered at the marketplace after
+the last (incremental) link run and is linked in the same request (``tandem.decide.newlinks``), against
+checkouts of buyers linked already, one request at a time on a kept connection, interleaved.
 """
 
 from __future__ import annotations
@@ -133,13 +138,110 @@ def checkout_bodies(users: list[int], n: int, tag: str) -> list[bytes]:
             for i in range(n)]
 
 
+NEW_HEADING = "## Decide: linking a new buyer at checkout"
+
+
+def _percentiles(seconds: list[float]) -> dict:
+    ms = np.array(seconds) * 1000
+    return {f"p{q}_ms": round(float(np.percentile(ms, q)), 2) for q in (50, 95, 99)}
+
+
+def new_buyers(args) -> None:
+    """Hold ``args.new_buyers`` shared buyers out of the marketplace's store, link incrementally, train, put
+    them back (registered after the run), then time their checkouts against already-linked buyers'."""
+    import duckdb
+    import pandas as pd
+
+    from tandem.audit import read_audit
+    from tandem.decide.local import Service, train_models, write_decide_configs
+    from tandem.link.local import link_world
+    from tandem.transport.http_client import ApiClient
+    from tandem.world.generate import generate_world
+
+    n = args.new_buyers
+    with tempfile.TemporaryDirectory() as tmp:
+        world = Path(tmp) / "world"
+        generate_world(args.persons, 7, world, evaluate=False)
+        truth = pd.read_parquet(world / "truth.parquet")
+        shared = truth[truth.both_consented & truth.matchable & truth.market_user_id.notna()]
+        held = [int(u) for u in shared.market_user_id.sample(n, random_state=1)]
+        con = duckdb.connect(str(world / "market.duckdb"))
+        ids = ", ".join(map(str, held))
+        con.execute(f"CREATE TABLE held AS SELECT * FROM users WHERE user_id IN ({ids})")
+        con.execute(f"DELETE FROM users WHERE user_id IN ({ids})")
+        con.close()
+        link_world(world, entities=["customers"], count_only=False, incremental=True)
+        models = train_models(world, ["customers"])
+        con = duckdb.connect(str(world / "market.duckdb"))
+        con.execute("INSERT INTO users SELECT * FROM held")
+        linked = [r[0] for r in con.execute("SELECT local_id FROM link_customers").fetchall()]
+        con.close()
+        extra = {"window_s": 0, "peer_rate": 20000, "peer_new_links_per_minute": 0}
+        paths, key = write_decide_configs(world, models, extra=extra)
+        bank, market = Service(paths["bank"]).wait_ready(), Service(paths["market"]).wait_ready()
+        client, rng = ApiClient(key), np.random.default_rng(2)
+        times: dict[str, list[float]] = {"linked": [], "new": []}
+        statuses: dict[str, dict[int, int]] = {"linked": {}, "new": {}}
+        try:
+            for i in range(100):  # warm both services and the connection
+                client.post(market.api + "/v1/checkout", _body(f"warm-{i:06d}", int(rng.choice(linked)), rng))
+            for i, user in enumerate(held):
+                for kind, who in (("linked", int(rng.choice(linked))), ("new", user)):
+                    body = _body(f"{kind}-{i:06d}", who, rng)
+                    started = time.perf_counter()
+                    status, _answer = client.post(market.api + "/v1/checkout", body)
+                    times[kind].append(time.perf_counter() - started)
+                    statuses[kind][status] = statuses[kind].get(status, 0) + 1
+        finally:
+            bank.stop()
+            market.stop()
+        sent, _ = read_audit(world / "nodes" / "state-market" / "audit.jsonl")
+        lookups = {k: sum(e["message"] == f"new record link {k} request" for e in sent) for k in ("phone", "email")}
+    result = {kind: {**_percentiles(times[kind]), "statuses": statuses[kind]} for kind in times}
+    added = {q: round(result["new"][q] - result["linked"][q], 2) for q in ("p50_ms", "p95_ms", "p99_ms")}
+    print(json.dumps({**result, "added": added, "lookups": lookups}, indent=1))
+    rows = [
+        f"| {name} | {n} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
+        f"{', '.join(f'{k}: {v:,}' for k, v in sorted(r['statuses'].items()))} |"
+        for name, r in (("buyers linked already", result["linked"]), ("new buyers, linked first", result["new"]))
+    ]
+    section = "\n".join([
+        NEW_HEADING, "",
+        f"{date.today()} · `nproc` = {os.cpu_count()} · {cpu_model()} · command: `python bench/decide.py --part "
+        f"new-buyers --persons {args.persons} --new-buyers {n}`", "",
+        f"{n} shared buyers (both consented, matchable on phone or e-mail) are taken out of the marketplace's "
+        f"store of a {args.persons:,}-person world before an incremental link run and put back after it, so "
+        "they registered after the last link run and have no link id. Each of their checkouts first links "
+        "the buyer (the gateway asks the bank's `POST /v1/link/new` one key at a time, phone then e-mail, "
+        "over mutual TLS: hash and blind on the marketplace, re-blind, look-up, fsynced journal line and "
+        "audit lines on both sides), then is decided as usual. One request at a time from one kept "
+        "connection, a new buyer's checkout after each checkout of a buyer linked already.", "",
+        "| checkouts | requests | p50 ms | p95 ms | p99 ms | HTTP statuses |",
+        "| --- | ---: | ---: | ---: | ---: | --- |", *rows, "",
+        f"Added latency of linking at checkout: p50 +{added['p50_ms']} ms, p95 +{added['p95_ms']} ms, "
+        f"p99 +{added['p99_ms']} ms. Lookups sent: {lookups['phone']} on phone, {lookups['email']} on e-mail "
+        "(a buyer matched on phone is not sent on e-mail).", ""])
+    write_section(args.results, NEW_HEADING, section)
+
+
+def _body(request_id: str, user: int, rng) -> dict:
+    return {"request_id": request_id, "user_id": user,
+            "order": {"amount": float(round(rng.uniform(1000, 60000), 2)), "currency": "RUB"}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--persons", type=int, default=30_000)
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--part", choices=["throughput", "new-buyers", "all"], default="all")
+    parser.add_argument("--new-buyers", type=int, default=200)
     parser.add_argument("--results", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     args = parser.parse_args()
+    if args.part in ("new-buyers", "all"):
+        new_buyers(args)
+    if args.part == "new-buyers":
+        return
     from baseline import bank_only_setup
     from tandem.decide.local import Service, train_models, write_decide_configs
     from tandem.link.local import link_world

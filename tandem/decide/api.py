@@ -30,6 +30,8 @@ from fastapi.responses import JSONResponse, Response
 
 from tandem.decide import policy as rules
 from tandem.decide.ledger import Ledger, ReusedRequestId, request_hash
+from tandem.decide.newlinks import PATH as NEW_LINK_PATH
+from tandem.decide.newlinks import NewLinks, attach_bank_route
 from tandem.decide.quotas import PeerQuota, Window
 from tandem.decide.schemas import (
     BitsRequest,
@@ -52,6 +54,8 @@ MESSAGES: Messages = {  # the decision services' peer endpoints, as the audit lo
     "/v1/checkout/installments": PeerMessage("customers decision", "request_id"),
     "/v1/sellers/credit-line": PeerMessage("sellers decision", "request_id"),
     "/v1/bits": PeerMessage("bits", "model_version", rows=True),
+    # a new record's blinded value on one key, linked at checkout (tandem.decide.newlinks)
+    NEW_LINK_PATH: PeerMessage("new record link", "request_id", suffix="key", rows=True, items="points"),
 }
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem} for code in (401, 403, 404, 409, 422, 429, 502, 503)
@@ -147,16 +151,20 @@ def bank_app(
     clients: ApiClients | None = None,
     guards: Guards | None = None,
     admins: ApiClients | None = None,
+    links: NewLinks | None = None,
 ) -> FastAPI:
     """The bank's decision service (the label holder's part of the models, its features, the ledger).
     ``clients``: who may call the API-key listener (none given: nobody); ``guards``: the window and the
     peer's quota (shared by both listeners; the quota holds on the mutual-TLS one); ``admins``: the
-    operators' keys (none: no admin route answers)."""
+    operators' keys (none: no admin route answers); ``links``: new records linked at checkout (the
+    peer's ``POST /v1/link/new``, on the mutual-TLS listener only)."""
     clients = clients or ApiClients(set())
     guards = guards or Guards()
     app = _app("Tandem bank decisions", auth, clients, state, admins, guards.stats)
     who = _authenticator(auth, clients)
     window, quota = guards.window, guards.quota
+    if links is not None and auth == "mtls":
+        attach_bank_route(app, links, who)
 
     def checked(entity: str, link_id: str, version: str, bits_text: str):
         """The request's inputs, checked whether or not the window answers it: ``scorer, x, extras, bits``."""
@@ -327,12 +335,20 @@ def market_app(
     auth: Auth,
     clients: ApiClients | None = None,
     admins: ApiClients | None = None,
+    links: NewLinks | None = None,
 ) -> FastAPI:
     """The marketplace's gateway: turns a checkout (by its own user id) into a bank request that holds
-    only the link id, the order and its go-left bits. ``admins``: the operators' keys."""
+    only the link id, the order and its go-left bits. ``admins``: the operators' keys; ``links``: a
+    buyer or seller not in the link table is linked on the fly from the kept incremental state."""
     clients = clients or ApiClients(set())
     app = _app("Tandem marketplace gateway", auth, clients, state, admins)
     who = _authenticator(auth, clients)
+
+    async def linked(entity: str, local_id: int, request_id: str) -> None:
+        """Link a record unknown to the link table now, if this node keeps the state to (else the 404 of
+        ``bits_for``, or one saying what to do)."""
+        if links is not None and bank is not None and local_id not in state.tables[entity].by_local:
+            await links.link(entity, local_id, request_id, bank)
 
     def bits_for(entity: str, local_id: int) -> tuple[str, str, np.ndarray, dict]:
         table = state.tables[entity]
@@ -365,7 +381,9 @@ def market_app(
 
         @app.post("/v1/checkout", response_model=Decision)
         async def checkout(body: CheckoutRequest, _who: str = Depends(who)) -> Response:
-            """A buyer asks to pay in installments: the bank decides with both sides' knowledge."""
+            """A buyer asks to pay in installments: the bank decides with both sides' knowledge. A buyer
+            registered since the last link run is linked first, in the same request."""
+            await linked("customers", body.user_id, body.request_id)
             link_id, version, bits, _ = bits_for("customers", body.user_id)
             return await ask_bank(
                 "/v1/checkout/installments",
@@ -381,6 +399,7 @@ def market_app(
         @app.post("/v1/sellers/credit-line", response_model=Decision)
         async def seller(body: SellerRequest, _who: str = Depends(who)) -> Response:
             """A seller asks for working capital; the forecast monthly GMV goes with the application."""
+            await linked("sellers", body.seller_id, body.request_id)
             link_id, version, bits, extras = bits_for("sellers", body.seller_id)
             gmv = forecast_gmv(extras["gmv_recent_3m"], extras["gmv_trend"])
             return await ask_bank(

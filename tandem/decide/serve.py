@@ -17,6 +17,7 @@ from typing import Any
 
 from tandem.decide.api import MESSAGES, PROTOCOL, BankClient, Guards, bank_app, market_app
 from tandem.decide.ledger import Ledger
+from tandem.decide.newlinks import NewLinks
 from tandem.decide.policy import load_policy
 from tandem.decide.quotas import PeerQuota, Window
 from tandem.decide.scorers import load_plugins, load_scorer
@@ -39,13 +40,16 @@ def build(config_path: str):
     clients = ApiClients(read_api_keys(cfg.api_keys), cfg.rate_limit)
     admins = ApiClients(read_api_keys(cfg.admin_keys)) if cfg.admin_keys else None
     state = ServiceState(cfg, store, role)
+    links = NewLinks(state, cfg.peer)
     ledger = policy = None
     if role == "active":
         ledger, policy = Ledger(node.store, node.state_dir / "ledger"), load_policy(cfg.policy)
         guards = _guards(cfg, ledger)
-        apps = [(cfg.listen, bank_app(state, ledger, policy, "mtls", guards=guards), True)]
+        apps = [(cfg.listen, bank_app(state, ledger, policy, "mtls", guards=guards, links=links), True)]
         if cfg.api_listen:
-            apps.append((cfg.api_listen, bank_app(state, ledger, policy, "api_key", clients, guards, admins), False))
+            apps.append(
+                (cfg.api_listen, bank_app(state, ledger, policy, "api_key", clients, guards, admins, links), False)
+            )
     else:
         # a config with a peer always has its address (load_decide_config checks)
         bank = (
@@ -53,9 +57,9 @@ def build(config_path: str):
             if cfg.peer and cfg.peer_address is not None
             else None
         )
-        apps = [(cfg.listen, market_app(state, bank, "mtls"), True)]
+        apps = [(cfg.listen, market_app(state, bank, "mtls", links=links), True)]
         if cfg.api_listen:
-            apps.append((cfg.api_listen, market_app(state, bank, "api_key", clients, admins), False))
+            apps.append((cfg.api_listen, market_app(state, bank, "api_key", clients, admins, links), False))
     from tandem.offers.service import OFFER_MESSAGES, attach_offers
 
     attach_offers(apps, config_path, cfg, state, store, audit, role, policy, clients)

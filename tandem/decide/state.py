@@ -45,6 +45,11 @@ GUARDS: dict[str, tuple[float, str]] = {
     "peer_rate": (2000.0, "decision requests per second the mutual-TLS peer may send (one second's burst)"),
     "peer_daily_checkouts": (100000.0, "the checkouts per day the partner declares (with sellers' requests)"),
     "peer_daily_factor": (2.0, "decision requests per day allowed: peer_daily_checkouts x this"),
+    "peer_new_links_per_minute": (
+        600.0,
+        "new records the peer may look up at checkout per minute, each key's lookup of a record counting once "
+        "(a minute's burst)",
+    ),
 }
 
 
@@ -197,6 +202,12 @@ class FeatureTable:
         self.by_local = dict(zip(self.local_ids.tolist(), self.link_ids))
         self.X = np.column_stack([_floats(table, n) for n in names]) if names else np.zeros((len(self.link_ids), 0))
         self.extras = {n: _floats(table, n) for n in extras}
+        self.added: dict[str, tuple[np.ndarray, dict[str, float | None]]] = {}  # linked at checkout (decide.newlinks)
+
+    def add(self, link_id: str, local_id: int, row: tuple[np.ndarray, dict[str, float | None]]) -> None:
+        """A row linked since the table was built (``row`` as ``row()`` returns it)."""
+        self.added[link_id] = row
+        self.by_local[local_id] = link_id
 
     def __len__(self) -> int:
         return len(self.link_ids)
@@ -204,7 +215,7 @@ class FeatureTable:
     def row(self, link_id: str) -> tuple[np.ndarray, dict[str, float | None]] | None:
         i = self.index.get(link_id)
         if i is None:
-            return None
+            return self.added.get(link_id)
         return self.X[i], {n: (None if np.isnan(v[i]) else float(v[i])) for n, v in self.extras.items()}
 
 
@@ -222,6 +233,7 @@ class ServiceState:
         self.link_versions: dict[str, str | None] = {}  # entity -> the pinned link version (None: unversioned)
         self.tables: dict[str, FeatureTable] = {}
         self.on_refresh: list = []  # more tables to rebuild with these (the offers')
+        self.on_table: list = []  # (entity, new FeatureTable) -> None, before it is swapped in (decide.newlinks)
         self.counters: dict = {}  # name -> () -> dict: more guards' counters for GET /v1/admin/stats
         self._lock = threading.Lock()
         self.reload()
@@ -259,6 +271,8 @@ class ServiceState:
             extras = POLICY_COLUMNS[(self.role, entity)]
             link = self.link_table(entity)
             table = FeatureTable(rows(self.store, party, entity, self.cfg.as_of, link_table=link), scorer.names, extras)
+            for hook in self.on_table:
+                hook(entity, table)
             with self._lock:
                 self.tables[entity] = table
         for rebuild in self.on_refresh:

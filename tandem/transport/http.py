@@ -21,14 +21,16 @@ class PeerMessage:
     ``name`` is the answer's message type, ``name + " request"`` the request's; ``suffix`` names a
     request field appended to both (``"offer content cashback_card"``); ``session`` names the request
     field that identifies the session (a request id, a model version; the first item of a list);
-    ``rows``: the request names rows in ``link_ids`` and the answer flags the ones it holds in
-    ``found`` (records = those counts), else a request or a successful answer is one record.
+    ``rows``: the request names rows in the list ``items`` (``link_ids`` unless told) and the answer flags
+    the ones it holds in ``found`` (records = those counts), else a request or a successful answer is one
+    record.
     """
 
     name: str
     session: str
     suffix: str | None = None
     rows: bool = False
+    items: str = "link_ids"
 
 
 Messages = dict[str, PeerMessage]  # request path -> its message
@@ -56,10 +58,11 @@ class Described:
     message: str
     session: str
     rows: bool
+    items: str = "link_ids"
 
     def request_records(self, body: object) -> int:
         if self.rows:
-            ids = body.get("link_ids") if isinstance(body, dict) else None
+            ids = body.get(self.items) if isinstance(body, dict) else None
             return len(ids) if isinstance(ids, list) else 0
         return 1 if body is not None else 0
 
@@ -79,7 +82,8 @@ def describe(messages: Messages, path: str, body: object) -> Described:
     if spec is None:
         return Described(path, "", False)
     suffix = _field(body, spec.suffix)
-    return Described(f"{spec.name} {suffix}" if suffix else spec.name, _field(body, spec.session), spec.rows)
+    name = f"{spec.name} {suffix}" if suffix else spec.name
+    return Described(name, _field(body, spec.session), spec.rows, spec.items)
 
 
 def cert_names(cert: dict | None) -> tuple[str, ...]:
