@@ -38,7 +38,7 @@ class EntityRecords:
     def candidates(self, key: str, exclude: set[int]) -> tuple[list[str], np.ndarray]:
         """Values and local ids of records usable on ``key`` and not linked already."""
         vals = self.values[key]
-        mask = np.not_equal(vals, None)
+        mask = np.not_equal(vals, np.array(None))
         if exclude:
             mask &= ~np.isin(self.ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))
         return list(vals[mask]), self.ids[mask]
@@ -72,7 +72,7 @@ def _consented(column: pa.ChunkedArray) -> np.ndarray:
 def _unique_values(key: str, column: pa.ChunkedArray) -> tuple[np.ndarray, KeyReport]:
     """Normalise one key's column (shape ``(n,)``); values that several records share become ``None``."""
     normalised, rep = NORMALISERS[key](column)
-    usable = np.not_equal(normalised, None)
+    usable = np.not_equal(normalised, np.array(None))
     report = KeyReport(invalid=dict(rep.invalid))
     present = normalised[usable]
     if len(set(present)) < len(present):  # the usual case (no duplicates) costs one set
