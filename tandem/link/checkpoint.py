@@ -133,6 +133,8 @@ class KeyCheckpoint:
         self._write_meta()
 
     def read(self, stream: str, start: int, stop: int) -> bytes:
+        if stop <= start:
+            return b""
         with open(self.folder / f"{stream}.bin", "rb") as f:
             f.seek(start * POINT_BYTES)
             data = f.read((stop - start) * POINT_BYTES)
