@@ -399,7 +399,7 @@ class KeyRun(Role):
         mem = self._kept_before
         self._salt = mem.salt
         self._secret = mem.secret
-        digests = _digests(mem.salt, self._all)
+        digests = _digests(mem.salt, self._all.tolist())
         known = np.isin(digests, mem.own_digest)
         new = np.flatnonzero(~known)
         self._send = new[secure_permutation(len(new))]
@@ -519,7 +519,7 @@ class KeyRun(Role):
         peer_blinded, peer = self._peer_blinded, self._peer_double
         if self.incremental:
             mem = self._kept_before
-            digests = _digests(mem.salt, self._all)
+            digests = _digests(mem.salt, self._all.tolist())
             pos = {d: i for i, d in enumerate(mem.own_digest.tolist())}
             kept = np.flatnonzero(np.isin(digests, mem.own_digest))
             kept_mem = np.array([pos[d] for d in digests[kept].tolist()], dtype=np.int64)
