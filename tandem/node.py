@@ -53,6 +53,7 @@ class Node:
         self.backend = choose_backend(config.link_backend, f"{config.path}: [link] backend")
         self.train_data = train_data
         self.events = events or (lambda e: None)
+        self._has_events = events is not None
         self.audit = open_audit(config)
         limits = config.limits
         self.inboxes = Inboxes(self._on_new_session, limits.inbox_bytes)
@@ -145,6 +146,8 @@ class Node:
             self.engine.worker_peak_rss_mib,
             c.link_accept,
             c.limits.max_records,
+            c.link_chunk,
+            self._notice,
         )
 
     def _link_result(self, result: LinkResult) -> LinkResult:
@@ -365,6 +368,13 @@ class Node:
 
     def _progress(self, what: str, fraction: float) -> None:
         self.events({"event": "progress", "node": self.config.name, "what": what, "fraction": fraction})
+
+    def _notice(self, line: str) -> None:
+        """One line for the operator (an event; with no event sink, stderr)."""
+        if self._has_events:
+            self.events({"event": "notice", "node": self.config.name, "message": line})
+        else:
+            print(f"{self.config.name}: {line}", file=sys.stderr, flush=True)
 
     def _throttled_progress(self) -> Callable[[str, float], None]:
         """``_progress`` at most every 0.3 s (and at each end): link keys report per chunk."""

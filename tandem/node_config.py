@@ -14,6 +14,7 @@ from tandem.errors import InputError
 from tandem.insight.budget import InsightPolicy
 from tandem.learn.buckets import MIN_BIN_ROWS
 from tandem.limits import Limits
+from tandem.protocols.psi import DEFAULT_CHUNK
 from tandem.link.accept import AcceptPolicy
 from tandem.parties import ENTITIES, PRESETS, EntitySource
 from tandem.transport.grpc_node import TlsFiles
@@ -39,6 +40,7 @@ class NodeConfig:
     link_accept: AcceptPolicy = field(default_factory=AcceptPolicy)  # what peers may ask of this node
     as_of: date = field(default_factory=date.today)  # the day features and insight fields are taken at
     limits: Limits = field(default_factory=Limits)  # caps on what a peer may make this node hold
+    link_chunk: int = DEFAULT_CHUNK  # [link] chunk: points per PSI message (and per checkpointed chunk)
     min_bin_rows: int = MIN_BIN_ROWS  # as a passive party in training: the fewest rows a bucket sum it sends covers
     link_backend: str = DEFAULT_BACKEND  # [link] backend: the X25519 that blinds PSI values (auto | mb | openssl)
 
@@ -84,6 +86,9 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
             raise InputError(f"{path}: [link] {e}_keys has unknown key(s) {', '.join(unknown)}")
     link_backend = check_backend(link.get("backend", DEFAULT_BACKEND), f"{path}: [link] backend")
     store = need("node", "store")
+    chunk = link.get("chunk", DEFAULT_CHUNK)
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or not 1 <= chunk <= DEFAULT_CHUNK:
+        raise InputError(f"{path}: [link] chunk must be an integer from 1 to {DEFAULT_CHUNK} (points per message)")
     min_bin_rows = raw.get("train", {}).get("min_bin_rows", MIN_BIN_ROWS)
     if not isinstance(min_bin_rows, int) or isinstance(min_bin_rows, bool) or min_bin_rows < 1:
         raise InputError(f"{path}: [train] min_bin_rows must be an integer >= 1 (1: no merging)")
@@ -106,6 +111,7 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
         preset=preset,
         insight=InsightPolicy.from_section(raw.get("insight", {}), path),
         link_accept=AcceptPolicy.from_section(link.get("accept", {}), path),
+        link_chunk=chunk,
         as_of=as_of,
         limits=Limits.from_section(raw.get("limits", {}), path),
         min_bin_rows=min_bin_rows,

@@ -128,7 +128,7 @@ def nodes(small_world, tmp_path):
 def _open(bank, session=None):
     """Open a link session on the market as a (dishonest) bank would; -> the session id."""
     session = session or secrets.token_hex(16)
-    bank.clients["market"].deliver(LinkRequest(session, "psi/1", ["customers"], ["customers:phone"], False,
+    bank.clients["market"].deliver(LinkRequest(session, "psi/2", ["customers"], ["customers:phone"], False,
                                                False).encode(), timeout=5)
     return session
 
@@ -142,7 +142,7 @@ def _busy(bank):
     """A first session the market accepts and then waits in (for a KeyStart that never comes): it holds
     the market's one job slot. -> its session, whose Abort ends it."""
     session = bank._session("market", secrets.token_hex(16))
-    session.send(LinkRequest(session.id, "psi/1", ["customers"], ["customers:phone"], False, False))
+    session.send(LinkRequest(session.id, "psi/2", ["customers"], ["customers:phone"], False, False))
     assert session.recv().name == "LinkAccept"
     return session
 

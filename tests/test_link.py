@@ -241,3 +241,67 @@ def test_records_keep_consented_rows_and_set_duplicates_aside(tmp_path):
     with pytest.raises(InputError, match="duplicate ids in column 'client_id'"):
         load_records(store, PRESETS["bank"]["customers"], ["phone"])
     store.close()
+
+
+def _link_once(configs, on_market_event=None):
+    """One link run between two node processes (customers only); -> (bank proc, market proc, market events)."""
+    market = _node(configs["market"], "--once")
+    _wait_event(market, "ready")
+    bank = _node(configs["bank"], "--link", "market", "--entities", "customers")
+    events = []
+    for line in market.stdout:
+        events.append(json.loads(line))
+        if on_market_event and on_market_event(events[-1]):
+            market.kill()                           # SIGKILL: no handler runs, nothing is flushed or cleaned
+            break
+    market.wait(60)
+    bank_out, bank_err = bank.communicate(timeout=60)
+    bank_events = [json.loads(x) for x in bank_out.splitlines() if x.startswith("{")]
+    return bank, bank_events, bank_err, market, events
+
+
+def _result(events):
+    return next(e for e in events if e["event"] == "result")
+
+
+def _pairs(world):
+    bank, market = _links(world, "bank"), _links(world, "market")
+    pairs = bank.merge(market, on="link_id", suffixes=("_b", "_m"))
+    assert len(pairs) == len(bank) == len(market)                      # one link id per link, on both sides
+    return set(zip(pairs["local_id_b"], pairs["local_id_m"], pairs["matched_on_b"]))
+
+
+def test_a_node_killed_at_60_percent_resumes_from_its_last_chunk(world):
+    """SIGKILL the market node once its phone run is 60% done; the rerun continues from the chunks both
+    sides completed (fewer multiplications than a full run) and links exactly what an uninterrupted run does."""
+    configs = write_configs(world, timeout_s=10)
+    for path in configs.values():
+        path.write_text(path.read_text() + "\n[link]\nchunk = 400\n")
+    bank, bank_events, err, market, events = _link_once(configs)
+    assert bank.returncode == 0 and market.returncode == 0, err
+    full = {n: sum(k["multiplied"] for k in _result(ev)["entities"]["customers"]["keys"].values())
+            for n, ev in (("bank", bank_events), ("market", events))}
+    truth = pq.read_table(world / "truth.parquet").to_pandas()
+    both = truth.dropna(subset=["bank_client_id", "market_user_id"])
+    same_person = set(zip(both["bank_client_id"].astype("int64"), both["market_user_id"].astype("int64")))
+    uninterrupted = _pairs(world)
+    assert {(b, m) for b, m, _ in uninterrupted} <= same_person                   # precision 1.0
+
+    def at_60(event):
+        return event["event"] == "progress" and event["what"] == "customers/phone" and event["fraction"] >= 0.6
+
+    bank, _, err, market, events = _link_once(configs, at_60)
+    assert market.returncode == -signal.SIGKILL and bank.returncode != 0
+    assert not any(e["event"] == "result" for e in events)
+    kept = world / "nodes" / "state-market" / "psi-resume" / "bank" / "customers-phone"
+    assert (kept / "meta.json").exists()
+
+    bank, bank_events, err, market, events = _link_once(configs)
+    assert bank.returncode == 0 and market.returncode == 0, err
+    for name, ev in (("bank", bank_events), ("market", events)):
+        keys = _result(ev)["entities"]["customers"]["keys"]
+        assert keys["phone"]["resumed"], name
+        assert sum(k["multiplied"] for k in keys.values()) < 0.8 * full[name], (name, keys, full)
+        assert not any(e["event"] == "notice" for e in ev)
+    assert _pairs(world) == uninterrupted                                    # the same links, precision 1.0
+    assert not kept.exists()                                                  # removed once the table is written

@@ -18,11 +18,12 @@ import pyarrow as pa
 from tandem.crypto.psi_group import new_secret
 from tandem.link.records import EntityRecords
 from tandem.protocols.errors import RemoteProtocolError
-from tandem.protocols.psi import MAX_RECORDS, Blinder, KeyMemory, KeyRun, State
+from tandem.protocols.psi import DEFAULT_CHUNK, MAX_RECORDS, Blinder, KeyMemory, KeyRun, State
+from tandem.protocols.psi_resume import Checkpoint
 from tandem.protocols.wire import LinkRequest
 from tandem.transport.session import Session
 
-PROTOCOL = "psi/1"
+PROTOCOL = "psi/2"  # psi/2: KeyStart carries a resume token
 Progress = Callable[[str, float], None]  # (what, fraction of this key done)
 
 
@@ -64,12 +65,16 @@ def run_entity(
     progress: Progress | None = None,
     memories: dict[str, KeyMemory | None] | None = None,
     max_records: int = MAX_RECORDS,
+    checkpoints: Callable[[str], Checkpoint] | None = None,
+    chunk: int = DEFAULT_CHUNK,
 ) -> EntityOutcome:
     """Link one entity over all its keys, in order.
 
     ``memories`` (incremental mode) maps each key to the state kept from the last run with
     this peer (or ``None``); the new state is left in ``outcome.memories`` for the caller to store.
     ``max_records``: the most records the peer may bring to one key's run (``[limits] max_records``).
+    ``checkpoints`` gives each key's checkpoint (a rerun of an interrupted run resumes from it);
+    ``chunk``: points per message (``[link] chunk``).
     """
     outcome = EntityOutcome(entity, records.total)
     linked: set[int] = set()
@@ -91,6 +96,8 @@ def run_entity(
             memory=(memories or {}).get(key),
             keep_memory=memories is not None,
             max_records=max_records,
+            checkpoint=checkpoints(key) if checkpoints and not count_only else None,
+            chunk=chunk,
         )
 
         def report(f: float, k: str = key) -> None:
@@ -109,6 +116,8 @@ def run_entity(
             "duplicate_records": rep.duplicate_records,
             "incremental": run.incremental,
             "blinded_sent": run.to_send,
+            "multiplied": run.multiplied,
+            "resumed": run.resumed,
             "seconds": round(time.perf_counter() - started, 2),
         }
         if not count_only:

@@ -5,10 +5,15 @@ Each side loads its consented records from its own store, runs every entity's ke
 session (``link.job.run_entity``), writes its link tables (unless count-only; versioned, see
 ``link.versions``) and keeps the incremental state per peer, entity and key under its state
 folder. The responder first checks the request against its ``[link.accept]`` policy.
+
+Link-mode runs keep a checkpoint per peer, entity and key (``link.checkpoint``) as chunks complete,
+so that a rerun after a killed node or a dropped network continues from the last chunk both sides
+hold; the checkpoints are removed once the link tables (and any incremental state) are written.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,13 +22,14 @@ from pathlib import Path
 from tandem.link import versions
 from tandem.link.accept import AcceptPolicy, mode_of
 from tandem.link.blinder import EngineBlinder
+from tandem.link.checkpoint import KeyCheckpoint, checkpoint_dir
 from tandem.link.job import PROTOCOL, EntityOutcome, Progress, parse_keys, run_entity
 from tandem.link.memory import load_memory, memory_path, save_memory
 from tandem.link.records import EntityRecords, load_records
 from tandem.link.result import EntityLink, KeyCounts, LinkResult
 from tandem.parties import ENTITIES, EntitySource
 from tandem.protocols.errors import RemoteProtocolError
-from tandem.protocols.psi import MAX_RECORDS, KeyMemory
+from tandem.protocols.psi import DEFAULT_CHUNK, MAX_RECORDS, KeyMemory
 from tandem.protocols.wire import LinkAccept, LinkRequest
 from tandem.store import open_store
 from tandem.store.schema import Column, TableSpec
@@ -46,8 +52,9 @@ LINK_TABLE = {
 class LinkParty:
     """What one node links with: its name, store, where each entity's records are, its key priority
     per entity, its state folder, the blinder (worker pool), a probe of the workers' peak memory (MiB),
-    its ``[link.accept]`` policy and the most records a peer may bring to one key's run
-    (``[limits] max_records``)."""
+    its ``[link.accept]`` policy, the most records a peer may bring to one key's run
+    (``[limits] max_records``), the points per message (``[link] chunk``) and where one-line
+    notices go (a checkpoint that could not be used)."""
 
     name: str
     store: str
@@ -58,6 +65,8 @@ class LinkParty:
     worker_rss_mib: Callable[[], list[int]]
     accept: AcceptPolicy = field(default_factory=AcceptPolicy)
     max_records: int = MAX_RECORDS
+    chunk: int = DEFAULT_CHUNK
+    notice: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
 
 
 def initiate(session: Session, request: LinkRequest, me: LinkParty, progress: Progress) -> LinkResult:
@@ -116,6 +125,15 @@ def _run(
             return None
         return {k: load_memory(memory_path(me.state_dir, session.peer, entity, k)) for k in keys[entity]}
 
+    opened: list[KeyCheckpoint] = []
+
+    def checkpoints(entity: str) -> Callable[[str], KeyCheckpoint]:
+        def open_one(key: str) -> KeyCheckpoint:
+            opened.append(KeyCheckpoint(checkpoint_dir(me.state_dir, session.peer, entity, key), me.notice))
+            return opened[-1]
+
+        return open_one
+
     outcomes = [
         run_entity(
             session,
@@ -128,6 +146,8 @@ def _run(
             progress=progress,
             memories=memories(entity),
             max_records=me.max_records,
+            checkpoints=checkpoints(entity),
+            chunk=me.chunk,
         )
         for entity in request.entities
     ]
@@ -136,6 +156,8 @@ def _run(
     for o in outcomes:
         for key, memory in o.memories.items():
             save_memory(memory_path(me.state_dir, session.peer, o.entity, key), memory)
+    for c in opened:  # the tables and any kept state are written: the checkpoints have served
+        c.drop()
     return LinkResult(
         node=me.name,
         peer=session.peer,

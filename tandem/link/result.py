@@ -15,7 +15,8 @@ class KeyCounts:
     """One identifier key of one entity: this side's ``candidates`` (usable, consented values),
     ``matched`` with the peer, values left out as ``invalid`` (reason -> count) or held by
     ``duplicate_records``; ``blinded_sent`` values blinded and sent this run (all of them unless
-    ``incremental``); ``seconds`` of this key."""
+    ``incremental``); ``seconds`` of this key; ``multiplied`` scalar multiplications this run made on
+    this side (own values blinded plus peer values re-blinded; fewer when ``resumed`` from a checkpoint)."""
 
     candidates: int
     matched: int
@@ -24,6 +25,8 @@ class KeyCounts:
     incremental: bool
     blinded_sent: int
     seconds: float
+    multiplied: int = 0
+    resumed: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class LinkResult:
                     "consented": e.consented,
                     "keys": {k: kv.matched for k, kv in e.keys.items()},
                     "blinded_sent": {k: kv.blinded_sent for k, kv in e.keys.items()},
+                    "multiplied": {k: kv.multiplied for k, kv in e.keys.items()},
+                    "resumed": {k: kv.resumed for k, kv in e.keys.items()},
                 }
                 for name, e in self.entities.items()
             },

@@ -17,6 +17,13 @@ re-blinded values come back sorted, so each side learns only the size.
 Incremental mode: a side that keeps its scalar, the salt and both blinded sets
 (``KeyMemory``) from an earlier run with the same peer sends only new records and the
 blinded values of removed ones; the peer re-blinds only the new ones.
+
+Resuming: with a ``Checkpoint`` each completed chunk is kept as it completes, and a rerun of an
+interrupted run continues from the last chunk both sides hold (``tandem.protocols.psi_resume``).
+
+Memory: the hot state is preallocated numpy (``S32`` arrays of the known set sizes, the sending
+order as int64), filled chunk by chunk; about 64 bytes per own record and 64 per peer record
+(twice that when keeping incremental state), besides the values themselves.
 """
 
 from __future__ import annotations
@@ -32,6 +39,16 @@ import numpy as np
 from tandem.crypto.psi_group import POINT_BYTES, InvalidPoint, link_ids, new_secret, run_salt, secure_permutation
 from tandem.protocols.errors import LocalProtocolError
 from tandem.protocols.message import Message
+from tandem.protocols.psi_resume import (
+    STREAMS,
+    Checkpoint,
+    Saved,
+    Token,
+    disagree,
+    run_id,
+    unusable,
+    value_digest,
+)
 from tandem.protocols.role import Role
 from tandem.protocols.wire import Blinded, Delta, KeyDone, KeyStart, Reblinded
 
@@ -146,6 +163,9 @@ class KeyRun(Role):
     ``keep_memory``, so is ``memory`` (to be stored for the next incremental run); ``final``
     and ``kept`` return them, raising ``LocalProtocolError`` if they are not set. A peer whose set
     is over ``max_records`` (announced in ``KeyStart``, or kept plus ``Delta.new``) stops the run.
+    With a ``checkpoint`` (link mode, not incremental) every completed chunk is kept and a rerun
+    resumes where both sides left off (a checkpoint it cannot use is discarded, saying why);
+    ``resumed`` says it did, ``multiplied`` counts the scalar multiplications this run made on this side.
     """
 
     def __init__(
@@ -163,32 +183,40 @@ class KeyRun(Role):
         memory: KeyMemory | None = None,
         keep_memory: bool = False,
         max_records: int = MAX_RECORDS,
+        checkpoint: Checkpoint | None = None,
     ):
         if count_only and (memory is not None or keep_memory):
             raise LocalProtocolError("count-only runs keep no state (incremental mode links records)")
         self.session, self.entity, self.key = session, entity, key
         self.initiator, self.count_only = initiator, count_only
-        self._all = list(values)
+        self._all = values if isinstance(values, np.ndarray) else np.array(values, dtype=object)
         self._secret, self._blinder, self._chunk = secret, blinder, chunk
         self._memory, self._keep = memory, keep_memory
+        self._checkpoint = None if count_only else checkpoint
+        self._saved: Saved | None = None
         self.max_records = max_records
         self._nonce = os.urandom(16)
         self.state = State.IDLE
         self.result: KeyResult | None = None
         self.memory: KeyMemory | None = None
         self.incremental = False
+        self.resumed = False
+        self.multiplied = 0
         self._salt: bytes | None = None
-        self._send: list[int] = []  # indices into _all that we blind and send
+        self._send = np.zeros(0, np.int64)  # indices into _all that we blind and send, in sending order
         self._sent = 0
+        self._sent_chunks = 0
         self._sent_last = False
-        self._own_blinded: list[bytes] = []  # a*H(x) as sent (kept for the next incremental run)
-        self._own_double: list[bytes] = []  # b*a*H(x) for what we sent, in our sending order
+        self._resend: list[tuple[int, int, int, bool]] = []  # our chunks to send again: (seq, start, stop, last)
+        self._resend_back: list[tuple[int, int, int, bool]] = []  # re-blinded peer chunks to send again
+        self._own_blinded = _EMPTY  # a*H(x) as sent, in our sending order (kept only with keep_memory)
+        self._own_double = _EMPTY  # b*a*H(x) for what we sent, in our sending order
         self._own_double_n = 0
         self._own_back_last = False
         self._own_seq_back = 0
         self._peer_size = 0
-        self._peer_blinded: list[bytes] = []  # b*H(y) as received
-        self._peer_double: list[bytes] = []  # a*b*H(y)
+        self._peer_blinded = _EMPTY  # b*H(y) as received (kept only with keep_memory)
+        self._peer_double = _EMPTY  # a*b*H(y)
         self._peer_received = 0
         self._peer_seq = 0
         self._peer_last = False
@@ -202,7 +230,15 @@ class KeyRun(Role):
             raise LocalProtocolError(f"cannot start in state {self.state.value}")
         self.state = State.STARTED
         state_id = self._memory.state_id if self._memory else ""
-        return [KeyStart(self.session, self.entity, self.key, self._nonce.hex(), len(self._all), state_id)]
+        saved = self._checkpoint.saved if self._checkpoint else None
+        if saved is not None:
+            why = unusable(saved, value_digest(self._all), len(self._all), self._chunk, self.initiator, self._keep)
+            if why is None:
+                self._saved = saved
+            else:
+                self._drop_checkpoint(why)
+        token = self._saved.token().encode() if self._saved else ""
+        return [KeyStart(self.session, self.entity, self.key, self._nonce.hex(), len(self._all), state_id, token)]
 
     @property
     def final(self) -> KeyResult:
@@ -233,22 +269,34 @@ class KeyRun(Role):
         return (self._sent + self._peer_received) / total if total else 1.0
 
     def has_work(self) -> bool:
-        return self.state is State.EXCHANGING and not self._sent_last
+        return self.state is State.EXCHANGING and bool(self._resend or self._resend_back or not self._sent_last)
 
     def poll(self) -> list[Message]:
-        """Blind and emit the next chunk of our own set (an empty set sends one empty chunk)."""
+        """Emit the next chunk: one kept chunk the peer lost (on resume), else blind the next of our own
+        set (an empty set sends one empty chunk)."""
         if not self.has_work():
             return self._maybe_finish()
-        part = [self._all[i] for i in self._send[self._sent : self._sent + self._chunk]]
-        seq = self._sent // self._chunk
+        if self._resend_back:
+            return self._resent_back()
+        if self._resend:
+            seq, start, stop, last = self._resend.pop(0)
+            points = self._stored("sent", start, stop)
+            return [Blinded(self.session, self.entity, self.key, seq, last, points)]
+        start, stop = self._sent, min(self._sent + self._chunk, len(self._send))
+        seq = self._sent_chunks
+        part = self._all[self._send[start:stop]].tolist()
         points = (
             self._blinder.hash_and_blind(self._secret, f"{self.entity}:{self.key}", self._run_salt, part)
             if part
             else b""
         )
-        self._own_blinded.append(points)
-        self._sent += len(part)
-        self._sent_last = self._sent == len(self._send)
+        self.multiplied += len(part)
+        if self._keep:
+            self._own_blinded[start:stop] = _points(points)
+        self._sent, self._sent_chunks = stop, seq + 1
+        self._sent_last = stop == len(self._send)
+        if self._checkpoint and not self.incremental:
+            self._checkpoint.append("sent", points, self._sent_last)
         return [Blinded(self.session, self.entity, self.key, seq, self._sent_last, points)] + self._maybe_finish()
 
     def receive(self, msg: Message) -> list[Message]:
@@ -269,32 +317,106 @@ class KeyRun(Role):
     def _on_start(self, msg: KeyStart) -> list[Message]:
         try:
             peer_nonce = bytes.fromhex(msg.nonce)
-        except ValueError:
-            self._fail("malformed KeyStart: nonce is not hex")
+            peer_token = Token.parse(msg.resume)
+        except ValueError as exc:
+            self._fail(f"malformed KeyStart: {exc}")
         if len(peer_nonce) != 16 or msg.size < 0:
             self._fail("malformed KeyStart: bad nonce or size")
         self._check_size(msg.size, "announced")
         mine = self._memory.state_id if self._memory else ""
         self.incremental = bool(mine) and msg.state == mine
         if self.incremental:
+            if self._saved is not None:
+                self._drop_checkpoint("this run is incremental")
             return self._start_delta()
+        if self._saved is not None:
+            why = disagree(self._saved, peer_token, len(self._all), msg.size)
+            if why is None:
+                return self._resume(self._saved, _known(peer_token, "no peer token"), msg.size)
+            self._drop_checkpoint(why)
         first, second = (self._nonce, peer_nonce) if self.initiator else (peer_nonce, self._nonce)
         self._salt = run_salt(first, second)
         if self._memory is not None:  # stale or one-sided state: start afresh
             self._secret, self._memory = new_secret(), None
-        self._send = secure_permutation(len(self._all)).tolist()  # a random order: position says nothing
-        self._peer_size = msg.size
+        self._send = secure_permutation(len(self._all))  # a random order: position says nothing
+        self._allocate(len(self._send), msg.size)
+        if self._checkpoint:
+            sizes = (len(self._all), msg.size) if self.initiator else (msg.size, len(self._all))
+            self._checkpoint.begin(
+                Saved(
+                    run_id(self._salt, *sizes),
+                    self._secret,
+                    self._salt,
+                    value_digest(self._all),
+                    self._chunk,
+                    self.initiator,
+                    self._keep,
+                    len(self._all),
+                    msg.size,
+                    self._send,
+                    {s: [] for s in STREAMS},
+                    {s: False for s in STREAMS},
+                )
+            )
         self.state = State.EXCHANGING
         return self._maybe_finish()
+
+    def _allocate(self, own: int, peer: int) -> None:
+        """Preallocate the point arrays for ``own`` points we send and ``peer`` points the peer sends."""
+        self._peer_size = peer
+        self._own_double, self._peer_double = np.zeros(own, _S), np.zeros(peer, _S)
+        if self._keep:
+            self._own_blinded, self._peer_blinded = np.zeros(own, _S), np.zeros(peer, _S)
+
+    def _resume(self, saved: Saved, peer: Token, peer_size: int) -> list[Message]:
+        """Both sides hold this run's checkpoint: restore ours and queue what the peer lost."""
+        self.resumed = True
+        self._salt, self._secret, self._send = saved.salt, saved.secret, saved.order
+        self._allocate(len(self._send), peer_size)
+        mine = saved.token()
+        self._sent, self._sent_chunks, self._sent_last = saved.points("sent"), mine.sent, saved.last["sent"]
+        self._own_double_n, self._own_seq_back = saved.points("back"), mine.back
+        self._own_back_last = saved.last["back"]
+        self._own_double[: self._own_double_n] = self._stored_points("back", 0, self._own_double_n)
+        self._peer_received, self._peer_seq = saved.points("reblinded"), mine.received
+        self._peer_last = saved.last["reblinded"]
+        self._peer_double[: self._peer_received] = self._stored_points("reblinded", 0, self._peer_received)
+        if self._keep:
+            self._own_blinded[: self._sent] = self._stored_points("sent", 0, self._sent)
+            self._peer_blinded[: self._peer_received] = self._stored_points("received", 0, self._peer_received)
+        self._resend = _chunks(saved.lengths["sent"], peer.received, saved.last["sent"])
+        self._resend_back = _chunks(saved.lengths["reblinded"], peer.back, saved.last["reblinded"])
+        self.state = State.EXCHANGING
+        return self._maybe_finish()
+
+    def _stored(self, stream: str, start: int, stop: int) -> bytes:
+        return _known(self._checkpoint, "resuming without a checkpoint").read(stream, start, stop)
+
+    def _stored_points(self, stream: str, start: int, stop: int) -> np.ndarray:
+        return _points(self._stored(stream, start, stop))
+
+    def _resent_back(self) -> list[Message]:
+        """Every re-blinded peer chunk the peer lost, in order (before any newer one goes out)."""
+        out: list[Message] = []
+        for seq, start, stop, last in self._resend_back:
+            points = self._stored("reblinded", start, stop)
+            out.append(Reblinded(self.session, self.entity, self.key, seq, last, points))
+        self._resend_back = []
+        return out
+
+    def _drop_checkpoint(self, why: str) -> None:
+        self._saved = None
+        if self._checkpoint:
+            self._checkpoint.discard(why)
 
     def _start_delta(self) -> list[Message]:
         mem = self._kept_before
         self._salt = mem.salt
         self._secret = mem.secret
-        digests = _digests(mem.salt, self._all)
+        digests = _digests(mem.salt, self._all.tolist())
         known = np.isin(digests, mem.own_digest)
         new = np.flatnonzero(~known)
-        self._send = new[secure_permutation(len(new))].tolist()
+        self._send = new[secure_permutation(len(new))]
         removed = ~np.isin(mem.own_digest, digests)
         self.state = State.DELTA
         return [Delta(self.session, self.entity, self.key, len(self._send), _raw(mem.own_blinded[removed]))]
@@ -307,7 +429,7 @@ class KeyRun(Role):
         self._check_size(len(kept) - len(self._peer_removed) + msg.new, "would hold (kept, less removed, plus new)")
         if not np.isin(self._peer_removed, kept).all():
             self._fail("peer removed values this side never received: the kept states differ")
-        self._peer_size = msg.new
+        self._allocate(len(self._send), msg.new)
         self.state = State.EXCHANGING
         return self._maybe_finish()
 
@@ -329,14 +451,21 @@ class KeyRun(Role):
             double = self._blinder.blind(self._secret, msg.payload) if msg.payload else b""
         except InvalidPoint as exc:
             self._fail(str(exc))
+        self.multiplied += n
+        start, stop = self._peer_received, self._peer_received + n
         self._peer_seq += 1
-        self._peer_received += n
+        self._peer_received = stop
         self._peer_last = msg.last
         if msg.last and self._peer_received != self._peer_size:
             self._fail(f"peer announced {self._peer_size} values but sent {self._peer_received}")
-        self._peer_blinded.append(msg.payload)
-        self._peer_double.append(double)
-        out: list[Message] = []
+        self._peer_double[start:stop] = _points(double)
+        if self._keep:
+            self._peer_blinded[start:stop] = _points(msg.payload)
+        if self._checkpoint and not self.incremental:
+            if self._keep:
+                self._checkpoint.append("received", msg.payload, msg.last)
+            self._checkpoint.append("reblinded", double, msg.last)
+        out: list[Message] = self._resent_back()
         if not self.count_only:
             out.append(Reblinded(self.session, self.entity, self.key, msg.seq, msg.last, double))
         elif msg.last:
@@ -345,7 +474,7 @@ class KeyRun(Role):
 
     def _sorted_reblinded(self) -> list[Message]:
         """Count-only: return the peer's whole set re-blinded and sorted, so no position survives."""
-        flat = _raw(np.sort(_points(b"".join(self._peer_double))))
+        flat = _raw(np.sort(self._peer_double))
         size = self._chunk * POINT_BYTES
         pieces = [flat[i : i + size] for i in range(0, len(flat), size)] or [b""]
         return [
@@ -358,12 +487,15 @@ class KeyRun(Role):
         n = len(msg.payload) // POINT_BYTES
         if len(msg.payload) % POINT_BYTES or self._own_double_n + n > self._sent:
             self._fail("malformed Reblinded: more points than we sent")
+        start = self._own_double_n
         self._own_seq_back += 1
-        self._own_double.append(msg.payload)
+        self._own_double[start : start + n] = _points(msg.payload)
         self._own_double_n += n
         self._own_back_last = msg.last
         if msg.last and self._own_double_n != len(self._send):
             self._fail(f"peer returned {self._own_double_n} values for our {len(self._send)}")
+        if self._checkpoint and not self.incremental and not self.count_only:
+            self._checkpoint.append("back", msg.payload, msg.last)
         return self._maybe_finish()
 
     def _on_done(self, msg: KeyDone) -> list[Message]:
@@ -376,7 +508,13 @@ class KeyRun(Role):
 
     def _maybe_finish(self) -> list[Message]:
         out: list[Message] = []
-        if self.state is State.EXCHANGING and self._sent_last and self._peer_last and self._own_back_last:
+        if (
+            self.state is State.EXCHANGING
+            and self._sent_last
+            and self._peer_last
+            and self._own_back_last
+            and not (self._resend or self._resend_back)
+        ):
             self.result = self._match()
             self.state = State.MATCHED
             out.append(KeyDone(self.session, self.entity, self.key, self.result.intersection))
@@ -391,17 +529,15 @@ class KeyRun(Role):
 
     def _match(self) -> KeyResult:
         """Compare our doubly blinded values (all current records) with the peer's (its whole current set)."""
-        sent = np.asarray(self._send, dtype=np.int64)
-        own_idx, own = sent, _points(b"".join(self._own_double))
-        own_blinded = _points(b"".join(self._own_blinded))
-        peer_blinded, peer = _points(b"".join(self._peer_blinded)), _points(b"".join(self._peer_double))
+        own_idx, own, own_blinded = self._send, self._own_double, self._own_blinded
+        peer_blinded, peer = self._peer_blinded, self._peer_double
         if self.incremental:
             mem = self._kept_before
-            digests = _digests(mem.salt, self._all)
+            digests = _digests(mem.salt, self._all.tolist())
             pos = {d: i for i, d in enumerate(mem.own_digest.tolist())}
             kept = np.flatnonzero(np.isin(digests, mem.own_digest))
             kept_mem = np.array([pos[d] for d in digests[kept].tolist()], dtype=np.int64)
-            own_idx = np.concatenate([kept, sent])
+            own_idx = np.concatenate([kept, own_idx])
             own = np.concatenate([mem.own_double[kept_mem], own])
             own_blinded = np.concatenate([mem.own_blinded[kept_mem], own_blinded])
             stay = ~np.isin(mem.peer_blinded, self._peer_removed)
@@ -413,7 +549,7 @@ class KeyRun(Role):
                 hashlib.sha256(b"tandem/psi/state/v1" + salt).hexdigest()[:32],
                 self._secret,
                 salt,
-                _digests(salt, [self._all[i] for i in own_idx]),
+                _digests(salt, self._all[own_idx].tolist()),
                 own_blinded,
                 own,
                 peer_blinded,
@@ -432,3 +568,10 @@ class KeyRun(Role):
         (State.EXCHANGING, KeyDone): _on_done,
         (State.MATCHED, KeyDone): _on_done,
     }
+
+
+def _chunks(lengths: list[int], start: int, last: bool) -> list[tuple[int, int, int, bool]]:
+    """``(seq, first point, end point, last)`` of the kept chunks ``start`` on, given each one's ``lengths``."""
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+    end = len(lengths) - 1
+    return [(i, int(offsets[i]), int(offsets[i + 1]), last and i == end) for i in range(start, len(lengths))]

@@ -24,7 +24,7 @@ class LinkRequest(Message):
     IDS: ClassVar = {"entities": NAME, "keys": KEY_NAME}
 
     session: str
-    protocol: str  # "psi/1"
+    protocol: str  # "psi/2"
     entities: list[str]  # "customers", "sellers"
     keys: list[str]  # flattened "entity:key" in priority order
     count_only: bool
@@ -38,8 +38,9 @@ class LinkAccept(Message):
 
 @message(3)
 class KeyStart(Message):
-    """Both sides, at the start of one (entity, key) run: a nonce for the salt, the set size, and
-    the id of the state kept from an earlier run ("" if none; incremental mode only)."""
+    """Both sides, at the start of one (entity, key) run: a nonce for the salt, the set size, the
+    id of the state kept from an earlier run ("" if none; incremental mode only), and what this side
+    holds of an interrupted run ("" if nothing; ``psi_resume.Token``: "id.sent.back.received")."""
 
     IDS: ClassVar = ENTITY_KEY
 
@@ -49,6 +50,7 @@ class KeyStart(Message):
     nonce: str  # hex, 16 bytes
     size: int
     state: str
+    resume: str = ""
 
 
 @message(8)
