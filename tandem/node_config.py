@@ -14,9 +14,9 @@ from tandem.errors import InputError
 from tandem.insight.budget import InsightPolicy
 from tandem.learn.buckets import MIN_BIN_ROWS
 from tandem.limits import Limits
-from tandem.protocols.psi import DEFAULT_CHUNK
 from tandem.link.accept import AcceptPolicy
 from tandem.parties import ENTITIES, PRESETS, EntitySource
+from tandem.protocols.psi import DEFAULT_CHUNK
 from tandem.transport.grpc_node import TlsFiles
 
 
