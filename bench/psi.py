@@ -1,7 +1,10 @@
 """Benchmark: ECDH-PSI of N x N identifiers (50% overlap), two node processes over loopback mutual TLS,
 side by side with openmined-psi on the same identifiers.
 
-    python bench/psi.py [--n 1000000] [--results bench/RESULTS.md]
+    python bench/psi.py [--n 1000000] [--kill-at 0.6] [--skip-openmined] [--results bench/RESULTS.md]
+
+Runs every X25519 backend this machine has (openssl; mb where crypto_mb runs); ``--kill-at`` SIGKILLs the
+market node at that fraction of its run and reports the rerun, which resumes from the kept chunks.
 
 Floor (docs/architecture.md, "Know your floor"): 4N X25519 multiplications at ~30k/s per core on 2 cores (~67 s for N = 1M).
 Target: <= 75 s for N = 1M and >= 4x faster than openmined-psi.
@@ -60,21 +63,39 @@ def make_stores(folder: Path, n: int) -> tuple[list[str], list[str]]:
     return bank_phones, market_phones
 
 
-def run_tandem(folder: Path) -> dict:
+def run_tandem(folder: Path, backend: str, kill_at: float | None = None) -> dict:
+    """Link the two stores with both nodes as processes; with ``kill_at`` (0..1) SIGKILL the market node once
+    its run is that far, then rerun and report the rerun (which resumes from the kept chunks) too."""
     configs = write_configs(folder, timeout_s=120)
     for party in ("bank", "market"):
-        configs[party].write_text(configs[party].read_text() + '\n[link]\ncustomers_keys = ["phone"]\n')
-    market = NodeProcess("market", ["--config", str(configs["market"]), "--once"], lambda n, e: None)
-    market.ready.wait(60)
-    started = time.perf_counter()
-    bank = NodeProcess("bank", ["--config", str(configs["bank"]), "--link", "market", "--entities", "customers"],
-                       lambda n, e: None)
-    if bank.wait(3600) != 0 or market.wait(120) != 0:
-        raise SystemExit(f"tandem link failed: {bank.error()} / {market.error()}")
-    wall = time.perf_counter() - started
-    b, m = bank.result(), market.result()
-    return {"wall": wall, "protocol": b["seconds"], "matched": b["entities"]["customers"]["keys"]["phone"]["matched"],
-            "rss_bank": b["peak_rss_mib"], "rss_market": m["peak_rss_mib"]}
+        configs[party].write_text(configs[party].read_text() + f'\n[link]\ncustomers_keys = ["phone"]\nbackend = "{backend}"\n')
+    out: dict = {}
+    for attempt in ("killed", "run") if kill_at is not None else ("run",):
+        killer = None
+        if attempt == "killed":
+            def killer(name: str, event: dict) -> None:
+                if name == "market" and event.get("event") == "progress" and event.get("fraction", 0) >= kill_at:
+                    market.proc.kill()
+        market = NodeProcess("market", ["--config", str(configs["market"]), "--once"], killer or (lambda n, e: None))
+        market.ready.wait(60)
+        started = time.perf_counter()
+        bank = NodeProcess("bank", ["--config", str(configs["bank"]), "--link", "market", "--entities", "customers"],
+                           lambda n, e: None)
+        codes = bank.wait(7200), market.wait(120)
+        wall = time.perf_counter() - started
+        if attempt == "killed":
+            out["killed_after"] = round(wall, 1)
+            continue
+        if codes != (0, 0):
+            raise SystemExit(f"tandem link failed: {bank.error()} / {market.error()}")
+        b, m = bank.result(), market.result()
+        key_b, key_m = (r["entities"]["customers"]["keys"]["phone"] for r in (b, m))
+        out.update({"wall": wall, "protocol": b["seconds"], "matched": key_b["matched"], "backend": b["backend"],
+                    "rss_bank": b["peak_rss_mib"], "rss_market": m["peak_rss_mib"],
+                    "phases": {"bank": {**b["phases"], **key_b["phases"]}, "market": {**m["phases"], **key_m["phases"]}},
+                    "resumed": key_b["resumed"] and key_m["resumed"],
+                    "multiplied": key_b["multiplied"] + key_m["multiplied"]})
+    return out
 
 
 def run_openmined(bank: list[str], market: list[str]) -> dict:
@@ -94,73 +115,117 @@ def _rss(r: dict) -> str:
     return f"node {r['node']:,} + workers {' + '.join(f'{w:,}' for w in r['workers'])} = {r['node'] + sum(r['workers']):,}"
 
 
-def _blind_for(seconds: float) -> float:
+def _blind_for(seconds: float, backend: str) -> float:
     from tandem.crypto.psi_group import blind, hash_to_points, new_secret
 
     points = hash_to_points("bench", b"", [str(i) for i in range(5_000)])
     secret, done, started = new_secret(), 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        blind(secret, points)
+        blind(secret, points, backend)
         done += 5_000
     return done / (time.perf_counter() - started)
 
 
-def measured_rate(cores: int = 2, rounds: int = 3) -> float:
-    """X25519 multiplications per second per core with all ``cores`` busy (best of ``rounds``)."""
+def _hash_for(seconds: float) -> float:
+    from tandem.crypto.psi_group import hash_to_points
+
+    values, done, started = [f"+79{i:09d}" for i in range(50_000)], 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        hash_to_points("customers:phone", bytes(32), values)
+        done += len(values)
+    return done / (time.perf_counter() - started)
+
+
+def measured_rate(backend: str = "openssl", cores: int = 2, rounds: int = 3) -> float:
+    """X25519 multiplications per second per core through ``blind`` with all ``cores`` busy (best of ``rounds``)."""
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(cores) as pool:
-        return max(sum(pool.map(_blind_for, [2.0] * cores)) / cores for _ in range(rounds))
+        return max(sum(pool.map(_blind_for, [2.0] * cores, [backend] * cores)) / cores for _ in range(rounds))
+
+
+def _split(phases: dict) -> str:
+    """read | hash+blind own | re-blind peer's | match | write | the rest (framing, transfer, waiting), seconds."""
+    rest = phases["link"] - phases["hash_blind"] - phases["reblind"] - phases["match"]
+    parts = [phases["read"], phases["hash_blind"], phases["reblind"], phases["match"], phases["write"], rest]
+    return " | ".join(f"{v:.1f}" for v in parts)
 
 
 def main() -> None:
+    from tandem.crypto import x25519_mb
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--kill-at", type=float, default=None, help="SIGKILL the market node at this fraction, then rerun")
+    parser.add_argument("--skip-openmined", action="store_true")
     parser.add_argument("--results", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     args = parser.parse_args()
     n = args.n
-    rate = measured_rate()
-    print(f"X25519 per core, both cores busy: {rate:,.0f}/s", flush=True)
+    mb_missing = x25519_mb.unavailable_reason()
+    backends = ["openssl"] + ([] if mb_missing else ["mb"])
+    rates = {b: measured_rate(b) for b in backends}
+    hash_rate = _hash_for(2.0)
+    print(f"X25519 per core, both cores busy: {rates}; hashing to points {hash_rate:,.0f}/s", flush=True)
+    ours: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         bank, market = make_stores(folder, n)
-        ours = run_tandem(folder)
-        print(json.dumps(ours), flush=True)
-        peer = run_openmined(bank, market)
+        for b in backends:
+            run_dir = folder / b
+            run_dir.mkdir()
+            for party in ("bank", "market"):
+                (run_dir / f"{party}.duckdb").write_bytes((folder / f"{party}.duckdb").read_bytes())
+            ours[b] = run_tandem(run_dir, b, args.kill_at)
+            print(json.dumps(ours[b]), flush=True)
+        peer = None if args.skip_openmined else run_openmined(bank, market)
         print(json.dumps(peer), flush=True)
-    if ours["matched"] != n // 2 or peer["matched"] != n // 2:
-        raise SystemExit(f"wrong intersection: tandem {ours['matched']}, openmined {peer['matched']}, expected {n // 2}")
+    wrong = [b for b, r in ours.items() if r["matched"] != n // 2] + (["openmined"] if peer and peer["matched"] != n // 2 else [])
+    if wrong:
+        raise SystemExit(f"wrong intersection size from {', '.join(wrong)} (expected {n // 2})")
     floor = 4 * n / FLOOR_MULTS_PER_S
-    local_floor = 4 * n / (2 * rate)
+    command = f"python bench/psi.py --n {n}" + (f" --kill-at {args.kill_at}" if args.kill_at else "") + (
+        " --skip-openmined" if args.skip_openmined else "")
+    rows = []
+    for b, r in ours.items():
+        local_floor = 4 * n / (2 * rates[b])
+        speedup = f"{peer['wall'] / r['wall']:.1f}x" if peer else "not run"
+        rows.append(f"| Tandem, backend {b} | {r['wall']:.1f} | {r['wall'] / floor:.2f} | {r['wall'] / local_floor:.2f} "
+                    f"({local_floor:.1f} s at {rates[b]:,.0f}/s per core) | {speedup} | {r['matched']:,} | "
+                    f"bank {_rss(r['rss_bank'])}; market {_rss(r['rss_market'])} |")
+    if peer:
+        rows.append(f"| openmined-psi | {peer['wall']:.1f} | {peer['wall'] / floor:.2f} | | 1.0x | {peer['matched']:,} | |")
+    splits = [f"| {b} | {party} | {_split(r['phases'][party])} |" for b, r in ours.items() for party in ("bank", "market")]
+    resumed = [f"- backend {b}: market node SIGKILLed at {args.kill_at:.0%} of its run ({r['killed_after']} s in); the rerun "
+               f"{'resumed' if r['resumed'] else 'did NOT resume'} and took {r['wall']:.1f} s with {r['multiplied']:,} "
+               f"multiplications over both sides (a full run makes {4 * n:,})." for b, r in ours.items() if "killed_after" in r]
     section = "\n".join([
         "## PSI (link)",
         "",
-        f"{date.today()} · `nproc` = {os.cpu_count()} · {cpu_model()} · command: `python bench/psi.py --n {n}`",
+        f"{date.today()} · `nproc` = {os.cpu_count()} · {cpu_model()} · command: `{command}`",
         "",
         f"{n:,} x {n:,} phone numbers, 50% overlap. Tandem: a bank node and a marketplace node as separate "
         "processes over loopback gRPC with mutual TLS, each with a blinding worker process per core (the two nodes "
-        "share the machine's cores: a node that waits for its peer leaves them to the peer's workers), reading from and "
-        "writing to their DuckDB stores (wall time from the bank node's start to its exit; protocol time from "
-        "the node's own clock). openmined-psi 2.x (ECDH-PSI in C++, P-256, one process, no network, "
-        "reveal-intersection mode) on the same identifiers, measured in the same run. "
-        f"Floor (docs/architecture.md): 4N X25519 multiplications at 30k/s per core on 2 cores = {floor:.1f} s. "
-        f"Measured in this run: {rate:,.0f} multiplications/s per core with both cores busy (`cryptography`'s "
-        f"X25519, the fastest available here; libsodium's was slower), so this machine's floor is "
-        f"{local_floor:.1f} s.",
+        "share the machine's cores), reading from and writing to their DuckDB stores; wall time from the bank "
+        "node's start to its exit. openmined-psi 2.x (ECDH-PSI in C++, P-256, one process, no network) on the same "
+        f"identifiers, in the same run. Documented floor: 4N multiplications at 30k/s per core on 2 cores = {floor:.1f} s; "
+        "this machine's floor per backend: 4N multiplications at the rate `blind` reaches with both cores busy, "
+        "measured in this run with the same calls. "
+        + (f"Multi-buffer backend not measured: {mb_missing}." if mb_missing else ""),
         "",
-        "| implementation | seconds | ratio to documented floor | ratio to this machine's floor | matched | "
-        "peak RSS per party (MiB) |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
-        f"| Tandem (wall) | {ours['wall']:.1f} | {ours['wall'] / floor:.2f} | {ours['wall'] / local_floor:.2f} | {ours['matched']:,} | "
-        f"bank {_rss(ours['rss_bank'])}; market {_rss(ours['rss_market'])} |",
-        f"| Tandem (protocol only) | {ours['protocol']:.1f} | {ours['protocol'] / floor:.2f} | "
-        f"{ours['protocol'] / local_floor:.2f} | | |",
-        f"| openmined-psi | {peer['wall']:.1f} | {peer['wall'] / floor:.2f} | {peer['wall'] / local_floor:.2f} | "
-        f"{peer['matched']:,} | |",
+        "| implementation | seconds | ratio to documented floor | ratio to this machine's floor | speed-up over "
+        "openmined-psi | matched | peak RSS per process (MiB) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        *rows,
         "",
-        f"Speed-up over openmined-psi: {peer['wall'] / ours['wall']:.1f}x (target >= 4x); "
-        f"target wall time <= 75 s for N = 1M.",
+        "Where the time goes, seconds per node (hash+blind and re-blind are the node's waits on its workers; "
+        f"hashing alone runs at {hash_rate:,.0f} values/s on one core, the rest is framing, gRPC, the peer's turn):",
         "",
+        "| backend | node | read+normalise | hash+blind own | re-blind peer's | match | write | rest |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *splits,
+        "",
+        *resumed,
+        "" if resumed else "",
         NOTES,
     ])
     write_section(args.results, "## PSI (link)", section)

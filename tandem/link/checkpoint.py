@@ -163,4 +163,3 @@ class KeyCheckpoint:
 
 def _self_digest(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-

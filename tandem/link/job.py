@@ -119,6 +119,7 @@ def run_entity(
             "multiplied": run.multiplied,
             "resumed": run.resumed,
             "seconds": round(time.perf_counter() - started, 2),
+            "phases": {name: round(v, 3) for name, v in run.phases.items()},
         }
         if not count_only:
             positions, new_ids = result.links

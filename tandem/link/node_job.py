@@ -72,11 +72,11 @@ class LinkParty:
 def initiate(session: Session, request: LinkRequest, me: LinkParty, progress: Progress) -> LinkResult:
     """Ask the peer of ``session`` for ``request``; return this side's result."""
     session.send(request)  # the peer loads its records while we load ours
-    records = _load(me, request.entities, parse_keys(request))
+    records, read_s = _load(me, request.entities, parse_keys(request))
     reply = session.recv()
     if not isinstance(reply, LinkAccept):
         raise RemoteProtocolError(f"peer {session.peer} answered {reply.name} to a link request")
-    return _run(session, request, records, me, True, progress)
+    return _run(session, request, records, me, True, progress, read_s)
 
 
 def respond(session: Session, request: LinkRequest, me: LinkParty, progress: Progress) -> LinkResult:
@@ -96,15 +96,17 @@ def respond(session: Session, request: LinkRequest, me: LinkParty, progress: Pro
                 f"peer {peer} asked to link {entity} on {unknown[0]}, which this node has no column for"
             )
     me.accept.admit(peer, mode_of(request.count_only, request.incremental), me.state_dir)
-    records = _load(me, request.entities, keys)
+    records, read_s = _load(me, request.entities, keys)
     session.send(LinkAccept(session.id))
-    return _run(session, request, records, me, False, progress)
+    return _run(session, request, records, me, False, progress, read_s)
 
 
-def _load(me: LinkParty, entities: list[str], keys: dict[str, list[str]]) -> dict[str, EntityRecords]:
+def _load(me: LinkParty, entities: list[str], keys: dict[str, list[str]]) -> tuple[dict[str, EntityRecords], float]:
+    """Each entity's records, and the seconds reading and normalising them took."""
+    began = time.perf_counter()
     store = open_store(me.store, read_only="://" not in me.store)
     try:
-        return {e: load_records(store, me.sources[e], keys[e]) for e in entities}
+        return {e: load_records(store, me.sources[e], keys[e]) for e in entities}, time.perf_counter() - began
     finally:
         store.close()
 
@@ -116,6 +118,7 @@ def _run(
     me: LinkParty,
     initiator: bool,
     progress: Progress,
+    read_s: float,
 ) -> LinkResult:
     started = time.perf_counter()
     keys = parse_keys(request)
@@ -151,6 +154,7 @@ def _run(
         )
         for entity in request.entities
     ]
+    linked_at = time.perf_counter()
     if not request.count_only:
         _write(me, outcomes, session.peer, versions.version_of(session.id))
     for o in outcomes:
@@ -158,13 +162,14 @@ def _run(
             save_memory(memory_path(me.state_dir, session.peer, o.entity, key), memory)
     for c in opened:  # the tables and any kept state are written: the checkpoints have served
         c.drop()
+    finished = time.perf_counter()
     return LinkResult(
         node=me.name,
         peer=session.peer,
         session=session.id,
         count_only=request.count_only,
         incremental=request.incremental,
-        seconds=round(time.perf_counter() - started, 2),
+        seconds=round(finished - started, 2),
         peak_rss_mib={"node": _peak_rss_mib(), "workers": me.worker_rss_mib()},
         backend=me.blinder.backend,
         entities={
@@ -172,6 +177,11 @@ def _run(
                 o.consented, None if request.count_only else o.linked, {k: KeyCounts(**v) for k, v in o.per_key.items()}
             )
             for o in outcomes
+        },
+        phases={
+            "read": round(read_s, 3),
+            "link": round(linked_at - started, 3),
+            "write": round(finished - linked_at, 3),
         },
     )
 

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -16,7 +16,8 @@ class KeyCounts:
     ``matched`` with the peer, values left out as ``invalid`` (reason -> count) or held by
     ``duplicate_records``; ``blinded_sent`` values blinded and sent this run (all of them unless
     ``incremental``); ``seconds`` of this key; ``multiplied`` scalar multiplications this run made on
-    this side (own values blinded plus peer values re-blinded; fewer when ``resumed`` from a checkpoint)."""
+    this side (own values blinded plus peer values re-blinded; fewer when ``resumed`` from a checkpoint);
+    ``phases``: this side's seconds hashing and blinding its own values, re-blinding the peer's, and matching."""
 
     candidates: int
     matched: int
@@ -27,6 +28,7 @@ class KeyCounts:
     seconds: float
     multiplied: int = 0
     resumed: bool = False
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: hash_blind, reblind, match (see KeyRun)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class LinkResult:
     peak_rss_mib: dict[str, int | list[int]]
     backend: str
     entities: dict[str, EntityLink]
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: read (and normalise), link, write
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +76,7 @@ class LinkResult:
             "incremental": self.incremental,
             "seconds": seconds,
             "protocol_seconds": self.seconds,
+            "phases": self.phases,
             "entities": {
                 name: {
                     "linked": e.linked,

@@ -31,6 +31,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
+import time
 from typing import Protocol
 
 import numpy as np
@@ -132,6 +133,7 @@ class KeyRun(Role):
         self.incremental = False
         self.resumed = False
         self.multiplied = 0
+        self.phases = {"hash_blind": 0.0, "reblind": 0.0, "match": 0.0}  # seconds this side spent on each
         self._salt: bytes | None = None
         self._send = np.zeros(0, np.int64)  # indices into _all that we blind and send, in sending order
         self._sent = 0
@@ -215,11 +217,13 @@ class KeyRun(Role):
         start, stop = self._sent, min(self._sent + self._chunk, len(self._send))
         seq = self._sent_chunks
         part = self._all[self._send[start:stop]].tolist()
+        began = time.perf_counter()
         points = (
             self._blinder.hash_and_blind(self._secret, f"{self.entity}:{self.key}", self._run_salt, part)
             if part
             else b""
         )
+        self.phases["hash_blind"] += time.perf_counter() - began
         self.multiplied += len(part)
         if self._keep:
             self._own_blinded[start:stop] = _points(points)
@@ -377,10 +381,12 @@ class KeyRun(Role):
         n = len(msg.payload) // POINT_BYTES
         if len(msg.payload) % POINT_BYTES or self._peer_received + n > self._peer_size:
             self._fail("malformed Blinded: payload is not whole points or exceeds the announced size")
+        began = time.perf_counter()
         try:
             double = self._blinder.blind(self._secret, msg.payload) if msg.payload else b""
         except InvalidPoint as exc:
             self._fail(str(exc))
+        self.phases["reblind"] += time.perf_counter() - began
         self.multiplied += n
         start, stop = self._peer_received, self._peer_received + n
         self._peer_seq += 1
@@ -459,6 +465,13 @@ class KeyRun(Role):
 
     def _match(self) -> KeyResult:
         """Compare our doubly blinded values (all current records) with the peer's (its whole current set)."""
+        began = time.perf_counter()
+        try:
+            return self._match_sets()
+        finally:
+            self.phases["match"] += time.perf_counter() - began
+
+    def _match_sets(self) -> KeyResult:
         own_idx, own, own_blinded = self._send, self._own_double, self._own_blinded
         peer_blinded, peer = self._peer_blinded, self._peer_double
         if self.incremental:
