@@ -119,14 +119,16 @@ def test_keys_below_2048_bits_are_refused_outside_the_test_suite(monkeypatch):
 
 def test_link_result_round_trips_through_its_event():
     result = LinkResult("bank", "market", "s1", False, True, 1.5, {"node": 100, "workers": 200}, "openssl",
-                        {"customers": EntityLink(10, 7, {"phone": KeyCounts(12, 7, {"empty": 2}, 1, True, 3, 0.4)})})
+                        {"customers": EntityLink(10, 7, {"phone": KeyCounts(12, 7, {"empty": 2}, 1, True, 3, 0.4, 5, True)})},
+                        phases={"read": 0.1, "link": 1.3, "write": 0.1})
     event = {"event": "result", **result.to_json()}
     assert LinkResult.from_json(event) == result
     summary = result.summary_json(2.0)
     assert summary == {"backend": "openssl", "count_only": False, "incremental": True, "seconds": 2.0,
-                       "protocol_seconds": 1.5,
+                       "protocol_seconds": 1.5, "phases": {"read": 0.1, "link": 1.3, "write": 0.1},
                        "entities": {"customers": {"linked": 7, "consented": 10, "keys": {"phone": 7},
-                                                  "blinded_sent": {"phone": 3}}}}
+                                                  "blinded_sent": {"phone": 3}, "multiplied": {"phone": 5},
+                                                  "resumed": {"phone": True}}}}
 
 
 def test_training_result_round_trips_and_a_passive_party_reports_no_metrics():
