@@ -245,4 +245,6 @@ def test_a_legitimate_link_run_keeps_its_inbox_small():
     drive(runs[0], Session(ca, "s", "psi/1", None, 10))
     t.join()
     assert runs[0].final.intersection == runs[1].final.intersection == 1000
-    assert max(peak.values()) <= 4, peak
+    # a few frames arrive while one chunk is blinded (up to ~9 seen on a loaded 2-core machine); before the
+    # fix the inbox held about 60% of the peer's 40 chunks (24 frames)
+    assert max(peak.values()) <= 12, peak
