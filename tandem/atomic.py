@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -24,6 +25,25 @@ def append_durably(path: str | os.PathLike, data: bytes) -> None:
         os.fdatasync(fd)
     finally:
         os.close(fd)
+
+
+def read_json_lines(path: str | os.PathLike) -> list[dict]:
+    """The JSON objects of a log written with ``append_durably`` (none if it is missing); a line cut short
+    by a crash, or anything else that is not a JSON object, is skipped."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            out.append(entry)
+    return out
 
 
 def fsync_dir(folder: str | os.PathLike) -> None:

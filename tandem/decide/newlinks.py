@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from fastapi import Depends, FastAPI, HTTPException
 from pydantic import Field
 
-from tandem.atomic import append_durably
+from tandem.atomic import append_durably, read_json_lines
 from tandem.crypto.psi_group import InvalidPoint
 from tandem.decide.schemas import RequestId, Strict
 from tandem.decide.state import POLICY_COLUMNS, FeatureTable, ServiceState
@@ -154,19 +154,8 @@ class NewLinks:
             self._add(table, kept, line["link_id"], int(line["local_id"]))
 
     def _journal(self, entity: str, version: str | None) -> list[dict]:
-        try:
-            lines = self.journal.read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in lines:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a crash: its row was never answered
-            if entry.get("entity") == entity and entry.get("version") == (version or ""):
-                out.append(entry)
-        return out
+        entries = read_json_lines(self.journal)  # skips a line cut short by a crash: its row was never answered
+        return [e for e in entries if e.get("entity") == entity and e.get("version") == (version or "")]
 
     def _add(self, table: FeatureTable, kept: Kept, link_id: str, local_id: int) -> bool:
         row = kept.pending.row(str(local_id))

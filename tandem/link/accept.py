@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tandem.atomic import append_durably
+from tandem.atomic import append_durably, read_json_lines
 from tandem.errors import InputError
 from tandem.protocols.errors import ProtocolError
 
@@ -87,14 +87,9 @@ def mode_of(count_only: bool, incremental: bool) -> str:
 
 def _accepted(log: Path) -> list[tuple[str, float]]:
     """``(peer, accepted at: epoch seconds)`` of every remembered run, oldest first (damaged lines skipped)."""
-    try:
-        lines = log.read_text().splitlines()
-    except FileNotFoundError:
-        return []
     out = []
-    for line in lines:
+    for entry in read_json_lines(log):
         try:
-            entry = json.loads(line)
             out.append((str(entry["peer"]), float(entry["at"])))
         except (ValueError, KeyError, TypeError):
             continue
