@@ -175,7 +175,8 @@ def _memories(market: list[str], bank: list[str], salt: bytes):
     import numpy as np
 
     from tandem.crypto.psi_group import blind, hash_to_points, new_secret
-    from tandem.protocols.psi import KeyMemory, _digests
+    from tandem.protocols.psi_sets import KeyMemory
+    from tandem.protocols.psi_sets import value_digests as _digests
 
     a, b = new_secret(), new_secret()
     arr = lambda buf: np.frombuffer(buf, dtype="S32")  # noqa: E731

@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from tandem.crypto.psi_group import POINT_BYTES, blind, hash_to_points, link_ids
-from tandem.protocols.psi import KeyMemory, _digests
+from tandem.protocols.psi_sets import KeyMemory
+from tandem.protocols.psi_sets import value_digests as _digests
 
 MAX_POINTS = 16  # the most records one lookup may carry
 _S = f"S{POINT_BYTES}"

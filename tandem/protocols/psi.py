@@ -14,74 +14,49 @@ In link mode each side learns which of its own records are in the intersection a
 shared opaque value per match (from which the link id is derived); in count-only mode the
 re-blinded values come back sorted, so each side learns only the size.
 
-Incremental mode: a side that keeps its scalar, the salt and both blinded sets
-(``KeyMemory``) from an earlier run with the same peer sends only new records and the
-blinded values of removed ones; the peer re-blinds only the new ones.
-
-Resuming: with a ``Checkpoint`` each completed chunk is kept as it completes, and a rerun of an
-interrupted run continues from the last chunk both sides hold (``tandem.protocols.psi_resume``).
-
-Memory: the hot state is preallocated numpy (``S32`` arrays of the known set sizes, the sending
-order as int64), filled chunk by chunk; about 64 bytes per own record and 64 per peer record
-(twice that when keeping incremental state), besides the values themselves.
+Incremental runs send only what changed since the last one (``psi_incremental``); interrupted
+runs resume from the last chunk both sides hold (``psi_resume``). The hot state is preallocated
+numpy (``S32`` arrays of the known set sizes, the sending order as int64): about 64 bytes per own
+and 64 per peer record (twice that when keeping incremental state), besides the values.
 """
 
 from __future__ import annotations
 
-import enum
-import hashlib
 import os
 import time
-from typing import Protocol
 
 import numpy as np
 
 from tandem.crypto.psi_group import POINT_BYTES, InvalidPoint, link_ids, new_secret, run_salt, secure_permutation
+from tandem.protocols import psi_incremental
 from tandem.protocols.errors import LocalProtocolError
 from tandem.protocols.message import Message
 from tandem.protocols.psi_resume import (
-    STREAMS,
     Checkpoint,
     Saved,
     Token,
     disagree,
-    run_id,
+    resend_plan,
     unusable,
     value_digest,
 )
-from tandem.protocols.psi_sets import (  # noqa: F401  (DEFAULT_CHUNK, MAX_RECORDS: imported from here by callers)
+from tandem.protocols.psi_sets import (  # noqa: F401  (DEFAULT_CHUNK, MAX_RECORDS, Blinder: imported from here by callers)
     _EMPTY,
     _S,
     DEFAULT_CHUNK,
     MAX_RECORDS,
+    Blinder,
     KeyMemory,
     KeyResult,
+    State,
+    sorted_pieces,
 )
 from tandem.protocols.psi_sets import as_points as _points
 from tandem.protocols.psi_sets import known as _known
 from tandem.protocols.psi_sets import members as _members
 from tandem.protocols.psi_sets import raw_bytes as _raw
-from tandem.protocols.psi_sets import value_digests as _digests
 from tandem.protocols.role import Role
 from tandem.protocols.wire import Blinded, Delta, KeyDone, KeyStart, Reblinded
-
-
-class Blinder(Protocol):
-    """Where the scalar multiplications run (inline, or spread over a process pool)."""
-
-    def hash_and_blind(self, secret: bytes, key: str, salt: bytes, values: list[str]) -> bytes: ...
-
-    def blind(self, secret: bytes, points: bytes) -> bytes: ...
-
-
-class State(enum.Enum):
-    IDLE = "idle"
-    STARTED = "started"  # KeyStart sent, peer's not yet seen
-    DELTA = "delta"  # incremental: waiting for the peer's Delta
-    EXCHANGING = "exchanging"  # chunks flowing both ways
-    MATCHED = "matched"  # KeyDone sent, waiting for the peer's
-    DONE = "done"
-    ERROR = "error"
 
 
 class KeyRun(Role):
@@ -275,23 +250,8 @@ class KeyRun(Role):
         self._send = secure_permutation(len(self._all))  # a random order: position says nothing
         self._allocate(len(self._send), msg.size)
         if self._checkpoint:
-            sizes = (len(self._all), msg.size) if self.initiator else (msg.size, len(self._all))
-            self._checkpoint.begin(
-                Saved(
-                    run_id(self._salt, *sizes),
-                    self._secret,
-                    self._salt,
-                    value_digest(self._all),
-                    self._chunk,
-                    self.initiator,
-                    self._keep,
-                    len(self._all),
-                    msg.size,
-                    self._send,
-                    {s: [] for s in STREAMS},
-                    {s: False for s in STREAMS},
-                )
-            )
+            settings = (self._chunk, self.initiator, self._keep)
+            self._checkpoint.begin(Saved.fresh(self._salt, self._secret, self._all, self._send, msg.size, *settings))
         self.state = State.EXCHANGING
         return self._maybe_finish()
 
@@ -318,8 +278,8 @@ class KeyRun(Role):
         if self._keep:
             self._own_blinded[: self._sent] = self._stored_points("sent", 0, self._sent)
             self._peer_blinded[: self._peer_received] = self._stored_points("received", 0, self._peer_received)
-        self._resend = _chunks(saved.lengths["sent"], peer.received, saved.last["sent"])
-        self._resend_back = _chunks(saved.lengths["reblinded"], peer.back, saved.last["reblinded"])
+        self._resend = resend_plan(saved.lengths["sent"], peer.received, saved.last["sent"])
+        self._resend_back = resend_plan(saved.lengths["reblinded"], peer.back, saved.last["reblinded"])
         self.state = State.EXCHANGING
         return self._maybe_finish()
 
@@ -345,15 +305,10 @@ class KeyRun(Role):
 
     def _start_delta(self) -> list[Message]:
         mem = self._kept_before
-        self._salt = mem.salt
-        self._secret = mem.secret
-        digests = _digests(mem.salt, self._all.tolist())
-        known = np.isin(digests, mem.own_digest)
-        new = np.flatnonzero(~known)
-        self._send = new[secure_permutation(len(new))]
-        removed = ~np.isin(mem.own_digest, digests)
+        self._salt, self._secret = mem.salt, mem.secret
+        self._send, removed = psi_incremental.delta(mem, self._all)
         self.state = State.DELTA
-        return [Delta(self.session, self.entity, self.key, len(self._send), _raw(mem.own_blinded[removed]))]
+        return [Delta(self.session, self.entity, self.key, len(self._send), _raw(removed))]
 
     def _on_delta(self, msg: Delta) -> list[Message]:
         if len(msg.payload) % POINT_BYTES or msg.new < 0:
@@ -410,9 +365,7 @@ class KeyRun(Role):
 
     def _sorted_reblinded(self) -> list[Message]:
         """Count-only: return the peer's whole set re-blinded and sorted, so no position survives."""
-        flat = _raw(np.sort(self._peer_double))
-        size = self._chunk * POINT_BYTES
-        pieces = [flat[i : i + size] for i in range(0, len(flat), size)] or [b""]
+        pieces = sorted_pieces(self._peer_double, self._chunk)
         return [
             Reblinded(self.session, self.entity, self.key, i, i == len(pieces) - 1, p) for i, p in enumerate(pieces)
         ]
@@ -472,33 +425,14 @@ class KeyRun(Role):
             self.phases["match"] += time.perf_counter() - began
 
     def _match_sets(self) -> KeyResult:
-        own_idx, own, own_blinded = self._send, self._own_double, self._own_blinded
-        peer_blinded, peer = self._peer_blinded, self._peer_double
+        sent = (self._send, self._own_double, self._own_blinded)
+        received = (self._peer_double, self._peer_blinded)
         if self.incremental:
-            mem = self._kept_before
-            digests = _digests(mem.salt, self._all.tolist())
-            pos = {d: i for i, d in enumerate(mem.own_digest.tolist())}
-            kept = np.flatnonzero(np.isin(digests, mem.own_digest))
-            kept_mem = np.array([pos[d] for d in digests[kept].tolist()], dtype=np.int64)
-            own_idx = np.concatenate([kept, own_idx])
-            own = np.concatenate([mem.own_double[kept_mem], own])
-            own_blinded = np.concatenate([mem.own_blinded[kept_mem], own_blinded])
-            stay = ~np.isin(mem.peer_blinded, self._peer_removed)
-            peer = np.concatenate([mem.peer_double[stay], peer])
-            peer_blinded = np.concatenate([mem.peer_blinded[stay], peer_blinded])
+            sent, received = psi_incremental.merged(self._kept_before, self._all, sent, self._peer_removed, received)
         if self._keep:
-            salt = self._run_salt
-            self.memory = KeyMemory(
-                hashlib.sha256(b"tandem/psi/state/v1" + salt).hexdigest()[:32],
-                self._secret,
-                salt,
-                _digests(salt, self._all[own_idx].tolist()),
-                own_blinded,
-                own,
-                peer_blinded,
-                peer,
-            )
-        hits = np.flatnonzero(_members(own, peer))
+            self.memory = psi_incremental.kept(self._secret, self._run_salt, self._all, sent, received)
+        own_idx, own = sent[0], sent[1]
+        hits = np.flatnonzero(_members(own, received[0]))
         if self.count_only:
             return KeyResult(len(hits))
         return KeyResult(len(hits), own_idx[hits], link_ids(f"{self.entity}:{self.key}", _raw(own[hits])))
@@ -511,10 +445,3 @@ class KeyRun(Role):
         (State.EXCHANGING, KeyDone): _on_done,
         (State.MATCHED, KeyDone): _on_done,
     }
-
-
-def _chunks(lengths: list[int], start: int, last: bool) -> list[tuple[int, int, int, bool]]:
-    """``(seq, first point, end point, last)`` of the kept chunks ``start`` on, given each one's ``lengths``."""
-    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
-    end = len(lengths) - 1
-    return [(i, int(offsets[i]), int(offsets[i + 1]), last and i == end) for i in range(start, len(lengths))]

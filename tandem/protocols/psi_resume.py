@@ -85,6 +85,35 @@ class Saved:
     lengths: dict[str, list[int]]
     last: dict[str, bool]
 
+    @classmethod
+    def fresh(
+        cls,
+        salt: bytes,
+        secret: bytes,
+        values: np.ndarray,
+        order: np.ndarray,
+        peer_size: int,
+        chunk: int,
+        initiator: bool,
+        keep: bool,
+    ) -> Saved:
+        """The checkpoint of a run starting now: no chunk completed yet."""
+        sizes = (len(values), peer_size) if initiator else (peer_size, len(values))
+        return cls(
+            run_id(salt, *sizes),
+            secret,
+            salt,
+            value_digest(values),
+            chunk,
+            initiator,
+            keep,
+            len(values),
+            peer_size,
+            order,
+            {s: [] for s in STREAMS},
+            {s: False for s in STREAMS},
+        )
+
     def token(self) -> Token:
         return Token(self.id, len(self.lengths["sent"]), len(self.lengths["back"]), len(self.lengths["reblinded"]))
 
@@ -150,3 +179,10 @@ def disagree(saved: Saved, peer: Token | None, own_size: int, peer_size: int) ->
     if peer.back > mine.received:
         return "the peer claims chunks this side never sent or returned"
     return None
+
+
+def resend_plan(lengths: list[int], start: int, last: bool) -> list[tuple[int, int, int, bool]]:
+    """``(seq, first point, end point, last)`` of the kept chunks ``start`` on, given each one's ``lengths``."""
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+    end = len(lengths) - 1
+    return [(i, int(offsets[i]), int(offsets[i + 1]), last and i == end) for i in range(start, len(lengths))]

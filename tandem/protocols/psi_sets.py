@@ -5,9 +5,10 @@ Points are ``S32`` numpy arrays (shape ``(n,)``); ``raw_bytes`` gives their wire
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -19,6 +20,24 @@ MAX_RECORDS = 50_000_000  # default cap on the peer's set in one run (``[limits]
 _S = f"S{POINT_BYTES}"
 _EMPTY = np.array([], dtype=_S)
 _T = TypeVar("_T")
+
+
+class Blinder(Protocol):
+    """Where the scalar multiplications run (inline, or spread over a process pool)."""
+
+    def hash_and_blind(self, secret: bytes, key: str, salt: bytes, values: list[str]) -> bytes: ...
+
+    def blind(self, secret: bytes, points: bytes) -> bytes: ...
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    STARTED = "started"  # KeyStart sent, peer's not yet seen
+    DELTA = "delta"  # incremental: waiting for the peer's Delta
+    EXCHANGING = "exchanging"  # chunks flowing both ways
+    MATCHED = "matched"  # KeyDone sent, waiting for the peer's
+    DONE = "done"
+    ERROR = "error"
 
 
 @dataclass
@@ -95,3 +114,10 @@ def members(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
     candidates = np.flatnonzero(heads[at] == want[:, 0])
     found[candidates] = (have[order[at[candidates]]] == want[candidates]).all(axis=1)
     return found
+
+
+def sorted_pieces(points: np.ndarray, chunk: int) -> list[bytes]:
+    """``points`` (``S32``) sorted, as the bytes of chunks of ``chunk`` points (one empty chunk if none)."""
+    flat = raw_bytes(np.sort(points))
+    size = chunk * POINT_BYTES
+    return [flat[i : i + size] for i in range(0, len(flat), size)] or [b""]
