@@ -198,8 +198,9 @@ def main() -> None:
     resumed = [f"- backend {b}: market node SIGKILLed at {args.kill_at:.0%} of its run ({r['killed_after']} s in); the rerun "
                f"{'resumed' if r['resumed'] else 'did NOT resume'} and took {r['wall']:.1f} s with {r['multiplied']:,} "
                f"multiplications over both sides (a full run makes {4 * n:,})." for b, r in ours.items() if "killed_after" in r]
+    header = "## PSI (link)" if n < 5_000_000 else f"## PSI at scale (link, N = {n:,})"  # both kept in RESULTS.md
     section = "\n".join([
-        "## PSI (link)",
+        header,
         "",
         f"{date.today()} · `nproc` = {os.cpu_count()} · {cpu_model()} · command: `{command}`",
         "",
@@ -226,9 +227,9 @@ def main() -> None:
         "",
         *resumed,
         "" if resumed else "",
-        NOTES,
+        NOTES if n < 5_000_000 else "",
     ])
-    write_section(args.results, "## PSI (link)", section)
+    write_section(args.results, header, section)
 
 
 if __name__ == "__main__":

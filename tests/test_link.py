@@ -305,3 +305,16 @@ def test_a_node_killed_at_60_percent_resumes_from_its_last_chunk(world):
         assert not any(e["event"] == "notice" for e in ev)
     assert _pairs(world) == uninterrupted                                    # the same links, precision 1.0
     assert not kept.exists()                                                  # removed once the table is written
+
+
+def test_a_serving_node_shows_the_run_it_serves_and_its_result(world):
+    configs = write_configs(world, timeout_s=30)
+    market = subprocess.Popen([sys.executable, "-m", "tandem.cli", "node", "--config", str(configs["market"]), "--once"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "listening on port" in market.stdout.readline()
+    bank = _node(configs["bank"], "--link", "market", "--entities", "customers")
+    out, err = market.communicate(timeout=120)
+    bank.communicate(timeout=30)
+    assert (market.returncode, bank.returncode) == (0, 0), err
+    assert "market: links written with bank" in out and "customers / phone" in out      # the result table
+    assert "market serving" in err and "100%" in err                                    # the progress bar, finished

@@ -12,6 +12,7 @@ from tandem.console import console, progress_bar
 from tandem.crypto.backends import backend_note
 from tandem.errors import InputError, TandemError
 from tandem.learn.options import DEFAULTS, TrainingOptions
+from tandem.link.result import LinkResult
 from tandem.printers import print_link_results
 
 
@@ -88,20 +89,36 @@ def node(
                     result = n.link(link, entities.split(","), count_only, incremental)
                 print_link_results({cfg.name: result})
             return
-        if not events:
-            note = backend_note(cfg.link_backend, n.backend)
-            console.print(
-                f"node {cfg.name} listening on port {n.server.port}; X25519 {n.backend} ({note}); Ctrl-C stops it"
-            )
-        limit = 1 if once else sessions
-        while not (limit and (n.served >= limit or n.failure)):
-            n.finished.wait(0.5)
-            n.finished.clear()
-        if n.failure:
-            raise TandemError(n.failure)
+        if events:
+            _serve(n, 1 if once else sessions)
+            return
+        note = backend_note(cfg.link_backend, n.backend)
+        console.print(
+            f"node {cfg.name} listening on port {n.server.port}; X25519 {n.backend} ({note}); Ctrl-C stops it"
+        )
+        with progress_bar(f"{cfg.name} serving") as update:
+
+            def on_served_event(event: dict) -> None:
+                if event.get("event") == "progress":
+                    update(event["what"], event["fraction"])
+                elif event.get("event") == "result" and "entities" in event:  # a link run this node served
+                    update("done", 1.0)
+                    print_link_results({cfg.name: LinkResult.from_json(event)})
+
+            n.events = on_served_event
+            _serve(n, 1 if once else sessions)
     except TandemError as exc:
         if emit:
             emit({"event": "error", "node": cfg.name, "message": str(exc)})
         raise
     finally:
         n.close()
+
+
+def _serve(n, limit: int) -> None:
+    """Serve until ``limit`` sessions are done (0: until stopped); raise the first session's failure."""
+    while not (limit and (n.served >= limit or n.failure)):
+        n.finished.wait(0.5)
+        n.finished.clear()
+    if n.failure:
+        raise TandemError(n.failure)

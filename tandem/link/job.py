@@ -77,12 +77,12 @@ def run_entity(
     ``chunk``: points per message (``[link] chunk``).
     """
     outcome = EntityOutcome(entity, records.total)
-    linked: set[int] = set()
     link_ids: list[str] = []
-    local_ids: list[np.ndarray] = []
+    local_ids: list[np.ndarray] = []  # per key, the records it linked (int64)
     matched_on: list[str] = []
     for key in keys:
-        values, ids = records.candidates(key, set() if count_only else linked)
+        linked = np.concatenate(local_ids) if local_ids else np.zeros(0, np.int64)
+        values, ids = records.candidates(key, linked)
         started = time.perf_counter()
         run = KeyRun(
             session.id,
@@ -121,10 +121,10 @@ def run_entity(
             "seconds": round(time.perf_counter() - started, 2),
             "phases": {name: round(v, 3) for name, v in run.phases.items()},
         }
+        del run  # its point arrays (~64 bytes per record on each side) are not needed any more
         if not count_only:
             positions, new_ids = result.links
             matched = ids[positions]
-            linked.update(int(i) for i in matched)
             link_ids += new_ids
             local_ids.append(matched)
             matched_on += [key] * len(matched)

@@ -35,13 +35,14 @@ class EntityRecords:
     total: int
     reports: dict[str, KeyReport]
 
-    def candidates(self, key: str, exclude: set[int]) -> tuple[list[str], np.ndarray]:
-        """Values and local ids of records usable on ``key`` and not linked already."""
+    def candidates(self, key: str, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Values (shape ``(k,)`` object) and local ids of records usable on ``key`` whose id is not in
+        ``exclude`` (int64, the records linked already)."""
         vals = self.values[key]
         mask = np.not_equal(vals, np.array(None))
-        if exclude:
-            mask &= ~np.isin(self.ids, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))
-        return list(vals[mask]), self.ids[mask]
+        if len(exclude):
+            mask &= ~np.isin(self.ids, exclude)
+        return vals[mask], self.ids[mask]
 
 
 def load_records(store, source: EntitySource, keys: list[str]) -> EntityRecords:

@@ -79,7 +79,7 @@ class KeyRun(Role):
         session: str,
         entity: str,
         key: str,
-        values: list[str],
+        values: list[str] | np.ndarray,
         *,
         initiator: bool,
         count_only: bool,
