@@ -187,11 +187,19 @@ def main() -> None:
         " --skip-openmined" if args.skip_openmined else "")
     rows = []
     for b, r in ours.items():
-        local_floor = 4 * n / (2 * rates[b])
-        speedup = f"{peer['wall'] / r['wall']:.1f}x" if peer else "not run"
-        rows.append(f"| Tandem, backend {b} | {r['wall']:.1f} | {r['wall'] / floor:.2f} | {r['wall'] / local_floor:.2f} "
+        killed = "killed_after" in r
+        mults = r["multiplied"] if killed else 4 * n  # a resumed rerun is held to the multiplications it made
+        local_floor = mults / (2 * rates[b])
+        speedup = f"{peer['wall'] / r['wall']:.1f}x" if peer and not killed else "not run" if not peer else ""
+        rows.append(f"| Tandem, backend {b}{', rerun after the kill' if killed else ''} | {r['wall']:.1f} | "
+                    f"{r['wall'] / (mults / FLOOR_MULTS_PER_S):.2f} | {r['wall'] / local_floor:.2f} "
                     f"({local_floor:.1f} s at {rates[b]:,.0f}/s per core) | {speedup} | {r['matched']:,} | "
                     f"bank {_rss(r['rss_bank'])}; market {_rss(r['rss_market'])} |")
+        if killed:
+            both = r["killed_after"] + r["wall"]
+            full_floor = 4 * n / (2 * rates[b])
+            rows.append(f"| Tandem, backend {b}, killed attempt + rerun | {both:.1f} | {both / floor:.2f} | "
+                        f"{both / full_floor:.2f} ({full_floor:.1f} s) | | | |")
     if peer:
         rows.append(f"| openmined-psi | {peer['wall']:.1f} | {peer['wall'] / floor:.2f} | | 1.0x | {peer['matched']:,} | |")
     splits = [f"| {b} | {party} | {_split(r['phases'][party])} |" for b, r in ours.items() for party in ("bank", "market")]
