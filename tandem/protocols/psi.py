@@ -16,8 +16,8 @@ re-blinded values come back sorted, so each side learns only the size.
 
 Incremental runs send only what changed since the last one (``psi_incremental``); interrupted
 runs resume from the last chunk both sides hold (``psi_resume``). The hot state is preallocated
-numpy (``S32`` arrays of the known set sizes, the sending order as int64): about 64 bytes per own
-and 64 per peer record (twice that when keeping incremental state), besides the values.
+numpy (``S32`` arrays of the known set sizes, the sending order as int64): 40 bytes per own and
+32 per peer record (72 and 64 when keeping incremental state), besides the values.
 """
 
 from __future__ import annotations
