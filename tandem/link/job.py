@@ -121,7 +121,7 @@ def run_entity(
             "seconds": round(time.perf_counter() - started, 2),
             "phases": {name: round(v, 3) for name, v in run.phases.items()},
         }
-        del run  # its point arrays (~64 bytes per record on each side) are not needed any more
+        del run  # its point arrays (32-40 bytes per record and side) are not needed any more
         if not count_only:
             positions, new_ids = result.links
             matched = ids[positions]
