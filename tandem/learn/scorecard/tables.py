@@ -94,15 +94,16 @@ class BinTable:
 def assign_problem(assign: np.ndarray, layout: Layout) -> str | None:
     """Why ``assign`` (pre-bin -> final bin) is not a merge the label holder can honestly send (None if
     it is): value pre-bins cover final value bins ``0 .. g-1`` (numeric: in order, consecutive pre-bins
-    only), then each special pre-bin and the missing pre-bin keep a bin of their own (``g + s``, last)."""
+    only; categorical: any grouping, in optbinning's event-rate order), then each special pre-bin and the
+    missing pre-bin keep a bin of their own (``g + s``, last)."""
     a = np.asarray(assign)
     if a.shape != (layout.n_prebins,):
         return f"{len(a)} pre-bins instead of {layout.n_prebins}"
     v = a[: layout.n_values]
-    if v.min(initial=0) < 0 or v[0] != 0:
-        return "value bins must start at 0"
+    if v.min(initial=0) < 0:
+        return "bin ids must not be negative"
     g = int(v.max()) + 1
-    if layout.kind == "numeric" and not np.isin(np.diff(v), (0, 1)).all():
+    if layout.kind == "numeric" and (v[0] != 0 or not np.isin(np.diff(v), (0, 1)).all()):
         return "a numeric feature's bins must merge consecutive pre-bins in order"
     if set(v.tolist()) != set(range(g)):
         return "value bins must be numbered 0.. without gaps"
