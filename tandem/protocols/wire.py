@@ -282,6 +282,68 @@ class SharedRows(Message):
     payload: bytes = field(default=b"", repr=False)
 
 
+# --- scorecard binning (scorecard/1): WoE bins of a passive party's features -------------------
+# Codes 40 and 41 are kept for the scorecard job's request and accept (link, rows, options).
+
+
+@message(42)
+class ScorecardKey(Message):
+    """Label holder -> passive: the homomorphic public key (payload) and how many training rows follow."""
+
+    session: str
+    n_rows: int
+    payload: bytes = field(default=b"", repr=False)
+
+
+@message(43)
+class EncryptedLabels(Message):
+    """Label holder -> passive: one packed (event, 1) ciphertext per training row, rows ``[first, first +
+    n_rows)`` in shared order; ``last`` on the final chunk."""
+
+    session: str
+    seq: int
+    first: int
+    n_rows: int
+    last: bool
+    payload: bytes = field(default=b"", repr=False)
+
+    @property
+    def records(self) -> int:
+        return self.n_rows
+
+
+@message(44)
+class PrebinSums(Message):
+    """Passive -> label holder: each feature's pre-bin layout (kind, value and special pre-bin counts; the
+    missing pre-bin is last, at ``n_bins - 1``) and the encrypted (events, rows) sum of every pre-bin
+    (``framing.bucket_sums_payload`` of ``PublicHe.bucket_sums`` over ``n_bins`` bins)."""
+
+    IDS: ClassVar = {"features": NAME}
+
+    session: str
+    features: list[str]  # opaque "f0".. or the passive party's shared names
+    kinds: list[str]  # "numeric" | "categorical"
+    n_values: list[int]
+    n_special: list[int]
+    n_bins: int
+    payload: bytes = field(default=b"", repr=False)
+
+    @property
+    def records(self) -> int:
+        return len(self.features) * self.n_bins
+
+
+@message(45)
+class BinMerge(Message):
+    """Label holder -> passive: per feature, the final bin of each pre-bin ("0,0,1,2,..."); no counts, no WoE."""
+
+    IDS: ClassVar = {"features": NAME}
+
+    session: str
+    features: list[str]
+    assignments: list[str]
+
+
 # --- insight: joint aggregates with thresholds and differential privacy (insight/1) -------------
 
 

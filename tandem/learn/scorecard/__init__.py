@@ -1,0 +1,17 @@
+"""Federated scorecard, deliverable 1 of issue 15: binning with weight of evidence (WoE) and information
+value (IV) for every feature of every party.
+
+Each party pre-bins its own features locally (``prebin``: quantile edges or categories, each special code
+and missing values in bins of their own, every pre-bin holding at least ``min_bin_rows`` training rows).
+The label holder's own features go straight to ``optimal.merge_from_counts``. For a passive party's
+features the label holder sends the labels once, encrypted (``ActiveBinning``), the passive party
+returns the encrypted (events, rows) sum of each pre-bin (``PassiveBinning``), and the label holder merges
+pre-bins into final bins by optbinning run on a count replica of those sums: by construction the same
+bins, WoE and IV as optbinning on the pooled rows with the same pre-bins. The passive party then learns
+which of its pre-bins merge (its final edges) and nothing else. ``tables.BinTable`` holds a feature's
+final bins; what each side learns: docs/privacy.md "Scorecard binning".
+
+Modules: ``options`` (every binning option once), ``prebin`` (``Prebins``, ``Layout``), ``optimal``
+(the only optbinning import), ``tables`` (``BinTable``), ``shared`` (states, the wire form of a merge),
+``active`` / ``passive`` (the two sans-I/O roles).
+"""
