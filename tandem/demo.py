@@ -14,9 +14,9 @@ from tandem.console import console, node_progress, progress_bar, progress_bars, 
 from tandem.errors import InputError
 from tandem.features.rows import rows
 from tandem.learn.boosting import HistBoostingClassifier
-from tandem.learn.federated import read_party_file
 from tandem.learn.metrics import roc_auc
 from tandem.learn.options import TrainingOptions
+from tandem.learn.party_file import read_party_file
 from tandem.parties import ENTITIES, PARTIES
 from tandem.printers import (
     print_decide_burst,

@@ -40,6 +40,17 @@ BackendOption = Annotated[
 ]
 
 
+# ``--sep`` of every command that reads party files (one definition); unset, each file's delimiter is sniffed
+SepOption = Annotated[
+    str | None,
+    typer.Option(
+        "--sep",
+        help="Field delimiter of delimited (CSV-like) party files: one character, or 'tab'. "
+        "Default: sniffed per file among , tab ; | from its first 64 KiB. Parquet files ignore it.",
+    ),
+]
+
+
 def backend_choice(value: str | None) -> str | None:
     """``--backend``'s value, checked: ``InputError`` for an unknown name, ``BackendUnavailable`` (one line
     saying why and what to use) for ``mb`` where it cannot run; ``None`` stays ``None``."""

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from tandem.cli.common import BackendOption, app, backend_choice, training_options
-from tandem.console import console, progress_bar
+from tandem.cli.common import BackendOption, SepOption, app, backend_choice, training_options
+from tandem.console import console, err_console, progress_bar
 from tandem.crypto.backends import backend_note
 from tandem.errors import InputError, TandemError
 from tandem.learn.options import DEFAULTS, TrainingOptions
@@ -34,6 +34,7 @@ def node(
     data: Path | None = typer.Option(None, help="CSV or Parquet with this party's rows, for training."),
     id_column: str | None = typer.Option(None, "--id", help="The id column of --data."),
     label: str | None = typer.Option(None, help="The label column of --data (the label holder only)."),
+    sep: SepOption = None,
     train: str | None = typer.Option(
         None, "--train", help="Train with these peers (comma-separated) as the passive parties, then exit."
     ),
@@ -56,11 +57,13 @@ def node(
     emit = json_events() if events else None
     train_data = None
     if data is not None:
-        from tandem.learn.federated import read_party_file
+        from tandem.learn.party_file import read_party_file
 
         if not id_column:
             raise InputError("--data needs --id COLUMN")
-        train_data = read_party_file(data, id_column, label)
+        train_data = read_party_file(
+            data, id_column, label, sep, warn=lambda message: err_console.print(f"warning: {message}", markup=False)
+        )
     n = Node(cfg, emit, train_data)
     try:
         n.start()

@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 
 from tandem.atomic import write_atomically
-from tandem.cli.common import app, training_options
-from tandem.console import console, progress_bar, tree_progress
+from tandem.cli.common import SepOption, app, training_options
+from tandem.console import console, err_console, progress_bar, tree_progress
 from tandem.errors import InputError
 from tandem.learn.options import DEFAULTS, TrainingOptions
 from tandem.printers import print_training
@@ -18,9 +18,12 @@ from tandem.printers import print_training
 @app.command("train")
 @training_options()
 def train_cmd(
-    party: list[str] = typer.Option(..., "--party", help="NAME=FILE (CSV or Parquet), once per party."),
+    party: list[str] = typer.Option(
+        ..., "--party", help="NAME=FILE (CSV, TSV or other delimited text, .gz too, or Parquet), once per party."
+    ),
     id_column: str = typer.Option(..., "--id", help="The column that identifies a row on every side."),
     label: str = typer.Option(..., help="NAME:COLUMN — the party holding the label and its column."),
+    sep: SepOption = None,
     training: TrainingOptions = DEFAULTS,
     metrics_out: Path | None = typer.Option(None, help="Write metrics as JSON here."),
     workdir: Path = typer.Option(Path("tandem-train"), help="Folder for node configs, certificates, models, logs."),
@@ -43,11 +46,19 @@ def train_cmd(
     with progress_bar("train") as update:
         update("linking and training", 0.05)
         results = train_local(
-            files, id_column, label_party, label_column, training, workdir, on_event=tree_progress(update, 0.05, 0.85)
+            files,
+            id_column,
+            label_party,
+            label_column,
+            training,
+            workdir,
+            on_event=tree_progress(update, 0.05, 0.85),
+            sep=sep,
+            warn=lambda message: err_console.print(f"warning: {message}", markup=False),
         )
         update("pooled baselines", 0.9)
         active = results[label_party]
-        baselines = pooled_baselines(files, id_column, label_party, label_column, training, active.goss_seed)
+        baselines = pooled_baselines(files, id_column, label_party, label_column, training, active.goss_seed, sep)
         update("done", 1.0)
     m = active.metrics
     report = write_training_report(workdir / "report.html", active, baselines)
@@ -62,6 +73,7 @@ def train_cmd(
         "bytes_sent": {name: r.bytes_sent for name, r in results.items()},
         "n_train": active.n_train,
         "n_test": active.n_test,
+        "rows_left_out": {name: r.rows_left_out for name, r in results.items()},
         "deciles": m["deciles"],
         "models": {name: r.model_path for name, r in results.items()},
         "report": str(report),

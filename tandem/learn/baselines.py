@@ -8,9 +8,14 @@ import numpy as np
 
 from tandem.learn.boosting import HistBoostingClassifier
 from tandem.learn.buckets import MIN_BIN_ROWS
-from tandem.learn.federated import ordered, read_party_file, split_rows
+from tandem.learn.federated import ordered, split_rows
 from tandem.learn.metrics import roc_auc
 from tandem.learn.options import TrainingOptions, estimator_kwargs
+from tandem.learn.party_file import read_party_file
+
+
+def _quiet(message: str) -> None:
+    """Shifted rows were reported when the nodes' files were first read."""
 
 
 def pooled_baselines(
@@ -20,17 +25,19 @@ def pooled_baselines(
     label_column: str,
     options: TrainingOptions,
     goss_seed: int | None = None,
+    sep: str | None = None,
 ) -> dict:
     """``auc_plaintext`` (the same algorithm on the pooled table) and ``auc_xgboost`` (XGBoost hist,
     same hyperparameters), on the same rows, order and train/validation/test split as the
     federated run; the plaintext one merges the other parties' bins as their nodes do by default
-    (``tandem.learn.buckets.MIN_BIN_ROWS``) and, with GOSS, draws with the label holder's ``goss_seed``."""
+    (``tandem.learn.buckets.MIN_BIN_ROWS``) and, with GOSS, draws with the label holder's ``goss_seed``.
+    ``sep``: the files' delimiter (``None``: sniffed)."""
     import pandas as pd
     import xgboost as xgb
 
     parts = []
     for name, f in files.items():
-        d = read_party_file(f, id_column, label_column if name == label_party else None)
+        d = read_party_file(f, id_column, label_column if name == label_party else None, sep, warn=_quiet)
         frame = pd.DataFrame(d.X, columns=[f"{name}:{c}" for c in d.names])
         frame["_id"] = d.ids
         if d.y is not None:

@@ -16,11 +16,9 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from tandem.errors import InputError
 from tandem.learn import checkpoint, model_io
@@ -28,6 +26,8 @@ from tandem.learn.binning import Binner
 from tandem.learn.buckets import MIN_BIN_ROWS
 from tandem.learn.metrics import summary
 from tandem.learn.options import DEFAULTS, estimator_kwargs
+from tandem.learn.party_file import PartyData, refuse_categorical
+from tandem.learn.party_file import read_party_file as read_party_file  # re-exported: older imports
 from tandem.learn.secureboost.passive import PassiveBoost
 from tandem.learn.secureboost.shared import Resume
 from tandem.learn.vertical import VerticalBoostingClassifier, serve_passive, serve_predictions
@@ -37,54 +37,6 @@ from tandem.protocols.errors import RemoteProtocolError
 from tandem.protocols.framing import pack_mask, unpack_mask
 from tandem.protocols.wire import SharedRows, TrainRequest
 from tandem.transport.session import Session
-
-
-@dataclass
-class PartyData:
-    """One party's table: ids (n,), numeric features (n, f) with NaN for missing, names; label if any."""
-
-    ids: list[str]
-    X: np.ndarray
-    names: list[str]
-    y: np.ndarray | None = None
-    source: str = ""
-
-
-def read_party_file(path: str | Path, id_column: str, label: str | None = None) -> PartyData:
-    """Read CSV or Parquet; every non-id column (except the label) is a numeric feature."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file does not exist")
-    try:
-        frame = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
-    except Exception as exc:  # pandas raises many types for unreadable files
-        raise InputError(f"{path}: cannot read ({str(exc).splitlines()[0]})") from None
-    if id_column not in frame.columns:
-        raise InputError(f"{path}: no id column '{id_column}'")
-    ids = frame[id_column].astype(str).str.strip()
-    dup = ids[ids.duplicated()]
-    if len(dup):
-        raise InputError(f"{path}: duplicate ids in column '{id_column}' (e.g. {dup.iloc[0]!r})")
-    y = None
-    if label is not None:
-        if label not in frame.columns:
-            raise InputError(f"{path}: no label column '{label}'")
-        values = pd.to_numeric(frame[label], errors="coerce")
-        if values.isna().any() or not values.isin([0, 1]).all():
-            raise InputError(f"{path}: label column '{label}' must hold only 0 and 1")
-        if values.nunique() < 2:
-            raise InputError(f"{path}: label column '{label}' has only one class")
-        y = values.to_numpy(dtype=np.float64)
-    names = [c for c in frame.columns if c not in (id_column, label)]
-    if not names:
-        raise InputError(f"{path}: no feature columns besides '{id_column}'")
-    for c in names:
-        if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])):
-            raise InputError(f"{path}: feature column '{c}' is not numeric")
-    X = frame[names].to_numpy(dtype=np.float64)
-    if np.isinf(X).any():
-        raise InputError(f"{path}: feature columns hold infinite values")
-    return PartyData(ids.tolist(), X, names, y, str(path))
 
 
 def _share(ids: list[str], tag: str, fraction_ppm: int) -> np.ndarray:
@@ -182,6 +134,7 @@ def active_job(
     ``progress(what, fraction)`` hears of each completed tree.
     """
     started = time.perf_counter()
+    refuse_categorical(data)
     fields = _fields(request)
     rows = _align_active(sessions, data, request.seed, blinder)
     ids = [data.ids[r] for r in rows]
@@ -265,6 +218,7 @@ def active_job(
         "n_train": int(len(train_rows)),
         "n_test": int(len(test_rows)),
         "n_valid": int(valid.sum()),
+        "rows_left_out": data.rows_left_out,
         "n_trees": len(model.trees_),
         "resumed_trees": model.resumed_,
         "goss_seed": goss_seed,  # the label holder's own record (a validator recomputes GOSS's rows with it)
@@ -290,6 +244,7 @@ def passive_job(
 ) -> dict:
     """A passive party's side; returns its part of the model (JSON dict). ``min_bin_rows`` is this
     party's own setting (its node config), never taken from the request."""
+    refuse_categorical(data)
     fields = _fields(request)
     rows = _align_passive(session, data, request.seed, blinder)
     ids = [data.ids[r] for r in rows]
@@ -314,4 +269,5 @@ def passive_job(
         "model": model_io.passive_json(request.model_id, party, binner, data.names, role.split_bins_),
         "n_train": int(len(train_rows)),
         "n_test": int(len(test_rows)),
+        "rows_left_out": data.rows_left_out,
     }

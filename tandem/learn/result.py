@@ -14,7 +14,8 @@ from typing import Any
 @dataclass(frozen=True)
 class TrainingResult:
     """``metrics``: ``tandem.learn.metrics.summary`` of the test rows (auc, ks, gini, brier,
-    deciles) — label holder only, like the fields after it."""
+    deciles) — label holder only, like the fields after it but the last: ``rows_left_out``, every
+    party's count of shifted rows its file held (left out, ``tandem.learn.party_file``)."""
 
     node: str
     peer: str
@@ -33,6 +34,7 @@ class TrainingResult:
     test_ids: list[str] = field(default_factory=list)
     test_scores: list[float] = field(default_factory=list)
     test_labels: list[int] = field(default_factory=list)
+    rows_left_out: int = 0  # shifted rows of this party's file left out (tandem.learn.party_file)
 
     @property
     def is_label_holder(self) -> bool:

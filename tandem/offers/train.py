@@ -149,8 +149,8 @@ def _train_group(files: dict, products: list[str], args: dict, folder: Path, tim
     """Train ``products`` one after another: the marketplace's node is its own process serving every
     session; the bank's node runs in this process (it is the bank's command) over mutual TLS."""
     from tandem.devcluster import node_configs, serving
-    from tandem.learn.federated import read_party_file
     from tandem.learn.options import TrainingOptions
+    from tandem.learn.party_file import read_party_file
     from tandem.node import Node
     from tandem.node_config import load_node_config
 
