@@ -131,7 +131,7 @@ def test_the_split_is_the_same_on_both_sides_and_near_the_fraction():
 @pytest.mark.parametrize("content,message", [
     ("cid,x,default\n1,0.5,1\n1,0.7,0\n", "duplicate ids in column 'cid'"),
     ("cid,x,default\n1,0.5,2\n2,0.7,0\n", "must hold only 0 and 1"),
-    ("cid,x,default\n1,abc,1\n2,0.7,0\n", "feature column 'x' is not numeric"),
+    ("cid,x,default\n1,inf,1\n2,0.7,0\n", "feature column 'x' holds infinite values"),
     ("cid,x,default\n1,0.5,1\n2,0.7,1\n", "only one class"),
     ("id,x,default\n1,0.5,1\n2,0.7,0\n", "no id column 'cid'"),
 ])

@@ -34,7 +34,7 @@ def node(
     data: Path | None = typer.Option(None, help="CSV or Parquet with this party's rows, for training."),
     id_column: str | None = typer.Option(None, "--id", help="The id column of --data."),
     label: str | None = typer.Option(None, help="The label column of --data (the label holder only)."),
-    sep: SepOption = None,
+    delimiter: SepOption = None,
     train: str | None = typer.Option(
         None, "--train", help="Train with these peers (comma-separated) as the passive parties, then exit."
     ),
@@ -62,7 +62,7 @@ def node(
         if not id_column:
             raise InputError("--data needs --id COLUMN")
         train_data = read_party_file(
-            data, id_column, label, sep, warn=lambda message: err_console.print(f"warning: {message}", markup=False)
+            data, id_column, label, delimiter, warn=lambda line: err_console.print(f"warning: {line}", markup=False)
         )
     n = Node(cfg, emit, train_data)
     try:

@@ -23,7 +23,7 @@ def train_cmd(
     ),
     id_column: str = typer.Option(..., "--id", help="The column that identifies a row on every side."),
     label: str = typer.Option(..., help="NAME:COLUMN — the party holding the label and its column."),
-    sep: SepOption = None,
+    delimiter: SepOption = None,
     training: TrainingOptions = DEFAULTS,
     metrics_out: Path | None = typer.Option(None, help="Write metrics as JSON here."),
     workdir: Path = typer.Option(Path("tandem-train"), help="Folder for node configs, certificates, models, logs."),
@@ -53,12 +53,12 @@ def train_cmd(
             training,
             workdir,
             on_event=tree_progress(update, 0.05, 0.85),
-            sep=sep,
+            sep=delimiter,
             warn=lambda message: err_console.print(f"warning: {message}", markup=False),
         )
         update("pooled baselines", 0.9)
         active = results[label_party]
-        baselines = pooled_baselines(files, id_column, label_party, label_column, training, active.goss_seed, sep)
+        baselines = pooled_baselines(files, id_column, label_party, label_column, training, active.goss_seed, delimiter)
         update("done", 1.0)
     m = active.metrics
     report = write_training_report(workdir / "report.html", active, baselines)

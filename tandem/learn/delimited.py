@@ -39,6 +39,9 @@ SNIFF_BYTES = 64 * 1024
 DELIMITERS = ",\t;|"
 MAX_SHIFTED_SHARE = 0.01  # more shifted rows than this share of the file is an error, not a warning
 SHOWN_LINES = 5  # line numbers an error or warning names
+# the texts that mean a missing value, in both parsers: pandas' default list
+NULL_VALUES = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>"]
+NULL_VALUES += ["N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
 _SEP_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 
 
@@ -153,10 +156,16 @@ def read_delimited(path: Path, sep: str | None, string_columns: list[str], warn:
         if name in seen:
             raise InputError(f"{path}: columns {seen[name] + 1} and {i + 1} are both named {name!r}")
         seen[name] = i
-    table, bad = _parse(path, sep, names, string_columns, newlines_in_values=False)
+    unnamed = {n for n, h in zip(names, header) if not h}
+    quoted_newlines = False
+    table, bad = _parse(path, sep, names, string_columns, quoted_newlines)
     if bad:  # a quoted field with a newline in it also looks like two shifted rows: parse it as one
-        table, bad = _parse(path, sep, names, string_columns, newlines_in_values=True)
-    out = Delimited(table, path, sep, len(names), {n for n, h in zip(names, header) if not h})
+        quoted_newlines = True
+        table, bad = _parse(path, sep, names, string_columns, quoted_newlines)
+    dates = [f.name for f in table.schema if pa.types.is_temporal(f.type)]
+    if dates:  # Arrow parses dates and times; read them as the text they are, as pandas does
+        table, bad = _parse(path, sep, names, string_columns + dates, quoted_newlines)
+    out = Delimited(table, path, sep, len(names), unnamed)
     if bad:
         scanned = _scan(path, sep, len(names))
         if scanned is not None and len(scanned[0]) == table.num_rows:
@@ -195,7 +204,9 @@ def _parse(
                 delimiter=sep, newlines_in_values=newlines_in_values, invalid_row_handler=left_out
             ),
             convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in string_columns if c in names}, strings_can_be_null=True
+                column_types={c: pa.string() for c in string_columns if c in names},
+                null_values=NULL_VALUES,
+                strings_can_be_null=True,
             ),
         )
     except (pa.ArrowException, OSError) as exc:

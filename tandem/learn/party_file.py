@@ -82,7 +82,8 @@ def read_party_file(
         return _party_data(table, path, id_column, label, _RowNumbers(), hint="")
     read = read_delimited(path, parse_sep(sep), [id_column], warn or _warn)
     table = read.table.drop_columns([c for c in read.unnamed if read.table[c].null_count == read.table.num_rows])
-    hint = f" (read with the delimiter {sep_name(read.sep)}; --sep sets it)" if table.num_columns == 1 else ""
+    columns = ", ".join(repr(c) for c in table.column_names[:3]) + (", ..." if table.num_columns > 3 else "")
+    hint = f" (read with the delimiter {sep_name(read.sep)}: columns {columns}; --sep sets it)"
     data = _party_data(table, path, id_column, label, _LineNumbers(read), hint)
     data.rows_left_out, data.left_out_lines = read.rows_left_out, read.left_out_lines
     return data
