@@ -24,7 +24,7 @@ def _frame(n=40, seed=0):
         "cid": [f"c{i:03d}" for i in range(n)],
         "income": rng.normal(50, 10, n).round(3),
         "loans": rng.integers(0, 5, n).astype(float),
-        "city": rng.choice(["Paris", "Lyon", "Nice"], n),
+        "city": rng.choice(["Paris", "Lyon", "Nice", "Saint-Denis, 93"], n),
         "default": rng.integers(0, 2, n),
     })
     frame.loc[3, "income"] = np.nan
@@ -172,16 +172,17 @@ def test_a_parquet_file_names_rows(tmp_path):
 
 def test_text_and_boolean_columns_are_categorical(tmp_path):
     f = tmp_path / "bank.csv"
-    f.write_text("cid,x,segment,active,empty,constant,default\n"
-                 "001, 1.5 , retail ,true,,7,1\n"
-                 "2,,  ,false,,7,0\n"
-                 "3,2,sme,,,7,1\n")
+    f.write_text("cid,x,segment,active,empty,constant,opened,default\n"
+                 "001, 1.5 , retail ,true,,7,2024-01-31,1\n"
+                 "2,,  ,false,,7,2023-12-01,0\n"
+                 "3,2,sme,,,7,,1\n")
     data = read_party_file(f, "cid", "default")
     assert data.ids == ["001", "2", "3"]                   # ids are text: leading zeros stay
     assert data.names == ["x", "empty", "constant"]        # all-empty and one-valued columns are accepted
     assert np.array_equal(data.X, [[1.5, np.nan, 7], [np.nan, np.nan, 7], [2, np.nan, 7]], equal_nan=True)
     assert data.categorical["segment"].tolist() == ["retail", None, "sme"]
     assert data.categorical["active"].tolist() == ["True", "False", None]
+    assert data.categorical["opened"].tolist() == ["2024-01-31", "2023-12-01", None]  # dates stay as written
     assert all(a.dtype == object for a in data.categorical.values())
     pd.DataFrame({"cid": [1, 2], "flag": [True, None], "default": [0, 1]}).to_parquet(tmp_path / "m.parquet")
     assert read_party_file(tmp_path / "m.parquet", "cid", "default").categorical["flag"].tolist() == ["True", None]
@@ -200,6 +201,14 @@ def test_secureboost_refuses_categorical_features_in_one_line(tmp_path):
     with pytest.raises(InputError, match="'segment' are categorical"):  # before any node starts
         train_local({"bank": tmp_path / "bank.csv", "market": f}, "cid", "bank", "default", DEFAULTS, tmp_path / "w")
     assert not (tmp_path / "w").exists()
+
+
+def test_rows_left_out_travel_in_every_party_result():
+    from tandem.learn.result import TrainingResult
+
+    passive = TrainingResult("market", "bank", "p.json", 50, 80, 20, rows_left_out=3)
+    assert passive.to_json()["rows_left_out"] == 3 and "metrics" not in passive.to_json()
+    assert TrainingResult.from_json({"event": "result", **passive.to_json()}).rows_left_out == 3
 
 
 def test_train_passes_sep_to_the_file_check(tmp_path):
