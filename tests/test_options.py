@@ -136,5 +136,6 @@ def test_training_result_round_trips_and_a_passive_party_reports_no_metrics():
                             test_ids=["a"], test_scores=[0.5], test_labels=[1])
     assert TrainingResult.from_json({"event": "result", **active.to_json()}) == active
     passive = TrainingResult("market", "bank", "p.json", 50, 80, 20)
-    assert set(passive.to_json()) == {"node", "peer", "model_path", "bytes_sent", "n_train", "n_test"}
+    assert set(passive.to_json()) == {"node", "peer", "model_path", "bytes_sent", "n_train", "n_test",
+                                        "rows_left_out"}
     assert TrainingResult.from_json(passive.to_json()) == passive and not passive.is_label_holder

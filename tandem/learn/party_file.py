@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tandem.errors import InputError
-from tandem.learn.delimited import SHOWN_LINES, n_rows, parse_sep, read_delimited, sep_name, shown
+from tandem.learn.delimited import SHOWN_LINES, Delimited, n_rows, parse_sep, read_delimited, sep_name, shown
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
@@ -60,7 +60,7 @@ class PartyData:
 
 
 def _warn(message: str) -> None:
-    warnings.warn(message, PartyFileWarning, stacklevel=3)
+    warnings.warn(message, PartyFileWarning, stacklevel=4)  # at read_party_file's caller
 
 
 def read_party_file(
@@ -109,7 +109,7 @@ class _RowNumbers:
 class _LineNumbers:
     """Rows of a delimited file, named by their line number (by data row where unknown)."""
 
-    def __init__(self, read) -> None:
+    def __init__(self, read: Delimited) -> None:
         self.read = read
 
     def __call__(self, rows: np.ndarray) -> tuple[str, list[int]]:
