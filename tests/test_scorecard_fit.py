@@ -12,7 +12,9 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from tandem.errors import InputError
-from tandem.learn.scorecard.fit import Calibration, Fitted, calibrate, fit_pooled, newton_step, step_scores
+from tandem.learn.scorecard.fit import (
+    Calibration, Fitted, calibrate, calibration_mask, fit_pooled, newton_step, step_scores,
+)
 from tandem.learn.scorecard.moments import Moments
 from tandem.learn.scorecard.optimal import bin_own
 from tandem.learn.scorecard.options import BinningOptions, ScorecardOptions
@@ -193,7 +195,7 @@ def credit():
         ids = pre.transform(raw[:, j])
         tables[name], woe[:, j], bins[:, j] = table, table.woe_of(ids), table.bin_of(ids)
     calibration = np.zeros(n, bool)
-    calibration[rng.choice(np.flatnonzero(train), int(0.25 * train.sum()), replace=False)] = True
+    calibration[train] = calibration_mask(int(train.sum()), 0.25, seed=11)
     return names, woe, bins, y, train, calibration, tables
 
 
@@ -206,6 +208,8 @@ def test_fitted_model_ranks_like_sklearn_and_its_mean_pd_matches_the_event_rate(
     auc_exact = roc_auc_score(y[test], exact.decision_function(woe[test]))
     assert auc > 0.7 and abs(auc - auc_exact) < 0.002, (auc, auc_exact)
     assert abs(fitted.pd(woe[calibration]).mean() - y[calibration].mean()) < 0.005
+    step_pd = _sigmoid(step_scores(fitted.step, woe[calibration]))
+    assert abs(step_pd.mean() - y[calibration].mean()) > 0.01  # the step alone is miscalibrated: why calibrate
     assert (fitted.coef < 0).all()  # optbinning's WoE is ln(%non-event / %event): good bins, positive WoE
     # the final model is the calibration folded into the step
     step = fitted.step
@@ -290,3 +294,24 @@ def test_bad_options_raise_one_line_naming_the_option(bad):
     if name in ("pdo", "base_score", "base_odds"):
         with pytest.raises(InputError):
             Scaling(**bad)
+
+
+def test_vif_ties_drop_the_lower_iv_feature():
+    rng = np.random.default_rng(3)
+    a, c = rng.normal(size=(2, 1000))
+    m = Moments.from_rows(("a", "twice_a", "c"), np.column_stack([a, 2 * a, c]), (rng.random(1000) < 0.3).astype(int))
+    assert np.isinf(vif(m)[:2]).all()
+    opts = ScorecardOptions(max_corr=1.0).check()  # let the exact pair through to the VIF rule
+    assert select({"a": 0.2, "twice_a": 0.3, "c": 0.1}, m, opts).selected == ("twice_a", "c")
+    assert select({"a": 0.3, "twice_a": 0.2, "c": 0.1}, m, opts).selected == ("a", "c")
+
+
+def test_calibration_mask_draws_the_share_asked_the_same_for_the_same_seed():
+    mask = calibration_mask(1001, 0.25, seed=4)
+    assert mask.dtype == bool and mask.sum() == 250
+    assert np.array_equal(mask, calibration_mask(1001, 0.25, seed=4))
+    assert not np.array_equal(mask, calibration_mask(1001, 0.25, seed=5))
+    assert calibration_mask(10, 1.0, seed=0).all() and calibration_mask(10, 0.01, seed=0).sum() == 1
+    with pytest.raises(InputError) as e:
+        calibration_mask(10, 0.0, seed=0)
+    assert "calibration_fraction" in _one_line(e)

@@ -116,7 +116,10 @@ class Fitted:
         if step.shape != (len(names) + 1,):
             raise InputError(f"a step for {len(names)} features needs {len(names) + 1} coefficients, got {step.shape}")
         a, c = calibration.a, calibration.c
-        return cls(names, a + c * float(step[0]), c * step[1:], step, calibration)
+        coef = c * step[1:]
+        step.setflags(write=False)
+        coef.setflags(write=False)
+        return cls(names, a + c * float(step[0]), coef, step, calibration)
 
     def logit(self, X_woe: np.ndarray) -> np.ndarray:
         """(n,) ``logit(PD)`` of rows ``X_woe`` (n, p)."""
@@ -133,6 +136,16 @@ class Fitted:
 def step_scores(step: np.ndarray, X_woe: np.ndarray) -> np.ndarray:
     """(n,) the Newton step's linear score ``β0 + X·β`` of rows ``X_woe`` (n, p): calibration's input."""
     return float(step[0]) + np.asarray(X_woe, dtype=np.float64) @ np.asarray(step[1:])
+
+
+def calibration_mask(n: int, fraction: float, seed: int) -> np.ndarray:
+    """(n,) bool: ``round(fraction·n)`` (at least 1) training rows drawn at random by ``seed``, whose step
+    scores calibrate (``ScorecardOptions.calibration_fraction``); the same rows for the same seed."""
+    if not 0 < fraction <= 1:
+        raise InputError(f"calibration_fraction must be in (0, 1], got {fraction}")
+    mask = np.zeros(n, dtype=bool)
+    mask[np.random.default_rng(seed).choice(n, max(1, round(fraction * n)), replace=False)] = True
+    return mask
 
 
 def fit_pooled(names, X: np.ndarray, y: np.ndarray, l2: float, calibration_rows: np.ndarray) -> Fitted:

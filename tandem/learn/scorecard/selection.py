@@ -116,8 +116,8 @@ def select(iv: dict[str, float], m: Moments, opts: ScorecardOptions) -> Selectio
         worst = float(v.max())
         if worst <= opts.max_vif:
             break
-        ties = [j for j in range(len(names)) if v[j] == worst or abs(v[j] - worst) <= TIE_RTOL * worst]
-        j = ties[-1]  # names are in descending IV: the last tie has the lowest
+        ties = np.flatnonzero(v == worst if np.isinf(worst) else v >= worst * (1 - TIE_RTOL))
+        j = int(ties[-1])  # names are in descending IV: the last tie has the lowest
         status[names[j]] = f"VIF {worst:.1f} > {opts.max_vif:g}"
         del names[j]
 
