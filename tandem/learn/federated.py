@@ -87,7 +87,9 @@ def read_party_file(path: str | Path, id_column: str, label: str | None = None) 
     return PartyData(ids.tolist(), X, names, y, str(path))
 
 
-def _share(ids: list[str], tag: str, fraction_ppm: int) -> np.ndarray:
+def share(ids: list[str], tag: str, fraction_ppm: int) -> np.ndarray:
+    """Rows whose seeded hash of ``tag`` and id falls in the first ``fraction_ppm`` parts per million, ``(n,)``
+    bool: every side computes the same from its copy of the shared ids."""
     cut = fraction_ppm * (1 << 64) // 1_000_000
     return np.array(
         [int.from_bytes(hashlib.sha256(f"{tag}:{i}".encode()).digest()[:8], "big") < cut for i in ids], dtype=bool
@@ -96,12 +98,12 @@ def _share(ids: list[str], tag: str, fraction_ppm: int) -> np.ndarray:
 
 def is_test(ids: list[str], seed: int, fraction_ppm: int) -> np.ndarray:
     """The test rows, shape ``(n,)`` bool: every side computes the same from the shared ids."""
-    return _share(ids, f"test/{seed}", fraction_ppm)
+    return share(ids, f"test/{seed}", fraction_ppm)
 
 
 def is_valid(ids: list[str], seed: int, fraction_ppm: int) -> np.ndarray:
     """The validation rows for early stopping (to be taken among the non-test rows)."""
-    return _share(ids, f"valid/{seed}", fraction_ppm)
+    return share(ids, f"valid/{seed}", fraction_ppm)
 
 
 def ordered(ids: list[str], seed: int) -> np.ndarray:

@@ -282,8 +282,30 @@ class SharedRows(Message):
     payload: bytes = field(default=b"", repr=False)
 
 
-# --- scorecard binning (scorecard/1): WoE bins of a passive party's features -------------------
-# Codes 40 and 41 are kept for the scorecard job's request and accept (link, rows, options).
+# --- the scorecard (scorecard/1): request, WoE binning, second moments, scoring ----------------
+
+
+@message(40)
+class ScorecardRequest(Message):
+    """Initiator (label holder) -> the passive party: link on the id column, then fit a scorecard.
+    ``options``: the binning and scorecard options as JSON (``scorecard.job.options_json``); the passive
+    party uses only the pre-binning ones, and its own ``min_bin_rows``."""
+
+    IDS: ClassVar = {"model_id": TOKEN}
+
+    session: str
+    protocol: str  # "scorecard/1"
+    model_id: str
+    seed: int
+    test_fraction_ppm: int
+    options: str
+
+
+@message(41)
+class ScorecardAccept(Message):
+    """The passive party's answer to a ``ScorecardRequest``: it has the data and speaks the protocol."""
+
+    session: str
 
 
 @message(42)
@@ -506,4 +528,4 @@ class InsightDone(Message):
     session: str
 
 
-OPENING = (LinkRequest.CODE, TrainRequest.CODE, InsightQuery.CODE)  # message types that may open a session
+OPENING = (LinkRequest.CODE, TrainRequest.CODE, ScorecardRequest.CODE, InsightQuery.CODE)  # may open a session

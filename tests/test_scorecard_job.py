@@ -1,0 +1,79 @@
+"""`tandem scorecard` (issue 15): both parties as node processes over loopback mutual TLS; the federated
+scorecard equals the same pipeline on pooled rows (IV, selection, coefficients, test AUC) and lands near
+scikit-learn's exact logistic regression; each model part names only its own party's features."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import run_cli
+
+
+def _files(tmp_path, n=4000, label=None):
+    rng = np.random.default_rng(7)
+    z = rng.normal(size=(n, 4))
+    logit = -1.6 + 0.9 * z[:, 0] - 0.7 * z[:, 1] + 0.8 * z[:, 2] - 0.5 * z[:, 3]
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    ids = [f"C{i}" for i in range(n)]
+    income = np.round(np.exp(10 + 0.4 * -z[:, 0]), 0)
+    income[rng.random(n) < 0.03] = -999  # a special code
+    debt = np.where(rng.random(n) < 0.05, np.nan, z[:, 1])
+    bank = pd.DataFrame({"cid": ids, "income": income, "debt": debt, "noise": rng.normal(size=n),
+                         "default": y if label is None else label})
+    bank.to_csv(tmp_path / "bank.csv", index=False)
+    market = pd.DataFrame({"cid": ids, "returns": z[:, 2], "returns_copy": z[:, 2] + 0.05 * rng.normal(size=n),
+                           "traffic": -z[:, 3], "junk": rng.normal(size=n)})
+    market.sample(frac=0.97, random_state=1).to_parquet(tmp_path / "market.parquet")
+
+
+def _scorecard(tmp_path, *extra):
+    return run_cli("scorecard", "--party", f"bank={tmp_path / 'bank.csv'}", "--party",
+                   f"market={tmp_path / 'market.parquet'}", "--id", "cid", "--label", "bank:default",
+                   "--workdir", str(tmp_path / "work"), "--metrics-out", str(tmp_path / "metrics.json"), *extra)
+
+
+def test_scorecard_equals_the_pooled_pipeline_and_keeps_each_party_to_its_own_features(tmp_path):
+    _files(tmp_path)
+    proc = _scorecard(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("auc", "auc_plaintext", "auc_sklearn", "ks", "gini", "n_train", "n_test", "n_features_in",
+                "n_features_selected", "iv", "train_seconds", "bytes_sent"):
+        assert key in m, key
+    assert abs(m["auc"] - m["auc_plaintext"]) < 1e-9
+    assert m["coef_max_abs_diff"] < 1e-6 and m["pd_max_abs_diff"] < 1e-9
+    assert abs(m["auc"] - m["auc_sklearn"]) < 0.01
+    assert m["auc"] > 0.75
+    assert set(m["iv"]) == {"income", "debt", "noise", "f0", "f1", "f2", "f3"}
+    assert max(abs(m["iv"][k] - m["iv_plaintext"][k]) for k in m["iv"]) < 1e-9
+    status = {r["name"]: r["status"] for r in m["selection"]}
+    assert status["noise"].startswith("IV") and status["f3"].startswith("IV")       # below iv_min
+    kept, dropped = sorted(["f0", "f1"], key=lambda f: status[f] != "selected")  # returns or its copy goes
+    assert status[kept] == "selected" and status[dropped].startswith(f"correlated with {kept}")
+    assert m["n_features_in"] == 7 and m["n_features_selected"] == 4
+    assert m["bytes_sent"]["bank"] > 0 and m["bytes_sent"]["market"] > 0
+    bank = json.loads(open(m["models"]["bank"]).read())
+    market = json.loads(open(m["models"]["market"]).read())
+    assert bank["format"] == market["format"] == "tandem-scorecard/1" and bank["model_id"] == market["model_id"]
+    assert not any(w in json.dumps(bank) for w in ("returns", "traffic", "junk"))
+    assert not any(w in json.dumps(market) for w in ("income", "debt", "noise", "default"))
+    assert [f["as"] for f in market["features"]] == sorted([kept, "f2"])
+    assert "Scorecard (test)" in proc.stdout and "Feature selection" in proc.stdout
+
+
+@pytest.mark.parametrize("case,fragments", [
+    ("label", ("label column 'default' must hold only 0 and 1",)),
+    ("one party", ("the scorecard takes the label holder and one other party",)),
+])
+def test_bad_scorecard_input_fails_with_one_line(tmp_path, case, fragments):
+    _files(tmp_path, label=np.where(np.arange(4000) % 3 == 0, 2, 0) if case == "label" else None)
+    if case == "one party":
+        proc = run_cli("scorecard", "--party", f"bank={tmp_path / 'bank.csv'}", "--id", "cid", "--label",
+                       "bank:default", "--workdir", str(tmp_path / "work"))
+    else:
+        proc = _scorecard(tmp_path)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and all(f in lines[0] for f in fragments) and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "metrics.json").exists()
