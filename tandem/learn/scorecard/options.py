@@ -59,8 +59,13 @@ class BinningOptions:
         return self
 
     def optbinning_kwargs(self) -> dict[str, Any]:
-        """The ``optbinning.OptimalBinning`` arguments these options fix (the same for every caller)."""
-        return {"max_n_bins": self.max_n_bins, "monotonic_trend": self.monotonic_trend, "solver": "cp"}
+        """The ``optbinning.OptimalBinning`` arguments these options fix (the same for every caller).
+
+        The MIP solver, not CP-SAT: CP-SAT searches with parallel workers and, where two binnings tie on the
+        objective, may return either depending on timing (seen on Give Me Some Credit under load: a federated
+        and a pooled fit of the same counts differed by 7e-8 in IV); the MIP solver returns the same binning
+        every run, as fast here (0.05-0.3 s per feature at 20-100 pre-bins, 120k rows)."""
+        return {"max_n_bins": self.max_n_bins, "monotonic_trend": self.monotonic_trend, "solver": "mip"}
 
 
 @dataclass(frozen=True)
