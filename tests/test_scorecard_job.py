@@ -33,11 +33,17 @@ def _scorecard(tmp_path, *extra):
                    "--workdir", str(tmp_path / "work"), "--metrics-out", str(tmp_path / "metrics.json"), *extra)
 
 
-def test_scorecard_equals_the_pooled_pipeline_and_keeps_each_party_to_its_own_features(tmp_path):
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("scorecard")
     _files(tmp_path)
     proc = _scorecard(tmp_path)
     assert proc.returncode == 0, proc.stderr
-    m = json.loads((tmp_path / "metrics.json").read_text())
+    return tmp_path, proc, json.loads((tmp_path / "metrics.json").read_text())
+
+
+def test_scorecard_equals_the_pooled_pipeline_and_keeps_each_party_to_its_own_features(fitted):
+    tmp_path, proc, m = fitted
     for key in ("auc", "auc_plaintext", "auc_sklearn", "ks", "gini", "n_train", "n_test", "n_features_in",
                 "n_features_selected", "iv", "train_seconds", "bytes_sent"):
         assert key in m, key
@@ -77,3 +83,32 @@ def test_bad_scorecard_input_fails_with_one_line(tmp_path, case, fragments):
     lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and all(f in lines[0] for f in fragments) and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_online_batch_and_pooled_pd_agree_and_reasons_name_the_points_lost(fitted):
+    """The decision service's scorers on the model parts: one row at a time (as a checkout) equals the batch
+    scoring and the pooled reference to 1e-9; the marketplace's bins travel one-hot, its reasons under its name."""
+    from tandem.learn.scorecard.options import BinningOptions, ScorecardOptions
+    from tandem.learn.scorecard.reference import pooled_scorecard
+    from tandem.learn.scorecard.scorer import ActiveScorecardScorer, PassiveScorecardScorer
+
+    tmp_path, _, m = fitted
+    bank_part = ActiveScorecardScorer(json.loads(open(m["models"]["bank"]).read()))
+    market_part = PassiveScorecardScorer(json.loads(open(m["models"]["market"]).read()))
+    files = {"bank": tmp_path / "bank.csv", "market": tmp_path / "market.parquet"}
+    ref = pooled_scorecard(files, "cid", "bank", "default", 42, 0.2, BinningOptions(), ScorecardOptions())
+    bank = pd.read_csv(files["bank"]).set_index("cid").loc[ref["test_ids"]]
+    market = pd.read_parquet(files["market"]).set_index("cid").loc[ref["test_ids"]]
+    X, Xm = bank[bank_part.names].to_numpy(float), market[market_part.names].to_numpy(float)
+    bits = market_part.bits(Xm)
+    assert bits.shape == (len(X), bank_part.n_bits) and (bits.sum(axis=1) == 2).all()  # one bin per feature
+    batch = bank_part.score_batch(X, bits)
+    online = [bank_part.score(x, market_part.row_bits(xm)) for x, xm in zip(X[:200], Xm[:200])]
+    pooled = 1 / (1 + np.exp(-np.asarray(ref["test_logit"])))
+    np.testing.assert_allclose(batch, pooled, rtol=0, atol=1e-9)
+    np.testing.assert_allclose([pd_ for pd_, _ in online], batch[:200], rtol=0, atol=1e-12)
+    lost = online[0][1]
+    assert set(lost) == set(bank_part.names) | {"market"} and min(lost.values()) >= 0
+    from tandem.decide.scoring import ScoringError
+    with pytest.raises(ScoringError, match="exactly one bin"):
+        bank_part.score(X[0], np.zeros(bank_part.n_bits, bool))

@@ -36,8 +36,8 @@ def pooled_scorecard(
     opts: ScorecardOptions,
     passive_min_bin_rows: int = MIN_BIN_ROWS,
 ) -> dict:
-    """``auc_plaintext``, ``auc_sklearn``, ``iv_plaintext`` (name -> IV, passive features as ``f0``..) and
-    ``selected`` of the pooled pipeline."""
+    """``auc_plaintext``, ``auc_sklearn``, ``iv_plaintext`` (name -> IV, passive features as ``f0``..),
+    ``selected``, the coefficients and the test rows' ids and logits of the pooled pipeline."""
     from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
     parties: dict[str, PartyData] = {
@@ -91,5 +91,6 @@ def pooled_scorecard(
         "selected": names,
         "intercept": float(fitted.intercept),
         "coef": dict(zip(names, map(float, fitted.coef))),
+        "test_ids": [v for v, t in zip(common, test) if t],
         "test_logit": logit[test].tolist(),
     }
