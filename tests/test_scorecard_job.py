@@ -30,7 +30,8 @@ def _files(tmp_path, n=4000, label=None):
 def _scorecard(tmp_path, *extra):
     return run_cli("scorecard", "--party", f"bank={tmp_path / 'bank.csv'}", "--party",
                    f"market={tmp_path / 'market.parquet'}", "--id", "cid", "--label", "bank:default",
-                   "--workdir", str(tmp_path / "work"), "--metrics-out", str(tmp_path / "metrics.json"), *extra)
+                   "--workdir", str(tmp_path / "work"), "--metrics-out", str(tmp_path / "metrics.json"), "--key-bits", "1024",
+                   *extra)
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +72,14 @@ def test_scorecard_equals_the_pooled_pipeline_and_keeps_each_party_to_its_own_fe
 @pytest.mark.parametrize("case,fragments", [
     ("label", ("label column 'default' must hold only 0 and 1",)),
     ("one party", ("the scorecard takes the label holder and one other party",)),
+    ("one value", ("market's feature f1 (feature column 2 of its file)", "cannot be binned", "drop it")),
 ])
 def test_bad_scorecard_input_fails_with_one_line(tmp_path, case, fragments):
     _files(tmp_path, label=np.where(np.arange(4000) % 3 == 0, 2, 0) if case == "label" else None)
+    if case == "one value":
+        market = pd.read_parquet(tmp_path / "market.parquet")
+        market["returns_copy"] = 7.0
+        market.to_parquet(tmp_path / "market.parquet")
     if case == "one party":
         proc = run_cli("scorecard", "--party", f"bank={tmp_path / 'bank.csv'}", "--id", "cid", "--label",
                        "bank:default", "--workdir", str(tmp_path / "work"))
@@ -83,6 +89,7 @@ def test_bad_scorecard_input_fails_with_one_line(tmp_path, case, fragments):
     lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and all(f in lines[0] for f in fragments) and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "metrics.json").exists()
+    assert "returns_copy" not in lines[0]                # the bank hears of the marketplace's column by position
 
 
 def test_online_batch_and_pooled_pd_agree_and_reasons_name_the_points_lost(fitted):
@@ -112,3 +119,44 @@ def test_online_batch_and_pooled_pd_agree_and_reasons_name_the_points_lost(fitte
     from tandem.decide.scoring import ScoringError
     with pytest.raises(ScoringError, match="exactly one bin"):
         bank_part.score(X[0], np.zeros(bank_part.n_bits, bool))
+
+
+def test_a_marketplace_killed_mid_fit_stops_the_bank_with_one_line_and_a_rerun_works(tmp_path):
+    from tandem.devcluster import NodeProcess, node_configs
+
+    _files(tmp_path, n=3000)
+    started = []
+
+    def run(folder, on_event=lambda name, event: None):
+        configs = node_configs(folder, {"bank": "bank.duckdb", "market": "market.duckdb"},
+                               {"bank": "bank", "market": "bank"}, timeout_s=10)
+        market = NodeProcess("market", ["--config", str(configs["market"]), "--once", "--data",
+                                        str(tmp_path / "market.parquet"), "--id", "cid"], on_event)
+        started.append(market)
+        assert market.ready.wait(60)
+        bank = NodeProcess("bank", ["--config", str(configs["bank"]), "--scorecard", "market", "--data",
+                                    str(tmp_path / "bank.csv"), "--id", "cid", "--label", "default",
+                                    "--key-bits", "1024"], on_event)
+        started.append(bank)
+        return bank, market
+
+    procs = {}
+
+    def kill_at_the_moments(name, event):
+        if name == "bank" and event.get("what") == "second moments":
+            procs["market"].proc.kill()
+
+    try:
+        procs["bank"], procs["market"] = run(tmp_path / "run", kill_at_the_moments)
+        assert procs["bank"].wait(timeout=120) != 0
+        error = procs["bank"].error()
+        assert "market" in error and "\n" not in error and "Traceback" not in "".join(procs["bank"]._stderr)
+        assert not list((tmp_path / "run" / "state-bank").glob("models/*.json"))           # nothing written
+        bank, market = run(tmp_path / "run")
+        assert bank.wait(timeout=120) == 0 and market.wait(timeout=60) == 0, bank.error()
+        assert bank.result()["metrics"]["auc"] > 0.7 and list((tmp_path / "run" / "state-bank").glob("models/*.json"))
+    finally:
+        for p in started:
+            if p.proc.poll() is None:
+                p.proc.kill()
+                p.proc.wait()

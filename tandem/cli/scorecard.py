@@ -39,6 +39,7 @@ def scorecard_cmd(
     pdo: float = typer.Option(20.0, help="Points to double the odds."),
     base_score: float = typer.Option(600.0, help="The score at the base odds."),
     base_odds: float = typer.Option(50.0, help="Good:bad odds at the base score."),
+    key_bits: int = typer.Option(2048, help="Size of the label holder's Okamoto-Uchiyama key (bits)."),
     metrics_out: Path | None = typer.Option(None, help="Write metrics as JSON here."),
     workdir: Path = typer.Option(Path("tandem-scorecard"), help="Folder for node configs, certificates, models, logs."),
 ):
@@ -60,7 +61,7 @@ def scorecard_cmd(
     opts = ScorecardOptions(
         iv_min=iv_min, max_corr=max_corr, max_vif=max_vif, l2=l2, pdo=pdo, base_score=base_score, base_odds=base_odds
     ).check()
-    training = TrainingOptions(test_fraction=test_fraction, seed=seed)
+    training = TrainingOptions(test_fraction=test_fraction, seed=seed, key_bits=key_bits).check()
     with progress_bar("scorecard") as update:
         update("linking and fitting", 0.05)
         results = scorecard_local(

@@ -208,7 +208,14 @@ def passive_job(
     test = is_test(ids, request.seed, request.test_fraction_ppm)
     train_rows = rows[~test]
     names = [f"f{j}" for j in range(len(data.names))]
-    prebins = [Prebins.fit(n, data.X[train_rows, j], binning) for j, n in enumerate(data.names)]
+    prebins = []
+    for j, name in enumerate(data.names):
+        try:
+            prebins.append(Prebins.fit(name, data.X[train_rows, j], binning))
+        except InputError as exc:  # the peer hears of it: say which column without its name
+            reason = str(exc).split(": ", 1)[-1]
+            where = f"{party}'s feature {names[j]} (feature column {j + 1} of its file)"
+            raise InputError(f"{where} cannot be binned: {reason}") from None
     pre_all = np.column_stack([p.transform(data.X[rows, j]) for j, p in enumerate(prebins)])
     binner = PassiveBinning(session.id, pre_all[~test], [p.layout for p in prebins], names, min_bin_rows)
     run_role(session, binner)
