@@ -169,9 +169,8 @@ def test_the_scorecard_report_renders_in_a_real_browser(tmp_path, chromium, scor
 
 def test_a_report_refuses_another_partys_stability(tmp_path, scorecard):
     stability = _stability(scorecard)
-    stability["features"]["f0"] = stability["features"]["income"]
-    passive = [f["name"] for f in scorecard["model"]["features"] if f["owner"] == "market"]
-    stability["features"] = {passive[0]: stability["features"]["income"]}
+    passive = next(f["name"] for f in scorecard["model"]["features"] if f["owner"] == "market")
+    stability["features"][passive] = stability["features"]["income"]
     with pytest.raises(InputError, match="each party reports its own features"):
         write_scorecard_report(tmp_path / "r.html", scorecard["model"], scorecard["result"], scorecard["scaling"],
                                stability)

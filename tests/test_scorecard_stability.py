@@ -121,3 +121,16 @@ def test_a_passive_feature_has_no_csi_at_the_label_holder():
     entry = {k: v for k, v in _entry().items() if k not in ("prebins", "assign", "edges")}
     with pytest.raises(InputError, match="its owner computes its CSI"):
         feature_stability(entry, np.zeros(3))
+
+
+def test_a_passive_partys_own_part_needs_its_development_rows():
+    # the marketplace's model part keeps its pre-binning and merge but no training counts
+    entry = {k: v for k, v in _entry().items() if k in ("name", "prebins", "assign")}
+    dev = np.r_[np.full(60, 5.0), np.full(40, 25.0)]
+    new = np.r_[np.full(40, 5.0), np.full(60, 25.0)]
+    t = feature_stability(entry, new, dev_x=dev)
+    assert [r["label"] for r in t["rows"]] == ["< 10", ">= 10", "special -999", "missing"]
+    hand = (0.4 - 0.6) * math.log(0.4 / 0.6) + (0.6 - 0.4) * math.log(0.6 / 0.4)
+    assert t["psi"] == pytest.approx(hand, abs=1e-12) and t["light"] == "amber"
+    with pytest.raises(InputError, match="give the development rows"):
+        feature_stability(entry, new)

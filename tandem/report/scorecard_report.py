@@ -20,7 +20,7 @@ from tandem.atomic import write_atomically
 from tandem.errors import InputError
 from tandem.learn.scorecard.model import check
 from tandem.learn.scorecard.points import Scaling
-from tandem.learn.scorecard.stability import LIGHTS
+from tandem.learn.scorecard.stability import traffic_light
 from tandem.report.model_report import _fmt, _png, figures, html_page, ks_chart, pyplot, roc_chart
 from tandem.report.scorecard_tables import calibration_bands, feature_rows, is_own, points_rows
 
@@ -56,9 +56,9 @@ def _pct(share: float) -> tuple[str, str]:
     return (f"{100 * share:.1f}", "num")
 
 
-def _light(value: float, light: str) -> tuple[str, str]:
-    if light not in LIGHTS:
-        raise InputError(f"traffic light must be one of {', '.join(LIGHTS)}, got {light!r}")
+def _light(value: float) -> tuple[str, str]:
+    """A stability index as a cell coloured by its traffic light (``stability.traffic_light``)."""
+    light = traffic_light(value)
     return (f"{value:.4f} {light}", f"light light-{light}")
 
 
@@ -128,13 +128,12 @@ def _checked_stability(model: dict, stability: dict) -> dict:
     ``stability.counts_table`` returns them) if it holds only the label holder's own features."""
     try:
         score, features = stability["score"], dict(stability.get("features", {}))
-        tables = [score, *features.values()]
-        if not all(isinstance(t["rows"], list) and t["light"] in LIGHTS for t in tables):
-            raise TypeError
-        for t in tables:
-            _light(float(t["psi"]), t["light"])
+        for t in [score, *features.values()]:
+            if not isinstance(t["rows"], list):
+                raise TypeError
+            traffic_light(float(t["psi"]))
     except (KeyError, TypeError, ValueError, AttributeError):
-        raise InputError("stability needs a 'score' table and optional 'features' tables (rows, psi, light)") from None
+        raise InputError("stability needs a 'score' table and optional 'features' tables (rows, psi)") from None
     passive = {f["name"] for f in model["features"] if not is_own(model, f)}
     theirs = sorted(set(features) & passive)
     if theirs:
@@ -157,8 +156,7 @@ def _stability(stability: dict) -> str:
                 "measure",
                 "index",
             ],
-            [["score PSI", _light(score["psi"], score["light"])]]
-            + [[f"CSI {n}", _light(t["psi"], t["light"])] for n, t in features.items()],
+            [["score PSI", _light(score["psi"])]] + [[f"CSI {n}", _light(t["psi"])] for n, t in features.items()],
             "lights",
         )
     )

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from tandem.errors import InputError
+from tandem.learn.scorecard.prebin import Prebins
 
 MAX_LABEL = 60  # characters of a categorical bin's label before its category list is cut short
 
@@ -43,21 +46,24 @@ def _categories(cats: list) -> str:
 
 
 def bin_labels(entry: dict, own: bool) -> list[str]:
-    """One label per final bin of a model part's feature ``entry`` (``model.active_model``): intervals or
-    categories, ``special <codes>`` and ``missing`` for a feature the label holder owns (``own``); ``bin k``
-    for any other, whatever the entry holds."""
+    """One label per final bin of a model part's feature ``entry`` (``model.active_model`` or
+    ``model.passive_model``): intervals or categories, ``special <codes>`` and ``missing`` for a feature of
+    the party that reads the model part (``own``: the entry holds its pre-binning and merge); ``bin k`` for
+    any other feature, whatever the entry holds."""
     try:
-        n_bins = len(entry["counts"])
         if not own:
-            return [f"bin {b}" for b in range(n_bins)]
-        kind, _n_values, n_special = entry["prebins"]["layout"]
-        specials = entry["prebins"]["specials"]
-        edges = entry["edges"]
-    except (KeyError, TypeError, ValueError):
+            return [f"bin {b}" for b in range(len(entry["counts"]))]
+        prebins = Prebins.from_json(entry["prebins"])
+        assign = np.asarray(entry["assign"], dtype=np.int64)
+        edges = prebins.final_edges(assign)
+    except (KeyError, TypeError, ValueError, IndexError):
         raise InputError(f"feature '{entry.get('name', '?')}' of the model has no bins to label") from None
-    n_value_bins = n_bins - int(n_special) - 1
+    kind = prebins.kind
     values = interval_labels(edges) if kind == "numeric" else [_categories(list(c)) for c in edges]
-    if len(values) != n_value_bins or len(specials) != int(n_special):
-        raise InputError(f"feature '{entry['name']}' of the model: its edges do not fit its {n_bins} bins")
-    special = [f"special {', '.join(number(c) if kind == 'numeric' else str(c) for c in g)}" for g in specials]
-    return values + special + ["missing"]
+    special = [
+        f"special {', '.join(number(float(c)) if kind == 'numeric' else str(c) for c in g)}" for g in prebins.specials
+    ]
+    labels = values + special + ["missing"]
+    if len(labels) != int(assign.max()) + 1:
+        raise InputError(f"feature '{entry['name']}' of the model: its merge does not fit its pre-bins")
+    return labels

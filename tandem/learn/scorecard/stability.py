@@ -160,14 +160,17 @@ def score_stability(reference: dict, new_scores, unit: str = "") -> dict:
 
 
 def feature_stability(entry: dict, new_x, dev_x=None) -> dict:
-    """The CSI table of one of the label holder's own features ``entry`` (a model part's feature with its
-    pre-binning): rows ``new_x`` (m,) of a later period against ``dev_x`` (n,) raw values, or, when
-    ``dev_x`` is None, against the training rows' counts per final bin the model keeps."""
-    if "prebins" not in entry:
+    """The CSI table of one of the reading party's own features ``entry`` (a model part's feature with its
+    pre-binning and merge): rows ``new_x`` (m,) of a later period against ``dev_x`` (n,) raw values of the
+    development sample or, when ``dev_x`` is None, against the training rows per final bin that the label
+    holder's model part keeps (``counts``; a passive party's part has none: it passes ``dev_x``)."""
+    if "prebins" not in entry or "assign" not in entry:
         raise InputError(f"feature '{entry.get('name', '?')}' is not this party's own: its owner computes its CSI")
-    n_bins = len(entry["counts"])
     labels = bin_labels(entry, own=True)
+    n_bins = len(labels)
     new = final_bins(entry, np.asarray(new_x))
-    if dev_x is None:
-        return counts_table(np.asarray(entry["counts"]), np.bincount(new, minlength=n_bins), labels)
-    return stability_table(final_bins(entry, np.asarray(dev_x)), new, n_bins, labels)
+    if dev_x is not None:
+        return stability_table(final_bins(entry, np.asarray(dev_x)), new, n_bins, labels)
+    if "counts" not in entry:
+        raise InputError(f"feature '{entry['name']}': no training counts in this model part; give the development rows")
+    return counts_table(np.asarray(entry["counts"]), np.bincount(new, minlength=n_bins), labels)
