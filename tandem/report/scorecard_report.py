@@ -100,7 +100,7 @@ def _calibration_chart(bands: list[dict]) -> str:
     return _png(fig)
 
 
-def _shift_chart(title: str, table: dict) -> str:
+def _shift_chart(title: str, table: dict, xlabel: str) -> str:
     plt = pyplot()
     rows = table["rows"]
     fig, ax = plt.subplots(figsize=(4.6, 3.4))
@@ -108,7 +108,7 @@ def _shift_chart(title: str, table: dict) -> str:
     ax.bar(x - 0.2, [100 * r["expected_share"] for r in rows], 0.4, label="development")
     ax.bar(x + 0.2, [100 * r["actual_share"] for r in rows], 0.4, label="later period")
     ax.set_xticks(x)
-    ax.set(xlabel="band" if "score" in title else "bin", ylabel="% of rows", title=f"{title}: {table['psi']:.3f}")
+    ax.set(xlabel=xlabel, ylabel="% of rows", title=f"{title}: {table['psi']:.3f}")
     ax.legend()
     return _png(fig)
 
@@ -152,16 +152,13 @@ def _stability(stability: dict) -> str:
     )
     out.append(
         _table(
-            [
-                "measure",
-                "index",
-            ],
+            ["measure", "index"],
             [["score PSI", _light(score["psi"])]] + [[f"CSI {n}", _light(t["psi"])] for n, t in features.items()],
             "lights",
         )
     )
-    charts = {"Score PSI": _shift_chart("score PSI", score)}
-    charts |= {f"CSI {n}": _shift_chart(f"CSI {n}", t) for n, t in features.items()}
+    charts = {"Score PSI": _shift_chart("score PSI", score, "score band")}
+    charts |= {f"CSI {n}": _shift_chart(f"CSI {n}", t, "bin") for n, t in features.items()}
     out.append(figures(charts))
     out.append("<h3>Score bands (deciles of the development score, points)</h3>")
     out.append(_table(STABILITY_HEAD, _stability_rows(score)))
