@@ -22,6 +22,7 @@ Modules: ``options`` (every binning and scorecard option once), ``prebin`` (``Pr
 ``optimal`` (the only optbinning import), ``tables`` (``BinTable``), ``shared`` (states, the wire form of
 a merge), ``active`` / ``passive`` (the two sans-I/O binning roles); ``moments`` (``Moments``: ``AᵀA``,
 ``Aᵀy``), ``selection`` (``correlation``, ``vif``, ``select``), ``fit`` (``newton_step``, ``calibrate``,
-``Fitted``, ``fit_pooled``), ``points`` (``Scaling``, ``points_table``, reason codes). All four are pure
-numpy: no I/O, no protocol.
+``Fitted``, ``fit_pooled``), ``points`` (``Scaling``, ``points_table``, ``model_points``, reason codes),
+``stability`` (PSI of the score, CSI of a party's own features, traffic lights) and ``labels`` (bin labels
+for reports). These are pure numpy: no I/O, no protocol.
 """

@@ -18,6 +18,7 @@ import numpy as np
 
 from tandem.errors import InputError
 from tandem.learn.scorecard.fit import Fitted
+from tandem.learn.scorecard.model import check
 from tandem.learn.scorecard.options import SCORECARD_DEFAULTS, ScorecardOptions
 from tandem.learn.scorecard.tables import BinTable
 
@@ -119,12 +120,36 @@ def points_table(fitted: Fitted, tables: dict[str, BinTable], scaling: Scaling) 
     missing = [name for name in fitted.names if name not in tables]
     if missing:
         raise InputError(f"no bin table for features {missing}")
+    woe = {name: tables[name].woe for name in fitted.names}
+    counts = {name: tables[name].counts for name in fitted.names}
+    return _points(fitted.names, fitted.intercept, fitted.coef, woe, counts, scaling)
+
+
+def model_points(model: dict, scaling: Scaling) -> PointsTable:
+    """The points of the label holder's model part (``model.active_model``: intercept, each feature's
+    coefficient, WoE per final bin as scoring uses it, training rows per bin), every party's features."""
+    check(model, "active")
+    try:
+        names = tuple(str(f["name"]) for f in model["features"])
+        coef = np.array([float(f["coef"]) for f in model["features"]])
+        woe = {f["name"]: np.asarray(f["woe"], dtype=np.float64) for f in model["features"]}
+        counts = {f["name"]: np.asarray(f["counts"], dtype=np.int64) for f in model["features"]}
+        intercept = float(model["intercept"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"the scorecard model part is not usable: {exc}") from None
+    if any(len(woe[n]) != len(counts[n]) for n in names):
+        raise InputError("a scorecard feature's WoE and counts differ in length")
+    return _points(names, intercept, coef, woe, counts, scaling)
+
+
+def _points(names, intercept: float, coef: np.ndarray, woe: dict, counts: dict, scaling: Scaling) -> PointsTable:
+    """The one rule: ``base = offset - factor·intercept``, ``points_j = -factor·coef_j·woe_j`` per bin;
+    ``best_j`` over the bins that hold training rows (all bins if none does)."""
     points: dict[str, np.ndarray] = {}
     best: dict[str, float] = {}
-    for j, name in enumerate(fitted.names):
-        table = tables[name]
-        points[name] = -scaling.factor * float(fitted.coef[j]) * table.woe
-        seen = table.counts > 0
+    for j, name in enumerate(names):
+        points[name] = -scaling.factor * float(coef[j]) * woe[name]
+        seen = counts[name] > 0
         best[name] = float(points[name][seen].max() if seen.any() else points[name].max())
-    base = scaling.offset - scaling.factor * fitted.intercept
-    return PointsTable(fitted.names, base, points, best, scaling)
+    base = scaling.offset - scaling.factor * intercept
+    return PointsTable(tuple(names), base, points, best, scaling)
