@@ -66,7 +66,11 @@ def test_scorecard_equals_the_pooled_pipeline_and_keeps_each_party_to_its_own_fe
     assert not any(w in json.dumps(bank) for w in ("returns", "traffic", "junk"))
     assert not any(w in json.dumps(market) for w in ("income", "debt", "noise", "default"))
     assert [f["as"] for f in market["features"]] == sorted([kept, "f2"])
-    assert "Scorecard (test)" in proc.stdout and "Feature selection" in proc.stdout
+    assert "Scorecard (test)" in proc.stdout and "Feature selection" in proc.stdout and "Points of bank" in proc.stdout
+    assert m["points"][0]["label"] == "base points" and {r["feature"] for r in m["points"][1:]} == set(
+        m["selected"])
+    page = open(m["report"]).read()
+    assert "Points table" in page and not any(w in page for w in ("returns", "traffic", "junk"))
 
 
 @pytest.mark.parametrize("case,fragments", [

@@ -49,7 +49,10 @@ def scorecard_cmd(
     from tandem.learn.scorecard.job import options_json
     from tandem.learn.scorecard.local import scorecard_local
     from tandem.learn.scorecard.options import BinningOptions, ScorecardOptions
+    from tandem.learn.scorecard.points import Scaling
     from tandem.learn.scorecard.reference import pooled_scorecard
+    from tandem.report.scorecard_report import write_scorecard_report
+    from tandem.report.scorecard_tables import points_rows
 
     files = _parties(party)
     label_party, sep, label_column = label.partition(":")
@@ -76,6 +79,9 @@ def scorecard_cmd(
     model = json.loads(Path(active["model_path"]).read_text())
     coef = {f["name"]: f["coef"] for f in model["features"]}
     ref_pd = 1 / (1 + np.exp(-np.asarray(ref["test_logit"])))
+    scaling = Scaling.of(opts)
+    points = points_rows(model, scaling)
+    report = write_scorecard_report(workdir / "report.html", model, active, scaling)
     metrics = {
         "auc": m["auc"],
         "auc_plaintext": ref["auc_plaintext"],
@@ -101,6 +107,8 @@ def scorecard_cmd(
         "train_seconds": active["train_seconds"],
         "bytes_sent": {name: r["bytes_sent"] for name, r in results.items()},
         "models": {name: r["model_path"] for name, r in results.items()},
+        "points": points,
+        "report": str(report),
     }
     console.print(
         table(
@@ -125,6 +133,19 @@ def scorecard_cmd(
             [[r["name"], r["iv"], r["status"]] for r in active["selection"]],
         )
     )
+    print_points(points, label_party)
+    console.print(f"scorecard report: {report}")
     if metrics_out:
         write_atomically(metrics_out, json.dumps(metrics, indent=2).encode())
         console.print(f"metrics written to {metrics_out}")
+
+
+def print_points(points: list[dict], own: str, top: int = 5) -> None:
+    """The points table of the ``top`` own features with the widest points range (the base points first)."""
+    spread: dict[str, list[float]] = {}
+    for r in points:
+        if r.get("owner") == own and r["bin"] is not None:
+            spread.setdefault(r["feature"], []).append(r["points_exact"])
+    keep = sorted(spread, key=lambda f: -(max(spread[f]) - min(spread[f])))[:top]
+    rows = [[r["feature"], r["label"], r["points"]] for r in points if r["feature"] in keep or r.get("bin") is None]
+    console.print(table(f"Points of {own}'s top features (PDO scaling)", ["feature", "bin", "points"], rows))
