@@ -32,9 +32,11 @@ from tandem.learn.scorecard.moments import Moments
 from tandem.learn.scorecard.optimal import bin_own
 from tandem.learn.scorecard.options import BinningOptions, ScorecardOptions
 from tandem.learn.scorecard.passive import PassiveBinning
+from tandem.learn.scorecard.points import Scaling
 from tandem.learn.scorecard.prebin import Prebins
 from tandem.learn.scorecard.scoring import ActiveScoring, PassiveScoring
 from tandem.learn.scorecard.selection import select
+from tandem.learn.scorecard.stability import score_reference
 from tandem.learn.scorecard.tables import BinTable
 from tandem.protocols.role import Role
 from tandem.protocols.wire import ScorecardRequest
@@ -175,6 +177,11 @@ def active_job(
         tables,
         selection,
         opts,
+    )
+    # the development sample's score bands, for the score's stability in a later period (``tandem monitor``)
+    scored = calib | test
+    model["score_reference"] = score_reference(
+        Scaling.of(opts).score_from_logit(calibration.a + calibration.c * step_score[scored])
     )
     say("done", 1.0)
     return {
