@@ -12,6 +12,7 @@ from tandem.atomic import write_atomically
 from tandem.cli.common import app
 from tandem.console import console, progress_bar, table, tree_progress
 from tandem.errors import InputError
+from tandem.printers import print_scorecard_points
 
 
 def _parties(party: list[str]) -> dict[str, Path]:
@@ -46,7 +47,7 @@ def scorecard_cmd(
     """Link on the id column, bin every feature of both parties (WoE / IV), select, fit and score a
     scorecard without pooling rows; each party is its own node process over mutual TLS."""
     from tandem.learn.options import TrainingOptions
-    from tandem.learn.scorecard.job import options_json
+    from tandem.learn.scorecard.job import STEPS, options_json
     from tandem.learn.scorecard.local import scorecard_local
     from tandem.learn.scorecard.options import BinningOptions, ScorecardOptions
     from tandem.learn.scorecard.points import Scaling
@@ -69,7 +70,7 @@ def scorecard_cmd(
         update("linking and fitting", 0.05)
         results = scorecard_local(
             files, id_column, label_party, label_column, training, options_json(binning, opts), workdir,
-            on_event=tree_progress(update, 0.05, 0.85),
+            on_event=tree_progress(update, 0.05, 0.85, STEPS),
         )  # fmt: skip
         update("pooled reference", 0.9)
         ref = pooled_scorecard(files, id_column, label_party, label_column, seed, test_fraction, binning, opts)
@@ -133,19 +134,8 @@ def scorecard_cmd(
             [[r["name"], r["iv"], r["status"]] for r in active["selection"]],
         )
     )
-    print_points(points, label_party)
+    print_scorecard_points(points, label_party)
     console.print(f"scorecard report: {report}")
     if metrics_out:
         write_atomically(metrics_out, json.dumps(metrics, indent=2).encode())
         console.print(f"metrics written to {metrics_out}")
-
-
-def print_points(points: list[dict], own: str, top: int = 5) -> None:
-    """The points table of the ``top`` own features with the widest points range (the base points first)."""
-    spread: dict[str, list[float]] = {}
-    for r in points:
-        if r.get("owner") == own and r["bin"] is not None:
-            spread.setdefault(r["feature"], []).append(r["points_exact"])
-    keep = sorted(spread, key=lambda f: -(max(spread[f]) - min(spread[f])))[:top]
-    rows = [[r["feature"], r["label"], r["points"]] for r in points if r["feature"] in keep or r.get("bin") is None]
-    console.print(table(f"Points of {own}'s top features (PDO scaling)", ["feature", "bin", "points"], rows))

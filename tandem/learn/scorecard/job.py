@@ -43,6 +43,7 @@ from tandem.protocols.wire import ScorecardRequest
 from tandem.transport.session import Session
 
 PROTOCOL = "scorecard/1"
+STEPS = ("binning", "second moments", "scoring", "done")  # the label holder's progress events
 
 
 def request_options(request: ScorecardRequest) -> tuple[BinningOptions, ScorecardOptions]:
