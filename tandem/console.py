@@ -101,11 +101,14 @@ def node_progress(update: Callable[[str, str, float], None]) -> Callable[[str, d
     return on_event
 
 
-def tree_progress(update: Callable[[str, float], None], start: float, span: float) -> Callable[[str, dict], None]:
-    """A node-event handler that moves ``progress_bar`` from ``start`` over ``span`` as trees are grown."""
+def tree_progress(
+    update: Callable[[str, float], None], start: float, span: float, steps: tuple[str, ...] = ("tree",)
+) -> Callable[[str, dict], None]:
+    """A node-event handler that moves ``progress_bar`` from ``start`` over ``span`` as a training job's steps
+    (``steps``: the prefixes of its progress events; a boosted model's are its trees) go by."""
 
     def on_event(node: str, event: dict) -> None:
-        if event.get("event") == "progress" and event["what"].startswith("tree"):
+        if event.get("event") == "progress" and event["what"].startswith(steps):
             update(event["what"], start + span * event["fraction"])
 
     return on_event

@@ -4,6 +4,7 @@ ask joint questions (``run_demo``, the ``tandem demo`` command)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from tandem.printers import (
     print_link_results,
     print_offers,
     print_propensity,
+    print_scorecard_points,
     print_world_summary,
 )
 from tandem.report.training_report import write_training_report
@@ -144,12 +146,51 @@ def run_demo(persons: int, seed: int, out: Path) -> None:
         f"[bold]{fed:.3f}[/] AUC without either side seeing the other's rows "
         f"({result.seconds_per_tree} s per tree).\nModel report: [bold]{report}[/]"
     )
+    _demo_scorecard(out, files, fed)
     console.rule("[bold]Decide: installments at checkout and seller credit lines, online")
     configs = _demo_decide(out, {**result.to_json(), "market": trained["market"].to_json()})
     console.rule("[bold]Offer: the next best offer for each shared client, gated by solvency")
     _demo_offers(out, configs)
     console.rule("[bold]Insight: joint figures with minimum group sizes and differential privacy")
     _demo_insight(out)
+
+
+def _demo_scorecard(world: Path, files: dict[str, Path], boosted_auc: float) -> None:
+    """The scorecard a credit committee signs, fitted on the same rows beside the boosted model."""
+    from tandem.learn.scorecard.job import STEPS, options_json
+    from tandem.learn.scorecard.local import scorecard_local
+    from tandem.learn.scorecard.options import BinningOptions, ScorecardOptions
+    from tandem.learn.scorecard.points import Scaling
+    from tandem.report.scorecard_report import write_scorecard_report
+    from tandem.report.scorecard_tables import points_rows
+
+    console.rule("[bold]Learn: federated scorecard (WoE binning, IV selection, logistic regression, points)")
+    opts = ScorecardOptions()
+    training = TrainingOptions.from_args({k: TRAIN_ARGS[k] for k in ("test_fraction", "seed")})
+    with progress_bar("scorecard") as update:
+        update("linking rows, binning and fitting", 0.05)
+        results = scorecard_local(
+            files, "link_id", "bank", "default", training, options_json(BinningOptions(), opts),
+            world / "scorecard", on_event=tree_progress(update, 0.05, 0.95, STEPS),
+        )  # fmt: skip
+    active = results["bank"]
+    model = json.loads(Path(active["model_path"]).read_text())
+    scaling = Scaling.of(opts)
+    points = points_rows(model, scaling)
+    report = write_scorecard_report(world / "scorecard" / "report.html", model, active, scaling)
+    auc = active["metrics"]["auc"]
+    console.print(
+        table(
+            f"Default model on {active['n_test']:,} held-out shared borrowers (test AUC)",
+            ["model", "AUC"],
+            [["boosted trees (SecureBoost)", boosted_auc], ["scorecard", auc], ["difference", auc - boosted_auc]],
+        )
+    )
+    print_scorecard_points(points, "bank")
+    console.print(
+        f"{active['n_features_selected']} of {active['n_features_in']} features selected by IV, correlation and "
+        f"VIF; fitted in {active['train_seconds']} s.\nScorecard report: [bold]{report}[/]"
+    )
 
 
 def _demo_insight(world: Path) -> None:

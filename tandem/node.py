@@ -31,7 +31,14 @@ from tandem.node_config import NodeConfig
 from tandem.parties import ENTITIES
 from tandem.protocols.errors import RemoteProtocolError
 from tandem.protocols.message import Message
-from tandem.protocols.wire import InsightQuery, LinkRequest, TrainAccept, TrainRequest
+from tandem.protocols.wire import (
+    InsightQuery,
+    LinkRequest,
+    ScorecardAccept,
+    ScorecardRequest,
+    TrainAccept,
+    TrainRequest,
+)
 from tandem.transport.grpc_node import GrpcChannel, Inboxes, NodeServer, PeerClient
 from tandem.transport.session import Session, open_audit
 
@@ -82,6 +89,7 @@ class Node:
         self._openers: dict[type[Message], Callable[[Session, Any], None]] = {
             LinkRequest: self._respond_link,
             TrainRequest: self._respond_train,
+            ScorecardRequest: self._respond_scorecard,
             InsightQuery: self._respond_insight,
         }
 
@@ -225,6 +233,45 @@ class Node:
                 min_bin_rows=self.config.min_bin_rows,
             ),
         )
+
+    def scorecard(self, peer: str, request_args: dict, scheme: str, key_bits: int) -> dict:
+        """Fit a scorecard with ``peer`` as the passive party (this node holds the labels); return the result.
+        ``request_args``: ``ScorecardRequest`` fields besides session, protocol and model id."""
+        from tandem.learn.scorecard.job import PROTOCOL, active_job
+
+        self._known(peer)
+        data = self.train_data
+        if data is None or data.y is None:
+            raise InputError("this node has no labelled training data (--data FILE --id COLUMN --label COLUMN)")
+        session = self._session(peer, pysecrets.token_hex(16), PROTOCOL)
+        request = ScorecardRequest(session.id, PROTOCOL, pysecrets.token_hex(8), **request_args)
+
+        def work() -> dict:
+            session.send(request)
+            reply = session.recv()
+            if not isinstance(reply, ScorecardAccept):
+                raise RemoteProtocolError(f"peer {peer} answered {reply.name} to a scorecard request")
+            return active_job(
+                [session], data, request, self.blinder, party=self.config.name, passive_parties=[peer],
+                scheme=scheme, key_bits=key_bits, progress=self._progress,
+            )  # fmt: skip
+
+        return self._finish_training([session], self._job([session], work))
+
+    def _respond_scorecard(self, session: Session, request: ScorecardRequest) -> None:
+        from tandem.learn.scorecard.job import PROTOCOL, passive_job
+
+        session.protocol = PROTOCOL
+        if request.protocol != PROTOCOL:
+            raise RemoteProtocolError(f"peer {session.peer} speaks {request.protocol}, this node speaks {PROTOCOL}")
+        if self.train_data is None:
+            raise InputError(f"node {self.config.name} was started without training data (--data FILE --id COLUMN)")
+        session.send(ScorecardAccept(session.id))
+        result = passive_job(
+            session, self.train_data, request, self.blinder, party=self.config.name,
+            min_bin_rows=self.config.min_bin_rows,
+        )  # fmt: skip
+        self._finish_training([session], result)
 
     def _finish_training(self, sessions: list[Session], result: dict) -> dict:
         from tandem.learn.model_io import save

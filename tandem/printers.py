@@ -211,3 +211,14 @@ def print_decide_burst(stats: dict) -> None:
                 ],
             )
         )
+
+
+def print_scorecard_points(points: list[dict], own: str, top: int = 5) -> None:
+    """The points table of the ``top`` own features with the widest points range (the base points first)."""
+    spread: dict[str, list[float]] = {}
+    for r in points:
+        if r.get("owner") == own and r["bin"] is not None:
+            spread.setdefault(r["feature"], []).append(r["points_exact"])
+    keep = sorted(spread, key=lambda f: -(max(spread[f]) - min(spread[f])))[:top]
+    rows = [[r["feature"], r["label"], r["points"]] for r in points if r["feature"] in keep or r.get("bin") is None]
+    console.print(table(f"Points of {own}'s top features (PDO scaling)", ["feature", "bin", "points"], rows))

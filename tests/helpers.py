@@ -55,9 +55,10 @@ def labelled_data(n: int, f: int, seed: int, logit: Callable[[np.ndarray], np.nd
     return X, y
 
 
-def render(chromium: str, path: Path, screenshot: Path | None = None) -> dict:
+def render(chromium: str, path: Path, screenshot: Path | None = None, script: str | None = None) -> dict:
     """Open an HTML file in a real headless Chromium: its ``title``, ``images`` (alt, decoded, natural
-    width, shown width), ``body`` text and the console and page ``errors``."""
+    width, shown width), ``body`` text, the console and page ``errors`` and, given a JavaScript expression
+    ``script``, its value as ``script``."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -71,6 +72,8 @@ def render(chromium: str, path: Path, screenshot: Path | None = None) -> dict:
             images = page.eval_on_selector_all(
                 "img", "els => els.map(e => [e.alt, e.complete, e.naturalWidth, e.getBoundingClientRect().width])")
             shown = {"title": page.title(), "images": images, "body": page.inner_text("body"), "errors": errors}
+            if script is not None:
+                shown["script"] = page.evaluate(script)
             if screenshot is not None:
                 page.screenshot(path=str(screenshot), full_page=True)
         finally:

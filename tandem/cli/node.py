@@ -38,6 +38,12 @@ def node(
     train: str | None = typer.Option(
         None, "--train", help="Train with these peers (comma-separated) as the passive parties, then exit."
     ),
+    scorecard: str | None = typer.Option(
+        None, "--scorecard", help="Fit a scorecard with this peer as the passive party, then exit."
+    ),
+    scorecard_options: str = typer.Option(
+        "", help="The scorecard's binning and fit options as JSON (what `tandem scorecard` passes)."
+    ),
     insight: str | None = typer.Option(
         None, "--insight", help="Run the --query files' insight queries with this peer, then exit."
     ),
@@ -70,6 +76,14 @@ def node(
         if train:
             training.check()
             n.train(train.split(","), training.request_fields(), training.he, training.key_bits)
+            return
+        if scorecard:
+            from tandem.learn.scorecard.job import default_options_json
+
+            training.check()
+            fields = {k: training.request_fields()[k] for k in ("seed", "test_fraction_ppm")}
+            n.scorecard(scorecard, {**fields, "options": scorecard_options or default_options_json()},
+                        training.he, training.key_bits)  # fmt: skip
             return
         if insight:
             from tandem.insight.query import load_queries

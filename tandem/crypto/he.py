@@ -194,6 +194,15 @@ class PublicHe:
         )
         return sums[[(g // 127) * 128 + g % 127 for g in range(n_groups)]]
 
+    def weighted_sums(self, weights: np.ndarray, ciphertexts):
+        """Encrypted ``weights @ values``: ``weights`` ``(g, m)`` non-negative Python ints, ``ciphertexts``
+        ``(m, 1)`` single-slot values -> ``(g, 1)`` ciphertexts (the plaintext-ciphertext product of the
+        library; the scorecard's second moments use it)."""
+        w = np.asarray(weights, dtype=object)
+        if w.ndim != 2 or w.shape[1] != ciphertexts.rows or any(int(v) < 0 for v in w.ravel()):
+            raise ValueError("weights must be (g, m) non-negative integers, m = the ciphertext rows")
+        return self._evaluator.matmul(self._kit.array(w, phe.BigintEncoderParams()), ciphertexts)
+
     def add_masks(self, sums, masks: np.ndarray):
         """``sums`` ``(g, c)`` plus a FRESH encryption of ``masks`` ``(g, s)`` (from ``random_masks``): the
         result is re-randomised, so the key holder cannot tie it to the ciphertexts it made."""
@@ -230,6 +239,10 @@ class SecretHe(PublicHe):
         if ciphertexts.cols != -(-n_slots // self.slots_per_plaintext):
             raise HeError("sums have the wrong shape")
         return unpack_slots(self._kit.decryptor().decrypt(ciphertexts).to_numpy(), n_slots, self.slots_per_plaintext)
+
+    def decrypt_ints(self, ciphertexts) -> np.ndarray:
+        """Ciphertexts -> their plaintexts as Python ints, same shape (for values that are not slots)."""
+        return np.asarray(self._kit.decryptor().decrypt(ciphertexts).to_numpy(), dtype=object)
 
     def decrypt_bucket_sums(self, passes: list[bytes], n_features: int, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
         """``bucket_sums`` passes -> ``(g_sum, h_sum)`` fixed-point int64, each ``(n_features, n_bins)``."""

@@ -16,11 +16,11 @@ import pyarrow as pa
 
 from tandem.decide import policy as rules
 from tandem.decide.api import MESSAGES, PROTOCOL
-from tandem.decide.scoring import ActiveScorer, decode_bits
+from tandem.decide.scorers import load_plugins, load_scorer
+from tandem.decide.scoring import decode_bits
 from tandem.decide.state import POLICY_COLUMNS, FeatureTable, load_decide_config
 from tandem.errors import InputError, TandemError
 from tandem.features.rows import rows
-from tandem.learn import model_io
 from tandem.parties import ENTITIES
 from tandem.store import open_store
 from tandem.store.schema import Column, TableSpec
@@ -54,7 +54,8 @@ def score_portfolio(config_path: str, entity: str, progress=lambda what, fractio
         raise InputError(f"{config_path}: [decide] has no {entity}_model")
     if cfg.peer is None:
         raise InputError(f"{config_path}: [decide] peer (the marketplace) is missing")
-    scorer = ActiveScorer(model_io.load(cfg.models[entity], "active"))
+    load_plugins(cfg.scorers)
+    scorer = load_scorer(cfg.models[entity], "active")
     store = open_store(cfg.node.store)
     try:
         table = FeatureTable(rows(store, "bank", entity, cfg.as_of), scorer.names, POLICY_COLUMNS[("active", entity)])

@@ -1,5 +1,6 @@
-"""Scorers by model-file format: this party's part of a federated model is built in; a plugin file
-named in ``[decide] scorers`` may register other formats (the benchmark's bank-only LightGBM).
+"""Scorers by model-file format: this party's part of a federated model (boosted, or a scorecard,
+``tandem.learn.scorecard.scorer``) is built in; a plugin file named in ``[decide] scorers`` may register other
+formats (the benchmark's bank-only LightGBM).
 
 A registered factory takes the parsed model file (a dict with ``"format"``) and returns an active
 scorer: ``version``, ``names``, ``n_bits``, ``parties`` and ``score(x, bits) -> (pd, contributions)``.
@@ -16,6 +17,8 @@ from typing import Any
 from tandem.decide.scoring import ActiveScorer, PassiveScorer
 from tandem.errors import InputError
 from tandem.learn import model_io
+from tandem.learn.scorecard.model import FORMAT as SCORECARD
+from tandem.learn.scorecard.scorer import ActiveScorecardScorer, PassiveScorecardScorer
 
 Factory = Callable[[dict], Any]
 FORMATS: dict[str, Factory] = {}  # model-file format -> factory, filled by plugins
@@ -48,5 +51,10 @@ def load_scorer(path: Path, role: str | None) -> Any:
     factory = FORMATS.get(fmt) if isinstance(fmt, str) else None
     if factory is not None:
         return factory(head)
+    if fmt == SCORECARD:
+        scorer = {"active": ActiveScorecardScorer, "passive": PassiveScorecardScorer}.get(head.get("role"))
+        if scorer is None or (role is not None and head.get("role") != role):
+            raise InputError(f"{path}: not the {role or 'active or passive'} part of a scorecard")
+        return scorer(head)
     model = model_io.load(path, role)
     return ActiveScorer(model) if model["role"] == "active" else PassiveScorer(model)

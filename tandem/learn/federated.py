@@ -39,7 +39,9 @@ from tandem.protocols.wire import SharedRows, TrainRequest
 from tandem.transport.session import Session
 
 
-def _share(ids: list[str], tag: str, fraction_ppm: int) -> np.ndarray:
+def share(ids: list[str], tag: str, fraction_ppm: int) -> np.ndarray:
+    """Rows whose seeded hash of ``tag`` and id falls in the first ``fraction_ppm`` parts per million, ``(n,)``
+    bool: every side computes the same from its copy of the shared ids."""
     cut = fraction_ppm * (1 << 64) // 1_000_000
     return np.array(
         [int.from_bytes(hashlib.sha256(f"{tag}:{i}".encode()).digest()[:8], "big") < cut for i in ids], dtype=bool
@@ -48,12 +50,12 @@ def _share(ids: list[str], tag: str, fraction_ppm: int) -> np.ndarray:
 
 def is_test(ids: list[str], seed: int, fraction_ppm: int) -> np.ndarray:
     """The test rows, shape ``(n,)`` bool: every side computes the same from the shared ids."""
-    return _share(ids, f"test/{seed}", fraction_ppm)
+    return share(ids, f"test/{seed}", fraction_ppm)
 
 
 def is_valid(ids: list[str], seed: int, fraction_ppm: int) -> np.ndarray:
     """The validation rows for early stopping (to be taken among the non-test rows)."""
-    return _share(ids, f"valid/{seed}", fraction_ppm)
+    return share(ids, f"valid/{seed}", fraction_ppm)
 
 
 def ordered(ids: list[str], seed: int) -> np.ndarray:

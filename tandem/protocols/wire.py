@@ -282,8 +282,30 @@ class SharedRows(Message):
     payload: bytes = field(default=b"", repr=False)
 
 
-# --- scorecard binning (scorecard/1): WoE bins of a passive party's features -------------------
-# Codes 40 and 41 are kept for the scorecard job's request and accept (link, rows, options).
+# --- the scorecard (scorecard/1): request, WoE binning, second moments, scoring ----------------
+
+
+@message(40)
+class ScorecardRequest(Message):
+    """Initiator (label holder) -> the passive party: link on the id column, then fit a scorecard.
+    ``options``: the binning and scorecard options as JSON (``scorecard.job.options_json``); the passive
+    party uses only the pre-binning ones, and its own ``min_bin_rows``."""
+
+    IDS: ClassVar = {"model_id": TOKEN}
+
+    session: str
+    protocol: str  # "scorecard/1"
+    model_id: str
+    seed: int
+    test_fraction_ppm: int
+    options: str
+
+
+@message(41)
+class ScorecardAccept(Message):
+    """The passive party's answer to a ``ScorecardRequest``: it has the data and speaks the protocol."""
+
+    session: str
 
 
 @message(42)
@@ -342,6 +364,77 @@ class BinMerge(Message):
     session: str
     features: list[str]
     assignments: list[str]
+
+
+@message(46)
+class GramStart(Message):
+    """Label holder -> passive: the passive features the regression uses (``features``, in that party's order),
+    how many of the label holder's own WoE columns follow (``n_own``) over how many training rows, and the
+    payload: each named feature's WoE per final bin, encrypted (``gram.encode_woe``), features one after the
+    other."""
+
+    IDS: ClassVar = {"features": NAME}
+
+    session: str
+    features: list[str]
+    n_own: int
+    n_rows: int
+    payload: bytes = field(default=b"", repr=False)
+
+
+@message(47)
+class GramColumns(Message):
+    """Label holder -> passive: its own WoE columns of training rows ``[first, first + n_rows)``, encrypted
+    and packed several to a ciphertext (``PublicHe.encrypt_slots``)."""
+
+    session: str
+    seq: int
+    first: int
+    n_rows: int
+    last: bool
+    payload: bytes = field(default=b"", repr=False)
+
+    @property
+    def records(self) -> int:
+        return self.n_rows
+
+
+@message(48)
+class GramSums(Message):
+    """Passive -> label holder: per passive feature and per column it is paired with, the masked encrypted
+    sums over that feature's bins and the encrypted masks weighted by the feature's WoE (``gram`` module),
+    framed blobs in the order ``gram.pair_order`` gives."""
+
+    session: str
+    n_blobs: int
+    payload: bytes = field(default=b"", repr=False)
+
+
+@message(49)
+class ScoreRequest(Message):
+    """Label holder -> passive: per passive feature its logit contribution per final bin (float64, features
+    one after the other) and the bitmap of the shared rows to score; framed as two blobs."""
+
+    IDS: ClassVar = {"features": NAME}
+
+    session: str
+    features: list[str]
+    n_rows: int
+    payload: bytes = field(default=b"", repr=False)
+
+
+@message(50)
+class PartialScores(Message):
+    """Passive -> label holder: the passive party's summed logit contribution (float64) of each row asked for,
+    in row order."""
+
+    session: str
+    n_rows: int
+    payload: bytes = field(default=b"", repr=False)
+
+    @property
+    def records(self) -> int:
+        return self.n_rows
 
 
 # --- insight: joint aggregates with thresholds and differential privacy (insight/1) -------------
@@ -435,4 +528,4 @@ class InsightDone(Message):
     session: str
 
 
-OPENING = (LinkRequest.CODE, TrainRequest.CODE, InsightQuery.CODE)  # message types that may open a session
+OPENING = (LinkRequest.CODE, TrainRequest.CODE, ScorecardRequest.CODE, InsightQuery.CODE)  # may open a session

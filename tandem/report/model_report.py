@@ -18,6 +18,7 @@ from tandem.learn.metrics import deciles, ks_statistic, roc_auc
 
 
 def _png(fig) -> str:
+    """A matplotlib figure as base64 PNG (the figure is closed)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -26,13 +27,19 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _charts(y: np.ndarray, score: np.ndarray, importance: list[tuple[str, str, float]]) -> dict[str, str]:
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    charts = {}
+    return plt
+
+
+def roc_chart(y: np.ndarray, score: np.ndarray) -> str:
+    """The ROC curve of scores (n,) (higher = riskier) against labels ``y`` (n,) 0/1, as base64 PNG."""
+    plt = pyplot()
     order = np.argsort(-score)
     ys = y[order]
     tpr = np.r_[0, np.cumsum(ys) / ys.sum()]
@@ -42,8 +49,12 @@ def _charts(y: np.ndarray, score: np.ndarray, importance: list[tuple[str, str, f
     ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
     ax.legend(loc="lower right")
-    charts["ROC curve"] = _png(fig)
+    return _png(fig)
 
+
+def ks_chart(y: np.ndarray, score: np.ndarray) -> str:
+    """Both classes' cumulative score distributions and the KS statistic, as base64 PNG."""
+    plt = pyplot()
     thresholds = np.sort(score)
     pos = np.searchsorted(np.sort(score[y == 1]), thresholds, side="right") / max(1, (y == 1).sum())
     neg = np.searchsorted(np.sort(score[y == 0]), thresholds, side="right") / max(1, (y == 0).sum())
@@ -52,7 +63,12 @@ def _charts(y: np.ndarray, score: np.ndarray, importance: list[tuple[str, str, f
     ax.plot(thresholds, pos, label="defaulted")
     ax.set(xlabel="score (PD)", ylabel="cumulative share", title=f"KS {ks_statistic(y, score):.3f}")
     ax.legend()
-    charts["KS"] = _png(fig)
+    return _png(fig)
+
+
+def _charts(y: np.ndarray, score: np.ndarray, importance: list[tuple[str, str, float]]) -> dict[str, str]:
+    plt = pyplot()
+    charts = {"ROC curve": roc_chart(y, score), "KS": ks_chart(y, score)}
 
     fig, ax = plt.subplots(figsize=(4.2, 4))
     bins = list(np.linspace(0, max(score.max(), 1e-9), 40))

@@ -187,6 +187,38 @@ class Prebins:
             out[miss & (ids == self.layout.n_values + s)] = group[0]
         return out
 
+    def to_json(self) -> dict:
+        """The pre-binning as JSON (a model file keeps it to bin new rows as training did)."""
+        return {
+            "name": self.name,
+            "layout": [self.kind, self.layout.n_values, self.layout.n_special],
+            "edges": [float(e) for e in self.edges],
+            "groups": [list(g) for g in self.groups],
+            "specials": [list(g) for g in self.specials],
+            "code_to": self.code_to,
+            "cat_to": self.cat_to,
+            "missing_to": self.missing_to,
+            "other": self.other,
+            "low": self.low,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict) -> Prebins:
+        """Inverse of ``to_json``; ``InputError`` if it is not one."""
+        try:
+            layout = Layout(*raw["layout"])
+            out = cls(
+                str(raw["name"]), layout, np.asarray(raw["edges"], dtype=np.float64),
+                tuple(tuple(str(c) for c in g) for g in raw["groups"]), tuple(tuple(g) for g in raw["specials"]),
+                {str(k): int(v) for k, v in raw["code_to"].items()}, {str(k): int(v) for k, v in raw["cat_to"].items()},
+                int(raw["missing_to"]), int(raw["other"]), raw["low"],
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"not a pre-binning: {exc}") from None
+        if layout.problem() or (layout.kind == "numeric" and len(out.edges) != layout.n_values - 1):
+            raise InputError(f"pre-binning of '{out.name}' does not fit its layout")
+        return out
+
     def final_edges(self, assign: np.ndarray) -> list:
         """The final value bins of a merge (``assign``: pre-bin -> final bin, ``Layout`` order): the kept
         edges (numeric, ascending) or each final bin's categories (categorical, in final-bin order)."""
