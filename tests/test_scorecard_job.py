@@ -76,7 +76,7 @@ def test_scorecard_equals_the_pooled_pipeline_and_keeps_each_party_to_its_own_fe
 @pytest.mark.parametrize("case,fragments", [
     ("label", ("label column 'default' must hold only 0 and 1",)),
     ("one party", ("the scorecard takes the label holder and one other party",)),
-    ("one value", ("market's feature f1 (feature column 2 of its file)", "cannot be binned", "drop it")),
+    ("one value", ("market's feature f1 (its feature 2", "cannot be binned", "drop it")),
 ])
 def test_bad_scorecard_input_fails_with_one_line(tmp_path, case, fragments):
     _files(tmp_path, label=np.where(np.arange(4000) % 3 == 0, 2, 0) if case == "label" else None)
@@ -164,3 +164,32 @@ def test_a_marketplace_killed_mid_fit_stops_the_bank_with_one_line_and_a_rerun_w
             if p.proc.poll() is None:
                 p.proc.kill()
                 p.proc.wait()
+
+
+def test_text_columns_are_categorical_features_on_both_sides_and_a_tab_file_is_sniffed(tmp_path):
+    """String columns (a housing type at the bank, a Y/N flag at the marketplace) are binned by category,
+    with the same IV and coefficients as the pooled pipeline; the marketplace's file is tab-separated."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    housing = rng.choice(["own", "rent", "free", "council"], n, p=[0.5, 0.3, 0.15, 0.05])
+    flag = rng.choice(["Y", "N"], n)
+    x = rng.normal(size=n)
+    logit = -1.5 + 0.9 * x + np.select([housing == "rent", housing == "free"], [0.8, 1.2], 0) + (flag == "Y") * 0.7
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    ids = [f"C{i}" for i in range(n)]
+    pd.DataFrame({"cid": ids, "income": x, "housing": housing, "default": y}).to_csv(tmp_path / "bank.csv", index=False)
+    market = pd.DataFrame({"cid": ids, "premium": flag, "visits": rng.poisson(3, n)})
+    market.loc[rng.random(n) < 0.05, "premium"] = None
+    market.to_csv(tmp_path / "market.tsv", sep="\t", index=False)
+    proc = run_cli("scorecard", "--party", f"bank={tmp_path / 'bank.csv'}", "--party", f"market={tmp_path / 'market.tsv'}",
+                   "--id", "cid", "--label", "bank:default", "--workdir", str(tmp_path / "work"),
+                   "--metrics-out", str(tmp_path / "metrics.json"), "--key-bits", "1024")
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(m["iv"]) == {"income", "housing", "f0", "f1"}                # f1: the text flag, after numeric visits
+    assert max(abs(m["iv"][k] - m["iv_plaintext"][k]) for k in m["iv"]) < 1e-9
+    assert m["coef_max_abs_diff"] < 1e-6 and abs(m["auc"] - m["auc_plaintext"]) < 1e-9
+    assert "housing" in m["selected"] and "f1" in m["selected"]
+    labels = {r["label"] for r in m["points"] if r["feature"] == "housing"}
+    assert any("rent" in label for label in labels)                      # the bank's own categories, by name
+    assert not any("Y" == r["label"] for r in m["points"] if r["feature"] == "f1")  # the marketplace's stay bins

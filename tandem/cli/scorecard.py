@@ -9,7 +9,7 @@ import numpy as np
 import typer
 
 from tandem.atomic import write_atomically
-from tandem.cli.common import app
+from tandem.cli.common import SepOption, app
 from tandem.console import console, progress_bar, table, tree_progress
 from tandem.errors import InputError
 from tandem.printers import print_scorecard_points
@@ -41,6 +41,7 @@ def scorecard_cmd(
     base_score: float = typer.Option(600.0, help="The score at the base odds."),
     base_odds: float = typer.Option(50.0, help="Good:bad odds at the base score."),
     key_bits: int = typer.Option(2048, help="Size of the label holder's Okamoto-Uchiyama key (bits)."),
+    delimiter: SepOption = None,
     metrics_out: Path | None = typer.Option(None, help="Write metrics as JSON here."),
     workdir: Path = typer.Option(Path("tandem-scorecard"), help="Folder for node configs, certificates, models, logs."),
 ):
@@ -70,10 +71,12 @@ def scorecard_cmd(
         update("linking and fitting", 0.05)
         results = scorecard_local(
             files, id_column, label_party, label_column, training, options_json(binning, opts), workdir,
-            on_event=tree_progress(update, 0.05, 0.85, STEPS),
+            on_event=tree_progress(update, 0.05, 0.85, STEPS), sep=delimiter,
         )  # fmt: skip
         update("pooled reference", 0.9)
-        ref = pooled_scorecard(files, id_column, label_party, label_column, seed, test_fraction, binning, opts)
+        ref = pooled_scorecard(
+            files, id_column, label_party, label_column, seed, test_fraction, binning, opts, sep=delimiter
+        )
         update("done", 1.0)
     active = results[label_party]
     m = active["metrics"]

@@ -77,6 +77,12 @@ def is_calibration(ids: list[str], seed: int, fraction: float) -> np.ndarray:
     return share(ids, f"calibration/{seed}", round(fraction * 1_000_000))
 
 
+def columns(data: PartyData) -> dict[str, np.ndarray]:
+    """Every feature column of a party's table, numeric (float64, NaN missing) then categorical (object,
+    None missing), in file order within each kind: name -> (n,)."""
+    return {name: data.X[:, j] for j, name in enumerate(data.names)} | dict(data.categorical)
+
+
 def _own_woe(prebins: Prebins, table: BinTable, x: np.ndarray) -> np.ndarray:
     """(n,) quantised WoE of rows ``x`` of one of the label holder's own features."""
     return quantise_woe(table.woe)[table.assign[prebins.transform(x)]]
@@ -117,9 +123,10 @@ def active_job(
     fit_started = time.perf_counter()
     say("binning", 0.1)
     own: dict[str, tuple[Prebins, BinTable]] = {}
-    for j, name in enumerate(data.names):
+    features = columns(data)
+    for name, x in features.items():
         try:
-            own[name] = bin_own(name, data.X[train_rows, j], y, binning)
+            own[name] = bin_own(name, x[train_rows], y, binning)
         except (InputError, ValueError) as exc:
             raise InputError(f"binning feature '{name}': {exc}") from None
     he = SecretHe.generate(scheme, key_bits)
@@ -128,11 +135,9 @@ def active_job(
     iv = {name: float(t.iv_bins.sum()) for name, (_, t) in own.items()}
     iv.update({name: float(t.iv_bins.sum()) for name, t in binner.tables_.items()})
     say("second moments", 0.4)
-    own_in = [n for n in data.names if iv[n] >= opts.iv_min]
+    own_in = [n for n in features if iv[n] >= opts.iv_min]
     passive_in = [n for n in binner.tables_ if iv[n] >= opts.iv_min]
-    woe_all = np.column_stack(
-        [_own_woe(*own[n], data.X[rows, data.names.index(n)]) for n in own_in] or [np.zeros((len(rows), 0))]
-    )
+    woe_all = np.column_stack([_own_woe(*own[n], features[n][rows]) for n in own_in] or [np.zeros((len(rows), 0))])
     gram = ActiveGram(session.id, y, woe_all[~test], own_in, [binner.tables_[n] for n in passive_in], he)
     run_role(session, gram)
     moments = Moments(tuple(gram.names_), gram.xtx_, gram.xty_).check()
@@ -215,16 +220,17 @@ def passive_job(
     ids = [data.ids[r] for r in rows]
     test = is_test(ids, request.seed, request.test_fraction_ppm)
     train_rows = rows[~test]
-    names = [f"f{j}" for j in range(len(data.names))]
+    features = columns(data)
+    names = [f"f{j}" for j in range(len(features))]
     prebins = []
-    for j, name in enumerate(data.names):
+    for j, (name, x) in enumerate(features.items()):
         try:
-            prebins.append(Prebins.fit(name, data.X[train_rows, j], binning))
+            prebins.append(Prebins.fit(name, x[train_rows], binning))
         except InputError as exc:  # the peer hears of it: say which column without its name
             reason = str(exc).split(": ", 1)[-1]
-            where = f"{party}'s feature {names[j]} (feature column {j + 1} of its file)"
+            where = f"{party}'s feature {names[j]} (its feature {j + 1}: numeric columns in file order, then text ones)"
             raise InputError(f"{where} cannot be binned: {reason}") from None
-    pre_all = np.column_stack([p.transform(data.X[rows, j]) for j, p in enumerate(prebins)])
+    pre_all = np.column_stack([p.transform(x[rows]) for p, x in zip(prebins, features.values())])
     binner = PassiveBinning(session.id, pre_all[~test], [p.layout for p in prebins], names, min_bin_rows)
     run_role(session, binner)
     he = binner.he
@@ -236,5 +242,5 @@ def passive_job(
     run_role(session, PassiveScoring(session.id, bins_all, n_bins, names))
     final = PassiveScoring(session.id, bins_all, n_bins, names)
     run_role(session, final)
-    model = passive_model(request.model_id, party, data.names, names, prebins, binner.assign_, final)
+    model = passive_model(request.model_id, party, list(features), names, prebins, binner.assign_, final)
     return {"model": model, "n_train": int(len(train_rows)), "n_test": int(test.sum())}

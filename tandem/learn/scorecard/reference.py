@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from tandem.learn.buckets import MIN_BIN_ROWS
-from tandem.learn.federated import PartyData, is_test, ordered, read_party_file
+from tandem.learn.federated import is_test, ordered
 from tandem.learn.metrics import roc_auc
+from tandem.learn.party_file import PartyData, read_party_file
 from tandem.learn.scorecard.fit import Fitted, calibrate, newton_step
 from tandem.learn.scorecard.gram import quantise_woe
-from tandem.learn.scorecard.job import is_calibration
+from tandem.learn.scorecard.job import columns, is_calibration
 from tandem.learn.scorecard.moments import Moments
 from tandem.learn.scorecard.optimal import bin_own, reference_fit
 from tandem.learn.scorecard.options import BinningOptions, ScorecardOptions
@@ -35,13 +36,15 @@ def pooled_scorecard(
     binning: BinningOptions,
     opts: ScorecardOptions,
     passive_min_bin_rows: int = MIN_BIN_ROWS,
+    sep: str | None = None,
 ) -> dict:
     """``auc_plaintext``, ``auc_sklearn``, ``iv_plaintext`` (name -> IV, passive features as ``f0``..),
     ``selected``, the coefficients and the test rows' ids and logits of the pooled pipeline."""
     from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
     parties: dict[str, PartyData] = {
-        name: read_party_file(f, id_column, label_column if name == label_party else None) for name, f in files.items()
+        name: read_party_file(f, id_column, label_column if name == label_party else None, sep, warn=lambda line: None)
+        for name, f in files.items()
     }
     active = parties.pop(label_party)
     (passive,) = parties.values()
@@ -59,14 +62,14 @@ def pooled_scorecard(
     y = active.y[ra].astype(np.int64)
     tr = ~test
     woe, iv = {}, {}
-    for j, name in enumerate(active.names):
-        x = active.X[ra, j]
+    for name, column in columns(active).items():
+        x = column[ra]
         prebins, table = bin_own(name, x[tr], y[tr], binning)
         woe[name] = quantise_woe(table.woe)[table.assign[prebins.transform(x)]]
         iv[name] = float(table.iv_bins.sum())
     own_bins = BinningOptions(**{**vars(binning), "min_bin_rows": passive_min_bin_rows})
-    for j in range(len(passive.names)):
-        name, x = f"f{j}", passive.X[rp, j]
+    for j, column in enumerate(columns(passive).values()):
+        name, x = f"f{j}", column[rp]
         prebins = Prebins.fit(name, x[tr], own_bins)
         table = reference_fit(x[tr], y[tr], prebins, binning)
         woe[name] = quantise_woe(table.woe)[table.assign[prebins.transform(x)]]
