@@ -269,7 +269,7 @@ class Node:
         session.send(ScorecardAccept(session.id))
         result = passive_job(
             session, self.train_data, request, self.blinder, party=self.config.name,
-            min_bin_rows=self.config.min_bin_rows,
+            min_bin_rows=self.config.min_bin_rows, share_names=self.config.share_names,
         )  # fmt: skip
         self._finish_training([session], result)
 

@@ -42,6 +42,7 @@ class NodeConfig:
     limits: Limits = field(default_factory=Limits)  # caps on what a peer may make this node hold
     link_chunk: int = DEFAULT_CHUNK  # [link] chunk: points per PSI message (and per checkpointed chunk)
     min_bin_rows: int = MIN_BIN_ROWS  # as a passive party in training: the fewest rows a bucket sum it sends covers
+    share_names: bool = False  # as a passive party in a scorecard: the label holder sees its feature names, not f0..
     link_backend: str = DEFAULT_BACKEND  # [link] backend: the X25519 that blinds PSI values (auto | mb | openssl)
 
     @property
@@ -92,6 +93,9 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
     min_bin_rows = raw.get("train", {}).get("min_bin_rows", MIN_BIN_ROWS)
     if not isinstance(min_bin_rows, int) or isinstance(min_bin_rows, bool) or min_bin_rows < 1:
         raise InputError(f"{path}: [train] min_bin_rows must be an integer >= 1 (1: no merging)")
+    share_names = raw.get("train", {}).get("share_names", False)
+    if not isinstance(share_names, bool):
+        raise InputError(f"{path}: [train] share_names must be true or false")
     try:
         as_of = date.fromisoformat(str(node["as_of"])) if "as_of" in node else date.today()
     except ValueError:
@@ -115,5 +119,6 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
         as_of=as_of,
         limits=Limits.from_section(raw.get("limits", {}), path),
         min_bin_rows=min_bin_rows,
+        share_names=share_names,
         link_backend=link_backend,
     )

@@ -38,7 +38,7 @@ def _scorecard(tmp_path, *extra):
 def fitted(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("scorecard")
     _files(tmp_path)
-    proc = _scorecard(tmp_path)
+    proc = _scorecard(tmp_path, "--special-code", "-999")
     assert proc.returncode == 0, proc.stderr
     return tmp_path, proc, json.loads((tmp_path / "metrics.json").read_text())
 
@@ -67,6 +67,7 @@ def test_scorecard_equals_the_pooled_pipeline_and_keeps_each_party_to_its_own_fe
     assert not any(w in json.dumps(market) for w in ("income", "debt", "noise", "default"))
     assert [f["as"] for f in market["features"]] == sorted([kept, "f2"])
     assert "Scorecard (test)" in proc.stdout and "Feature selection" in proc.stdout and "Points of bank" in proc.stdout
+    assert any(r["label"].startswith("special") for r in m["points"] if r["feature"] == "income")  # -999's own bin
     assert m["points"][0]["label"] == "base points" and {r["feature"] for r in m["points"][1:]} == set(
         m["selected"])
     page = open(m["report"]).read()
@@ -107,7 +108,8 @@ def test_online_batch_and_pooled_pd_agree_and_reasons_name_the_points_lost(fitte
     bank_part = ActiveScorecardScorer(json.loads(open(m["models"]["bank"]).read()))
     market_part = PassiveScorecardScorer(json.loads(open(m["models"]["market"]).read()))
     files = {"bank": tmp_path / "bank.csv", "market": tmp_path / "market.parquet"}
-    ref = pooled_scorecard(files, "cid", "bank", "default", 42, 0.2, BinningOptions(), ScorecardOptions())
+    ref = pooled_scorecard(files, "cid", "bank", "default", 42, 0.2, BinningOptions(special_codes=(-999.0,)),
+                           ScorecardOptions())
     bank = pd.read_csv(files["bank"]).set_index("cid").loc[ref["test_ids"]]
     market = pd.read_parquet(files["market"]).set_index("cid").loc[ref["test_ids"]]
     X, Xm = bank[bank_part.names].to_numpy(float), market[market_part.names].to_numpy(float)
@@ -193,3 +195,24 @@ def test_text_columns_are_categorical_features_on_both_sides_and_a_tab_file_is_s
     labels = {r["label"] for r in m["points"] if r["feature"] == "housing"}
     assert any("rent" in label for label in labels)                      # the bank's own categories, by name
     assert not any("Y" == r["label"] for r in m["points"] if r["feature"] == "f1")  # the marketplace's stay bins
+
+
+def test_a_passive_party_shares_its_feature_names_only_when_its_config_says_so(tmp_path):
+    from tandem.learn.scorecard.job import wire_names
+    from tandem.node_config import load_node_config
+
+    names = ["NumberOfTime30-59DaysPastDueNotWorse", "NumberOfTime60-89DaysPastDueNotWorse", "30d visits", "visits"]
+    assert wire_names(names, share=False) == ["f0", "f1", "f2", "f3"]
+    shared = wire_names(names, share=True)
+    assert shared[:2] == ["numberoftime30_59dayspastduenotw", "numberoftime60_89dayspastduenotw"]
+    assert shared[2:] == ["f_30d_visits", "visits"] and len(set(shared)) == 4
+    from tandem.protocols.message import NAME
+    assert all(NAME.fullmatch(n) for n in shared)                       # each passes the wire's identifier rule
+    from tandem.devcluster import node_configs
+    path = node_configs(tmp_path, {"market": "m.duckdb"}, {"market": "bank"}, 10)["market"]
+    assert load_node_config(path).share_names is False                  # opaque unless the marketplace says so
+    path.write_text(path.read_text() + "\n[train]\nshare_names = true\n")
+    assert load_node_config(path).share_names is True
+    path.write_text(path.read_text().replace("share_names = true", 'share_names = "yes"'))
+    with pytest.raises(Exception, match=r"\[train\] share_names must be true or false"):
+        load_node_config(path)

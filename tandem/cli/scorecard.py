@@ -10,9 +10,17 @@ import typer
 
 from tandem.atomic import write_atomically
 from tandem.cli.common import SepOption, app
-from tandem.console import console, progress_bar, table, tree_progress
+from tandem.console import console, err_console, progress_bar, table, tree_progress
 from tandem.errors import InputError
 from tandem.printers import print_scorecard_points
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _parties(party: list[str]) -> dict[str, Path]:
@@ -37,6 +45,9 @@ def scorecard_cmd(
     max_vif: float = typer.Option(10.0, help="Drop features while the largest variance inflation factor exceeds this."),
     l2: float = typer.Option(1.0, "--l2", help="L2 regularisation of the regression coefficients."),
     max_prebins: int = typer.Option(20, help="Most quantile pre-bins per numeric feature."),
+    special_code: list[str] = typer.Option(
+        [], "--special-code", help="A value that is a code, not a measurement (-999, 'unknown'): its own bin. Repeat."
+    ),
     pdo: float = typer.Option(20.0, help="Points to double the odds."),
     base_score: float = typer.Option(600.0, help="The score at the base odds."),
     base_odds: float = typer.Option(50.0, help="Good:bad odds at the base score."),
@@ -62,7 +73,8 @@ def scorecard_cmd(
         raise InputError(f"--label must look like NAME:COLUMN, got '{label}'")
     if not 0 < test_fraction < 1:
         raise InputError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
-    binning = BinningOptions(max_n_prebins=max_prebins).check()
+    codes = tuple(float(c) if _is_number(c) else c for c in special_code)
+    binning = BinningOptions(max_n_prebins=max_prebins, special_codes=codes).check()
     opts = ScorecardOptions(
         iv_min=iv_min, max_corr=max_corr, max_vif=max_vif, l2=l2, pdo=pdo, base_score=base_score, base_odds=base_odds
     ).check()
@@ -72,6 +84,7 @@ def scorecard_cmd(
         results = scorecard_local(
             files, id_column, label_party, label_column, training, options_json(binning, opts), workdir,
             on_event=tree_progress(update, 0.05, 0.85, STEPS), sep=delimiter,
+            warn=lambda message: err_console.print(f"warning: {message}", markup=False),
         )  # fmt: skip
         update("pooled reference", 0.9)
         ref = pooled_scorecard(
@@ -109,6 +122,7 @@ def scorecard_cmd(
         "selection": active["selection"],
         "calibration": active["calibration"],
         "train_seconds": active["train_seconds"],
+        "rows_left_out": {name: r["rows_left_out"] for name, r in results.items()},
         "bytes_sent": {name: r["bytes_sent"] for name, r in results.items()},
         "models": {name: r["model_path"] for name, r in results.items()},
         "points": points,

@@ -40,7 +40,7 @@ from tandem.errors import InputError
 
 SNIFF_BYTES = 64 * 1024
 DELIMITERS = ",\t;|"
-MAX_SHIFTED_SHARE = 0.01  # more shifted rows than this share of the file is an error, not a warning
+MAX_SHIFTED_SHARE = 0.05  # more shifted rows than this share of the file is an error, not a warning
 SHOWN_LINES = 5  # line numbers an error or warning names
 # the texts that mean a missing value, in both parsers: pandas' default list
 NULL_VALUES = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>"]

@@ -14,6 +14,7 @@ is not built.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -195,6 +196,7 @@ def active_job(
         "n_train": int(len(train_rows)),
         "n_test": int(len(test_rows)),
         "n_calibration": int(calib.sum()),
+        "rows_left_out": data.rows_left_out,
         "n_features_in": len(iv),
         "n_features_selected": len(selection.selected),
         "iv": iv,
@@ -209,11 +211,32 @@ def active_job(
     }
 
 
+def wire_names(names: list[str], share: bool) -> list[str]:
+    """What the label holder calls a passive party's features: ``f0``, ``f1``.. or, where that party's config
+    shares them (``[train] share_names``), its names folded to the wire's identifier rule (lower case,
+    ``[a-z0-9_]``, at most 32 characters, made unique)."""
+    if not share:
+        return [f"f{j}" for j in range(len(names))]
+    out: list[str] = []
+    for j, name in enumerate(names):
+        folded = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_")
+        folded = (folded if folded[:1].isalpha() else f"f_{folded}")[:32]
+        out.append(folded if folded not in out else f"{folded[:27]}_{j}")
+    return out
+
+
 def passive_job(
-    session: Session, data: PartyData, request: ScorecardRequest, blinder, *, party: str, min_bin_rows: int
+    session: Session,
+    data: PartyData,
+    request: ScorecardRequest,
+    blinder,
+    *,
+    party: str,
+    min_bin_rows: int,
+    share_names: bool = False,
 ) -> dict:
-    """A passive party's side; returns its part of the model. ``min_bin_rows`` is this party's own
-    setting (its node config), never the request's."""
+    """A passive party's side; returns its part of the model. ``min_bin_rows`` and ``share_names`` are this
+    party's own settings (its node config), never the request's."""
     binning, _opts = request_options(request)
     binning = BinningOptions(**{**vars(binning), "min_bin_rows": min_bin_rows}).check()
     rows = _align_passive(session, data, request.seed, blinder)
@@ -221,7 +244,7 @@ def passive_job(
     test = is_test(ids, request.seed, request.test_fraction_ppm)
     train_rows = rows[~test]
     features = columns(data)
-    names = [f"f{j}" for j in range(len(features))]
+    names = wire_names(list(features), share_names)
     prebins = []
     for j, (name, x) in enumerate(features.items()):
         try:
@@ -243,4 +266,9 @@ def passive_job(
     final = PassiveScoring(session.id, bins_all, n_bins, names)
     run_role(session, final)
     model = passive_model(request.model_id, party, list(features), names, prebins, binner.assign_, final)
-    return {"model": model, "n_train": int(len(train_rows)), "n_test": int(test.sum())}
+    return {
+        "model": model,
+        "n_train": int(len(train_rows)),
+        "n_test": int(test.sum()),
+        "rows_left_out": data.rows_left_out,
+    }

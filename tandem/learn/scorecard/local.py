@@ -6,6 +6,7 @@ Each node reads only its own file; the label holder's node initiates. The pooled
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from tandem.devcluster import OnEvent, no_events, node_configs, run_pair
@@ -25,16 +26,17 @@ def scorecard_local(
     timeout_s: float = 300.0,
     on_event: OnEvent = no_events,
     sep: str | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, dict]:
     """Run both nodes; return each node's result event (``node`` -> dict). ``sep``: the files' delimiter
-    (``None``: each file's is sniffed)."""
+    (``None``: each file's is sniffed); ``warn`` hears of shifted rows left out."""
     if label_party not in files:
         raise InputError(f"--label names party '{label_party}', which has no --party file")
     passive = [p for p in files if p != label_party]
     if len(passive) != 1:
         raise InputError(f"the scorecard takes the label holder and one other party, got {len(files)} parties")
     for name, path in files.items():  # a bad file fails here, in a second, not in a node after its start-up
-        read_party_file(path, id_column, label_column if name == label_party else None, sep)
+        read_party_file(path, id_column, label_column if name == label_party else None, sep, warn)
     configs = node_configs(workdir / "nodes", {p: f"{p}.duckdb" for p in files}, {p: "bank" for p in files}, timeout_s)
     (peer,) = passive
     seps = ["--sep", sep] if sep else []
