@@ -1,0 +1,108 @@
+"""The scorecard as the decision service's customer model (issue 15): both services run a federated scorecard
+for customers (sellers keep a boosted model); an online checkout and the batch `tandem score` give the PD the
+two model parts give for that buyer; `tandem monitor` reads the portfolio's scores and the bank's features."""
+
+import json
+from pathlib import Path
+
+import duckdb
+import httpx
+import pandas as pd
+import pytest
+from helpers import one_line_error, run_cli
+
+from tandem.decide.local import TRAIN, Service, train_models, write_decide_configs
+from tandem.decide.state import load_decide_config
+from tandem.demo import export_training_files
+from tandem.features.rows import rows
+from tandem.learn.options import TrainingOptions
+from tandem.learn.scorecard.job import default_options_json
+from tandem.learn.scorecard.local import scorecard_local
+from tandem.learn.scorecard.scorer import ActiveScorecardScorer, PassiveScorecardScorer
+from tandem.link.local import link_world
+from tandem.store import open_store
+from tandem.world.generate import generate_world
+
+ARGS = {**TRAIN, "trees": 4, "key_bits": 1024}
+BUYERS = 3
+
+
+def _checkout(s, request_id, user):
+    return httpx.post(s["market"].api + "/v1/checkout", verify=False, headers={"X-API-Key": s["key"]}, timeout=30,
+                      json={"request_id": request_id, "user_id": user,
+                            "order": {"amount": 15000.0, "currency": "RUB", "categories": ["electronics"]}})
+
+
+def _binnable(files: dict[str, Path]) -> dict[str, Path]:
+    """The training files without the columns that are almost constant in this small world (fewer than 50 rows
+    off the commonest value: the scorecard cannot bin them and asks to drop them)."""
+    for path in files.values():
+        frame = pd.read_parquet(path)
+        rare = [c for c in frame.columns if len(frame) - frame[c].value_counts(dropna=False).iloc[0] < 50]
+        frame.drop(columns=[c for c in rare if c != "default"]).to_parquet(path)
+    return files
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """Scorecard for customers, boosted for sellers; a few checkouts, then the bank stops and scores in batch."""
+    world = tmp_path_factory.mktemp("scorecard-decide") / "world"
+    cfg = world.parent / "sellers.toml"
+    cfg.write_text("[population]\npersons_per_seller = 5\n\n[sellers]\nbusiness_loan_share = 0.8\n")
+    generate_world(6000, 11, world, config=cfg, evaluate=False)
+    link_world(world, entities=["customers", "sellers"], count_only=False)
+    card = scorecard_local(_binnable(export_training_files(world, "customers")), "link_id", "bank", "default",
+                           TrainingOptions(key_bits=1024), default_options_json(), world / "train" / "scorecard-nodes")
+    models = train_models(world, entities=["sellers"], args=ARGS)
+    models["customers"] = {**card["bank"], "market": card["market"]}
+    paths, key = write_decide_configs(world, models)
+    s = {"world": world, "paths": paths, "key": key, "models": {p: Path(card[p]["model_path"]) for p in card}}
+    s["bank"], s["market"] = Service(paths["bank"]).wait_ready(), Service(paths["market"]).wait_ready()
+    try:
+        con = duckdb.connect(str(world / "market.duckdb"), read_only=True)
+        users = [r[0] for r in con.sql("SELECT local_id FROM link_customers ORDER BY link_id").fetchall()]
+        con.close()
+        s["replies"] = [_checkout(s, f"card-{i:04d}", u) for i, u in enumerate(users[:BUYERS])]
+        s["bank"].stop()                                        # the bank's store is free: batch scoring
+        s["score"] = run_cli("score", "--config", str(paths["bank"]), "--entity", "customers")
+    finally:
+        s["bank"].stop()
+        s["market"].stop()
+    return s
+
+
+def _expected_pds(s, link_ids: list[str]) -> dict[str, float]:
+    """Each buyer's PD from the two model files and each party's feature rows (its store, the config's as_of)."""
+    bank = ActiveScorecardScorer(json.loads(s["models"]["bank"].read_text()))
+    market = PassiveScorecardScorer(json.loads(s["models"]["market"].read_text()))
+    X = {}
+    for party, scorer in (("bank", bank), ("market", market)):
+        cfg = load_decide_config(str(s["paths"][party]))
+        store = open_store(cfg.node.store, read_only=True)
+        try:
+            table = rows(store, party, "customers", cfg.as_of).to_pandas().set_index("link_id")
+        finally:
+            store.close()
+        X[party] = table.loc[link_ids, scorer.names].to_numpy(dtype=float)
+    return {lid: bank.score(X["bank"][i], market.row_bits(X["market"][i]))[0] for i, lid in enumerate(link_ids)}
+
+
+def test_checkout_and_batch_score_with_the_scorecard_give_its_pd(served):
+    s = served
+    assert all(r.status_code == 200 for r in s["replies"]), [r.text for r in s["replies"]]
+    assert s["score"].returncode == 0, s["score"].stderr
+    decisions = {d["link_id"]: d for d in (r.json() for r in s["replies"])}
+    con = duckdb.connect(str(s["world"] / "bank.duckdb"), read_only=True)
+    online = dict(con.execute("SELECT link_id, pd FROM decisions WHERE request_id LIKE 'card-%'").fetchall())
+    batch = dict(con.sql("SELECT link_id, pd FROM scores_customers").fetchall())
+    versions = {v for (v,) in con.sql("SELECT DISTINCT model_version FROM scores_customers").fetchall()}
+    con.close()
+    model = json.loads(s["models"]["bank"].read_text())
+    assert versions == {model["model_id"]} and len(online) == BUYERS
+    expected = _expected_pds(s, list(decisions))
+    own = {f["name"].replace("_", " ") for f in model["features"] if "prebins" in f}
+    for lid, d in decisions.items():
+        assert abs(online[lid] - expected[lid]) < 1e-9 and abs(batch[lid] - expected[lid]) < 1e-9
+    reasons = [r for d in decisions.values() for r in d["reasons"]]
+    assert reasons and all((r["party"], r["description"]) == ("market", "marketplace behaviour")
+                           or (r["party"] == "bank" and r["description"] in own) for r in reasons), reasons
