@@ -3,10 +3,13 @@ for customers (sellers keep a boosted model); an online checkout and the batch `
 two model parts give for that buyer; `tandem monitor` reads the portfolio's scores and the bank's features."""
 
 import json
+import math
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import one_line_error, run_cli
@@ -18,6 +21,7 @@ from tandem.features.rows import rows
 from tandem.learn.options import TrainingOptions
 from tandem.learn.scorecard.job import default_options_json
 from tandem.learn.scorecard.local import scorecard_local
+from tandem.learn.scorecard.points import Scaling
 from tandem.learn.scorecard.scorer import ActiveScorecardScorer, PassiveScorecardScorer
 from tandem.link.local import link_world
 from tandem.store import open_store
@@ -106,3 +110,55 @@ def test_checkout_and_batch_score_with_the_scorecard_give_its_pd(served):
     reasons = [r for d in decisions.values() for r in d["reasons"]]
     assert reasons and all((r["party"], r["description"]) == ("market", "marketplace behaviour")
                            or (r["party"] == "bank" and r["description"] in own) for r in reasons), reasons
+
+
+def test_monitor_gives_the_score_psi_of_the_portfolio_and_the_csi_of_each_bank_feature(served, tmp_path):
+    s = served
+    assert s["score"].returncode == 0, s["score"].stderr
+    today = datetime.now(UTC).date()
+    out = tmp_path / "monitor.json"
+    proc = run_cli("monitor", "--config", str(s["paths"]["bank"]), "--from", str(today - timedelta(days=1)),
+                   "--to", str(today + timedelta(days=1)), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "Score stability" in proc.stdout and "Characteristic stability" in proc.stdout
+    m = json.loads(out.read_text())
+    model = json.loads(s["models"]["bank"].read_text())
+    con = duckdb.connect(str(s["world"] / "bank.duckdb"), read_only=True)
+    pds = np.array([p for (p,) in con.sql("SELECT pd FROM scores_customers").fetchall()])
+    con.close()
+    o = model["options"]                                        # the score PSI by hand: points, bands, shares
+    points = Scaling(o["pdo"], o["base_score"], o["base_odds"]).score_from_logit(np.log(pds / (1 - pds)))
+    ref = model["score_reference"]
+    actual = np.bincount(np.searchsorted(ref["edges"], points, side="right"), minlength=len(ref["counts"]))
+    e = np.maximum(np.array(ref["counts"]) / sum(ref["counts"]), 1e-4)
+    a = np.maximum(actual / actual.sum(), 1e-4)
+    psi = math.fsum((a - e) * np.log(a / e))
+    light = "green" if psi < 0.1 else "amber" if psi <= 0.25 else "red"
+    assert m["score"]["scores"] == len(pds) and abs(m["score"]["psi"] - psi) < 1e-12 and m["score"]["light"] == light
+    assert [r["actual"] for r in m["score"]["rows"]] == actual.tolist()
+    own = [f["name"] for f in model["features"] if "prebins" in f]
+    assert own and [f["feature"] for f in m["features"]] == own
+    cfg = load_decide_config(str(s["paths"]["bank"]))
+    as_of = min(today + timedelta(days=1), cfg.as_of)             # the world's node is pinned to a past day
+    assert m["as_of"] == str(as_of)
+    store = open_store(cfg.node.store, read_only=True)
+    try:
+        n = rows(store, "bank", "customers", as_of).num_rows
+    finally:
+        store.close()
+    for f in m["features"]:
+        assert sum(r["actual"] for r in f["rows"]) == n and abs(f["psi"] - math.fsum(r["psi"] for r in f["rows"])) < 1e-12
+        assert f["light"] == ("green" if f["psi"] < 0.1 else "amber" if f["psi"] <= 0.25 else "red")
+
+
+def test_monitor_errors_are_one_line(served):
+    bank = str(served["paths"]["bank"])
+    proc = run_cli("monitor", "--config", bank, "--from", "2001-01-01", "--to", "2001-01-31")
+    assert proc.returncode == 2
+    one_line_error(proc, "no customers scores", "2001-01-01", "run tandem score")
+    one_line_error(run_cli("monitor", "--config", bank, "--from", "2001-13-01", "--to", "2001-01-31"),
+                   "--from must be a date")
+    one_line_error(run_cli("monitor", "--config", bank, "--from", "2001-02-01", "--to", "2001-01-31"),
+                   "is after --to")
+    one_line_error(run_cli("monitor", "--config", bank, "--entity", "sellers", "--from", "2001-01-01", "--to",
+                           "2001-01-31"), "not a scorecard")
