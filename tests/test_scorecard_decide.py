@@ -4,7 +4,7 @@ two model parts give for that buyer; `tandem monitor` reads the portfolio's scor
 
 import json
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -15,8 +15,10 @@ import pytest
 from helpers import one_line_error, run_cli
 
 from tandem.decide.local import TRAIN, Service, train_models, write_decide_configs
-from tandem.decide.state import load_decide_config
+from tandem.decide.state import key_hash, load_decide_config
+from tandem.decide.monitor import monitor, parse_day
 from tandem.demo import export_training_files
+from tandem.errors import InputError
 from tandem.features.rows import rows
 from tandem.learn.options import TrainingOptions
 from tandem.learn.scorecard.job import default_options_json
@@ -60,13 +62,19 @@ def served(tmp_path_factory):
     models = train_models(world, entities=["sellers"], args=ARGS)
     models["customers"] = {**card["bank"], "market": card["market"]}
     paths, key = write_decide_configs(world, models)
+    (world / "nodes" / "admin-keys.txt").write_text(key_hash("operator-" + key) + "\n")
+    for path in paths.values():                                  # both operators may reload their service
+        path.write_text(path.read_text() + 'admin_keys = "admin-keys.txt"\n')
     s = {"world": world, "paths": paths, "key": key, "models": {p: Path(card[p]["model_path"]) for p in card}}
     s["bank"], s["market"] = Service(paths["bank"]).wait_ready(), Service(paths["market"]).wait_ready()
     try:
         con = duckdb.connect(str(world / "market.duckdb"), read_only=True)
         users = [r[0] for r in con.sql("SELECT local_id FROM link_customers ORDER BY link_id").fetchall()]
         con.close()
-        s["replies"] = [_checkout(s, f"card-{i:04d}", u) for i, u in enumerate(users[:BUYERS])]
+        s["replies"] = [_checkout(s, f"card-{i:04d}", u) for i, u in enumerate(users[:BUYERS - 1])]
+        s["reloads"] = [httpx.post(s[p].api + "/v1/admin/reload", verify=False, timeout=30,
+                                   headers={"X-Admin-Key": "operator-" + key}) for p in ("bank", "market")]
+        s["replies"].append(_checkout(s, f"card-{BUYERS - 1:04d}", users[BUYERS - 1]))  # after the reload
         s["bank"].stop()                                        # the bank's store is free: batch scoring
         s["score"] = run_cli("score", "--config", str(paths["bank"]), "--entity", "customers")
     finally:
@@ -93,7 +101,9 @@ def _expected_pds(s, link_ids: list[str]) -> dict[str, float]:
 
 def test_checkout_and_batch_score_with_the_scorecard_give_its_pd(served):
     s = served
-    assert all(r.status_code == 200 for r in s["replies"]), [r.text for r in s["replies"]]
+    assert all(r.status_code == 200 for r in s["replies"] + s["reloads"]), [r.text for r in s["replies"] + s["reloads"]]
+    model_id = json.loads(s["models"]["bank"].read_text())["model_id"]
+    assert all(r.json()["current"]["customers"] == model_id for r in s["reloads"])
     assert s["score"].returncode == 0, s["score"].stderr
     decisions = {d["link_id"]: d for d in (r.json() for r in s["replies"])}
     con = duckdb.connect(str(s["world"] / "bank.duckdb"), read_only=True)
@@ -156,9 +166,9 @@ def test_monitor_errors_are_one_line(served):
     proc = run_cli("monitor", "--config", bank, "--from", "2001-01-01", "--to", "2001-01-31")
     assert proc.returncode == 2
     one_line_error(proc, "no customers scores", "2001-01-01", "run tandem score")
-    one_line_error(run_cli("monitor", "--config", bank, "--from", "2001-13-01", "--to", "2001-01-31"),
-                   "--from must be a date")
-    one_line_error(run_cli("monitor", "--config", bank, "--from", "2001-02-01", "--to", "2001-01-31"),
-                   "is after --to")
-    one_line_error(run_cli("monitor", "--config", bank, "--entity", "sellers", "--from", "2001-01-01", "--to",
-                           "2001-01-31"), "not a scorecard")
+    with pytest.raises(InputError, match="--from must be a date"):
+        parse_day("2001-13-01", "--from")
+    with pytest.raises(InputError, match="is after --to"):
+        monitor(bank, "customers", date(2001, 2, 1), date(2001, 1, 31))
+    with pytest.raises(InputError, match="the model is not a scorecard"):
+        monitor(bank, "sellers", date(2001, 1, 1), date(2001, 1, 31))    # sellers keep the boosted model
