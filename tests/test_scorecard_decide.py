@@ -15,8 +15,8 @@ import pytest
 from helpers import one_line_error, run_cli
 
 from tandem.decide.local import TRAIN, Service, train_models, write_decide_configs
-from tandem.decide.state import key_hash, load_decide_config
 from tandem.decide.monitor import monitor, parse_day
+from tandem.decide.state import key_hash, load_decide_config
 from tandem.demo import export_training_files
 from tandem.errors import InputError
 from tandem.features.rows import rows
@@ -115,7 +115,7 @@ def test_checkout_and_batch_score_with_the_scorecard_give_its_pd(served):
     assert versions == {model["model_id"]} and len(online) == BUYERS
     expected = _expected_pds(s, list(decisions))
     own = {f["name"].replace("_", " ") for f in model["features"] if "prebins" in f}
-    for lid, d in decisions.items():
+    for lid in decisions:
         assert abs(online[lid] - expected[lid]) < 1e-9 and abs(batch[lid] - expected[lid]) < 1e-9
     reasons = [r for d in decisions.values() for r in d["reasons"]]
     assert reasons and all((r["party"], r["description"]) == ("market", "marketplace behaviour")
@@ -157,7 +157,8 @@ def test_monitor_gives_the_score_psi_of_the_portfolio_and_the_csi_of_each_bank_f
     finally:
         store.close()
     for f in m["features"]:
-        assert sum(r["actual"] for r in f["rows"]) == n and abs(f["psi"] - math.fsum(r["psi"] for r in f["rows"])) < 1e-12
+        assert sum(r["actual"] for r in f["rows"]) == n
+        assert abs(f["psi"] - math.fsum(r["psi"] for r in f["rows"])) < 1e-12
         assert f["light"] == ("green" if f["psi"] < 0.1 else "amber" if f["psi"] <= 0.25 else "red")
 
 
