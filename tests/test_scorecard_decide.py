@@ -23,6 +23,7 @@ from tandem.features.rows import rows
 from tandem.learn.options import TrainingOptions
 from tandem.learn.scorecard.job import default_options_json
 from tandem.learn.scorecard.local import scorecard_local
+from tandem.learn.scorecard.model import final_bins
 from tandem.learn.scorecard.points import Scaling
 from tandem.learn.scorecard.scorer import ActiveScorecardScorer, PassiveScorecardScorer
 from tandem.link.local import link_world
@@ -153,11 +154,15 @@ def test_monitor_gives_the_score_psi_of_the_portfolio_and_the_csi_of_each_bank_f
     assert m["as_of"] == str(as_of)
     store = open_store(cfg.node.store, read_only=True)
     try:
-        n = rows(store, "bank", "customers", as_of).num_rows
+        table = rows(store, "bank", "customers", as_of).to_pandas()
     finally:
         store.close()
-    for f in m["features"]:
-        assert sum(r["actual"] for r in f["rows"]) == n
+    entries = {e["name"]: e for e in model["features"]}
+    for f in m["features"]:                                       # each feature's bins of the bank's rows then
+        e = entries[f["feature"]]
+        bins = final_bins(e, table[f["feature"]].to_numpy(dtype=float, na_value=np.nan))
+        assert [r["actual"] for r in f["rows"]] == np.bincount(bins, minlength=len(e["counts"])).tolist()
+        assert [r["expected"] for r in f["rows"]] == e["counts"] and sum(r["actual"] for r in f["rows"]) == len(table)
         assert abs(f["psi"] - math.fsum(r["psi"] for r in f["rows"])) < 1e-12
         assert f["light"] == ("green" if f["psi"] < 0.1 else "amber" if f["psi"] <= 0.25 else "red")
 
