@@ -12,7 +12,20 @@ from tandem.console import err_console
 from tandem.errors import TandemError
 
 # in the order of the flow, which is the order of `tandem --help`
-STAGES = ("world", "store", "certs", "node", "link", "train", "scorecard", "decide", "offers", "audit", "insight")
+STAGES = (
+    "world",
+    "store",
+    "certs",
+    "node",
+    "link",
+    "train",
+    "scorecard",
+    "decide",
+    "monitor",
+    "offers",
+    "audit",
+    "insight",
+)
 for _stage in STAGES:
     importlib.import_module(f"tandem.cli.{_stage}")
 app.add_typer(store_app, name="store")

@@ -4,6 +4,7 @@ formats (the benchmark's bank-only LightGBM).
 
 A registered factory takes the parsed model file (a dict with ``"format"``) and returns an active
 scorer: ``version``, ``names``, ``n_bits``, ``parties`` and ``score(x, bits) -> (pd, contributions)``.
+Every passive scorer is built in (``PASSIVE``): a plugin format scores on the label holder's side only.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tandem.learn import model_io
 from tandem.learn.scorecard.model import FORMAT as SCORECARD
 from tandem.learn.scorecard.scorer import ActiveScorecardScorer, PassiveScorecardScorer
 
+PASSIVE = (PassiveScorer, PassiveScorecardScorer)  # the passive parts' scorers: rows -> bits for the peer
 Factory = Callable[[dict], Any]
 FORMATS: dict[str, Factory] = {}  # model-file format -> factory, filled by plugins
 
@@ -58,3 +60,8 @@ def load_scorer(path: Path, role: str | None) -> Any:
         return scorer(head)
     model = model_io.load(path, role)
     return ActiveScorer(model) if model["role"] == "active" else PassiveScorer(model)
+
+
+def role_of(scorer: Any) -> str:
+    """``"passive"`` for a passive party's part of a model (it answers with bits), else ``"active"``."""
+    return "passive" if isinstance(scorer, PASSIVE) else "active"

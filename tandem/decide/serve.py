@@ -20,8 +20,7 @@ from tandem.decide.ledger import Ledger
 from tandem.decide.newlinks import NewLinks
 from tandem.decide.policy import load_policy
 from tandem.decide.quotas import PeerQuota, Window
-from tandem.decide.scorers import load_plugins, load_scorer
-from tandem.decide.scoring import PassiveScorer
+from tandem.decide.scorers import load_plugins, load_scorer, role_of
 from tandem.decide.state import ApiClients, ServiceState, load_decide_config, read_api_keys
 from tandem.store import open_store
 from tandem.transport.http_server import HttpServers
@@ -34,7 +33,7 @@ def build(config_path: str):
     cfg = load_decide_config(config_path)
     node = cfg.node
     load_plugins(cfg.scorers)
-    role = "passive" if isinstance(load_scorer(next(iter(cfg.models.values())), None), PassiveScorer) else "active"
+    role = role_of(load_scorer(next(iter(cfg.models.values())), None))
     store = open_store(node.store, read_only=role == "passive")
     audit = open_audit(node, sync_each=False)
     clients = ApiClients(read_api_keys(cfg.api_keys), cfg.rate_limit)

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from tandem.decide import policy as rules
 from tandem.decide.batch import CHUNK, peer_client, post_peer
+from tandem.decide.scorers import load_scorer
 from tandem.decide.scoring import ActiveScorer, ScoringError, decode_bits
 from tandem.decide.state import load_decide_config
 from tandem.errors import InputError, TandemError
@@ -68,7 +69,7 @@ def load_bank_models(config_path: str):
     catalog = load_catalog(ocfg.catalog)
     manifest = load_manifest(ocfg.models, [p.key for p in catalog.customer_products])
     scorers = [ActiveScorer(model_io.load(manifest[p.key], "active")) for p in catalog.customer_products]
-    return cfg, ocfg, catalog, ActiveScorer(model_io.load(cfg.models["customers"], "active")), scorers
+    return cfg, ocfg, catalog, load_scorer(cfg.models["customers"], "active"), scorers
 
 
 def offers_portfolio(
