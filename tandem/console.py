@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -56,13 +57,15 @@ def progress_bars(titles: list[str]) -> Iterator:
         console=err_console,
     )
     tasks: dict[str, TaskID] = {}
+    lock = threading.Lock()  # each node's events arrive on its own reader thread
 
     def update(title: str, step: str, fraction: float) -> None:
-        if not tasks:
-            bar.start()
-            for t in titles:
-                tasks[t] = bar.add_task(t, total=1.0, step="waiting")
-        bar.update(tasks[title], completed=fraction, step=step)
+        with lock:
+            if not tasks:
+                bar.start()
+                for t in titles:
+                    tasks[t] = bar.add_task(t, total=1.0, step="waiting")
+            bar.update(tasks[title], completed=fraction, step=step)
 
     try:
         yield update
