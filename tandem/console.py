@@ -30,13 +30,15 @@ def progress_bar(title: str) -> Iterator:
         console=err_console,
     )
     task = None
+    lock = threading.Lock()  # node events may arrive on several reader threads
 
     def update(step: str, fraction: float) -> None:
         nonlocal task
-        if task is None:
-            bar.start()
-            task = bar.add_task(title, total=1.0, step="")
-        bar.update(task, completed=fraction, step=step)
+        with lock:
+            if task is None:
+                bar.start()
+                task = bar.add_task(title, total=1.0, step="")
+            bar.update(task, completed=fraction, step=step)
 
     try:
         yield update
