@@ -41,6 +41,25 @@ _REQUIRED = {
 _LOW_ORDER_STATUS = 4  # MBX_STATUS_LOW_ORDER_ERR: the lane's result is all zero
 _P_WORDS = (0xFFFFFFFFFFFFFFED, 0xFFFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF, 0x7FFFFFFFFFFFFFFF)  # 2^255 - 19
 _BASE_POINT = b"\x09" + bytes(31)
+# the canonical u of every point of order 1, 2, 4 or 8: their product with a clamped scalar is the identity.
+# crypto_mb flags most of them itself, but not u = p - 1 (measured: a non-zero output), so they are named here
+_P = 2**255 - 19
+_LOW_ORDER_U = (
+    np.array(
+        [
+            u.to_bytes(32, "little")
+            for u in (
+                0,
+                1,
+                _P - 1,
+                325606250916557431795983626356110631294008115727848805560023387167927233504,
+                39382357235489614581723060781553021112529911719440698176882885853963445705823,
+            )
+        ]
+    )
+    .view("<u8")
+    .reshape(-1, 4)
+)
 # RFC 7748 section 5.2, first vector: (scalar, u, scalar * u)
 _KAT = tuple(
     bytes.fromhex(h)
@@ -196,6 +215,9 @@ def multiply_with(lib: Library, secret: bytes, points: bytes) -> bytes:
     if n == 0:
         return b""
     src = canonical_points(points)
+    words = src[:n].view("<u8")
+    if (words[:, None, :] == _LOW_ORDER_U[None, :, :]).all(axis=2).any():
+        raise LowOrderPoint()
     out = np.zeros_like(src)
     key = _clamped(secret)
     keys = np.full(LANES, key.ctypes.data, dtype=np.uint64)  # the same scalar in every lane
