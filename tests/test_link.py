@@ -275,8 +275,8 @@ def test_a_node_killed_at_60_percent_resumes_from_its_last_chunk(world):
     """SIGKILL the market node once its phone run is 60% done; the rerun continues from the chunks both
     sides completed (fewer multiplications than a full run) and links exactly what an uninterrupted run does."""
     configs = write_configs(world, timeout_s=10)
-    for path in configs.values():
-        path.write_text(path.read_text() + "\n[link]\nchunk = 400\n")
+    for path in configs.values():  # openssl: on a crypto_mb CPU the last 40% can finish before the kill lands
+        path.write_text(path.read_text() + '\n[link]\nchunk = 400\nbackend = "openssl"\n')
     bank, bank_events, err, market, events = _link_once(configs)
     assert bank.returncode == 0 and market.returncode == 0, err
     full = {n: sum(k["multiplied"] for k in _result(ev)["entities"]["customers"]["keys"].values())
