@@ -75,6 +75,12 @@ def traffic_light(value: float) -> str:
     return "amber" if value <= RED_ABOVE else "red"
 
 
+# Scores are banded at this many decimals: a scorecard's scores take few values, a band edge is one of them,
+# and the same score computed by another path (PD -> logit -> points) differs in the last bits; unrounded,
+# a whole tie group could fall on either side of its edge.
+SCORE_DECIMALS = 6
+
+
 def band_edges(dev_scores, n_bands: int = SCORE_BANDS) -> np.ndarray:
     """(b - 1,) ascending inner edges of the score bands: the ``n_bands``-quantiles of the development
     scores (n,), each a development score itself (numpy's ``higher`` method, so tied scores are never
@@ -84,19 +90,21 @@ def band_edges(dev_scores, n_bands: int = SCORE_BANDS) -> np.ndarray:
         raise InputError("development scores must be a non-empty 1-D array of finite numbers")
     if isinstance(n_bands, bool) or not isinstance(n_bands, int) or n_bands < 2:
         raise InputError(f"n_bands must be an integer >= 2, got {n_bands!r}")
+    s = np.round(s, SCORE_DECIMALS)
     inner = np.quantile(s, np.linspace(0, 1, n_bands + 1)[1:-1], method="higher")
     return np.unique(inner[(inner > s.min()) & (inner <= s.max())])
 
 
 def score_bands(scores, edges) -> np.ndarray:
-    """(n,) band ids ``0 .. len(edges)`` of scores (n,) for inner ``edges`` (``band_edges``)."""
+    """(n,) band ids ``0 .. len(edges)`` of scores (n,), rounded to ``SCORE_DECIMALS``, for inner ``edges``
+    (``band_edges``)."""
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 1 or not np.isfinite(s).all():
         raise InputError("scores must be a 1-D array of finite numbers")
     e = np.asarray(edges, dtype=np.float64)
     if e.ndim != 1 or (np.diff(e) <= 0).any():
         raise InputError("band edges must be a strictly ascending 1-D array")
-    return np.searchsorted(e, s, side="right").astype(np.int64)
+    return np.searchsorted(e, np.round(s, SCORE_DECIMALS), side="right").astype(np.int64)
 
 
 def counts_table(expected, actual, labels: list[str]) -> dict:
