@@ -196,8 +196,9 @@ def test_secureboost_refuses_categorical_features_in_one_line(tmp_path):
     (tmp_path / "bank.csv").write_text("cid,y,default\n1,0.1,1\n2,0.2,0\n")
     with pytest.raises(InputError) as info:
         refuse_categorical(read_party_file(f, "cid"))
-    assert str(info.value) == (f"{f}: column(s) 'segment' are categorical: categorical features are read but "
-                               "SecureBoost does not split on them yet; drop them or use tandem scorecard")
+    assert str(info.value) == (f"{f}: column(s) 'segment' are categorical: SecureBoost splits on the label "
+                               "holder's categorical features only, passive parties' categorical features are not "
+                               "supported yet; drop them or use tandem scorecard")
     with pytest.raises(InputError, match="'segment' are categorical"):  # before any node starts
         train_local({"bank": tmp_path / "bank.csv", "market": f}, "cid", "bank", "default", DEFAULTS, tmp_path / "w")
     assert not (tmp_path / "w").exists()

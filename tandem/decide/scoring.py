@@ -17,6 +17,7 @@ from bisect import bisect_left
 
 import numpy as np
 
+from tandem.errors import InputError
 from tandem.learn import model_io
 from tandem.learn.tree import Tree, goes_left, leaves
 from tandem.protocols.errors import RemoteProtocolError
@@ -86,6 +87,12 @@ class ActiveScorer:
     def __init__(self, model: dict):
         self.version = model["model_id"]
         self.binner, self.names, self.base_score, trees, ids = model_io.active_trees(model)
+        if self.binner.categorical_.any():
+            columns = ", ".join(repr(self.names[j]) for j in np.flatnonzero(self.binner.categorical_))
+            raise InputError(
+                f"model {self.version}: feature(s) {columns} are categorical; the decision service "
+                "scores numeric features only (not supported yet)"
+            )
         self.split_ids = sorted({sid for t in ids for _, sid in t.values()})
         index = {sid: i for i, sid in enumerate(self.split_ids)}
         self.parties = sorted({party for t in ids for party, _ in t.values()})

@@ -52,6 +52,8 @@ def load_active(path: Path, job: str) -> Resume | None:
     data = _read(path, job)
     if data is None:
         return None
+    for t in data["trees"]:  # JSON lists -> the tuples of categorical splits (none in older checkpoints)
+        t["left_bins"] = [tuple(b) for b in t.get("left_bins", [()] * len(t["value"]))]
     trees = [Tree(**t) for t in data["trees"]]
     ids = [{int(n): (int(p), str(sid)) for n, p, sid in t} for t in data["split_ids"]]
     return Resume(trees, ids, [float(s) for s in data["scores"]], data.get("goss_seed"))

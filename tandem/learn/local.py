@@ -38,7 +38,9 @@ def train_local(
     if not passive:
         raise InputError("training needs at least one party besides the label holder")
     for name, path in files.items():  # a bad file fails here, in a second, not in a node after its start-up
-        refuse_categorical(read_party_file(path, id_column, label_column if name == label_party else None, sep, warn))
+        data = read_party_file(path, id_column, label_column if name == label_party else None, sep, warn)
+        if name != label_party:
+            refuse_categorical(data)
     for party, f in files.items():
         if not Path(f).is_file():
             raise InputError(f"{f}: file does not exist (party {party})")

@@ -46,7 +46,8 @@ class _Node:
 
 class ActiveBoost(Role):
     """The label holder. ``sessions``: one session id per passive party; ``binned`` (n, fa) uint8 own
-    features, ``y`` (n,) 0/1, ``train`` (n,) bool (the rest are validation rows for early stopping).
+    features, ``y`` (n,) 0/1, ``train`` (n,) bool (the rest are validation rows for early stopping),
+    ``categorical`` (fa,) bool: its categorical features (split as sets of category bins).
 
     After ``DONE``: ``trees_`` (features >= fa are passive slots; ``split_ids_[t][node]`` =
     (party, split id) names them), ``raw_`` the scores of all n rows, ``base_score_``,
@@ -63,7 +64,9 @@ class ActiveBoost(Role):
         he: SecretHe,
         train: np.ndarray | None = None,
         resume: Resume | None = None,
+        categorical: np.ndarray | None = None,
     ):
+        self.categorical = np.zeros(binned.shape[1], dtype=bool) if categorical is None else np.asarray(categorical)
         self.sessions, self.binned, self.y, self.params, self.he = sessions, binned, y, params, he
         train = np.ones(len(y), dtype=bool) if train is None else train
         self.train_mask, self.train, self.valid = train, np.flatnonzero(train), np.flatnonzero(~train)
@@ -201,6 +204,7 @@ class ActiveBoost(Role):
             params=p.split,
             max_depth=p.max_depth,
             learning_rate=p.learning_rate,
+            categorical=self.categorical,
         )
         self.trees_.append(tree)
         self.split_ids_.append({})
@@ -266,16 +270,16 @@ class ActiveBoost(Role):
             cuts = np.concatenate(
                 [all_cuts(fa, p.bins)] + [self._buckets[(k, node.id)] for k in range(self.n_parties)], axis=0
             )
-            split = best_split(hist, self.missing_bin, p.split, cuts=cuts)
+            categorical = np.concatenate([self.categorical, np.zeros(len(hist) - fa, dtype=bool)])
+            split = best_split(hist, self.missing_bin, p.split, cuts=cuts, categorical=categorical)
             if split is None:
                 self._decisions[node.id] = Leaf()
                 self._leaf_rows[node.id] = node.rows
                 continue
             li, ri = tree.split(node.id, split, hist[0, :, 0].sum(), hist[0, :, 1].sum(), p.learning_rate, p.split.l2)
             if split.feature < fa:
-                left = goes_left(
-                    self.binned[node.rows, split.feature], split.bin_, split.missing_left, self.missing_bin
-                )
+                bins = self.binned[node.rows, split.feature]
+                left = goes_left(bins, split.bin_, split.missing_left, self.missing_bin, split.left_bins)
                 self._decisions[node.id] = Route(left)
                 self._add_children(node, left, li, ri)
             else:
