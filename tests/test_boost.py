@@ -34,18 +34,21 @@ def _data(n=700, seed=0, f=5):
 
 
 def _fit(X, y, cuts=(2,), valid=None, resume=None, saved=None, on_tree=None, on_split=None, timeout=30,
-         passive_errors=None, min_bin_rows=MIN_BIN_ROWS, **kw):
+         passive_errors=None, min_bin_rows=MIN_BIN_ROWS, passive_categorical=(), **kw):
     """Train in memory: columns before ``cuts[0]`` at the active party, then one passive party per
     slice. Returns the estimator, the passive roles and every party's channel (for the bytes sent).
 
     A passive party's exception fails the test, unless ``passive_errors`` (a list) is given to
-    collect them (the interrupted-run test stops the active party on purpose)."""
+    collect them (the interrupted-run test stops the active party on purpose). ``passive_categorical``:
+    columns of ``X`` (past ``cuts[0]``) that are the passive parties' categorical features."""
     parts = np.split(np.arange(X.shape[1]), list(cuts))
     sessions, passives, threads, channels = [], [], [], []
     errors = [] if passive_errors is None else passive_errors
     for k, cols in enumerate(parts[1:]):
-        binner = Binner(kw.get("bins", 32), kw.get("seed", 0)).fit(X[:, cols])
-        role = PassiveBoost(f"s{k}", binner.transform(X[:, cols]), (saved or {}).get(k), min_bin_rows)
+        local = [j for j, c in enumerate(cols) if c in passive_categorical]
+        binner = Binner(kw.get("bins", 32), kw.get("seed", 0), local).fit(X[:, cols])
+        role = PassiveBoost(f"s{k}", binner.transform(X[:, cols]), (saved or {}).get(k), min_bin_rows,
+                            binner.categorical_)
         ca, cb = memory_pair("bank", f"party{k}")
         session = Session(cb, f"s{k}", PROTOCOL, None, timeout)
 
@@ -164,7 +167,7 @@ def test_the_passive_party_sends_no_feature_values_or_thresholds(trained):
     for v in values[:200]:
         assert struct.pack("<d", v) not in sent and struct.pack(">d", v) not in sent
         assert repr(float(v)).encode() not in sent
-    for f, b, _missing, _tree in trained["passive"].splits_.values():
+    for f, b, _missing, _tree, _left in trained["passive"].splits_.values():
         threshold = binner.threshold(f, b)
         assert struct.pack("<d", threshold) not in sent and repr(threshold).encode() not in sent
     kinds = {decode(f).name for f in trained["sent_passive"]}
@@ -217,7 +220,7 @@ def test_each_party_saves_its_part_as_json_and_reloads_it(trained, tmp_path):
     model_io.save(p, tmp_path / "market.json")
     text = (tmp_path / "bank.json").read_text()
     assert "returns" not in text and "cod" not in text                    # no passive names on the active side
-    for f, b, _m, _t in passive.splits_.values():
+    for f, b, _m, _t, _left in passive.splits_.values():
         assert repr(bp.threshold(f, b)) not in text
     binner_a, _, base, trees, ids = model_io.active_trees(model_io.load(tmp_path / "bank.json", "active"))
     binner_p, _, splits = model_io.passive_splits(model_io.load(tmp_path / "market.json", "passive"))
@@ -390,3 +393,35 @@ def test_a_categorical_model_saves_reloads_and_predicts_the_same(categorical_tra
     assert np.array_equal(raw, categorical_trained["reference"].decision_function(X_new))
     with pytest.raises(InputError, match="'city' are categorical; the decision service scores numeric features only"):
         ActiveScorer(saved)
+
+
+def test_a_passive_categorical_column_gives_the_trees_of_the_reference_and_reloads(tmp_path):
+    from tandem.learn import model_io
+
+    X, y = _categorical_data(n=900, seed=4)
+    X[:, 3] = X[:, 1][np.random.default_rng(2).permutation(len(X))]       # a second city column, at the passive party
+    X[X[:, 3] == "zz", 3] = "hue"     # no rare city: a bin of 1..4 rows at a node makes the feature one bucket there
+    cities = {c: i for i, c in enumerate(CITIES)}
+    y = np.where(np.array([cities.get(c, 0) % 3 == 0 for c in X[:, 3]]) & (np.arange(len(y)) % 2 == 0), 1.0, y)
+    kw = dict(n_trees=4, max_depth=3, learning_rate=0.3, bins=16)
+    model, passives, _ = _fit(X, y, passive_categorical=(3,), categorical=[1], **kw)
+    reference = HistBoostingClassifier(**kw, **MERGED, categorical=[1, 3]).fit(X, y)
+    _same_trees(model.trees_, reference.trees_)
+    assert np.array_equal(model.raw_, reference.decision_function(X))
+    passive = passives[0]
+    sets = [left for f, _b, _m, _t, left in passive.splits_.values() if f == 1]   # column 3 = passive feature 1
+    assert sets and all(sets)                                                  # split as sets of its categories
+    bp = Binner(16, 0, [1]).fit(X[:, 2:])
+    p = model_io.passive_json("m1", "market", bp, ["returns", "city2", "night"], passive.split_bins_)
+    model_io.save(p, tmp_path / "market.json")
+    binner_p, _, splits = model_io.passive_splits(model_io.load(tmp_path / "market.json", "passive"))
+    assert splits == passive.split_bins_
+    X_new, _ = _categorical_data(n=150, seed=12)
+    X_new[:3, 3] = ["nowhere", None, "zz"]
+    ids = [sid for t in model.split_ids_ for _, sid in t.values()]
+    reply = passive_bitmaps(PredictRequest("s", "m1", len(X_new), "\n".join(ids).encode()),
+                            binner_p.transform(X_new[:, 2:]), splits, 15)
+    masks = {(0, i): unpack_mask(b, len(X_new)) for i, b in zip(ids, unframe_blobs(reply.payload, len(ids)))}
+    raw = predict_federated(model.trees_, model.split_ids_, model.base_score_,
+                            model.binner_.transform(X_new[:, :2]), 15, masks)
+    assert np.array_equal(raw, reference.decision_function(X_new))

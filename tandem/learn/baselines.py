@@ -42,7 +42,7 @@ def pooled_baselines(
     categorical_columns: list[str] = []
     for name, f in files.items():
         d = read_party_file(f, id_column, label_column if name == label_party else None, sep, warn=_quiet)
-        X_d, names, categorical = feature_table(d) if name == label_party else (d.X, d.names, [])
+        X_d, names, categorical = feature_table(d)
         frame = pd.DataFrame(X_d, columns=[f"{name}:{c}" for c in names])
         categorical_columns += [f"{name}:{names[j]}" for j in categorical]
         frame["_id"] = d.ids

@@ -26,7 +26,7 @@ from tandem.learn.binning import Binner
 from tandem.learn.buckets import MIN_BIN_ROWS
 from tandem.learn.metrics import summary
 from tandem.learn.options import DEFAULTS, estimator_kwargs
-from tandem.learn.party_file import PartyData, features, refuse_categorical
+from tandem.learn.party_file import PartyData, features
 from tandem.learn.party_file import read_party_file as read_party_file  # re-exported: older imports
 from tandem.learn.secureboost.passive import PassiveBoost
 from tandem.learn.secureboost.shared import Resume
@@ -253,29 +253,33 @@ def passive_job(
 ) -> dict:
     """A passive party's side; returns its part of the model (JSON dict). ``min_bin_rows`` is this
     party's own setting (its node config), never taken from the request."""
-    refuse_categorical(data)
+    X, names, categorical = features(data)
     fields = _fields(request)
     rows = _align_passive(session, data, request.seed, blinder)
     ids = [data.ids[r] for r in rows]
     test, _valid = split_rows(ids, fields)
     train_rows, test_rows = rows[~test], rows[test]
-    binner = Binner(request.bins, request.seed).fit(data.X[train_rows])
+    binner = Binner(request.bins, request.seed, categorical).fit(X[train_rows])
     job = checkpoint.fingerprint(
-        {**fields, "party": party, "peer": session.peer}, data.X[train_rows], ids=[data.ids[r] for r in train_rows]
+        {**fields, "party": party, "peer": session.peer},
+        data.X[train_rows],
+        *[_fixed_text(c[train_rows]) for c in data.categorical.values()],
+        ids=[data.ids[r] for r in train_rows],
     )
     path = checkpoint.path_for(checkpoints, job) if checkpoints else None
     role = PassiveBoost(
         session.id,
-        binner.transform(data.X[train_rows]),
+        binner.transform(X[train_rows]),
         checkpoint.load_passive(path, job) if path else None,
         min_bin_rows,
+        binner.categorical_,
     )
     serve_passive(session, role, on_split=(lambda r: checkpoint.save_passive(path, job, r.splits_)) if path else None)
-    serve_predictions(session, binner.transform(data.X[test_rows]), role.split_bins_, binner.missing_bin)
+    serve_predictions(session, binner.transform(X[test_rows]), role.split_bins_, binner.missing_bin)
     if path:
         checkpoint.remove(path)
     return {
-        "model": model_io.passive_json(request.model_id, party, binner, data.names, role.split_bins_),
+        "model": model_io.passive_json(request.model_id, party, binner, names, role.split_bins_),
         "n_train": int(len(train_rows)),
         "n_test": int(len(test_rows)),
         "rows_left_out": data.rows_left_out,

@@ -46,7 +46,8 @@ def grow_tree(
             return None
         cuts = all_cuts(f, n_bins)
         counts = [bin_counts(binned[np.ix_(r, sub)], n_bins) for r in row_sets]
-        cuts[sub] = merge_bins(counts, min_bin_rows, None if parent is None else parent[sub])
+        cats = None if categorical is None else categorical[sub]
+        cuts[sub] = merge_bins(counts, min_bin_rows, None if parent is None else parent[sub], cats)
         return cuts
 
     def bucketed(hist: np.ndarray, cuts: np.ndarray | None) -> np.ndarray:

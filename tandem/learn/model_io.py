@@ -110,18 +110,27 @@ def active_json(
 
 
 def passive_json(
-    model_id: str, party: str, binner: Binner, names: list[str], split_bins: dict[str, tuple[int, int, bool]]
+    model_id: str,
+    party: str,
+    binner: Binner,
+    names: list[str],
+    split_bins: dict[str, tuple[int, int, bool, tuple[int, ...]]],
 ) -> dict:
+    """``split_bins``: split id -> (feature, bin, missing_left, left bins), as ``PassiveBoost.split_bins_``."""
+
+    def split(f: int, b: int, m: bool, left: tuple[int, ...]) -> dict:
+        if left:
+            categories = binner.category_names(f, list(left))
+            return {"feature": names[f], "left_bins": list(left), "left_categories": categories, "missing_left": m}
+        return {"feature": names[f], "bin": b, "threshold": _threshold(binner, f, b), "missing_left": m}
+
     return {
         "format": FORMAT,
         "model_id": model_id,
         "role": "passive",
         "party": party,
         "binning": _binner_json(binner, names),
-        "splits": {
-            sid: {"feature": names[f], "bin": b, "threshold": _threshold(binner, f, b), "missing_left": m}
-            for sid, (f, b, m) in split_bins.items()
-        },
+        "splits": {sid: split(*s) for sid, s in split_bins.items()},
     }
 
 
@@ -168,14 +177,15 @@ def active_trees(model: dict) -> tuple[Binner, list[str], float, list[Tree], lis
     return binner, names, model["base_score"], trees, ids
 
 
-def passive_splits(model: dict) -> tuple[Binner, list[str], dict[str, tuple[int, int, bool]]]:
+def passive_splits(model: dict) -> tuple[Binner, list[str], dict[str, tuple[int, int, bool, tuple[int, ...]]]]:
+    """The passive party's binner, feature names and splits (split id -> (feature, bin, missing_left, left bins))."""
     binner, names = _binner_from(model["binning"])
     index = {n: i for i, n in enumerate(names)}
-    return (
-        binner,
-        names,
-        {sid: (index[s["feature"]], s["bin"], s["missing_left"]) for sid, s in model["splits"].items()},
-    )
+    splits = {
+        sid: (index[s["feature"]], s.get("bin", -1), s["missing_left"], tuple(int(b) for b in s.get("left_bins", ())))
+        for sid, s in model["splits"].items()
+    }
+    return binner, names, splits
 
 
 def importance(model: dict, shared_names: dict[str, str] | None = None) -> list[tuple[str, str, float]]:

@@ -89,20 +89,8 @@ def read_party_file(
     return data
 
 
-def refuse_categorical(data: PartyData) -> None:
-    """A passive party's SecureBoost splits numeric features only: one ``InputError`` naming its
-    categorical columns (the label holder's are split as sets of categories: ``features``)."""
-    if data.categorical:
-        columns = ", ".join(repr(c) for c in data.categorical)
-        raise InputError(
-            f"{data.source}: column(s) {columns} are categorical: SecureBoost splits on the label holder's "
-            "categorical features only, passive parties' categorical features are not supported yet; "
-            "drop them or use tandem scorecard"
-        )
-
-
 def features(data: PartyData) -> tuple[np.ndarray, list[str], list[int]]:
-    """The feature table SecureBoost's label holder (and the pooled reference) trains on: numeric
+    """The feature table a SecureBoost party (and the pooled reference) trains on: numeric
     columns, then categorical ones. Returns ``(X, names, categorical)``: ``X`` (n, f) float64, or
     object (floats, then str / ``None``) when there are categorical columns; their indices."""
     if not data.categorical:

@@ -79,6 +79,8 @@ def best_split(
         gain = np.where(ok, gl * gl / (hl + lam) + gr * gr / (hr + lam) - parent, -np.inf) / 2
         for j in feats:
             if categorical is not None and categorical[j]:
+                if cuts is not None and not cuts[j].all():  # merged into one bucket: no candidate
+                    continue
                 found = _category_split(values[j], missing[j] if missing_left else None, G, H, parent, params)
                 if found is not None and found[0] > best_gain + _TOL * max(1.0, abs(best_gain)):
                     best_gain, left_g, left_h, left_bins = found

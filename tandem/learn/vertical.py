@@ -161,7 +161,7 @@ def serve_passive(session: Session, role: PassiveBoost, on_split: Callable[[Pass
 
 
 def serve_predictions(
-    session: Session, binned: np.ndarray, splits: dict[str, tuple[int, int, bool]], missing_bin: int
+    session: Session, binned: np.ndarray, splits: dict[str, tuple[int, int, bool, tuple[int, ...]]], missing_bin: int
 ) -> None:
     """Answer one prediction request with go-left bitmaps over ``binned`` (n, fp) rows."""
     ask = session.recv()
