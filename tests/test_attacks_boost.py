@@ -191,3 +191,42 @@ def test_min_bin_rows_is_the_passive_nodes_own_setting(tmp_path):
     with pytest.raises(InputError, match=r"\[train\] min_bin_rows must be an integer >= 1"):
         load_node_config(paths["market"])
     assert "min_bin_rows" not in NAMES  # not a training option: the active party cannot lower it
+
+
+def _categorical_passive(he):
+    """Features 0 (categorical, one row alone in bin 6), 1 (numeric) and 2 (categorical, 20 rows in
+    each of bins 0, 1, 2) after the root's histograms."""
+    binned = np.column_stack([_binned(), np.arange(N) % 3]).astype(np.uint8)
+    role = PassiveBoost("s", binned, min_bin_rows=5, categorical=np.array([True, False, True]))
+    role.start()
+    start = frame_blobs([pack_mask(np.ones(N, bool)), b""])
+    [ready] = role.receive(BoostStart("s", N, 2, 3, BINS, 0, start))
+    assert ready.categorical == [0, 2]
+    role.receive(PublicKeyMsg("s", 0, he.public_bytes()))
+    role.receive(_gradients(he, N, tree=0))
+    return role, binned
+
+
+@pytest.mark.parametrize("slot,left,match", [
+    ("2:-1:0", "0,1,2", "not a category set"),          # every category left: no split
+    ("2:-1:0", "2,0", "not a category set"),            # not ascending
+    ("2:-1:0", "7", "not a category set"),              # the missing bin is never in a set
+    ("2:-1:0", "5", "not a category set"),              # a bin without rows at the node
+    ("2:3:0", "0", "not a category set"),               # a categorical split names no bin
+    ("2:-1:0", "", "malformed category set"),
+    ("0:-1:0", "0", "its categories are merged"),       # bin 6 holds one row: the feature is one bucket
+    ("1:3:0", "0", "names no node or slot"),            # a set for a numeric feature
+])
+def test_a_forged_category_set_is_refused(he, slot, left, match):
+    role, _binned_ = _categorical_passive(he)
+    _refused(role, SplitRequest("s", 0, [0], [slot], [left]), match)
+
+
+def test_an_honest_category_set_gives_its_rows_and_keeps_the_set(he):
+    role, binned = _categorical_passive(he)
+    [answer] = role.receive(SplitRequest("s", 0, [0], ["2:-1:1"], ["0,2"]))
+    [split_id] = answer.split_ids
+    from tandem.protocols.framing import unframe_blobs, unpack_mask
+    left = unpack_mask(unframe_blobs(answer.payload, 1)[0], N)
+    assert np.array_equal(left, np.isin(binned[:, 2], [0, 2]))
+    assert role.split_bins_[split_id] == (2, -1, True, (0, 2))

@@ -2,6 +2,7 @@
 parties, GOSS, early stopping, up to 256 bins, resumed runs), and the bytes each side sends hold
 nothing they must not."""
 
+import json
 import struct
 import threading
 
@@ -33,18 +34,21 @@ def _data(n=700, seed=0, f=5):
 
 
 def _fit(X, y, cuts=(2,), valid=None, resume=None, saved=None, on_tree=None, on_split=None, timeout=30,
-         passive_errors=None, min_bin_rows=MIN_BIN_ROWS, **kw):
+         passive_errors=None, min_bin_rows=MIN_BIN_ROWS, passive_categorical=(), **kw):
     """Train in memory: columns before ``cuts[0]`` at the active party, then one passive party per
     slice. Returns the estimator, the passive roles and every party's channel (for the bytes sent).
 
     A passive party's exception fails the test, unless ``passive_errors`` (a list) is given to
-    collect them (the interrupted-run test stops the active party on purpose)."""
+    collect them (the interrupted-run test stops the active party on purpose). ``passive_categorical``:
+    columns of ``X`` (past ``cuts[0]``) that are the passive parties' categorical features."""
     parts = np.split(np.arange(X.shape[1]), list(cuts))
     sessions, passives, threads, channels = [], [], [], []
     errors = [] if passive_errors is None else passive_errors
     for k, cols in enumerate(parts[1:]):
-        binner = Binner(kw.get("bins", 32), kw.get("seed", 0)).fit(X[:, cols])
-        role = PassiveBoost(f"s{k}", binner.transform(X[:, cols]), (saved or {}).get(k), min_bin_rows)
+        local = [j for j, c in enumerate(cols) if c in passive_categorical]
+        binner = Binner(kw.get("bins", 32), kw.get("seed", 0), local).fit(X[:, cols])
+        role = PassiveBoost(f"s{k}", binner.transform(X[:, cols]), (saved or {}).get(k), min_bin_rows,
+                            binner.categorical_)
         ca, cb = memory_pair("bank", f"party{k}")
         session = Session(cb, f"s{k}", PROTOCOL, None, timeout)
 
@@ -74,8 +78,8 @@ def _fit(X, y, cuts=(2,), valid=None, resume=None, saved=None, on_tree=None, on_
 def _same_trees(a, b):
     assert len(a) == len(b)
     for fed, ref in zip(a, b):
-        assert (fed.feature, fed.bin_, fed.missing_left, fed.left, fed.right) == \
-               (ref.feature, ref.bin_, ref.missing_left, ref.left, ref.right)
+        assert (fed.feature, fed.bin_, fed.missing_left, fed.left, fed.right, fed.left_bins) == \
+               (ref.feature, ref.bin_, ref.missing_left, ref.left, ref.right, ref.left_bins)
         assert fed.value == ref.value                     # bit for bit
 
 
@@ -163,7 +167,7 @@ def test_the_passive_party_sends_no_feature_values_or_thresholds(trained):
     for v in values[:200]:
         assert struct.pack("<d", v) not in sent and struct.pack(">d", v) not in sent
         assert repr(float(v)).encode() not in sent
-    for f, b, _missing, _tree in trained["passive"].splits_.values():
+    for f, b, _missing, _tree, _left in trained["passive"].splits_.values():
         threshold = binner.threshold(f, b)
         assert struct.pack("<d", threshold) not in sent and repr(threshold).encode() not in sent
     kinds = {decode(f).name for f in trained["sent_passive"]}
@@ -216,7 +220,7 @@ def test_each_party_saves_its_part_as_json_and_reloads_it(trained, tmp_path):
     model_io.save(p, tmp_path / "market.json")
     text = (tmp_path / "bank.json").read_text()
     assert "returns" not in text and "cod" not in text                    # no passive names on the active side
-    for f, b, _m, _t in passive.splits_.values():
+    for f, b, _m, _t, _left in passive.splits_.values():
         assert repr(bp.threshold(f, b)) not in text
     binner_a, _, base, trees, ids = model_io.active_trees(model_io.load(tmp_path / "bank.json", "active"))
     binner_p, _, splits = model_io.passive_splits(model_io.load(tmp_path / "market.json", "passive"))
@@ -300,3 +304,124 @@ def test_the_active_party_refuses_garbage_histograms_and_out_of_turn_messages():
         active.receive(0, BoostReady("s", 3, False, b""))
         with pytest.raises(RemoteProtocolError, match="passive party 0: malformed"):
             active.receive(0, EncryptedHistograms("s", 0, 0, histogram_payload(buckets, [b"\x00garbage"], 16)))
+
+
+CITIES = np.array(["ankara", "berlin", "cairo", "delhi", "essen", "faro", "graz", "hue"], dtype=object)
+
+
+def _categorical_data(n=800, seed=3):
+    """Column 1 (the label holder's) is a city: eight with their own effect on the label, one rare
+    city ("zz", 3 rows) and 8% missing; columns 2.. are the passive party's numeric features."""
+    rng = np.random.default_rng(seed)
+    X, _ = _data(n, seed)
+    city = rng.choice(CITIES, n)
+    city[rng.random(n) < 0.08] = None
+    city[:3] = "zz"
+    effect = dict(zip(CITIES, [1.6, -1.4, 0.9, -0.8, 1.2, -1.7, 0.2, -0.3]))
+    logit = np.array([effect.get(c, 0.5) for c in city]) + 1.2 * np.nan_to_num(X[:, 0]) - 1.5 * np.nan_to_num(X[:, 3])
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
+    table = X.astype(object)
+    table[:, 1] = city
+    return table, y
+
+
+@pytest.fixture(scope="module")
+def categorical_trained():
+    X, y = _categorical_data()
+    kw = dict(n_trees=4, max_depth=3, learning_rate=0.3, bins=16, categorical=[1])
+    model, passives, _ = _fit(X, y, **kw)
+    reference = HistBoostingClassifier(**kw, **MERGED).fit(X, y)
+    return dict(X=X, y=y, model=model, passive=passives[0], reference=reference)
+
+
+def test_a_categorical_column_of_the_label_holder_gives_the_trees_of_the_reference(categorical_trained):
+    model, reference, X = categorical_trained["model"], categorical_trained["reference"], categorical_trained["X"]
+    _same_trees(model.trees_, reference.trees_)
+    assert np.array_equal(model.raw_, reference.decision_function(X))
+    city_splits = [(t.left_bins[n], t.bin_[n]) for t in model.trees_ for n, f in enumerate(t.feature) if f == 1]
+    assert city_splits and all(left and b == -1 for left, b in city_splits)   # split as sets of city bins
+    sets = {left for left, _ in city_splits}
+    assert any(left != tuple(range(len(left))) for left in sets)              # not a threshold's prefix of bins
+    assert model.binner_.categories_[1] == sorted(CITIES.tolist())            # "zz" (3 rows) has no bin of its own
+    assert sum(f >= 2 for t in model.trees_ for f in t.feature) > 0          # the passive party still splits
+
+
+def test_first_tree_on_a_categorical_active_column_and_goss_match_the_reference():
+    X, y = _categorical_data(n=600, seed=8)
+    kw = dict(n_trees=3, max_depth=2, learning_rate=0.4, bins=16, categorical=[1], goss=(0.3, 0.2), seed=2)
+    model, _, _ = _fit(X, y, first_tree_active_only=True, **kw)
+    reference = HistBoostingClassifier(**kw, **MERGED, first_tree_features=2).fit(X, y)
+    _same_trees(model.trees_, reference.trees_)
+    assert any(model.trees_[0].left_bins)                               # the local tree splits on the city too
+
+
+def test_an_unseen_category_goes_where_the_other_bin_goes(categorical_trained):
+    model, reference = categorical_trained["model"], categorical_trained["reference"]
+    rows = np.array([categorical_trained["X"][5]] * 3, dtype=object)
+    rows[:, 1] = ["zz", "never-seen", 42]                                     # rare, unseen, not even text
+    binned = model.binner_.transform(rows[:, :2])
+    assert binned[:, 1].tolist() == [8, 8, 8]                                 # the "other" bin after 8 cities
+    assert len(set(reference.decision_function(rows).tolist())) == 1
+    rows[:, 1] = None
+    assert model.binner_.transform(rows[:, :2])[0, 1] == 15                   # missing keeps its own bin
+
+
+def test_a_categorical_model_saves_reloads_and_predicts_the_same(categorical_trained, tmp_path):
+    from tandem.decide.scoring import ActiveScorer
+    from tandem.errors import InputError
+    from tandem.learn import model_io
+
+    X, model, passive = categorical_trained["X"], categorical_trained["model"], categorical_trained["passive"]
+    X_new, _ = _categorical_data(n=200, seed=11)
+    X_new[:4, 1] = ["new town", None, "zz", "berlin"]
+    bp = Binner(16).fit(X[:, 2:])
+    a = model_io.active_json("m1", "bank", model.binner_, ["income", "city"], model.base_score_, model.trees_,
+                             model.split_ids_, ["market"], {"n_trees": 4})
+    model_io.save(a, tmp_path / "bank.json")
+    saved = json.loads((tmp_path / "bank.json").read_text())
+    assert saved["binning"]["categories"] == [None, sorted(CITIES.tolist())]
+    city_nodes = [nd for t in saved["trees"] for nd in t if nd.get("feature") == "city"]
+    assert city_nodes and all(set(nd["left_categories"]) <= set(CITIES) | {None} for nd in city_nodes)
+    binner_a, _, base, trees, ids = model_io.active_trees(model_io.load(tmp_path / "bank.json", "active"))
+    assert [t.left_bins for t in trees] == [t.left_bins for t in model.trees_]
+    id_list = [sid for t in ids for _, sid in t.values()]
+    reply = passive_bitmaps(PredictRequest("s", "m1", len(X_new), "\n".join(id_list).encode()),
+                            bp.transform(X_new[:, 2:]), passive.split_bins_, 15)
+    masks = {("market", i): unpack_mask(b, len(X_new))
+             for i, b in zip(id_list, unframe_blobs(reply.payload, len(id_list)))}
+    raw = predict_federated(trees, ids, base, binner_a.transform(X_new[:, :2]), 15, masks)
+    assert np.array_equal(raw, categorical_trained["reference"].decision_function(X_new))
+    with pytest.raises(InputError, match="'city' are categorical; the decision service scores numeric features only"):
+        ActiveScorer(saved)
+
+
+def test_a_passive_categorical_column_gives_the_trees_of_the_reference_and_reloads(tmp_path):
+    from tandem.learn import model_io
+
+    X, y = _categorical_data(n=900, seed=4)
+    X[:, 3] = X[:, 1][np.random.default_rng(2).permutation(len(X))]       # a second city column, at the passive party
+    X[X[:, 3] == "zz", 3] = "hue"     # no rare city: a bin of 1..4 rows at a node makes the feature one bucket there
+    cities = {c: i for i, c in enumerate(CITIES)}
+    y = np.where(np.array([cities.get(c, 0) % 3 == 0 for c in X[:, 3]]) & (np.arange(len(y)) % 2 == 0), 1.0, y)
+    kw = dict(n_trees=4, max_depth=3, learning_rate=0.3, bins=16)
+    model, passives, _ = _fit(X, y, passive_categorical=(3,), categorical=[1], **kw)
+    reference = HistBoostingClassifier(**kw, **MERGED, categorical=[1, 3]).fit(X, y)
+    _same_trees(model.trees_, reference.trees_)
+    assert np.array_equal(model.raw_, reference.decision_function(X))
+    passive = passives[0]
+    sets = [left for f, _b, _m, _t, left in passive.splits_.values() if f == 1]   # column 3 = passive feature 1
+    assert sets and all(sets)                                                  # split as sets of its categories
+    bp = Binner(16, 0, [1]).fit(X[:, 2:])
+    p = model_io.passive_json("m1", "market", bp, ["returns", "city2", "night"], passive.split_bins_)
+    model_io.save(p, tmp_path / "market.json")
+    binner_p, _, splits = model_io.passive_splits(model_io.load(tmp_path / "market.json", "passive"))
+    assert splits == passive.split_bins_
+    X_new, _ = _categorical_data(n=150, seed=12)
+    X_new[:3, 3] = ["nowhere", None, "zz"]
+    ids = [sid for t in model.split_ids_ for _, sid in t.values()]
+    reply = passive_bitmaps(PredictRequest("s", "m1", len(X_new), "\n".join(ids).encode()),
+                            binner_p.transform(X_new[:, 2:]), splits, 15)
+    masks = {(0, i): unpack_mask(b, len(X_new)) for i, b in zip(ids, unframe_blobs(reply.payload, len(ids)))}
+    raw = predict_federated(model.trees_, model.split_ids_, model.base_score_,
+                            model.binner_.transform(X_new[:, :2]), 15, masks)
+    assert np.array_equal(raw, reference.decision_function(X_new))

@@ -110,3 +110,31 @@ def test_metrics_on_known_cases():
 def test_bad_labels_are_refused(y, message):
     with pytest.raises(InputError, match=message):
         HistBoostingClassifier(n_trees=1).fit(np.zeros((3, 1)), y)
+
+
+def test_a_categorical_split_is_the_best_prefix_of_the_bins_in_gradient_ratio_order():
+    from tandem.learn.splitting import SplitParams, best_split
+
+    hist = np.zeros((1, 8, 2))                      # bins 0..3 hold categories, bin 7 the missing values
+    hist[0, :4] = [[-10, 10], [10, 10], [-10, 10], [10, 10]]
+    hist[0, 7] = [-3, 2]
+    numeric = best_split(hist, 7, SplitParams(l2=1.0))
+    split = best_split(hist, 7, SplitParams(l2=1.0), categorical=np.array([True]))
+    assert split.left_bins == (0, 2) and split.bin_ == -1 and split.missing_left  # missing has a low ratio too
+    assert (split.left_g, split.left_h) == (-23.0, 22.0)
+    assert split.gain > numeric.gain                # no threshold separates {0, 2} from {1, 3}
+    hist[0, 2] = [0, 0]                             # an empty bin takes no part
+    assert 2 not in best_split(hist, 7, SplitParams(l2=1.0), categorical=np.array([True])).left_bins
+
+
+def test_categories_get_bins_in_sorted_order_and_rare_or_unseen_ones_share_the_other_bin():
+    col = np.array(["b"] * 6 + ["a"] * 5 + ["rare"] * 4 + [None] * 2 + [np.nan], dtype=object)
+    X = np.column_stack([np.arange(len(col), dtype=float), col]).astype(object)
+    binner = Binner(8, categorical=[1]).fit(X)
+    assert binner.categories_ == [None, ["a", "b"]] and binner.n_bins_.tolist() == [7, 3]
+    new = np.array([[0.0, "a"], [1.0, "b"], [2.0, "rare"], [3.0, "unseen"], [4.0, None]], dtype=object)
+    assert binner.transform(new)[:, 1].tolist() == [0, 1, 2, 2, 7]
+    few = Binner(4, categorical=[0]).fit(np.array([[c] for c in "aaaaabbbbbbccccccc"], dtype=object))
+    assert few.categories_ == [["b", "c"]]           # only max_bins - 2 categories keep a bin: the most frequent
+    with pytest.raises(InputError, match="outside the 1 features"):
+        Binner(4, categorical=[3]).fit(np.array([["a"]], dtype=object))

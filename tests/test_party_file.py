@@ -15,7 +15,7 @@ from tandem.learn.delimited import parse_sep
 from tandem.learn.federated import PartyData as ReExported
 from tandem.learn.federated import read_party_file as re_exported
 from tandem.learn.options import DEFAULTS
-from tandem.learn.party_file import PartyData, PartyFileWarning, read_party_file, refuse_categorical
+from tandem.learn.party_file import PartyData, PartyFileWarning, read_party_file
 
 
 def _frame(n=40, seed=0):
@@ -188,19 +188,17 @@ def test_text_and_boolean_columns_are_categorical(tmp_path):
     assert read_party_file(tmp_path / "m.parquet", "cid", "default").categorical["flag"].tolist() == ["True", None]
 
 
-def test_secureboost_refuses_categorical_features_in_one_line(tmp_path):
-    from tandem.learn.local import train_local
+def test_secureboost_trains_on_numeric_columns_then_categorical_ones(tmp_path):
+    from tandem.learn.party_file import features
 
     f = tmp_path / "market.csv"
-    f.write_text("cid,segment,x\n1,retail,0.5\n2,sme,0.7\n")
-    (tmp_path / "bank.csv").write_text("cid,y,default\n1,0.1,1\n2,0.2,0\n")
-    with pytest.raises(InputError) as info:
-        refuse_categorical(read_party_file(f, "cid"))
-    assert str(info.value) == (f"{f}: column(s) 'segment' are categorical: categorical features are read but "
-                               "SecureBoost does not split on them yet; drop them or use tandem scorecard")
-    with pytest.raises(InputError, match="'segment' are categorical"):  # before any node starts
-        train_local({"bank": tmp_path / "bank.csv", "market": f}, "cid", "bank", "default", DEFAULTS, tmp_path / "w")
-    assert not (tmp_path / "w").exists()
+    f.write_text("cid,segment,x,city\n1,retail,0.5,Oslo\n2,,0.7,Rome\n")
+    X, names, categorical = features(read_party_file(f, "cid"))
+    assert names == ["x", "segment", "city"] and categorical == [1, 2] and X.dtype == object
+    assert X.tolist() == [[0.5, "retail", "Oslo"], [0.7, None, "Rome"]]
+    numeric = read_party_file(tmp_path / "market.csv", "cid")
+    numeric.categorical = {}
+    assert features(numeric)[0] is numeric.X and features(numeric)[2] == []
 
 
 def test_rows_left_out_travel_in_every_party_result():

@@ -158,3 +158,48 @@ def test_a_passive_party_killed_mid_training_stops_the_label_holder_and_a_rerun_
     assert _model_trees(rerun) == _model_trees(whole)
     assert rerun["bank"]["metrics"]["auc"] == whole["bank"]["metrics"]["auc"]
     assert not list((tmp_path / "run" / "state-bank" / "checkpoints").glob("*.json"))
+
+
+def test_a_text_column_at_the_label_holder_is_categorical_and_matches_the_pooled_reference(tmp_path):
+    _files(tmp_path)
+    bank = pd.read_csv(tmp_path / "bank.csv")
+    rng = np.random.default_rng(3)
+    segment = rng.choice(["retail", "sme", "corporate", "private"], len(bank)).astype(object)
+    segment[rng.random(len(bank)) < 0.05] = None
+    segment[:2] = "one-off"                                              # rare: the "other" bin
+    flip = (segment == "sme") & (rng.random(len(bank)) < 0.5)           # the segment carries signal
+    bank["default"] = np.where(flip, 1 - bank["default"], bank["default"])
+    bank.insert(2, "segment", segment)
+    bank.to_csv(tmp_path / "bank.csv", index=False)
+    proc = _train(tmp_path, "--metrics-out", str(tmp_path / "metrics.json"))
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert abs(m["auc"] - m["auc_plaintext"]) < 1e-9                     # lossless with the categorical column
+    assert abs(m["auc"] - m["auc_xgboost"]) < 0.05
+    bank_model = json.loads(open(m["models"]["bank"]).read())
+    assert bank_model["binning"]["features"] == ["income", "debt", "segment"]
+    assert bank_model["binning"]["categories"][2] == ["corporate", "private", "retail", "sme"]
+    assert any(nd.get("feature") == "segment" and nd["left_categories"] for t in bank_model["trees"] for nd in t)
+
+
+def test_a_text_column_at_the_passive_party_is_categorical_too(tmp_path):
+    _files(tmp_path)
+    market = pd.read_parquet(tmp_path / "market.parquet")
+    bank = pd.read_csv(tmp_path / "bank.csv").set_index("cid")
+    rng = np.random.default_rng(4)
+    channel = rng.choice(["app", "web", "store"], len(market)).astype(object)
+    channel[rng.random(len(market)) < 0.05] = None
+    market["channel"] = channel
+    market.to_parquet(tmp_path / "market.parquet")
+    flip = set(market["cid"][(channel == "store") & (rng.random(len(market)) < 0.6)])
+    bank["default"] = [1 if c in flip else d for c, d in zip(bank.index, bank["default"])]
+    bank.reset_index().to_csv(tmp_path / "bank.csv", index=False)
+    proc = _train(tmp_path, "--metrics-out", str(tmp_path / "metrics.json"))
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert abs(m["auc"] - m["auc_plaintext"]) < 1e-9                     # lossless with the passive categorical
+    assert abs(m["auc"] - m["auc_xgboost"]) < 0.05
+    market_model = json.loads(open(m["models"]["market"]).read())
+    assert market_model["binning"]["categories"] == [None, None, ["app", "store", "web"]]
+    assert any("left_categories" in s for s in market_model["splits"].values())
+    assert "channel" not in json.dumps(json.loads(open(m["models"]["bank"]).read()))

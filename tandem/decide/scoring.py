@@ -17,6 +17,7 @@ from bisect import bisect_left
 
 import numpy as np
 
+from tandem.errors import InputError
 from tandem.learn import model_io
 from tandem.learn.tree import Tree, goes_left, leaves
 from tandem.protocols.errors import RemoteProtocolError
@@ -50,12 +51,23 @@ def bin_row(thresholds: list[list[float]], missing_bin: int, x) -> list[int]:
     return [missing_bin if math.isnan(v) else bisect_left(t, v) for t, v in zip(thresholds, x)]
 
 
+def _refuse_categorical(version: str, binner, names: list[str]) -> None:
+    """The scorers bin numeric values only: one ``InputError`` naming a model's categorical features."""
+    if binner.categorical_.any():
+        columns = ", ".join(repr(names[j]) for j in np.flatnonzero(binner.categorical_))
+        raise InputError(
+            f"model {version}: feature(s) {columns} are categorical; the decision service "
+            "scores numeric features only (not supported yet)"
+        )
+
+
 class PassiveScorer:
     """A passive party's part of a model: features ``(n, fp)`` -> go-left bits ``(n, k)``."""
 
     def __init__(self, model: dict):
         self.version = model["model_id"]
         self.binner, self.names, splits = model_io.passive_splits(model)
+        _refuse_categorical(self.version, self.binner, self.names)
         self.split_ids = sorted(splits)
         self._f = np.array([splits[s][0] for s in self.split_ids], dtype=np.int64)
         self._b = np.array([splits[s][1] for s in self.split_ids], dtype=np.int64)
@@ -86,6 +98,7 @@ class ActiveScorer:
     def __init__(self, model: dict):
         self.version = model["model_id"]
         self.binner, self.names, self.base_score, trees, ids = model_io.active_trees(model)
+        _refuse_categorical(self.version, self.binner, self.names)
         self.split_ids = sorted({sid for t in ids for _, sid in t.values()})
         index = {sid: i for i, sid in enumerate(self.split_ids)}
         self.parties = sorted({party for t in ids for party, _ in t.values()})

@@ -11,6 +11,7 @@ from tandem.learn.buckets import MIN_BIN_ROWS
 from tandem.learn.federated import ordered, split_rows
 from tandem.learn.metrics import roc_auc
 from tandem.learn.options import TrainingOptions, estimator_kwargs
+from tandem.learn.party_file import features as feature_table
 from tandem.learn.party_file import read_party_file
 
 
@@ -31,14 +32,19 @@ def pooled_baselines(
     same hyperparameters), on the same rows, order and train/validation/test split as the
     federated run; the plaintext one merges the other parties' bins as their nodes do by default
     (``tandem.learn.buckets.MIN_BIN_ROWS``) and, with GOSS, draws with the label holder's ``goss_seed``.
+    The label holder's categorical columns are categorical in both (XGBoost: pandas ``category``
+    dtype with ``enable_categorical``).
     ``sep``: the files' delimiter (``None``: sniffed)."""
     import pandas as pd
     import xgboost as xgb
 
     parts = []
+    categorical_columns: list[str] = []
     for name, f in files.items():
         d = read_party_file(f, id_column, label_column if name == label_party else None, sep, warn=_quiet)
-        frame = pd.DataFrame(d.X, columns=[f"{name}:{c}" for c in d.names])
+        X_d, names, categorical = feature_table(d)
+        frame = pd.DataFrame(X_d, columns=[f"{name}:{c}" for c in names])
+        categorical_columns += [f"{name}:{names[j]}" for j in categorical]
         frame["_id"] = d.ids
         if d.y is not None:
             frame["_y"] = d.y
@@ -51,7 +57,8 @@ def pooled_baselines(
     pooled = pooled.iloc[ordered(pooled["_id"].tolist(), fields["seed"])]
     test, valid = split_rows(pooled["_id"].tolist(), fields)
     features = [c for c in pooled.columns if c not in ("_id", "_y")]
-    X, y = pooled[features].to_numpy(dtype=np.float64), pooled["_y"].to_numpy()
+    cat = [j for j, c in enumerate(features) if c in categorical_columns]
+    X, y = pooled[features].to_numpy(dtype=object if cat else np.float64), pooled["_y"].to_numpy()
     n_label_features = sum(c.startswith(f"{label_party}:") for c in features)
     kw = estimator_kwargs(fields)
     ref = HistBoostingClassifier(
@@ -60,6 +67,7 @@ def pooled_baselines(
         min_bin_rows=MIN_BIN_ROWS,
         passive_from=n_label_features,
         goss_seed=goss_seed,
+        categorical=cat,
     ).fit(X[~test], y[~test], valid[~test])
     params = {
         "objective": "binary:logistic",
@@ -74,10 +82,17 @@ def pooled_baselines(
         "eval_metric": "auc",
     }
     fit, held = ~test & ~valid, valid
-    dfit = xgb.DMatrix(X[fit], label=y[fit])
+    table = _xgboost_table(pooled[features], categorical_columns)
+
+    def matrix(rows: np.ndarray, label: np.ndarray | None = None) -> xgb.DMatrix:
+        if table is None:
+            return xgb.DMatrix(X[rows], label=label)
+        return xgb.DMatrix(table.iloc[np.flatnonzero(rows)], label=label, enable_categorical=True)
+
+    dfit = matrix(fit, y[fit])
     extra = (
         {
-            "evals": [(xgb.DMatrix(X[held], label=y[held]), "valid")],
+            "evals": [(matrix(held, y[held]), "valid")],
             "early_stopping_rounds": kw["early_stopping_rounds"],
             "verbose_eval": False,
         }
@@ -88,6 +103,18 @@ def pooled_baselines(
     rounds = (0, booster.best_iteration + 1) if extra else (0, 0)
     return {
         "auc_plaintext": roc_auc(y[test], ref.predict_proba(X[test])[:, 1]),
-        "auc_xgboost": roc_auc(y[test], booster.predict(xgb.DMatrix(X[test]), iteration_range=rounds)),
+        "auc_xgboost": roc_auc(y[test], booster.predict(matrix(test), iteration_range=rounds)),
         "n_trees_plaintext": len(ref.trees_),
     }
+
+
+def _xgboost_table(frame, categorical_columns: list[str]):
+    """The pooled features as XGBoost reads categories (``category`` dtype, positional column names),
+    or ``None`` when every feature is numeric (then the float matrix is used)."""
+    if not categorical_columns:
+        return None
+    table = frame.copy()
+    for c in table.columns:
+        table[c] = table[c].astype("category") if c in categorical_columns else table[c].astype(np.float64)
+    table.columns = [f"f{j}" for j in range(table.shape[1])]
+    return table

@@ -36,6 +36,7 @@ PARAMS = (
     "first_tree_features",
     "min_bin_rows",
     "passive_from",
+    "categorical",
 )
 
 
@@ -51,7 +52,9 @@ class HistBoostingClassifier:
     the first k features only. ``passive_from``: features from this index on are treated as a
     passive party's, their bins merged per node into buckets of at least ``min_bin_rows`` rows
     as ``PassiveBoost`` merges them (``tandem.learn.buckets``); ``None``: no merging (the plain
-    estimator).
+    estimator). ``categorical``: indices of categorical features (text, ``None`` missing; ``X`` is
+    then an object array), each category a bin (``tandem.learn.binning``), split as sets of
+    categories (``tandem.learn.splitting``).
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class HistBoostingClassifier:
         first_tree_features: int | None = None,
         min_bin_rows: int = 0,
         passive_from: int | None = None,
+        categorical: tuple[int, ...] | list[int] = (),
     ):
         self.n_trees, self.max_depth, self.learning_rate, self.bins = n_trees, max_depth, learning_rate, bins
         self.l2, self.min_child_weight, self.min_gain, self.goss = l2, min_child_weight, min_gain, goss
@@ -78,6 +82,7 @@ class HistBoostingClassifier:
         self.goss_seed = goss_seed
         self.seed, self.first_tree_features = seed, first_tree_features
         self.min_bin_rows, self.passive_from = min_bin_rows, passive_from
+        self.categorical = categorical
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in PARAMS}
@@ -101,7 +106,7 @@ class HistBoostingClassifier:
         ``validation_fraction`` when early stopping is on)."""
         params = self.boost_params()
         y = binary_label(y)
-        self.binner_ = Binner(self.bins, self.seed).fit(X)
+        self.binner_ = Binner(self.bins, self.seed, self.categorical).fit(X)
         binned = self.binner_.transform(X)
         if len(binned) != len(y):
             raise InputError(f"X has {len(binned)} rows but y has {len(y)}")
@@ -137,6 +142,7 @@ class HistBoostingClassifier:
                 features=features,
                 min_bin_rows=self.min_bin_rows,
                 merged=merged,
+                categorical=self.binner_.categorical_,
             )
             self.trees_.append(tree)
             raw += predict_binned(tree, binned, self.binner_.missing_bin)

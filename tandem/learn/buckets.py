@@ -37,12 +37,19 @@ def all_cuts(n_features: int, n_bins: int) -> np.ndarray:
     return np.ones((n_features, n_bins), dtype=bool)
 
 
-def merge_bins(counts: list[np.ndarray], k: int, parent: np.ndarray | None = None) -> np.ndarray:
+def merge_bins(
+    counts: list[np.ndarray], k: int, parent: np.ndarray | None = None, categorical: np.ndarray | None = None
+) -> np.ndarray:
     """The bucket structure (f, n_bins) bool of one node (``counts`` one (f, n_bins) array) or of a
     pair of siblings (two), each bucket holding at least ``k`` rows in every one of them.
 
     ``parent``: the parent's structure, which the result coarsens (only its bucket ends can end
     a bucket, the missing bin stays merged once merged). ``k <= 1``: no merging.
+
+    ``categorical`` (f,) bool: features whose bins are categories, never merged with each other (the
+    split order, by gradient ratio, is not the bin order): such a feature keeps every bin its own
+    bucket where each bin holds no row or at least ``k`` rows in every node (and its parent kept
+    them), and is one bucket, the whole node (no candidate), otherwise.
     """
     c = np.stack(counts)  # (m, f, n_bins)
     m, f, n_bins = c.shape
@@ -65,6 +72,11 @@ def merge_bins(counts: list[np.ndarray], k: int, parent: np.ndarray | None = Non
     one_bucket = cuts[:, :mb].sum(axis=1) == 1
     values_ok = (c[:, :, :mb].sum(axis=2) >= k).all(axis=0)
     cuts[:, mb] = allowed[:, mb] & (c[:, :, mb] >= k).all(axis=0) & ~(one_bucket & ~values_ok)
+    if categorical is not None and categorical.any():
+        whole = allowed.all(axis=1) & ((c == 0) | (c >= k)).all(axis=(0, 2))
+        cuts[categorical] = False
+        cuts[categorical, mb - 1] = True
+        cuts[categorical & whole] = True
     return cuts
 
 

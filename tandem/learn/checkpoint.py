@@ -52,21 +52,27 @@ def load_active(path: Path, job: str) -> Resume | None:
     data = _read(path, job)
     if data is None:
         return None
+    for t in data["trees"]:  # JSON lists -> the tuples of categorical splits (none in older checkpoints)
+        t["left_bins"] = [tuple(b) for b in t.get("left_bins", [()] * len(t["value"]))]
     trees = [Tree(**t) for t in data["trees"]]
     ids = [{int(n): (int(p), str(sid)) for n, p, sid in t} for t in data["split_ids"]]
     return Resume(trees, ids, [float(s) for s in data["scores"]], data.get("goss_seed"))
 
 
-def save_passive(path: Path, job: str, splits: dict[str, tuple[int, int, bool, int]]) -> None:
-    data = {"format": FORMAT, "job": job, "splits": {sid: list(s) for sid, s in splits.items()}}
+def save_passive(path: Path, job: str, splits: dict[str, tuple[int, int, bool, int, tuple[int, ...]]]) -> None:
+    data = {"format": FORMAT, "job": job, "splits": {sid: [*s[:4], list(s[4])] for sid, s in splits.items()}}
     write_atomically(path, json.dumps(data).encode(), mode=0o600)
 
 
-def load_passive(path: Path, job: str) -> dict[str, tuple[int, int, bool, int]]:
+def load_passive(path: Path, job: str) -> dict[str, tuple[int, int, bool, int, tuple[int, ...]]]:
+    """Split id -> (feature, bin, missing_left, tree, left bins); older checkpoints hold no left bins."""
     data = _read(path, job)
     if data is None:
         return {}
-    return {sid: (int(f), int(b), bool(m), int(t)) for sid, (f, b, m, t) in data["splits"].items()}
+    return {
+        sid: (int(s[0]), int(s[1]), bool(s[2]), int(s[3]), tuple(int(b) for b in (s[4] if len(s) > 4 else ())))
+        for sid, s in data["splits"].items()
+    }
 
 
 def _read(path: Path, job: str) -> dict | None:

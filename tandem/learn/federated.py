@@ -26,7 +26,7 @@ from tandem.learn.binning import Binner
 from tandem.learn.buckets import MIN_BIN_ROWS
 from tandem.learn.metrics import summary
 from tandem.learn.options import DEFAULTS, estimator_kwargs
-from tandem.learn.party_file import PartyData, refuse_categorical
+from tandem.learn.party_file import PartyData, features
 from tandem.learn.party_file import read_party_file as read_party_file  # re-exported: older imports
 from tandem.learn.secureboost.passive import PassiveBoost
 from tandem.learn.secureboost.shared import Resume
@@ -113,6 +113,11 @@ def _align_passive(session: Session, data: PartyData, seed: int, blinder) -> np.
     return shared[ordered([data.ids[r] for r in shared], seed)]
 
 
+def _fixed_text(column: np.ndarray) -> np.ndarray:
+    """A categorical column (object: str / ``None``) as fixed-width text, whose bytes a fingerprint can hash."""
+    return np.array(["\x00" if v is None else str(v) for v in column], dtype=str)
+
+
 def _fields(request: TrainRequest) -> dict:
     return {k: v for k, v in vars(request).items() if k not in ("session", "model_id", "payload")}
 
@@ -136,7 +141,7 @@ def active_job(
     ``progress(what, fraction)`` hears of each completed tree.
     """
     started = time.perf_counter()
-    refuse_categorical(data)
+    X, names, categorical = features(data)
     fields = _fields(request)
     rows = _align_active(sessions, data, request.seed, blinder)
     ids = [data.ids[r] for r in rows]
@@ -154,6 +159,7 @@ def active_job(
     job = checkpoint.fingerprint(
         {**fields, "party": party, "passive": passive_parties},
         data.X[train_rows],
+        *[_fixed_text(c[train_rows]) for c in data.categorical.values()],
         y[train_rows],
         ids=[data.ids[r] for r in train_rows],
     )
@@ -169,6 +175,7 @@ def active_job(
         scheme=scheme,
         key_bits=key_bits,
         first_tree_active_only=request.first_tree_active_only,
+        categorical=categorical,
     )
 
     def on_tree(done: Resume) -> None:
@@ -179,14 +186,14 @@ def active_job(
 
     trained = time.perf_counter()
     model.fit(
-        data.X[train_rows],
+        X[train_rows],
         y[train_rows],
         valid[~test],
         resume=resume,
         on_tree=on_tree,
     )
     train_seconds = time.perf_counter() - trained
-    proba = model.predict_proba(data.X[test_rows], request.model_id)[:, 1]
+    proba = model.predict_proba(X[test_rows], request.model_id)[:, 1]
     if path:
         checkpoint.remove(path)
     grown = max(1, len(model.trees_) - model.resumed_)
@@ -194,7 +201,7 @@ def active_job(
         request.model_id,
         party,
         model.binner_,
-        data.names,
+        names,
         model.base_score_,
         model.trees_,
         model.split_ids_,
@@ -246,29 +253,33 @@ def passive_job(
 ) -> dict:
     """A passive party's side; returns its part of the model (JSON dict). ``min_bin_rows`` is this
     party's own setting (its node config), never taken from the request."""
-    refuse_categorical(data)
+    X, names, categorical = features(data)
     fields = _fields(request)
     rows = _align_passive(session, data, request.seed, blinder)
     ids = [data.ids[r] for r in rows]
     test, _valid = split_rows(ids, fields)
     train_rows, test_rows = rows[~test], rows[test]
-    binner = Binner(request.bins, request.seed).fit(data.X[train_rows])
+    binner = Binner(request.bins, request.seed, categorical).fit(X[train_rows])
     job = checkpoint.fingerprint(
-        {**fields, "party": party, "peer": session.peer}, data.X[train_rows], ids=[data.ids[r] for r in train_rows]
+        {**fields, "party": party, "peer": session.peer},
+        data.X[train_rows],
+        *[_fixed_text(c[train_rows]) for c in data.categorical.values()],
+        ids=[data.ids[r] for r in train_rows],
     )
     path = checkpoint.path_for(checkpoints, job) if checkpoints else None
     role = PassiveBoost(
         session.id,
-        binner.transform(data.X[train_rows]),
+        binner.transform(X[train_rows]),
         checkpoint.load_passive(path, job) if path else None,
         min_bin_rows,
+        binner.categorical_,
     )
     serve_passive(session, role, on_split=(lambda r: checkpoint.save_passive(path, job, r.splits_)) if path else None)
-    serve_predictions(session, binner.transform(data.X[test_rows]), role.split_bins_, binner.missing_bin)
+    serve_predictions(session, binner.transform(X[test_rows]), role.split_bins_, binner.missing_bin)
     if path:
         checkpoint.remove(path)
     return {
-        "model": model_io.passive_json(request.model_id, party, binner, data.names, role.split_bins_),
+        "model": model_io.passive_json(request.model_id, party, binner, names, role.split_bins_),
         "n_train": int(len(train_rows)),
         "n_test": int(len(test_rows)),
         "rows_left_out": data.rows_left_out,

@@ -27,6 +27,7 @@ def grow_tree(
     features: np.ndarray | None = None,
     min_bin_rows: int = 0,
     merged: np.ndarray | None = None,
+    categorical: np.ndarray | None = None,
 ) -> tuple[Tree, np.ndarray]:
     """Grow a tree over ``rows``; return it and each row's leaf output (shape ``(len(rows),)``).
 
@@ -34,7 +35,8 @@ def grow_tree(
     parent's minus the child's, so only the smaller child is ever built. ``features`` limits
     the splits to those feature indices (default: all). ``merged`` (f,) bool: the features whose
     bins are merged per node into buckets of at least ``min_bin_rows`` rows, as a passive party
-    merges its own (``tandem.learn.buckets``; default: none).
+    merges its own (``tandem.learn.buckets``; default: none). ``categorical`` (f,) bool: the
+    categorical features (``tandem.learn.splitting``; default: none).
     """
     f, n_bins = binned.shape[1], missing_bin + 1
     sub = np.flatnonzero(merged) if merged is not None and min_bin_rows > 1 else np.array([], dtype=np.intp)
@@ -44,7 +46,8 @@ def grow_tree(
             return None
         cuts = all_cuts(f, n_bins)
         counts = [bin_counts(binned[np.ix_(r, sub)], n_bins) for r in row_sets]
-        cuts[sub] = merge_bins(counts, min_bin_rows, None if parent is None else parent[sub])
+        cats = None if categorical is None else categorical[sub]
+        cuts[sub] = merge_bins(counts, min_bin_rows, None if parent is None else parent[sub], cats)
         return cuts
 
     def bucketed(hist: np.ndarray, cuts: np.ndarray | None) -> np.ndarray:
@@ -58,10 +61,12 @@ def grow_tree(
     for _depth in range(max_depth):
         next_frontier = []
         for node, node_rows, hist, cuts in frontier:
-            split = best_split(hist, missing_bin, params, features, cuts)
+            split = best_split(hist, missing_bin, params, features, cuts, categorical)
             if split is None:
                 continue
-            go_left = goes_left(binned[node_rows, split.feature], split.bin_, split.missing_left, missing_bin)
+            go_left = goes_left(
+                binned[node_rows, split.feature], split.bin_, split.missing_left, missing_bin, split.left_bins
+            )
             left_rows, right_rows = node_rows[go_left], node_rows[~go_left]
             small, large = (left_rows, right_rows) if len(left_rows) <= len(right_rows) else (right_rows, left_rows)
             child_cuts = structure([left_rows, right_rows], cuts)

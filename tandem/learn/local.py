@@ -13,7 +13,7 @@ from pathlib import Path
 from tandem.devcluster import OnEvent, no_events, node_configs, run_pair
 from tandem.errors import InputError
 from tandem.learn.options import TrainingOptions
-from tandem.learn.party_file import read_party_file, refuse_categorical
+from tandem.learn.party_file import read_party_file
 from tandem.learn.result import TrainingResult
 
 
@@ -38,7 +38,7 @@ def train_local(
     if not passive:
         raise InputError("training needs at least one party besides the label holder")
     for name, path in files.items():  # a bad file fails here, in a second, not in a node after its start-up
-        refuse_categorical(read_party_file(path, id_column, label_column if name == label_party else None, sep, warn))
+        read_party_file(path, id_column, label_column if name == label_party else None, sep, warn)
     for party, f in files.items():
         if not Path(f).is_file():
             raise InputError(f"{f}: file does not exist (party {party})")

@@ -1,7 +1,8 @@
 """Each party's part of a federated model as versioned JSON (never pickle).
 
 Active part: base score, the binning of its own features, and the trees; a passive split
-is stored as (party, opaque split id) with no feature, bin or threshold. Passive part: the
+is stored as (party, opaque split id) with no feature, bin or threshold; a split of a categorical
+feature as its set of bins going left (with their categories, for the reader). Passive part: the
 binning of its own features and its split table (split id -> feature name, bin, threshold,
 missing direction). Both carry the same ``model_id`` so that mismatched versions are refused.
 """
@@ -16,7 +17,7 @@ import numpy as np
 
 from tandem.atomic import write_atomically
 from tandem.errors import InputError
-from tandem.learn.binning import Binner
+from tandem.learn.binning import Binner, n_bins
 from tandem.learn.tree import Tree
 
 FORMAT = "tandem-boost/2"
@@ -29,13 +30,24 @@ def _threshold(binner: Binner, feature: int, bin_: int) -> float | None:
 
 
 def _binner_json(binner: Binner, names: list[str]) -> dict:
-    return {"max_bins": binner.max_bins, "features": names, "thresholds": [t.tolist() for t in binner.thresholds_]}
+    """``categories`` (only when some feature is categorical): per feature its categories in bin
+    order (the bin after them is "other"), ``null`` for a numeric feature."""
+    out = {"max_bins": binner.max_bins, "features": names, "thresholds": [t.tolist() for t in binner.thresholds_]}
+    categories = getattr(binner, "categories_", [])
+    if any(c is not None for c in categories):
+        out["categories"] = categories
+    return out
 
 
 def _binner_from(d: dict) -> tuple[Binner, list[str]]:
     b = Binner(d["max_bins"])
     b.thresholds_ = [np.array(t, dtype=np.float64) for t in d["thresholds"]]
-    b.n_bins_ = np.array([len(t) + 1 for t in b.thresholds_], dtype=np.int32)
+    stored = d.get("categories", [None] * len(b.thresholds_))
+    b.categories_ = [None if c is None else [str(v) for v in c] for c in stored]
+    if len(b.categories_) != len(b.thresholds_):
+        raise InputError("model binning: categories and thresholds describe different feature counts")
+    b.categorical_ = np.array([c is not None for c in b.categories_], dtype=bool)
+    b.n_bins_ = n_bins(b.thresholds_, b.categories_)
     return b, list(d["features"])
 
 
@@ -60,6 +72,16 @@ def active_json(
             if tree.left[n] >= 0:
                 if n in ids:
                     node.update(party=passive_parties[ids[n][0]], split_id=ids[n][1], gain=tree.gain[n])
+                elif tree.left_bins[n]:
+                    f, left = tree.feature[n], list(tree.left_bins[n])
+                    node.update(
+                        party=party,
+                        feature=names[f],
+                        left_bins=left,
+                        left_categories=binner.category_names(f, left),  # None: the "other" bin
+                        missing_left=tree.missing_left[n],
+                        gain=tree.gain[n],
+                    )
                 else:
                     f, b = tree.feature[n], tree.bin_[n]
                     node.update(
@@ -88,18 +110,27 @@ def active_json(
 
 
 def passive_json(
-    model_id: str, party: str, binner: Binner, names: list[str], split_bins: dict[str, tuple[int, int, bool]]
+    model_id: str,
+    party: str,
+    binner: Binner,
+    names: list[str],
+    split_bins: dict[str, tuple[int, int, bool, tuple[int, ...]]],
 ) -> dict:
+    """``split_bins``: split id -> (feature, bin, missing_left, left bins), as ``PassiveBoost.split_bins_``."""
+
+    def split(f: int, b: int, m: bool, left: tuple[int, ...]) -> dict:
+        if left:
+            categories = binner.category_names(f, list(left))
+            return {"feature": names[f], "left_bins": list(left), "left_categories": categories, "missing_left": m}
+        return {"feature": names[f], "bin": b, "threshold": _threshold(binner, f, b), "missing_left": m}
+
     return {
         "format": FORMAT,
         "model_id": model_id,
         "role": "passive",
         "party": party,
         "binning": _binner_json(binner, names),
-        "splits": {
-            sid: {"feature": names[f], "bin": b, "threshold": _threshold(binner, f, b), "missing_left": m}
-            for sid, (f, b, m) in split_bins.items()
-        },
+        "splits": {sid: split(*s) for sid, s in split_bins.items()},
     }
 
 
@@ -138,21 +169,23 @@ def active_trees(model: dict) -> tuple[Binner, list[str], float, list[Tree], lis
                 if "split_id" in node:
                     tid[n] = (node["party"], node["split_id"])
                 else:
-                    tree.feature[n], tree.bin_[n] = index[node["feature"]], node["bin"]
+                    tree.feature[n], tree.bin_[n] = index[node["feature"]], node.get("bin", -1)
                     tree.missing_left[n] = node["missing_left"]
+                    tree.left_bins[n] = tuple(int(b) for b in node.get("left_bins", ()))
         trees.append(tree)
         ids.append(tid)
     return binner, names, model["base_score"], trees, ids
 
 
-def passive_splits(model: dict) -> tuple[Binner, list[str], dict[str, tuple[int, int, bool]]]:
+def passive_splits(model: dict) -> tuple[Binner, list[str], dict[str, tuple[int, int, bool, tuple[int, ...]]]]:
+    """The passive party's binner, feature names and splits (split id -> (feature, bin, missing_left, left bins))."""
     binner, names = _binner_from(model["binning"])
     index = {n: i for i, n in enumerate(names)}
-    return (
-        binner,
-        names,
-        {sid: (index[s["feature"]], s["bin"], s["missing_left"]) for sid, s in model["splits"].items()},
-    )
+    splits = {
+        sid: (index[s["feature"]], s.get("bin", -1), s["missing_left"], tuple(int(b) for b in s.get("left_bins", ())))
+        for sid, s in model["splits"].items()
+    }
+    return binner, names, splits
 
 
 def importance(model: dict, shared_names: dict[str, str] | None = None) -> list[tuple[str, str, float]]:

@@ -89,14 +89,18 @@ def read_party_file(
     return data
 
 
-def refuse_categorical(data: PartyData) -> None:
-    """SecureBoost splits numeric features only: one ``InputError`` naming the categorical columns."""
-    if data.categorical:
-        columns = ", ".join(repr(c) for c in data.categorical)
-        raise InputError(
-            f"{data.source}: column(s) {columns} are categorical: categorical features are read but "
-            "SecureBoost does not split on them yet; drop them or use tandem scorecard"
-        )
+def features(data: PartyData) -> tuple[np.ndarray, list[str], list[int]]:
+    """The feature table a SecureBoost party (and the pooled reference) trains on: numeric
+    columns, then categorical ones. Returns ``(X, names, categorical)``: ``X`` (n, f) float64, or
+    object (floats, then str / ``None``) when there are categorical columns; their indices."""
+    if not data.categorical:
+        return data.X, list(data.names), []
+    X = np.empty((len(data.ids), len(data.names) + len(data.categorical)), dtype=object)
+    X[:, : len(data.names)] = data.X
+    for j, column in enumerate(data.categorical.values()):
+        X[:, len(data.names) + j] = column
+    names = list(data.names) + list(data.categorical)
+    return X, names, list(range(len(data.names), len(names)))
 
 
 class _RowNumbers:

@@ -17,9 +17,13 @@ import numpy as np
 from tandem.learn.splitting import Split, leaf_weight
 
 
-def goes_left(bins: Any, bin_: Any, missing_left: Any, missing_bin: int) -> Any:
+def goes_left(bins: Any, bin_: Any, missing_left: Any, missing_bin: int, left_bins: Any = ()) -> Any:
     """The go-left rule, elementwise: numpy arrays give a bool array, Python scalars a bool (bitwise
-    operators, so the online path, one row at a time, pays no numpy call)."""
+    operators, so the online path, one row at a time, pays no numpy call). A categorical split
+    (``left_bins`` non-empty: the value bins that go left) ignores ``bin_``."""
+    if len(left_bins):
+        inside = np.isin(bins, left_bins) if isinstance(bins, np.ndarray) else bins in left_bins
+        return ((bins == missing_bin) & missing_left) | inside
     return ((bins == missing_bin) & missing_left) | ((bins != missing_bin) & (bins <= bin_))
 
 
@@ -34,6 +38,7 @@ class Tree:
     right: list[int] = field(default_factory=list)
     value: list[float] = field(default_factory=list)  # leaf output (learning rate applied)
     gain: list[float] = field(default_factory=list)
+    left_bins: list[tuple[int, ...]] = field(default_factory=list)  # categorical splits: value bins going left
 
     def add(self, value: float) -> int:
         for name, v in (
@@ -44,6 +49,7 @@ class Tree:
             ("right", -1),
             ("value", value),
             ("gain", 0.0),
+            ("left_bins", ()),
         ):
             getattr(self, name).append(v)
         return len(self.value) - 1
@@ -56,6 +62,7 @@ class Tree:
         ri = self.add(learning_rate * leaf_weight(total_g - split.left_g, total_h - split.left_h, l2))
         self.feature[node], self.bin_[node], self.missing_left[node] = split.feature, split.bin_, split.missing_left
         self.left[node], self.right[node], self.gain[node] = li, ri, split.gain
+        self.left_bins[node] = split.left_bins
         return li, ri
 
 
@@ -72,6 +79,12 @@ def leaves(
     column = np.full(len(feature), -1) if column is None or bits is None else np.asarray(column)
     theirs = column >= 0
     feature = np.where(theirs | (feature < 0), 0, feature)  # their nodes index no column of ``binned``
+    categorical = np.array([len(s) > 0 for s in tree.left_bins], dtype=bool)
+    if categorical.any():  # bin -> go-left table of each categorical node
+        table = np.zeros((len(feature), missing_bin + 1), dtype=bool)
+        for c in np.flatnonzero(categorical):
+            table[c, list(tree.left_bins[c])] = True
+            table[c, missing_bin] = miss[c]
     node = np.zeros(len(binned), dtype=np.int64)
     rows = np.arange(len(binned))
     while True:
@@ -79,7 +92,10 @@ def leaves(
         if not inner.any():
             return node
         r, n = rows[inner], node[inner]
-        go_left = goes_left(binned[r, feature[n]], bin_[n], miss[n], missing_bin)
+        bins = binned[r, feature[n]]
+        go_left = goes_left(bins, bin_[n], miss[n], missing_bin)
+        if categorical.any():
+            go_left = np.where(categorical[n], table[n, bins], go_left)
         if bits is not None and theirs.any():
             go_left = np.where(theirs[n], bits[r, np.maximum(column[n], 0)], go_left)
         node[r] = np.where(go_left, left[n], right[n])

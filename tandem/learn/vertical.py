@@ -33,7 +33,8 @@ class VerticalBoostingClassifier:
     """SecureBoost for the label holder: ``fit(X, y)`` with ``X`` (n, fa) this party's features of
     the aligned rows; every passive session serves the same rows. Parameters as
     ``HistBoostingClassifier`` plus ``first_tree_active_only``, the encryption ``scheme``
-    ("ou" or "paillier") and ``key_bits``.
+    ("ou" or "paillier") and ``key_bits``; ``categorical``: indices of this party's categorical
+    features (passive parties' are not supported yet).
 
     Fitted: ``binner_``, ``trees_``, ``split_ids_`` (per tree: node -> (party, split id)),
     ``base_score_``, ``scores_`` (validation score per tree), ``resumed_`` (trees taken
@@ -59,6 +60,7 @@ class VerticalBoostingClassifier:
         first_tree_active_only: bool = D.first_tree_active_only,
         scheme: str = D.he,
         key_bits: int = D.key_bits,
+        categorical: tuple[int, ...] | list[int] = (),
     ):
         self.passive = list(passive)
         self.n_trees, self.max_depth, self.learning_rate, self.bins = n_trees, max_depth, learning_rate, bins
@@ -67,10 +69,11 @@ class VerticalBoostingClassifier:
         self.goss_seed = goss_seed
         self.seed, self.first_tree_active_only = seed, first_tree_active_only
         self.scheme, self.key_bits = scheme, key_bits
+        self.categorical = categorical
 
     def get_params(self) -> dict:
-        names = [p for p in PARAMS if p not in ("first_tree_features", "min_bin_rows", "passive_from")]
-        return {k: getattr(self, k) for k in names + ["first_tree_active_only", "scheme", "key_bits"]}
+        names = [p for p in PARAMS if p not in ("first_tree_features", "min_bin_rows", "passive_from", "categorical")]
+        return {k: getattr(self, k) for k in names + ["first_tree_active_only", "scheme", "key_bits", "categorical"]}
 
     def boost_params(self) -> BoostParams:
         return BoostParams(
@@ -95,7 +98,7 @@ class VerticalBoostingClassifier:
             raise ValueError("no passive party sessions")
         params = self.boost_params()
         y = binary_label(y)
-        self.binner_ = Binner(self.bins, self.seed).fit(X)
+        self.binner_ = Binner(self.bins, self.seed, self.categorical).fit(X)
         binned = self.binner_.transform(X)
         if valid is None:
             valid = (
@@ -104,7 +107,9 @@ class VerticalBoostingClassifier:
                 else np.zeros(len(y), dtype=bool)
             )
         he = SecretHe.generate(self.scheme, self.key_bits)
-        role = ActiveBoost([s.id for s in self.passive], binned, y, params, he, ~valid, resume)
+        role = ActiveBoost(
+            [s.id for s in self.passive], binned, y, params, he, ~valid, resume, self.binner_.categorical_
+        )
         self._send(role.start())
         done = 0
         while not role.done:
@@ -156,7 +161,7 @@ def serve_passive(session: Session, role: PassiveBoost, on_split: Callable[[Pass
 
 
 def serve_predictions(
-    session: Session, binned: np.ndarray, splits: dict[str, tuple[int, int, bool]], missing_bin: int
+    session: Session, binned: np.ndarray, splits: dict[str, tuple[int, int, bool, tuple[int, ...]]], missing_bin: int
 ) -> None:
     """Answer one prediction request with go-left bitmaps over ``binned`` (n, fp) rows."""
     ask = session.recv()

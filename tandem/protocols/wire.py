@@ -142,12 +142,14 @@ class BoostStart(Message):
 @message(21)
 class BoostReady(Message):
     """Passive -> active: how many features (histogram slots) it contributes, and whether it holds
-    every split asked for in ``BoostStart``; if so the payload has their go-left bitmaps (framed)."""
+    every split asked for in ``BoostStart``; if so the payload has their go-left bitmaps (framed).
+    ``categorical``: the positions of its categorical features (split as sets of bins)."""
 
     session: str
     n_features: int
     resumable: bool
     payload: bytes = field(default=b"", repr=False)
+    categorical: list[int] = field(default_factory=list)
 
 
 @message(22)
@@ -185,12 +187,14 @@ class EncryptedHistograms(Message):
 @message(31)
 class SplitRequest(Message):
     """Active -> the passive party owning the best splits of ``nodes``: each as "FEATURE:BIN:MISSING_LEFT"
-    (a slot of that party's histograms)."""
+    (a slot of that party's histograms; BIN -1 for a categorical feature), with ``left_bins`` per
+    node: "" for a numeric split, else the bins going left, ascending, comma-separated ("0,3,5")."""
 
     session: str
     tree: int
     nodes: list[int]
     slots: list[str]
+    left_bins: list[str] = field(default_factory=list)
 
 
 @message(26)
@@ -261,7 +265,7 @@ class TrainRequest(Message):
     IDS: ClassVar = {"model_id": TOKEN}  # the passive party saves its model under this id
 
     session: str
-    protocol: str  # "boost/3"
+    protocol: str  # "boost/4"
     model_id: str
     seed: int
     test_fraction_ppm: int

@@ -46,7 +46,8 @@ class _Node:
 
 class ActiveBoost(Role):
     """The label holder. ``sessions``: one session id per passive party; ``binned`` (n, fa) uint8 own
-    features, ``y`` (n,) 0/1, ``train`` (n,) bool (the rest are validation rows for early stopping).
+    features, ``y`` (n,) 0/1, ``train`` (n,) bool (the rest are validation rows for early stopping),
+    ``categorical`` (fa,) bool: its categorical features (split as sets of category bins).
 
     After ``DONE``: ``trees_`` (features >= fa are passive slots; ``split_ids_[t][node]`` =
     (party, split id) names them), ``raw_`` the scores of all n rows, ``base_score_``,
@@ -63,7 +64,9 @@ class ActiveBoost(Role):
         he: SecretHe,
         train: np.ndarray | None = None,
         resume: Resume | None = None,
+        categorical: np.ndarray | None = None,
     ):
+        self.categorical = np.zeros(binned.shape[1], dtype=bool) if categorical is None else np.asarray(categorical)
         self.sessions, self.binned, self.y, self.params, self.he = sessions, binned, y, params, he
         train = np.ones(len(y), dtype=bool) if train is None else train
         self.train_mask, self.train, self.valid = train, np.flatnonzero(train), np.flatnonzero(~train)
@@ -127,6 +130,14 @@ class ActiveBoost(Role):
             return []
         counts = [self._ready[k].n_features for k in range(self.n_parties)]
         self.offsets = np.cumsum([self.binned.shape[1]] + counts)  # passive party k: [offsets[k], offsets[k+1])
+        masks = [self.categorical]
+        for k in range(self.n_parties):
+            mask, positions = np.zeros(counts[k], dtype=bool), self._ready[k].categorical
+            if positions != sorted(set(positions)) or not all(0 <= j < counts[k] for j in positions):
+                self._fail(f"passive party {party}: malformed categorical feature positions")
+            mask[positions] = True
+            masks.append(mask)
+        self.categorical_all = np.concatenate(masks)  # (fa + every passive party's features,) bool
         if self.resume and all(r.resumable for r in self._ready.values()):
             self._replay(self.resume)
         first = len(self.trees_)
@@ -201,6 +212,7 @@ class ActiveBoost(Role):
             params=p.split,
             max_depth=p.max_depth,
             learning_rate=p.learning_rate,
+            categorical=self.categorical,
         )
         self.trees_.append(tree)
         self.split_ids_.append({})
@@ -258,7 +270,7 @@ class ActiveBoost(Role):
         tree, p = self.trees_[-1], self.params
         fa = self.binned.shape[1]
         self._decisions: dict[int, Decision] = {}
-        self._asks: dict[int, list[tuple[_Node, str]]] = {}
+        self._asks: dict[int, list[tuple[_Node, str, str]]] = {}  # party -> (node, slot, left bins)
         self._children: list[_Node] = []
         for node in self._frontier:
             own = build_histogram(self.binned, self._g_q, self._h_q, node.grown, p.bins)
@@ -266,22 +278,21 @@ class ActiveBoost(Role):
             cuts = np.concatenate(
                 [all_cuts(fa, p.bins)] + [self._buckets[(k, node.id)] for k in range(self.n_parties)], axis=0
             )
-            split = best_split(hist, self.missing_bin, p.split, cuts=cuts)
+            split = best_split(hist, self.missing_bin, p.split, cuts=cuts, categorical=self.categorical_all)
             if split is None:
                 self._decisions[node.id] = Leaf()
                 self._leaf_rows[node.id] = node.rows
                 continue
             li, ri = tree.split(node.id, split, hist[0, :, 0].sum(), hist[0, :, 1].sum(), p.learning_rate, p.split.l2)
             if split.feature < fa:
-                left = goes_left(
-                    self.binned[node.rows, split.feature], split.bin_, split.missing_left, self.missing_bin
-                )
+                bins = self.binned[node.rows, split.feature]
+                left = goes_left(bins, split.bin_, split.missing_left, self.missing_bin, split.left_bins)
                 self._decisions[node.id] = Route(left)
                 self._add_children(node, left, li, ri)
             else:
                 k = int(np.searchsorted(self.offsets, split.feature, side="right")) - 1
                 slot = f"{split.feature - self.offsets[k]}:{split.bin_}:{int(split.missing_left)}"
-                self._asks.setdefault(k, []).append((node, slot))
+                self._asks.setdefault(k, []).append((node, slot, ",".join(str(b) for b in split.left_bins)))
                 self._decisions[node.id] = Asked(k)
         if not self._asks:
             return self._announce()
@@ -289,19 +300,26 @@ class ActiveBoost(Role):
         self._waiting = set(self._asks)
         t = len(self.trees_) - 1
         return [
-            (k, SplitRequest(self.sessions[k], t, [n.id for n, _ in asks], [s for _, s in asks]))
+            (
+                k,
+                SplitRequest(
+                    self.sessions[k], t, [n.id for n, _, _ in asks], [s for _, s, _ in asks], [c for *_, c in asks]
+                ),
+            )
             for k, asks in sorted(self._asks.items())
         ]
 
     def _on_partitions(self, msg: PassivePartitions, party: int) -> Outbox:
         asks = self._asks[party]
         if (
-            msg.nodes != [n.id for n, _ in asks]
+            msg.nodes != [n.id for n, _, _ in asks]
             or len(msg.split_ids) != len(asks)
             or len(set(msg.split_ids)) != len(asks)
         ):
             self._fail(f"passive party {party} answered other splits than asked for")
-        for (node, _), split_id, blob in zip(asks, msg.split_ids, unframe_blobs(msg.payload, len(asks)), strict=True):
+        for (node, _, _), split_id, blob in zip(
+            asks, msg.split_ids, unframe_blobs(msg.payload, len(asks)), strict=True
+        ):
             left = unpack_mask(blob, len(node.rows))
             self.split_ids_[-1][node.id] = (party, split_id)
             self._decisions[node.id] = Route(left, party, split_id)

@@ -39,16 +39,19 @@ class _Node:
 
 class PassiveBoost(Role):
     """A feature holder without labels. ``binned`` (n, fp) uint8; ``saved`` holds the splits of an
-    interrupted run (split id -> (feature, bin, missing_left, tree)), offered for a resume.
+    interrupted run (split id -> (feature, bin, missing_left, tree, left bins)), offered for a resume.
+    ``categorical`` (fp,) bool: its categorical features (their bins are never merged with each
+    other; a split is the set of bins going left, ``left bins``, empty for a numeric split).
     ``min_bin_rows`` (this party's own setting, never the active party's): no bucket sum it sends
     covers fewer rows (``tandem.learn.buckets``; 1: every bin its own bucket).
 
     Split requests are checked against what an honest active party could ask: one request per
-    level, each node of the frontier at most once, a slot on the node's bucket boundaries; every
+    level, each node of the frontier at most once, a slot on the node's bucket boundaries (categorical:
+    a set of bins that hold rows of the node, of a feature whose bins are not merged there); every
     split handed out must then be used for its node. Trees come in increasing order below the
     agreed number, so a tree holds at most one split request per node it was sent gradients for.
 
-    ``splits_`` (split id -> (feature, bin, missing_left, tree)) grows as splits are made; real
+    ``splits_`` (split id -> (feature, bin, missing_left, tree, left bins)) grows as splits are made; real
     thresholds never enter the role (the caller's binner maps a slot to one when saving the model).
     """
 
@@ -56,23 +59,29 @@ class PassiveBoost(Role):
         self,
         session: str,
         binned: np.ndarray,
-        saved: dict[str, tuple[int, int, bool, int]] | None = None,
+        saved: dict[str, tuple[int, int, bool, int, tuple[int, ...]]] | None = None,
         min_bin_rows: int = MIN_BIN_ROWS,
+        categorical: np.ndarray | None = None,
     ):
         if min_bin_rows < 1:
             raise LocalProtocolError(f"min_bin_rows must be >= 1, got {min_bin_rows}")
         self.session, self.binned, self.min_bin_rows = session, binned, min_bin_rows
         self._saved = dict(saved or {})
+        fp = binned.shape[1]
+        self.categorical = np.zeros(fp, dtype=bool) if categorical is None else np.asarray(categorical, dtype=bool)
+        if self.categorical.shape != (fp,):
+            raise LocalProtocolError(f"categorical must be a mask of the {fp} features")
         self.state = State.START
-        self.splits_: dict[str, tuple[int, int, bool, int]] = {}
+        self.splits_: dict[str, tuple[int, int, bool, int, tuple[int, ...]]] = {}
         self.he: PublicHe | None = None
         self._pending: dict[int, tuple[str, np.ndarray]] = {}
         self._asked = False  # a split request came for the current level
         self._last_tree = -1
 
     @property
-    def split_bins_(self) -> dict[str, tuple[int, int, bool]]:
-        return {sid: (f, b, m) for sid, (f, b, m, _t) in self.splits_.items()}
+    def split_bins_(self) -> dict[str, tuple[int, int, bool, tuple[int, ...]]]:
+        """Split id -> (feature, bin, missing_left, left bins): what prediction and the model file need."""
+        return {sid: (f, b, m, left) for sid, (f, b, m, _t, left) in self.splits_.items()}
 
     def start(self) -> list[Message]:
         self.state = State.WAIT_READY
@@ -98,9 +107,10 @@ class PassiveBoost(Role):
         bitmaps = []
         if resumable:
             self.splits_ = {sid: self._saved[sid] for sid in wanted}
-            bitmaps = [pack_mask(self._goes_left(np.arange(n), *self._saved[sid][:3])) for sid in wanted]
+            bitmaps = [pack_mask(self._goes_left(np.arange(n), *self.split_bins_[sid])) for sid in wanted]
         self.state = State.WAIT_KEY
-        return [BoostReady(self.session, self.binned.shape[1], resumable, frame_blobs(bitmaps))]
+        categorical = np.flatnonzero(self.categorical).tolist()
+        return [BoostReady(self.session, self.binned.shape[1], resumable, frame_blobs(bitmaps), categorical)]
 
     def _on_key(self, msg: PublicKeyMsg) -> list[Message]:
         try:
@@ -117,8 +127,10 @@ class PassiveBoost(Role):
         self.state = State.DONE
         return []
 
-    def _goes_left(self, rows: np.ndarray, f: int, b: int, missing_left: bool) -> np.ndarray:
-        return goes_left(self.binned[rows, f], b, missing_left, self.missing_bin)
+    def _goes_left(
+        self, rows: np.ndarray, f: int, b: int, missing_left: bool, left_bins: tuple[int, ...] = ()
+    ) -> np.ndarray:
+        return goes_left(self.binned[rows, f], b, missing_left, self.missing_bin, left_bins)
 
     @property
     def _key(self) -> PublicHe:
@@ -159,7 +171,7 @@ class PassiveBoost(Role):
             rows = grown[n.id]
             pair = [n.id] if n.sibling < 0 else [n.id, n.sibling]
             counts = [bin_counts(self.binned[grown[i]], self.bins) for i in pair]
-            n.buckets = merge_bins(counts, self.min_bin_rows, n.buckets)  # n.buckets: the parent's, if any
+            n.buckets = merge_bins(counts, self.min_bin_rows, n.buckets, self.categorical)  # n.buckets: the parent's
             for m in self._frontier:
                 if m.id == n.sibling:
                     m.buckets = n.buckets
@@ -175,26 +187,52 @@ class PassiveBoost(Role):
             self._fail(f"a second split request for tree {self.tree}'s level (one per level)")
         self._asked = True
         frontier = {n.id: n for n in self._frontier}
-        if msg.tree != self.tree or len(msg.slots) != len(msg.nodes) or len(set(msg.nodes)) != len(msg.nodes):
+        if (
+            msg.tree != self.tree
+            or len(msg.slots) != len(msg.nodes)
+            or (msg.left_bins and len(msg.left_bins) != len(msg.nodes))
+            or len(set(msg.nodes)) != len(msg.nodes)
+        ):
             self._fail("malformed split request")
         ids, bitmaps = [], []
-        for node_id, slot in zip(msg.nodes, msg.slots, strict=True):
+        for node_id, slot, left_text in zip(msg.nodes, msg.slots, msg.left_bins or [""] * len(msg.nodes), strict=True):
             try:
                 f, b, m = (int(x) for x in slot.split(":"))
             except ValueError:
                 self._fail(f"malformed split slot {slot!r}")
-            if node_id not in frontier or not (0 <= f < self.binned.shape[1] and 0 <= b < self.bins - 1):
+            if node_id not in frontier or not 0 <= f < self.binned.shape[1]:
                 self._fail(f"split request names no node or slot of this party ({node_id}, {slot!r})")
-            buckets = frontier[node_id].buckets
-            if buckets is not None and not is_cut(buckets, f, b, bool(m)):
-                self._fail(f"split request for node {node_id} at {slot!r}, inside a merged bucket (no candidate)")
-            left = self._goes_left(frontier[node_id].rows, f, b, bool(m))
+            node = frontier[node_id]
+            if self.categorical[f]:
+                left_bins = self._category_set(node, f, b, left_text, slot)
+            else:
+                left_bins = ()
+                if left_text or not 0 <= b < self.bins - 1:
+                    self._fail(f"split request names no node or slot of this party ({node_id}, {slot!r})")
+                if node.buckets is not None and not is_cut(node.buckets, f, b, bool(m)):
+                    self._fail(f"split request for node {node_id} at {slot!r}, inside a merged bucket (no candidate)")
+            left = self._goes_left(node.rows, f, b, bool(m), left_bins)
             split_id = secrets.token_hex(8)
-            self.splits_[split_id] = (f, b, bool(m), self.tree)
+            self.splits_[split_id] = (f, b, bool(m), self.tree, left_bins)
             self._pending[node_id] = (split_id, left)
             ids.append(split_id)
             bitmaps.append(pack_mask(left))
         return [PassivePartitions(self.session, self.tree, list(msg.nodes), ids, frame_blobs(bitmaps))]
+
+    def _category_set(self, node: _Node, f: int, b: int, text: str, slot: str) -> tuple[int, ...]:
+        """The bins of a categorical split request, checked: ascending, distinct, each holding rows of
+        the node's sample, some such bin left out, on a feature whose bins are not merged at the node."""
+        try:
+            left = tuple(int(x) for x in text.split(","))
+        except ValueError:
+            self._fail(f"malformed category set {text[:40]!r} for node {node.id}")
+        counts = np.bincount(self.binned[node.rows[self._in_sample[node.rows]], f], minlength=self.bins)
+        held = np.flatnonzero(counts[: self.missing_bin])  # value bins with rows (missing is never in a set)
+        if b != -1 or list(left) != sorted(set(left)) or not set(left) <= set(held.tolist()) or len(left) >= len(held):
+            self._fail(f"split request for node {node.id} at {slot!r}: not a category set of the node")
+        if node.buckets is not None and not node.buckets[f].all():
+            self._fail(f"split request for node {node.id} at {slot!r}: its categories are merged (no candidate)")
+        return left
 
     def _on_decisions(self, msg: SplitDecisions) -> list[Message]:
         if msg.tree != self.tree or msg.nodes != [n.id for n in self._frontier] or len(msg.decisions) != len(msg.nodes):

@@ -12,11 +12,15 @@ from tandem.protocols.wire import PredictBitmaps, PredictRequest
 
 
 def passive_bitmaps(
-    request: PredictRequest, binned: np.ndarray, splits: dict[str, tuple[int, int, bool]], missing_bin: int
+    request: PredictRequest,
+    binned: np.ndarray,
+    splits: dict[str, tuple[int, int, bool, tuple[int, ...]]],
+    missing_bin: int,
 ) -> PredictBitmaps:
     """The passive side of prediction: go-left bitmaps of its splits; never feature values.
 
-    ``splits`` maps split id -> (feature, bin, missing_left) on this party's binned features.
+    ``splits`` maps split id -> (feature, bin, missing_left, left bins) on this party's binned
+    features (left bins: a categorical split's set, empty for a numeric one).
     """
     if request.n_rows != len(binned):
         raise RemoteProtocolError(f"active party predicts {request.n_rows} rows, this party has {len(binned)}")
@@ -24,8 +28,8 @@ def passive_bitmaps(
     for split_id in request.split_ids:
         if split_id not in splits:
             raise RemoteProtocolError(f"unknown split id {split_id[:16]!r} (model version mismatch?)")
-        f, b, m = splits[split_id]
-        blobs.append(pack_mask(goes_left(binned[:, f], b, m, missing_bin)))
+        f, b, m, left = splits[split_id]
+        blobs.append(pack_mask(goes_left(binned[:, f], b, m, missing_bin, left)))
     return PredictBitmaps(request.session, request.model, frame_blobs(blobs))
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from tandem.learn.tree import Tree
 
-PROTOCOL = "boost/3"  # 3: bucket structure with the histogram sums (min_bin_rows)
+PROTOCOL = "boost/4"  # 3: bucket structure with the histogram sums (min_bin_rows); 4: categorical features
 
 
 class State(enum.Enum):
