@@ -35,6 +35,8 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/world.py
 	$(BIN)/python bench/psi.py
 	$(BIN)/python bench/secureboost.py
+	$(BIN)/python bench/scorecard.py
+	$(BIN)/python bench/application_file.py
 	$(BIN)/python bench/world_gain.py
 	$(BIN)/python bench/decide.py
 

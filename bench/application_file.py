@@ -81,10 +81,11 @@ def lightgbm_auc(data: pd.DataFrame, test_ids: set[str]) -> float:
 
     X = data.drop(columns=["id", "default"])
     for c in X.columns:
-        if X[c].dtype == object:
+        if not pd.api.types.is_numeric_dtype(X[c]):
             X[c] = X[c].astype("category")
     test = data["id"].isin(test_ids).to_numpy()
-    model = lgb.LGBMClassifier(n_estimators=200, learning_rate=0.05, num_leaves=15, min_child_samples=10,
+    # the capacity of the `tandem train` run: 100 trees of depth 3, learning rate 0.1
+    model = lgb.LGBMClassifier(n_estimators=100, learning_rate=0.1, max_depth=3, num_leaves=8, min_child_samples=5,
                                verbose=-1).fit(X[~test], data["default"][~test])
     return roc_auc(data["default"][test].to_numpy(), model.predict_proba(X[test])[:, 1])
 
@@ -112,7 +113,8 @@ def main() -> None:
     test_ids = {i for i, t in zip(kept["id"], is_test(kept["id"].tolist(), 42, 200_000)) if t}
     lgb_auc = lightgbm_auc(kept, test_ids)
     print(json.dumps({"scorecard": sc["auc"], "train": tr["auc"], "lightgbm": lgb_auc}))
-    reported = "shifted rows reported: " + ("yes" if "left out" in sc_err and "left out" in tr_err else "NO")
+    said = [" ".join(err.split()) for err in (sc_err, tr_err)]  # the console wraps its warning lines
+    reported = "shifted rows reported: " + ("yes" if all(f"{SHIFTED} rows have" in e for e in said) else "NO")
     section = "\n".join([
         "## Application file with text columns (scorecard and boosting)",
         "",
@@ -122,7 +124,8 @@ def main() -> None:
         f"(semicolon-separated), marketplace = {', '.join(MARKET)} (tab-separated); every line ends with a "
         f"delimiter and {SHIFTED} rows per file carry a field too many ({reported}; left out: bank "
         f"{sc['rows_left_out']['bank']}, marketplace {sc['rows_left_out']['market']}; the rows both files kept "
-        "are linked). Test split 20% by the shared hash of the id; LightGBM (200 trees, 15 leaves, native categoricals) on the pooled rows "
+        "are linked). Test split 20% by the shared hash of the id; LightGBM with native categoricals (100 trees "
+        "of depth 3, learning rate 0.1, as the `tandem train` run) on the pooled rows "
         "both files kept, same test rows. With ~200 test rows the AUC's standard error is about 0.03: "
         "read the differences with that in mind.",
         "",
@@ -136,7 +139,7 @@ def main() -> None:
         f"| LightGBM, native categoricals, pooled | {lgb_auc:.4f} | | |",
         "",
         f"Scorecard: {sc['n_features_selected']} of {sc['n_features_in']} features selected. Target: both within "
-        "0.005 AUC of LightGBM.",
+        "0.005 AUC of LightGBM (above it counts as within).",
         "",
     ])
     write_section(a.results, "## Application file with text columns", section)
