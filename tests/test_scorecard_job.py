@@ -66,6 +66,9 @@ def test_scorecard_equals_the_pooled_pipeline_and_keeps_each_party_to_its_own_fe
     assert not any(w in json.dumps(bank) for w in ("returns", "traffic", "junk"))
     assert not any(w in json.dumps(market) for w in ("income", "debt", "noise", "default"))
     assert [f["as"] for f in market["features"]] == sorted([kept, "f2"])
+    bank_points = {(r["feature"], r["bin"]): r["points_exact"] for r in m["points"]}
+    for f in market["features"]:                       # the marketplace holds its own points, as the bank has them
+        assert np.allclose(f["points"], [bank_points[(f["as"], b)] for b in range(len(f["points"]))], atol=1e-9)
     assert "Scorecard (test)" in proc.stdout and "Feature selection" in proc.stdout and "Points of bank" in proc.stdout
     assert any(r["label"].startswith("special") for r in m["points"] if r["feature"] == "income")  # -999's own bin
     assert m["points"][0]["label"] == "base points" and {r["feature"] for r in m["points"][1:]} == set(

@@ -237,7 +237,7 @@ def passive_job(
 ) -> dict:
     """A passive party's side; returns its part of the model. ``min_bin_rows`` and ``share_names`` are this
     party's own settings (its node config), never the request's."""
-    binning, _opts = request_options(request)
+    binning, opts = request_options(request)
     binning = BinningOptions(**{**vars(binning), "min_bin_rows": min_bin_rows}).check()
     rows = _align_passive(session, data, request.seed, blinder)
     ids = [data.ids[r] for r in rows]
@@ -265,7 +265,9 @@ def passive_job(
     run_role(session, PassiveScoring(session.id, bins_all, n_bins, names))
     final = PassiveScoring(session.id, bins_all, n_bins, names)
     run_role(session, final)
-    model = passive_model(request.model_id, party, list(features), names, prebins, binner.assign_, final)
+    model = passive_model(
+        request.model_id, party, list(features), names, prebins, binner.assign_, final, Scaling.of(opts).factor
+    )
     return {
         "model": model,
         "n_train": int(len(train_rows)),

@@ -75,9 +75,11 @@ def passive_model(
     prebins: list[Prebins],
     assigns: list[np.ndarray],
     final: PassiveScoring,
+    factor: float,
 ) -> dict:
     """A passive party's part: its selected features (real name, the name the label holder knows), each with
-    its pre-binning, merge and logit contribution per final bin."""
+    its pre-binning, merge, logit contribution per final bin and the points that is (``-factor`` x it, the
+    PDO scaling's points per unit of log-odds)."""
     features = []
     for wire, contribution in zip(final.features_, final.contributions_):
         j = wire_names.index(wire)
@@ -88,6 +90,7 @@ def passive_model(
                 "prebins": prebins[j].to_json(),
                 "assign": assigns[j].tolist(),
                 "contribution": contribution.tolist(),
+                "points": (-factor * contribution).tolist(),
             }
         )
     return {"format": FORMAT, "model_id": model_id, "party": party, "role": "passive", "features": features}
