@@ -133,6 +133,11 @@ def active_job(
     he = SecretHe.generate(scheme, key_bits)
     binner = ActiveBinning(session.id, y, he, binning)
     run_role(session, binner)
+    clash = sorted(set(own) & set(binner.tables_))
+    if clash:
+        raise InputError(
+            f"{data.source}: column '{clash[0]}' has the name the passive party's feature goes by; rename it"
+        )
     iv = {name: float(t.iv_bins.sum()) for name, (_, t) in own.items()}
     iv.update({name: float(t.iv_bins.sum()) for name, t in binner.tables_.items()})
     say("second moments", 0.4)
