@@ -320,3 +320,11 @@ def test_bad_labels_and_options_are_one_clear_line(keys):
         BinningOptions(monotonic_trend="up").check()
     with pytest.raises(InputError, match="min_bin_rows"):
         BinningOptions(min_bin_rows=0).check()
+
+
+def test_a_heavy_value_gets_a_prebin_of_its_own_so_a_count_features_tail_is_kept():
+    """97% zeros: every quantile falls on 0, yet the 1s and 2s (60 rows) must not be lost in one bin with it."""
+    x = np.r_[np.zeros(1940), np.ones(40), np.full(20, 2.0)]
+    p = Prebins.fit("prior_defaults", x, BinningOptions().check())
+    ids = p.transform(x)
+    assert p.layout.n_values >= 2 and len(set(ids[x == 0])) == 1 and not set(ids[x == 0]) & set(ids[x > 0])

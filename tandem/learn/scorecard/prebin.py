@@ -269,6 +269,10 @@ def _numeric(name: str, v: np.ndarray, extra: int, opts: BinningOptions) -> np.n
     if len(v) == 0:
         raise _unusable(name, k)
     edges = np.unique(np.quantile(v, np.linspace(0, 1, opts.max_n_prebins + 1)[1:-1]))
+    # a value holding more than a quantile step of the rows (a count feature's 0) gets a pre-bin of its own:
+    # without the next value up as an edge, quantiles that all fall on it would leave the tail unseparated
+    heavy = [e for e in edges if (v == e).sum() >= len(v) / opts.max_n_prebins and (v > e).any()]
+    edges = np.unique(np.concatenate([edges, [v[v > e].min() for e in heavy]]))
     counts = list(np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1))
     counts[0] += extra
     cuts = list(edges)
