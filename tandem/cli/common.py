@@ -8,6 +8,7 @@ import inspect
 import typing
 from collections.abc import Callable, Mapping
 from datetime import date
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -116,3 +117,17 @@ def training_options(
         return run
 
     return wrap
+
+
+def party_files(party: list[str], label: str) -> tuple[dict[str, Path], str, str]:
+    """``--party NAME=FILE`` (repeated) and ``--label NAME:COLUMN`` -> (name -> file, label party, label column)."""
+    files = {}
+    for item in party:
+        name, sep, file = item.partition("=")
+        if not sep or not name or not file:
+            raise InputError(f"--party must look like NAME=FILE, got '{item}'")
+        files[name] = Path(file)
+    label_party, sep, label_column = label.partition(":")
+    if not sep or not label_column:
+        raise InputError(f"--label must look like NAME:COLUMN, got '{label}'")
+    return files, label_party, label_column

@@ -9,7 +9,7 @@ import numpy as np
 import typer
 
 from tandem.atomic import write_atomically
-from tandem.cli.common import SepOption, app
+from tandem.cli.common import SepOption, app, party_files
 from tandem.console import console, err_console, progress_bar, table, tree_progress
 from tandem.errors import InputError
 from tandem.printers import print_scorecard_points
@@ -21,16 +21,6 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _parties(party: list[str]) -> dict[str, Path]:
-    files = {}
-    for item in party:
-        name, sep, file = item.partition("=")
-        if not sep or not name or not file:
-            raise InputError(f"--party must look like NAME=FILE, got '{item}'")
-        files[name] = Path(file)
-    return files
 
 
 @app.command("scorecard")
@@ -67,10 +57,7 @@ def scorecard_cmd(
     from tandem.report.scorecard_report import write_scorecard_report
     from tandem.report.scorecard_tables import points_rows
 
-    files = _parties(party)
-    label_party, sep, label_column = label.partition(":")
-    if not sep or not label_column:
-        raise InputError(f"--label must look like NAME:COLUMN, got '{label}'")
+    files, label_party, label_column = party_files(party, label)
     if not 0 < test_fraction < 1:
         raise InputError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
     codes = tuple(float(c) if _is_number(c) else c for c in special_code)

@@ -8,9 +8,8 @@ from pathlib import Path
 import typer
 
 from tandem.atomic import write_atomically
-from tandem.cli.common import SepOption, app, training_options
+from tandem.cli.common import SepOption, app, party_files, training_options
 from tandem.console import console, err_console, progress_bar, tree_progress
-from tandem.errors import InputError
 from tandem.learn.options import DEFAULTS, TrainingOptions
 from tandem.printers import print_training
 
@@ -33,15 +32,7 @@ def train_cmd(
     from tandem.learn.local import train_local
     from tandem.report.training_report import write_training_report
 
-    files = {}
-    for item in party:
-        name, sep, file = item.partition("=")
-        if not sep or not name or not file:
-            raise InputError(f"--party must look like NAME=FILE, got '{item}'")
-        files[name] = Path(file)
-    label_party, sep, label_column = label.partition(":")
-    if not sep or not label_column:
-        raise InputError(f"--label must look like NAME:COLUMN, got '{label}'")
+    files, label_party, label_column = party_files(party, label)
     training.check()
     with progress_bar("train") as update:
         update("linking and training", 0.05)

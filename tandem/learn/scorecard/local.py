@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from tandem.devcluster import OnEvent, no_events, node_configs, run_pair
+from tandem.devcluster import OnEvent, no_events
 from tandem.errors import InputError
+from tandem.learn.local import passive_parties, run_local
 from tandem.learn.options import TrainingOptions
-from tandem.learn.party_file import read_party_file
 
 
 def scorecard_local(
@@ -28,20 +28,11 @@ def scorecard_local(
     sep: str | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> dict[str, dict]:
-    """Run both nodes; return each node's result event (``node`` -> dict). ``sep``: the files' delimiter
-    (``None``: each file's is sniffed); ``warn`` hears of shifted rows left out."""
-    if label_party not in files:
-        raise InputError(f"--label names party '{label_party}', which has no --party file")
-    passive = [p for p in files if p != label_party]
+    """Run both nodes; return each node's result event (``node`` -> dict). ``sep``, ``warn``: as
+    ``tandem.learn.local.run_local``."""
+    passive = passive_parties(files, label_party)
     if len(passive) != 1:
         raise InputError(f"the scorecard takes the label holder and one other party, got {len(files)} parties")
-    for name, path in files.items():  # a bad file fails here, in a second, not in a node after its start-up
-        read_party_file(path, id_column, label_column if name == label_party else None, sep, warn)
-    configs = node_configs(workdir / "nodes", {p: f"{p}.duckdb" for p in files}, {p: "bank" for p in files}, timeout_s)
-    (peer,) = passive
-    seps = ["--sep", sep] if sep else []
-    servers = {peer: ["--once", "--data", str(Path(files[peer]).resolve()), "--id", id_column, *seps]}
-    run = ["--scorecard", peer, "--scorecard-options", options_json, "--data", str(Path(files[label_party]).resolve())]
-    run += ["--id", id_column, "--label", label_column, *seps, *training.cli_args()]
-    procs = run_pair(configs, label_party, run, servers, timeout_s, on_event)
+    job = ["--scorecard", passive[0], "--scorecard-options", options_json, *training.cli_args()]
+    procs = run_local(files, id_column, label_party, label_column, job, workdir, timeout_s, on_event, sep, warn)
     return {name: proc.result() for name, proc in procs.items()}

@@ -7,7 +7,7 @@ each of its selected features the pre-binning, the merge and its logit contribut
 (coefficient x WoE) — the points of its features, which it keeps.
 
 A row's logit is ``intercept + Σ own coef·WoE + the passive party's summed contribution``; its PD is
-``1 / (1 + e^-logit)``.
+``1 / (1 + e^-logit)`` (``scorer`` scores rows with the two parts).
 """
 
 from __future__ import annotations
@@ -107,32 +107,3 @@ def check(model: dict, role: str) -> dict:
     if not isinstance(model, dict) or model.get("format") != FORMAT or model.get("role") != role:
         raise InputError(f"not the {role} part of a {FORMAT} model")
     return model
-
-
-def passive_part(model: dict, columns: dict[str, np.ndarray]) -> np.ndarray:
-    """(n,) a passive party's summed logit contribution for rows given as feature name -> (n,) values."""
-    check(model, "passive")
-    out: np.ndarray | None = None
-    for entry in model["features"]:
-        if entry["name"] not in columns:
-            raise InputError(f"scorecard feature '{entry['name']}' is missing from the rows to score")
-        part = np.asarray(entry["contribution"], dtype=np.float64)[final_bins(entry, columns[entry["name"]])]
-        out = part if out is None else out + part
-    if out is None:
-        n = len(next(iter(columns.values()))) if columns else 0
-        return np.zeros(n)
-    return out
-
-
-def active_logit(model: dict, columns: dict[str, np.ndarray], passive: np.ndarray) -> np.ndarray:
-    """(n,) the logit of rows: the label holder's own features from ``columns`` plus ``passive`` (n,)."""
-    check(model, "active")
-    out = np.full(len(passive), float(model["intercept"])) + passive
-    for entry in model["features"]:
-        if "prebins" not in entry:
-            continue
-        if entry["name"] not in columns:
-            raise InputError(f"scorecard feature '{entry['name']}' is missing from the rows to score")
-        woe = np.asarray(entry["woe"], dtype=np.float64)[final_bins(entry, columns[entry["name"]])]
-        out = out + entry["coef"] * woe
-    return out
