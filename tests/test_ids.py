@@ -101,6 +101,21 @@ def test_column_path_agrees_with_one_by_one(values):
             assert all(expected[row] == reason and values[row] == raw for row, raw in rows)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(0, 5_000_000)), max_size=40),
+       st.sampled_from([None, "+79161234567890", "+7916123456", "+70001234567", "+7 916 123 45 67"]))
+def test_an_already_normalised_column_reads_as_one_by_one(indices, odd):
+    """The one-pass path for columns already in E.164 (nulls allowed) gives what the full path gives, and a
+    single value in another shape sends the column down the full path."""
+    import pyarrow as pa
+
+    national = phone_number(np.array([i for i in indices if i is not None], dtype=np.int64))
+    it = iter(national)
+    values = [None if i is None else f"+7{next(it)}" for i in indices] + ([odd] if odd else [])
+    expected = [e if e.startswith("+") else None for e in _one_by_one(values)]
+    assert list(normalise_phones(pa.chunked_array([pa.array(values, pa.string())]))[0]) == expected
+
+
 def test_batch_report_counts_invalid_values_by_reason_with_rows():
     values, report = normalise_phones(["89161234567", "123", None, "+7 (916) 123-45-67", "123"])
     assert list(values) == ["+79161234567", None, None, "+79161234567", None]

@@ -126,6 +126,20 @@ def _started_pair():
     return a, b
 
 
+def test_the_last_reblinded_chunk_goes_out_before_this_side_matches():
+    """The receive that completes the exchange answers with the peer's re-blinded chunk and leaves the
+    match to the next poll, so the peer is not kept waiting while this side matches."""
+    a, b = _started_pair()
+    [reblinded_a] = b.receive(a.poll()[0])
+    [blinded_b] = b.poll()
+    assert a.receive(reblinded_a) == [] and not a.has_work()    # a's own set is back; b's is still to come
+    answer = a.receive(blinded_b)                                # the message that completes a's exchange
+    assert [m.name for m in answer] == ["Reblinded"]
+    assert a.state is State.EXCHANGING and a.result is None and a.has_work()
+    [done] = a.poll()
+    assert done.name == "KeyDone" and a.state is State.MATCHED and a.final.intersection == 1
+
+
 @pytest.mark.parametrize("bad,message", [
     (Blinded("s", "customers", "phone", 3, True, bytes(32)), "out of order"),
     (Blinded("s", "customers", "phone", 0, True, b"\x01" * 33), "not whole points"),

@@ -67,6 +67,7 @@ def _fast_ru_mobile(text: str) -> str | None:
 # the same test column-wise, in RE2 (ASCII digits only: anything else takes the per-value path)
 _RU_SHAPE_COLUMN = r"^(?:\+7|8|7)?9[0-9]{9}$"
 _RU_MOBILE_COLUMN = "^(?:" + _RU_MOBILE.pattern + ")$"
+_RU_E164_COLUMN = r"^\+7(?:" + _RU_MOBILE.pattern + ")$"  # already normalised: one pass instead of five
 
 
 def _fast_ru_mobiles(values: object) -> np.ndarray | None:
@@ -81,6 +82,8 @@ def _fast_ru_mobiles(values: object) -> np.ndarray | None:
         return None
     if not pa.types.is_string(col.type):
         return None
+    if pc.all(pc.fill_null(pc.match_substring_regex(col, _RU_E164_COLUMN), True)).as_py():
+        return col.to_numpy(zero_copy_only=False)  # nulls become None
     clean = pc.replace_substring_regex(col, r"[ \-()\t]", "")
     ok = pc.and_(
         pc.match_substring_regex(clean, _RU_SHAPE_COLUMN),

@@ -176,19 +176,31 @@ class KeyRun(Role):
         return (self._sent + self._peer_received) / total if total else 1.0
 
     def has_work(self) -> bool:
-        return self.state is State.EXCHANGING and bool(self._resend or self._resend_back or not self._sent_last)
+        return self.state is State.EXCHANGING and bool(
+            self._resend or self._resend_back or not self._sent_last or self._ready_to_match()
+        )
 
     def poll(self) -> list[Message]:
         """Emit the next chunk: one kept chunk the peer lost (on resume), else blind the next of our own
-        set (an empty set sends one empty chunk)."""
+        set (an empty set sends one empty chunk); once everything is out and back, match.
+
+        Matching waits for a ``poll`` rather than running inside the ``receive`` that completed the
+        exchange, so that the driver sends the peer its last re-blinded chunk first: both sides then
+        match at the same time instead of one after the other."""
         if not self.has_work():
-            return self._maybe_finish()
+            return []
         if self._resend_back:
             return self._resent_back()
         if self._resend:
             seq, start, stop, last = self._resend.pop(0)
             points = self._stored("sent", start, stop)
             return [Blinded(self.session, self.entity, self.key, seq, last, points)]
+        if self._sent_last:
+            self.result = self._match()
+            self.state = State.MATCHED
+            done = KeyDone(self.session, self.entity, self.key, self.result.intersection)
+            self._agree()
+            return [done]
         start, stop = self._sent, min(self._sent + self._chunk, len(self._send))
         seq = self._sent_chunks
         part = self._all[self._send[start:stop]].tolist()
@@ -206,7 +218,7 @@ class KeyRun(Role):
         self._sent_last = stop == len(self._send)
         if self._checkpoint and not self.incremental:
             self._checkpoint.append("sent", points, self._sent_last)
-        return [Blinded(self.session, self.entity, self.key, seq, self._sent_last, points)] + self._maybe_finish()
+        return [Blinded(self.session, self.entity, self.key, seq, self._sent_last, points)]
 
     def receive(self, msg: Message) -> list[Message]:
         if self.state not in (State.DONE, State.ERROR) and (
@@ -253,7 +265,7 @@ class KeyRun(Role):
             settings = (self._chunk, self.initiator, self._keep)
             self._checkpoint.begin(Saved.fresh(self._salt, self._secret, self._all, self._send, msg.size, *settings))
         self.state = State.EXCHANGING
-        return self._maybe_finish()
+        return []
 
     def _allocate(self, own: int, peer: int) -> None:
         """Preallocate the point arrays for ``own`` points we send and ``peer`` points the peer sends."""
@@ -281,7 +293,7 @@ class KeyRun(Role):
         self._resend = resend_plan(saved.lengths["sent"], peer.received, saved.last["sent"])
         self._resend_back = resend_plan(saved.lengths["reblinded"], peer.back, saved.last["reblinded"])
         self.state = State.EXCHANGING
-        return self._maybe_finish()
+        return []
 
     def _stored(self, stream: str, start: int, stop: int) -> bytes:
         return _known(self._checkpoint, "resuming without a checkpoint").read(stream, start, stop)
@@ -320,7 +332,7 @@ class KeyRun(Role):
             self._fail("peer removed values this side never received: the kept states differ")
         self._allocate(len(self._send), msg.new)
         self.state = State.EXCHANGING
-        return self._maybe_finish()
+        return []
 
     def _check_size(self, size: int, what: str) -> None:
         """Stop the run if the peer's set (``size`` records) is over this side's ``max_records``."""
@@ -361,7 +373,7 @@ class KeyRun(Role):
             out.append(Reblinded(self.session, self.entity, self.key, msg.seq, msg.last, double))
         elif msg.last:
             out.extend(self._sorted_reblinded())
-        return out + self._maybe_finish()
+        return out
 
     def _sorted_reblinded(self) -> list[Message]:
         """Count-only: return the peer's whole set re-blinded and sorted, so no position survives."""
@@ -385,28 +397,29 @@ class KeyRun(Role):
             self._fail(f"peer returned {self._own_double_n} values for our {len(self._send)}")
         if self._checkpoint and not self.incremental and not self.count_only:
             self._checkpoint.append("back", msg.payload, msg.last)
-        return self._maybe_finish()
+        return []
 
     def _on_done(self, msg: KeyDone) -> list[Message]:
         if self._peer_done is not None:
             self._fail(self._unexpected(msg))
         self._peer_done = msg.intersection
-        return self._maybe_finish()
+        self._agree()
+        return []
 
     # --- completion ----------------------------------------------------------------------
 
-    def _maybe_finish(self) -> list[Message]:
-        out: list[Message] = []
-        if (
+    def _ready_to_match(self) -> bool:
+        """Everything we send is out, the peer's whole set is in and ours has come back re-blinded."""
+        return (
             self.state is State.EXCHANGING
             and self._sent_last
             and self._peer_last
             and self._own_back_last
             and not (self._resend or self._resend_back)
-        ):
-            self.result = self._match()
-            self.state = State.MATCHED
-            out.append(KeyDone(self.session, self.entity, self.key, self.result.intersection))
+        )
+
+    def _agree(self) -> None:
+        """Once both sides have matched, check that they found the same size."""
         if self.state is State.MATCHED and self._peer_done is not None:
             if self._peer_done != self.final.intersection:
                 self._fail(
@@ -414,7 +427,6 @@ class KeyRun(Role):
                     f"{self.final.intersection} here, {self._peer_done} there"
                 )
             self.state = State.DONE
-        return out
 
     def _match(self) -> KeyResult:
         """Compare our doubly blinded values (all current records) with the peer's (its whole current set)."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import numpy as np
+import pandas as pd
 
 from tandem.crypto.psi_group import POINT_BYTES
 from tandem.protocols.errors import LocalProtocolError
@@ -97,24 +98,22 @@ def members(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
     """Shape ``(n,)`` bool: which of ``values`` (``S32``, shape ``(n,)``) also occur in ``pool`` (shape ``(m,)``).
 
     Points are uniformly random 32-byte strings, so their first 8 bytes almost never repeat within
-    ``pool`` (about m^2 / 2^65): look those up in the sorted pool and compare the whole point of each
-    candidate; if two pool points share their first 8 bytes, fall back to an exact set lookup.
+    ``pool`` (about m^2 / 2^65): look those up in a hash index of the pool and compare the whole point of
+    each candidate; if two pool points share their first 8 bytes, fall back to an exact set lookup.
+    (A hash index: 0.15 s for 1M against 1M here, 2.1 s for 10M; sorting and searching took 0.35 s and 6 s.)
     """
     if not len(values) or not len(pool):
         return np.zeros(len(values), dtype=bool)
     want = np.ascontiguousarray(values, dtype=_S).view(np.uint64).reshape(-1, 4)
     have = np.ascontiguousarray(pool, dtype=_S).view(np.uint64).reshape(-1, 4)
-    order = np.argsort(have[:, 0], kind="stable")
-    heads = have[order, 0]
-    if (heads[1:] == heads[:-1]).any():
+    heads = pd.Index(have[:, 0])
+    if not heads.is_unique:
         members = set(pool.tolist())  # tolist strips trailing zero bytes the same way from both sides
         return np.fromiter((v in members for v in values.tolist()), dtype=bool, count=len(values))
-    asked = np.argsort(want[:, 0], kind="stable")  # searching in sorted order stays in cache: ~10x faster at 10M
-    at = np.empty(len(values), dtype=np.int64)
-    at[asked] = np.minimum(np.searchsorted(heads, want[asked, 0]), len(heads) - 1)
+    at = heads.get_indexer(want[:, 0])  # -1 where no pool point starts the same
     found = np.zeros(len(values), dtype=bool)
-    candidates = np.flatnonzero(heads[at] == want[:, 0])
-    found[candidates] = (have[order[at[candidates]]] == want[candidates]).all(axis=1)
+    candidates = np.flatnonzero(at >= 0)
+    found[candidates] = (have[at[candidates]] == want[candidates]).all(axis=1)
     return found
 
 
