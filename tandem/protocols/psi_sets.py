@@ -110,7 +110,7 @@ def members(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
     if not heads.is_unique:
         members = set(pool.tolist())  # tolist strips trailing zero bytes the same way from both sides
         return np.fromiter((v in members for v in values.tolist()), dtype=bool, count=len(values))
-    at = heads.get_indexer(want[:, 0])  # -1 where no pool point starts the same
+    at = heads.get_indexer(pd.Index(want[:, 0]))  # -1 where no pool point starts the same
     found = np.zeros(len(values), dtype=bool)
     candidates = np.flatnonzero(at >= 0)
     found[candidates] = (have[at[candidates]] == want[candidates]).all(axis=1)
