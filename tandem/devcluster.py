@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-from tandem.crypto.tls import make_ca, make_node_cert
+from tandem.crypto import pki
 from tandem.errors import InputError, TandemError
 from tandem.parties import PARTIES
 from tandem.transport.ports import free_port
@@ -60,17 +60,22 @@ def node_configs(
 ) -> dict[str, Path]:
     """Development certificates and a config per node (each node lists all others as peers).
     ``stores``/``presets``: node -> store path (relative to ``folder``) / preset; ``as_of``: the
-    nodes' ``[node] as_of`` (``None``: left out, so today)."""
+    nodes' ``[node] as_of`` (``None``: left out, so today).
+
+    Each node is its own organisation, as in a deployment: ``certs/NODE/`` holds its own CA, its
+    certificate and (``peers/``) the CA certificates of the others, each trusted for that peer only."""
     certs = folder / "certs"
     try:
         certs.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{folder}: cannot write node configs ({exc.strerror})") from None
-    if not (certs / "ca.pem").exists() or not (certs / "ca.key").exists():
-        make_ca(certs)
     for party in stores:
-        if not (certs / f"{party}.pem").exists():
-            make_node_cert(certs, party, certs / "ca.pem", certs / "ca.key")
+        if not (certs / party / f"{party}.pem").exists():
+            pki.init(certs / party, f"{party.capitalize()} (development)", party)
+    for party in stores:
+        for other in stores:
+            if other != party and not pki.peer_ca(certs / party, other).exists():
+                pki.trust(certs / party, other, certs / other / "ca.pem")
     ports = {p: free_port() for p in stores}
     # every node gets a worker per core: while one node waits for its peer (start-up, the last chunks,
     # matching), the peer's workers take the idle cores instead of one core idling
@@ -88,10 +93,11 @@ def node_configs(
             f"workers = {workers}",
         ]
         lines += [f'as_of = "{as_of.isoformat()}"'] if as_of is not None else []
-        lines += ["", "[tls]", 'ca = "certs/ca.pem"', f'cert = "certs/{party}.pem"', f'key = "certs/{party}.key"', ""]
+        lines += ["", "[tls]", f'cert = "certs/{party}/{party}.pem"', f'key = "certs/{party}/{party}.key"', ""]
         for other in stores:
             if other != party:
-                lines += [f"[peers.{other}]", f'address = "127.0.0.1:{ports[other]}"', ""]
+                address, ca = f"127.0.0.1:{ports[other]}", f"certs/{party}/peers/{other}.pem"
+                lines += [f"[peers.{other}]", f'address = "{address}"', f'ca = "{ca}"', ""]
         paths[party] = folder / f"{party}.toml"
         paths[party].write_text("\n".join(lines))
     return paths

@@ -94,6 +94,8 @@ class Node:
         }
 
     def start(self) -> None:
+        for line in self.config.tls.expiry_warnings():
+            self._notice(line)
         self.server.start()
         self.engine.warm_up()
         self.events(

@@ -17,7 +17,7 @@ from tandem.limits import Limits
 from tandem.link.accept import AcceptPolicy
 from tandem.parties import ENTITIES, PRESETS, EntitySource
 from tandem.protocols.psi import DEFAULT_CHUNK
-from tandem.transport.grpc_node import TlsFiles
+from tandem.transport.trust import TlsFiles
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
         listen=need("node", "listen"),
         store=store if "://" in store else str(resolve(store)),
         state_dir=resolve(node.get("state_dir", f"state-{node.get('name', 'node')}")),
-        tls=TlsFiles(resolve(need("tls", "ca")), resolve(need("tls", "cert")), resolve(need("tls", "key"))),
+        tls=_tls_files(raw, path, resolve, need),
         peers={n: v["address"] for n, v in peers.items()},
         sources=dict(PRESETS[preset]),
         keys=keys,
@@ -121,4 +121,36 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
         min_bin_rows=min_bin_rows,
         share_names=share_names,
         link_backend=link_backend,
+    )
+
+
+def _tls_files(raw: dict, path: Path, resolve, need) -> TlsFiles:
+    """``[tls] cert, key`` (and ``ca``, trusted for every peer without its own) and per peer
+    ``[peers.NAME] ca`` (the CA trusted for that peer) and ``pin`` (``sha256:HEX`` of its node certificate)."""
+    tls, peers = raw.get("tls", {}), raw.get("peers", {})
+    default = tls.get("ca")
+    if default is not None and not isinstance(default, str):
+        raise InputError(f"{path}: [tls] ca must be a path")
+    peer_cas, pins = {}, {}
+    for name, section in peers.items():
+        ca, pin = section.get("ca"), section.get("pin")
+        if ca is None and default is None:
+            raise InputError(
+                f"{path}: [peers.{name}] has no ca and there is no [tls] ca: set the CA this node trusts for {name} "
+                f"(tandem certs trust FILE --peer {name})"
+            )
+        if ca is not None:
+            if not isinstance(ca, str):
+                raise InputError(f"{path}: [peers.{name}] ca must be a path")
+            peer_cas[name] = resolve(ca)
+        if pin is not None:
+            if not (isinstance(pin, str) and pin.startswith("sha256:") and len(pin) == 71):
+                raise InputError(f"{path}: [peers.{name}] pin must be sha256: and 64 hex digits (tandem certs show)")
+            pins[name] = pin.lower()
+    return TlsFiles(
+        resolve(default) if default else None,
+        resolve(need("tls", "cert")),
+        resolve(need("tls", "key")),
+        peer_cas,
+        pins,
     )

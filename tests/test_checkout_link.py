@@ -59,10 +59,11 @@ def _bank_peer(s, body):
     """A request to the bank's mutual-TLS listener with the marketplace node's certificate."""
     nodes = s["world"] / "nodes"
     listen = tomllib.loads(s["paths"]["bank"].read_text())["decide"]["listen"]
-    certs = (str(nodes / "certs" / "market.pem"), str(nodes / "certs" / "market.key"))
+    market = nodes / "certs" / "market"
+    certs = (str(market / "market.pem"), str(market / "market.key"))
     import ssl
 
-    context = ssl.create_default_context(cafile=str(nodes / "certs" / "ca.pem"))
+    context = ssl.create_default_context(cafile=str(market / "peers" / "bank.pem"))
     context.check_hostname = False
     context.load_cert_chain(*certs)
     return httpx.post(f"https://{listen}/v1/link/new", verify=context, json=body, timeout=30)

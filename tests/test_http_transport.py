@@ -16,6 +16,7 @@ import pytest
 
 from tandem.audit import AuditLog, read_audit
 from tandem.crypto.tls import make_ca, make_node_cert
+from tandem.transport.trust import TlsFiles
 from tandem.decide.api import MESSAGES, PROTOCOL, bank_app, market_app
 from tandem.offers.quota import ContentQuota
 from tandem.offers.service import OFFER_MESSAGES, market_router
@@ -67,7 +68,7 @@ class _Ledger:
 
 
 def _files(certs, name):
-    return SimpleNamespace(ca=certs / "ca.pem", cert=certs / f"{name}.pem", key=certs / f"{name}.key")
+    return TlsFiles(certs / "ca.pem", certs / f"{name}.pem", certs / f"{name}.key")
 
 
 @pytest.fixture(scope="module")

@@ -136,8 +136,8 @@ def test_a_certificate_from_another_ca_is_refused(world, tmp_path):
     other = tmp_path / "other-ca"
     ca, key = make_ca(other, "Someone else's CA")
     make_node_cert(other, "market", ca, key)
-    text = configs["market"].read_text().replace('cert = "certs/market.pem"', f'cert = "{other}/market.pem"') \
-        .replace('key = "certs/market.key"', f'key = "{other}/market.key"')
+    text = configs["market"].read_text().replace('cert = "certs/market/market.pem"', f'cert = "{other}/market.pem"') \
+        .replace('key = "certs/market/market.key"', f'key = "{other}/market.key"')
     configs["market"].write_text(text)
     market = _node(configs["market"], "--once")
     _wait_event(market, "ready")
@@ -145,7 +145,8 @@ def test_a_certificate_from_another_ca_is_refused(world, tmp_path):
     _, err = bank.communicate(timeout=60)
     market.kill()
     assert bank.returncode != 0
-    one_error_line(err, "peer market", "unreachable")
+    # one line naming the peer and the CA it was not told to trust
+    one_error_line(err, "peer market", "issued by 'CN=Someone else", "not the CA this node trusts for market")
     assert _links(world, "bank") is None and _links(world, "market") is None
 
 

@@ -59,8 +59,9 @@ def _garbage_market(world: Path):
         return {"found": [True] * n, "bits": {v: ["not base64!"] * n for v in body["model_versions"]}}
 
     certs, port = world / "nodes" / "certs", free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, ssl_certfile=str(certs / "market.pem"),
-                                           ssl_keyfile=str(certs / "market.key"), ssl_ca_certs=str(certs / "ca.pem"),
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, ssl_certfile=str(certs / "market" / "market.pem"),
+                                           ssl_keyfile=str(certs / "market" / "market.key"),
+                                           ssl_ca_certs=str(certs / "market" / "peers" / "bank.pem"),
                                            ssl_cert_reqs=ssl.CERT_REQUIRED, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -213,10 +214,11 @@ def test_acceptance_in_the_world_depends_on_both_sides(offers):
 
 def _mtls(offers, party: str) -> httpx.Client:
     """A client with ``party``'s node certificate (the other node's view)."""
-    certs = offers["world"] / "nodes" / "certs"
-    context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    mine = offers["world"] / "nodes" / "certs" / party  # its own CA's folder: its certificate, the peer's CA
+    other = "bank" if party == "market" else "market"
+    context = ssl.create_default_context(cafile=str(mine / "peers" / f"{other}.pem"))
     context.check_hostname = False
-    context.load_cert_chain(str(certs / f"{party}.pem"), str(certs / f"{party}.key"))
+    context.load_cert_chain(str(mine / f"{party}.pem"), str(mine / f"{party}.key"))
     return httpx.Client(verify=context, timeout=30)
 
 

@@ -3,8 +3,9 @@
 Every node is a server with one method, ``/tandem.v1.Node/Deliver`` (a frame in, an
 empty reply out), and a client of its peers' servers. A frame is routed by its session
 id into that session's inbox. The peer's identity is the common name of the client
-certificate that the TLS handshake verified against the configured CA; frames from
-anyone else are refused.
+certificate that the TLS handshake verified, and that certificate must be signed by the CA
+this node trusts for that very peer (``trust.PeerTrust``); frames from anyone else are refused.
+Certificate and CA files are re-read when they change, for new connections (``trust``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 
@@ -23,6 +22,7 @@ from tandem.protocols.message import peek
 from tandem.protocols.wire import OPENING
 from tandem.transport.base import TransportError
 from tandem.transport.inbox import Inbox
+from tandem.transport.trust import PeerTrust, TlsFiles, diagnose_server
 
 DELIVER = "/tandem.v1.Node/Deliver"
 PING = "/tandem.v1.Node/Ping"
@@ -31,19 +31,6 @@ WORKERS = 8  # server threads
 MAX_CALLS = 32  # calls in progress at once (each holds at most one frame); gRPC refuses more
 _OPTIONS = [("grpc.max_receive_message_length", MAX_FRAME), ("grpc.max_send_message_length", MAX_FRAME)]
 PING_EVERY_S = 2.0
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    ca: Path
-    cert: Path
-    key: Path
-
-    def read(self) -> tuple[bytes, bytes, bytes]:
-        try:
-            return self.ca.read_bytes(), self.cert.read_bytes(), self.key.read_bytes()
-        except OSError as exc:
-            raise TransportError(f"{exc.filename}: cannot read TLS file ({exc.strerror})") from None
 
 
 Refusal = tuple[grpc.StatusCode, str]  # how a frame was refused: the status for the sender, one line
@@ -120,8 +107,8 @@ class NodeServer:
         self.name, self.peers, self.inboxes, self.audit = name, peers, inboxes, audit
         self.max_frame_bytes, self.wait_s = max_frame_bytes, wait_s
         self._on_refuse = on_refuse or (lambda peer, session, nbytes, reason: None)
-        ca, cert, key = tls.read()
-        creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
+        self.trust = PeerTrust(tls)
+        creds = _server_credentials(tls)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=WORKERS), options=_OPTIONS, maximum_concurrent_rpcs=MAX_CALLS
         )
@@ -151,6 +138,15 @@ class NodeServer:
         peer = names[0].decode(errors="replace")
         if peer not in self.peers:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, f"node {self.name} does not know peer '{peer}'")
+        pem = (context.auth_context().get("x509_pem_cert") or [b""])[0]
+        refused = self.trust.refusal(peer, pem)
+        if refused is not None:
+            if self.audit is not None:
+                self.audit.record(
+                    direction="in", peer=peer, protocol="transport", session="", message="Refused", nbytes=0, records=0
+                )
+            self._on_refuse(peer, "", 0, refused)
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
         return peer
 
     def _deliver(self, frame: bytes, context) -> bytes:
@@ -188,31 +184,58 @@ class NodeServer:
 
 
 class PeerClient:
-    """The client side towards one peer (one TLS channel, reused by all sessions)."""
+    """The client side towards one peer: one TLS channel, reused by all sessions, that trusts only the
+    CA configured for this peer. When the certificate files change, the next call opens a new channel
+    with them (calls already under way finish on the old one)."""
+
+    RECHECK_S = 1.0  # how often the files' modification times are looked at
 
     def __init__(self, name: str, address: str, tls: TlsFiles):
-        self.name, self.address = name, address
-        ca, cert, key = tls.read()
+        self.name, self.address, self.tls = name, address, tls
+        self._lock = threading.Lock()
+        self._retired: list[grpc.Channel] = []
+        self._open()
+
+    def _open(self) -> None:
+        stamp = self.tls.stamp()
+        ca, cert, key = self.tls.read_for(self.name)
+        self._stamp, self._checked = stamp, time.monotonic()
         creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
         self._channel = grpc.secure_channel(
-            address, creds, options=_OPTIONS + [("grpc.ssl_target_name_override", name)]
+            self.address, creds, options=_OPTIONS + [("grpc.ssl_target_name_override", self.name)]
         )
         self._deliver: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(DELIVER)
         self._ping: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(PING)
 
+    def _refresh(self) -> None:
+        """Reopen the channel if a certificate or CA file changed since it was opened."""
+        with self._lock:
+            if time.monotonic() - self._checked < self.RECHECK_S:
+                return
+            self._checked = time.monotonic()
+            if self.tls.stamp() != self._stamp:
+                old = self._channel
+                try:
+                    self._open()
+                except TransportError:  # files half-way through being replaced: keep the channel we have
+                    return
+                self._retired.append(old)
+
     def deliver(self, frame: bytes, timeout: float) -> None:
-        self._call(self._deliver, frame, timeout)
+        self._call("deliver", frame, timeout)
 
     def ping(self, timeout: float) -> None:
         """Raise ``TransportError`` if the peer is gone; a peer too busy to answer in time counts as alive
         (a node holding the GIL in a long crypto call answers late, but answers)."""
         try:
-            self._call(self._ping, b"", timeout)
+            self._call("ping", b"", timeout)
         except TransportError as exc:
             if "did not answer within" not in str(exc):
                 raise
 
-    def _call(self, method: grpc.UnaryUnaryMultiCallable[bytes, bytes], payload: bytes, timeout: float) -> None:
+    def _call(self, which: str, payload: bytes, timeout: float) -> None:
+        self._refresh()
+        method = self._deliver if which == "deliver" else self._ping
         try:
             method(payload, timeout=timeout, wait_for_ready=False)
         except ValueError:  # grpc: "Cannot invoke RPC on closed channel!"
@@ -220,10 +243,12 @@ class PeerClient:
         except grpc.RpcError as exc:
             code, detail = exc.code(), (exc.details() or "").strip()
             if code == grpc.StatusCode.UNAVAILABLE:
+                tls_failed = "handshake" in detail.lower() or "ssl" in detail.lower()
+                why = diagnose_server(self.name, self.address, self.tls) if tls_failed else None
+                if why is not None:
+                    raise TransportError(why) from None
                 hint = (
-                    " (TLS handshake failed or the peer is down)"
-                    if "handshake" in detail.lower() or "ssl" in detail.lower() or "connect" in detail.lower()
-                    else ""
+                    " (TLS handshake failed or the peer is down)" if tls_failed or "connect" in detail.lower() else ""
                 )
                 raise TransportError(
                     f"peer {self.name} at {self.address} is unreachable{hint}: "
@@ -239,7 +264,8 @@ class PeerClient:
             raise TransportError(f"peer {self.name} refused the message: {detail or code.name}") from None
 
     def close(self) -> None:
-        self._channel.close()
+        for channel in (*self._retired, self._channel):
+            channel.close()
 
 
 class GrpcChannel:
@@ -270,3 +296,26 @@ class GrpcChannel:
 
     def close(self) -> None:
         self._inboxes.close(self._session)
+
+
+def _server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
+    """Server credentials that re-read ``tls`` for the next handshake whenever its files change."""
+    seen = [tls.stamp()]
+
+    def config() -> grpc.ServerCertificateConfiguration:
+        cert, key = tls.own()
+        return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=tls.bundle())
+
+    def fetch() -> grpc.ServerCertificateConfiguration | None:  # called by gRPC before each handshake
+        stamp = tls.stamp()
+        if stamp == seen[0]:
+            return None
+        try:
+            fresh = config()
+        except TransportError:  # a file half-way through being replaced: keep the last good one
+            return None
+        seen[0] = stamp
+        return fresh
+
+    # gRPC's stubs say the fetcher returns a configuration; ``None`` (keep the current one) is documented too
+    return grpc.dynamic_ssl_server_credentials(config(), fetch, require_client_authentication=True)  # type: ignore[arg-type]

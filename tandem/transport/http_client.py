@@ -22,11 +22,12 @@ class PeerUnavailable(TandemError):
     """The peer could not be reached, is not who it should be, or broke the connection."""
 
 
-def peer_context(tls) -> ssl.SSLContext:
-    """A client context with our node certificate (``tls``: ca, cert, key paths) that trusts only
-    servers our CA signed. The peer's name is checked per connection against its certificate (every
-    node certificate also names 127.0.0.1, so the address alone would not tell the nodes apart)."""
-    context = ssl.create_default_context(cafile=str(tls.ca))
+def peer_context(tls, peer: str) -> ssl.SSLContext:
+    """A client context with our node certificate (``tls``: ``trust.TlsFiles``) that trusts only servers
+    signed by the CA trusted for ``peer``. The peer's name is checked per connection against its
+    certificate (every node certificate also names 127.0.0.1, so the address alone would not tell
+    the nodes apart)."""
+    context = ssl.create_default_context(cafile=str(tls.ca_for(peer)))
     context.check_hostname = False
     context.load_cert_chain(str(tls.cert), str(tls.key))
     return context
@@ -52,7 +53,7 @@ class PeerHttpClient:
     ):
         self.host, _, port = address.rpartition(":")
         self.port, self.peer, self.size, self.timeout = int(port), peer, size, timeout_s
-        self.context, self.audit, self.messages, self.protocol = peer_context(tls), audit, messages, protocol
+        self.context, self.audit, self.messages, self.protocol = peer_context(tls, peer), audit, messages, protocol
         self._idle: asyncio.Queue | None = None
         self._open = 0
 

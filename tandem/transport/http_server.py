@@ -143,7 +143,7 @@ def _host_port(text: str, where: str) -> tuple[str, int]:
 
 class HttpServers:
     """The listeners of one node's services, each a uvicorn server with the node certificate (``tls``:
-    ca, cert, key paths). A mutual listener requires a client certificate from our CA and is wrapped
+    ``trust.TlsFiles``). A mutual listener requires a client certificate from the CA trusted for ``peer`` and is wrapped
     in ``PeerGuard(peer, audit, messages, protocol)``; the others are plain TLS (the apps' own auth).
     ``where`` names the config in errors."""
 
@@ -175,7 +175,7 @@ class HttpServers:
                         port=port,
                         ssl_certfile=str(tls.cert),
                         ssl_keyfile=str(tls.key),
-                        ssl_ca_certs=str(tls.ca),
+                        ssl_ca_certs=str(tls.ca_for(peer)) if mutual and peer else None,
                         ssl_cert_reqs=ssl.CERT_REQUIRED if mutual else ssl.CERT_NONE,
                         log_level="warning",
                         access_log=False,
