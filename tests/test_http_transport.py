@@ -183,3 +183,27 @@ def test_the_peer_client_sends_nothing_to_a_server_with_another_name_or_none(nod
         with pytest.raises(PeerUnavailable, match="bank decision service .* is unreachable"):
             client.post("/v1/checkout/installments", DECISION)
     assert _count(mine.path) == 0
+
+
+def test_a_renewed_listener_certificate_is_served_to_new_connections_without_a_restart(nodes):
+    import socket
+
+    from cryptography import x509
+
+    certs, address = nodes["certs"], nodes["address"]["bank"]
+
+    def served_serial():
+        context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        context.check_hostname = False
+        context.load_cert_chain(str(certs / "market.pem"), str(certs / "market.key"))
+        host, port = address.split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as raw, context.wrap_socket(raw) as conn:
+            return x509.load_der_x509_certificate(conn.getpeercert(binary_form=True)).serial_number
+
+    url = f"https://{address}/v1/decisions/customers"
+    with _client(certs, "market") as kept:
+        first = kept.post(url, json={})                          # an open connection, answered
+        before = served_serial()
+        make_node_cert(certs, "bank", certs / "ca.pem", certs / "ca.key")   # the bank renews its certificate
+        assert served_serial() != before                         # new connections get the new one
+        assert kept.post(url, json={}).status_code == first.status_code    # the open one carries on

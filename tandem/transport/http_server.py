@@ -13,6 +13,7 @@ import asyncio
 import json
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -141,6 +142,35 @@ def _host_port(text: str, where: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class _Reloading:
+    """Picks up a renewed node certificate, or a new CA for the peer, for the next handshake: the
+    listener's SNI callback hands each new connection a context made from the files as they are now
+    (connections already open carry on). A CA file that changes is also added to the listener's own
+    context, as OpenSSL keeps the first context's trusted CAs for the client's certificate; a CA taken
+    out of the file stays trusted by this listener until the service restarts."""
+
+    def __init__(self, tls, ca: Path | None, mutual: bool):
+        self.tls, self.ca, self.mutual = tls, ca, mutual
+        self._stamp = tls.stamp()
+        self._context: ssl.SSLContext | None = None
+
+    def use_latest(self, conn: ssl.SSLObject, _server_name: str | None, base: ssl.SSLContext) -> None:
+        stamp = self.tls.stamp()
+        if stamp != self._stamp:
+            try:
+                fresh = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                fresh.load_cert_chain(str(self.tls.cert), str(self.tls.key))
+                if self.mutual and self.ca:
+                    fresh.verify_mode = ssl.CERT_REQUIRED
+                    fresh.load_verify_locations(str(self.ca))
+                    base.load_verify_locations(str(self.ca))
+            except (OSError, ssl.SSLError):  # files half-way through being replaced: keep what we had
+                return
+            self._stamp, self._context = stamp, fresh
+        if self._context is not None:
+            conn.context = self._context
+
+
 class HttpServers:
     """The listeners of one node's services, each a uvicorn server with the node certificate (``tls``:
     ``trust.TlsFiles``). A mutual listener requires a client certificate from the CA trusted for ``peer`` and is wrapped
@@ -167,24 +197,25 @@ class HttpServers:
             host, port = _host_port(listen, f"{where}: [decide] listen")
             if mutual:
                 app = PeerGuard(app, peer, audit, messages, protocol)
-            self.servers.append(
-                uvicorn.Server(
-                    uvicorn.Config(
-                        app,
-                        host=host,
-                        port=port,
-                        ssl_certfile=str(tls.cert),
-                        ssl_keyfile=str(tls.key),
-                        ssl_ca_certs=str(tls.ca_for(peer)) if mutual and peer else None,
-                        ssl_cert_reqs=ssl.CERT_REQUIRED if mutual else ssl.CERT_NONE,
-                        log_level="warning",
-                        access_log=False,
-                        lifespan="off",
-                        loop="asyncio",
-                        http=_PeerNamesProtocol,
-                    )
-                )
+            ca = tls.ca_for(peer) if mutual and peer else None
+            config = uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                ssl_certfile=str(tls.cert),
+                ssl_keyfile=str(tls.key),
+                ssl_ca_certs=str(ca) if ca else None,
+                ssl_cert_reqs=ssl.CERT_REQUIRED if mutual else ssl.CERT_NONE,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                loop="asyncio",
+                http=_PeerNamesProtocol,
             )
+            config.load()
+            if config.ssl is not None:
+                config.ssl.sni_callback = _Reloading(tls, ca, mutual).use_latest
+            self.servers.append(uvicorn.Server(config))
 
     def stop(self, *_signal) -> None:
         """Ask every listener to finish (usable as a signal handler)."""
