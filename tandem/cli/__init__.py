@@ -17,6 +17,7 @@ STAGES = (
     "store",
     "certs",
     "node",
+    "doctor",
     "link",
     "train",
     "scorecard",

@@ -207,3 +207,14 @@ def key_matches(cert_pem: bytes, key_pem: bytes) -> bool:
     raw = serialization.PublicFormat.SubjectPublicKeyInfo
     pem = serialization.Encoding.PEM
     return cert.public_key().public_bytes(pem, raw) == key.public_key().public_bytes(pem, raw)
+
+
+def names(cert: x509.Certificate) -> set[str]:
+    """The certificate's common name and DNS names."""
+    found = {str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        found |= set(san.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        pass
+    return found

@@ -28,6 +28,7 @@ import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
+from tandem import protocol_versions as versions
 from tandem.decide import policy as rules
 from tandem.decide.ledger import Ledger, ReusedRequestId, request_hash
 from tandem.decide.newlinks import PATH as NEW_LINK_PATH
@@ -49,7 +50,7 @@ from tandem.errors import TandemError
 from tandem.transport.http import Messages, PeerMessage
 from tandem.transport.http_client import PeerHttpClient
 
-PROTOCOL = "decide/1"
+PROTOCOL = versions.DECIDE
 MESSAGES: Messages = {  # the decision services' peer endpoints, as the audit log names them
     "/v1/checkout/installments": PeerMessage("customers decision", "request_id"),
     "/v1/sellers/credit-line": PeerMessage("sellers decision", "request_id"),

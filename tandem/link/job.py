@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from tandem import protocol_versions as versions
 from tandem.crypto.psi_group import new_secret
 from tandem.link.records import EntityRecords
 from tandem.protocols.errors import RemoteProtocolError
@@ -23,7 +24,7 @@ from tandem.protocols.psi_resume import Checkpoint
 from tandem.protocols.wire import LinkRequest
 from tandem.transport.session import Session
 
-PROTOCOL = "psi/2"  # psi/2: KeyStart carries a resume token
+PROTOCOL = versions.LINK
 Progress = Callable[[str, float], None]  # (what, fraction of this key done)
 
 

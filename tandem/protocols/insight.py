@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from tandem import protocol_versions as versions
 from tandem.crypto.he import HeError, PublicHe, SecretHe, looks_masked, random_masks, row_bytes
 from tandem.protocols.errors import LocalProtocolError, RemoteProtocolError
 from tandem.protocols.message import Message
@@ -47,7 +48,7 @@ from tandem.protocols.wire import (
     NoisySums,
 )
 
-PROTOCOL = "insight/1"
+PROTOCOL = versions.INSIGHT
 CHUNK_ROWS = 50_000
 _WIDE, _NARROW = 16, 8  # bytes per integer: masked sums, released figures
 Progress = Callable[[str, float], None]

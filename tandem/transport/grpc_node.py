@@ -10,6 +10,7 @@ Certificate and CA files are re-read when they change, for new connections (``tr
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from concurrent import futures
 import grpc
 
 from tandem.audit import AuditLog
+from tandem.protocol_versions import protocol_versions
 from tandem.protocols.message import peek
 from tandem.protocols.wire import OPENING
 from tandem.transport.base import TransportError
@@ -26,6 +28,8 @@ from tandem.transport.trust import PeerTrust, TlsFiles, diagnose_server
 
 DELIVER = "/tandem.v1.Node/Deliver"
 PING = "/tandem.v1.Node/Ping"
+PROBE = "/tandem.v1.Node/Probe"  # tandem doctor: the node's clock and protocol versions, and bytes to time
+PROBE_MAX = 8 * 1024 * 1024  # the most bytes a probe asks back
 MAX_FRAME = 64 * 1024 * 1024  # the transport's ceiling on a frame; ``[limits] max_frame_bytes`` may set less
 WORKERS = 8  # server threads
 MAX_CALLS = 32  # calls in progress at once (each holds at most one frame); gRPC refuses more
@@ -103,9 +107,11 @@ class NodeServer:
         wait_s: float = 60.0,
         audit: AuditLog | None = None,
         on_refuse: OnRefuse | None = None,
+        protocols: dict[str, str] | None = None,
     ):
         self.name, self.peers, self.inboxes, self.audit = name, peers, inboxes, audit
         self.max_frame_bytes, self.wait_s = max_frame_bytes, wait_s
+        self.protocols = protocol_versions() if protocols is None else protocols
         self._on_refuse = on_refuse or (lambda peer, session, nbytes, reason: None)
         self.trust = PeerTrust(tls)
         creds = _server_credentials(tls)
@@ -117,6 +123,7 @@ class NodeServer:
             {
                 "Deliver": grpc.unary_unary_rpc_method_handler(self._deliver),
                 "Ping": grpc.unary_unary_rpc_method_handler(self._ping),
+                "Probe": grpc.unary_unary_rpc_method_handler(self._probe),
             },
         )
         self._server.add_generic_rpc_handlers((handler,))
@@ -182,6 +189,29 @@ class NodeServer:
         self._peer(context)
         return b""
 
+    def _probe(self, request: bytes, context) -> bytes:
+        """A peer's ``tandem doctor``: ``request`` is the size it wants back (8 bytes, big-endian) and any
+        filler (its upload, timed); the answer is one JSON line (this node, its clock, its protocol
+        versions) and that many zero bytes. Both are audited (protocol ``doctor``)."""
+        peer = self._peer(context)
+        if len(request) > self.max_frame_bytes:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"a probe over node {self.name}'s frame cap")
+        want = min(int.from_bytes(request[:8], "big"), PROBE_MAX) if len(request) >= 8 else 0
+        info = json.dumps({"node": self.name, "time": time.time(), "protocols": self.protocols}).encode()
+        reply = info + b"\n" + bytes(want)
+        if self.audit is not None:
+            for direction, message, size in (("in", "Probe", len(request)), ("out", "Probe answer", len(reply))):
+                self.audit.record(
+                    direction=direction,
+                    peer=peer,
+                    protocol="doctor",
+                    session="",
+                    message=message,
+                    nbytes=size,
+                    records=0,
+                )
+        return reply
+
 
 class PeerClient:
     """The client side towards one peer: one TLS channel, reused by all sessions, that trusts only the
@@ -206,6 +236,7 @@ class PeerClient:
         )
         self._deliver: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(DELIVER)
         self._ping: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(PING)
+        self._probe: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(PROBE)
 
     def _refresh(self) -> None:
         """Reopen the channel if a certificate or CA file changed since it was opened."""
@@ -233,11 +264,25 @@ class PeerClient:
             if "did not answer within" not in str(exc):
                 raise
 
-    def _call(self, which: str, payload: bytes, timeout: float) -> None:
-        self._refresh()
-        method = self._deliver if which == "deliver" else self._ping
+    def probe(self, upload: int, download: int, timeout: float) -> tuple[dict, bytes, float]:
+        """Send ``upload`` filler bytes and ask ``download`` back; -> (the peer's JSON line, the bytes sent
+        and received, seconds from send to answer). For ``tandem doctor``."""
+        payload = download.to_bytes(8, "big") + bytes(upload)
+        began = time.perf_counter()
+        reply = self._call("probe", payload, timeout)
+        seconds = time.perf_counter() - began
+        head, _, rest = reply.partition(b"\n")
         try:
-            method(payload, timeout=timeout, wait_for_ready=False)
+            info = json.loads(head)
+        except ValueError:
+            raise TransportError(f"peer {self.name} answered the probe with something that is not JSON") from None
+        return (info if isinstance(info, dict) else {}), payload + rest, seconds
+
+    def _call(self, which: str, payload: bytes, timeout: float) -> bytes:
+        self._refresh()
+        method = {"deliver": self._deliver, "ping": self._ping, "probe": self._probe}[which]
+        try:
+            return method(payload, timeout=timeout, wait_for_ready=False)
         except ValueError:  # grpc: "Cannot invoke RPC on closed channel!"
             raise TransportError(f"the channel to peer {self.name} is closed (this node is stopping)") from None
         except grpc.RpcError as exc:

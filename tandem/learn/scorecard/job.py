@@ -21,6 +21,7 @@ from dataclasses import asdict
 
 import numpy as np
 
+from tandem import protocol_versions as versions
 from tandem.crypto.he import PublicHe, SecretHe
 from tandem.errors import InputError
 from tandem.learn.federated import PartyData, _align_active, _align_passive, is_test, share
@@ -43,7 +44,7 @@ from tandem.protocols.role import Role
 from tandem.protocols.wire import ScorecardRequest
 from tandem.transport.session import Session
 
-PROTOCOL = "scorecard/1"
+PROTOCOL = versions.SCORECARD
 STEPS = ("binning", "second moments", "scoring", "done")  # the label holder's progress events
 
 

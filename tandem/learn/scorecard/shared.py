@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import enum
 
-PROTOCOL = "scorecard/1"
+from tandem import protocol_versions as versions
+
+PROTOCOL = versions.SCORECARD
 CHUNK_ROWS = 100_000  # labels per EncryptedLabels frame (2048-bit OU: 256 bytes each, ~26 MB)
 MAX_FEATURES = 1_000  # features one passive party may bin in one run
 

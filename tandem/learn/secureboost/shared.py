@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tandem import protocol_versions as versions
 from tandem.learn.tree import Tree
 
-PROTOCOL = "boost/4"  # 3: bucket structure with the histogram sums (min_bin_rows); 4: categorical features
+PROTOCOL = versions.TRAIN
 
 
 class State(enum.Enum):
