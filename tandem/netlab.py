@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 import tomllib
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +132,7 @@ class Lab:
         self.proxied: dict[int, int] = {}  # proxy port -> the port it forwards to
         self._proxies: list[subprocess.Popen[str]] = []
         self._losses = 0
+        self.proxy_errors: deque[str] = deque(maxlen=50)  # the proxies' last stderr lines
         self._classes = 0
         self._iptables = ""
         self._partitions: list[Partition] = []
@@ -232,6 +234,8 @@ class Lab:
             err = (proc.stderr.read() if proc.stderr else "").strip().splitlines()
             raise LabUnavailable(f"{self.ns}: the delay proxy on port {port} did not start: {err[-1] if err else '?'}")
         threading.Thread(target=self._count_losses, args=(proc,), daemon=True).start()
+        # its stderr is read to the end, so that a chatty proxy never blocks on a full pipe
+        threading.Thread(target=lambda: self.proxy_errors.extend(proc.stderr or ()), daemon=True).start()
         self.proxied[port] = target
         for match in ("dport", "sport"):
             self._shape(match, port)
@@ -253,10 +257,11 @@ class Lab:
             return self._losses
 
     def _free_port(self) -> int:
-        """A port for a proxy: the namespace is empty, so any port nothing of the lab uses."""
+        """A port for a proxy: the namespace is empty, so any port nothing of the lab uses (below Linux's
+        ephemeral range, so no outgoing connection holds it)."""
         used = set(self.proxied) | set(self.proxied.values()) | self._reserved
         while True:
-            port = 20000 + secrets.randbelow(40000)
+            port = 20000 + secrets.randbelow(12000)
             if port not in used:
                 return port
 
