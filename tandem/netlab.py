@@ -25,14 +25,18 @@ network namespace of their own, over 127.0.0.1, with a WAN's bandwidth, latency,
   ``INPUT`` DROP, so senders see silence, not an error) for that long.
 
 The shaping sits on the sender's side of the proxy and the proxy acknowledges at once, so TCP below
-gRPC does not see the round trip; gRPC's own flow control (HTTP/2 windows, its pings) does.
+gRPC does not see the round trip; gRPC's own flow control (HTTP/2 windows, its pings) does. The proxy
+(Python) adds ~1 ms each way of its own: measured round trips are ~3 ms (lan), ~21.5 ms (wan) and
+~101 ms (slow); measured rates 0.92-0.98 Gbit, 98 Mbit and 10.0 Mbit/s each way.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -197,7 +201,10 @@ class Lab:
         if self._made:
             stray = self.pids()
             for pid in stray:
-                subprocess.run(["kill", "-9", str(pid)], capture_output=True)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             deadline = time.monotonic() + 10
             while self.pids() and time.monotonic() < deadline:
                 time.sleep(0.05)
