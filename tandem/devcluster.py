@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -106,10 +106,11 @@ def node_configs(
 class NodeProcess:
     """A ``tandem node`` child process whose JSON events are read on a thread."""
 
-    def __init__(self, name: str, args: list[str], on_event: OnEvent = no_events):
+    def __init__(self, name: str, args: list[str], on_event: OnEvent = no_events, prefix: Sequence[str] = ()):
+        """``prefix``: a command the node runs under (the network lab's `ip netns exec NS`)."""
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tandem.cli", "node", *args, "--events"],
+            [*prefix, sys.executable, "-m", "tandem.cli", "node", *args, "--events"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -146,6 +147,10 @@ class NodeProcess:
         for t in self._threads:
             t.join(timeout=2)
         return code
+
+    def stderr(self) -> str:
+        """What the node wrote to stderr so far."""
+        return "".join(self._stderr)
 
     def error(self) -> str:
         for e in self.events:

@@ -1,6 +1,7 @@
 import os
 import subprocess
 from pathlib import Path
+from typing import NoReturn
 
 import duckdb
 import pytest
@@ -24,15 +25,19 @@ def small_world(tmp_path_factory) -> Path:
     return out
 
 
+def _unavailable(reason: str) -> NoReturn:
+    """A service a test needs is missing: skip (printing the reason) outside CI, fail in CI."""
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    print(reason)
+    pytest.skip(reason)
+
+
 def _script(name: str, command: str, failure: str) -> subprocess.CompletedProcess:
     """Run one of the project's service scripts; if it fails, skip (with the reason) outside CI, fail in CI."""
     proc = subprocess.run(["bash", str(ROOT / "scripts" / name), command], capture_output=True, text=True)
     if proc.returncode != 0:
-        reason = f"{failure}: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else '?'}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        print(reason)
-        pytest.skip(reason)
+        _unavailable(f"{failure}: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else '?'}")
     return proc
 
 
@@ -69,3 +74,29 @@ def chromium() -> str:
     reason) only outside CI."""
     proc = _script("browser.sh", "install", "no browser")
     return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def make_lab():
+    """``make_lab(link="wan", loss=0.0)`` -> an open ``tandem.netlab.Lab`` (a network namespace of the
+    test's own); skipped (with the reason) only outside CI. On teardown every lab is closed, and the
+    test fails if it left a process running in one or a namespace behind."""
+    from tandem.netlab import Lab, LabUnavailable
+
+    _script("netlab.sh", "install", "no network lab")
+    labs = []
+
+    def make(link: str = "wan", loss: float = 0.0):
+        lab = Lab(link, loss)
+        try:
+            lab.open()
+        except LabUnavailable as exc:
+            _unavailable(str(exc))
+        labs.append(lab)
+        return lab
+
+    yield make
+    stray = {lab.ns: lab.close() for lab in labs}
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not any(stray.values()), f"processes left running in the lab: {stray}"
+    assert not any(lab.ns in left for lab in labs), left
