@@ -4,8 +4,7 @@ tandem node --config bank.toml                 serve: answer link and training r
 tandem node --config bank.toml --link market   start a link run with peer ``market``, then exit
 tandem node --config bank.toml --train market[,telco] --data bank.csv --id ID --label LABEL
                                                train with the passive parties named, then exit
-tandem node --config bank.toml --insight market --query Q.toml
-                                               run insight queries with peer ``market``, then exit
+tandem node --config bank.toml --insight market --query Q.toml   insight queries with ``market``, then exit
 """
 
 from __future__ import annotations
@@ -412,8 +411,9 @@ class Node:
             raise InputError(f"{self.config.path}: no peer named '{peer}' (known: {', '.join(self.clients) or 'none'})")
 
     def _session(self, peer: str, session_id: str, protocol: str = PROTOCOL) -> Session:
-        channel = GrpcChannel(self.clients[peer], self.inboxes, session_id, self.config.timeout_s)
-        return Session(channel, session_id, protocol, self.audit, self.config.timeout_s)
+        c = self.config
+        channel = GrpcChannel(self.clients[peer], self.inboxes, session_id, c.timeout_for(peer), c.keepalive_for(peer))
+        return Session(channel, session_id, protocol, self.audit, c.timeout_for(peer))
 
     def _progress(self, what: str, fraction: float) -> None:
         self.events({"event": "progress", "node": self.config.name, "what": what, "fraction": fraction})

@@ -17,6 +17,7 @@ from tandem.limits import Limits
 from tandem.link.accept import AcceptPolicy
 from tandem.parties import ENTITIES, PRESETS, EntitySource
 from tandem.protocols.psi import DEFAULT_CHUNK
+from tandem.transport.grpc_node import PING_EVERY_S as KEEPALIVE_S
 from tandem.transport.trust import TlsFiles
 
 
@@ -44,6 +45,16 @@ class NodeConfig:
     min_bin_rows: int = MIN_BIN_ROWS  # as a passive party in training: the fewest rows a bucket sum it sends covers
     share_names: bool = False  # as a passive party in a scorecard: the label holder sees its feature names, not f0..
     link_backend: str = DEFAULT_BACKEND  # [link] backend: the X25519 that blinds PSI values (auto | mb | openssl)
+    # [peers.NAME] timeout_s / keepalive_s: how long a session waits for that peer (default [node] timeout_s),
+    # and how often a waiting session checks that the peer is alive (default KEEPALIVE_S)
+    peer_timeout_s: dict[str, float] = field(default_factory=dict)
+    peer_keepalive_s: dict[str, float] = field(default_factory=dict)
+
+    def timeout_for(self, peer: str) -> float:
+        return self.peer_timeout_s.get(peer, self.timeout_s)
+
+    def keepalive_for(self, peer: str) -> float:
+        return self.peer_keepalive_s.get(peer, KEEPALIVE_S)
 
     @property
     def audit_path(self) -> Path:
@@ -121,6 +132,8 @@ def load_node_config(path: str | os.PathLike) -> NodeConfig:
         min_bin_rows=min_bin_rows,
         share_names=share_names,
         link_backend=link_backend,
+        peer_timeout_s=_per_peer(peers, "timeout_s", path),
+        peer_keepalive_s=_per_peer(peers, "keepalive_s", path),
     )
 
 
@@ -154,3 +167,16 @@ def _tls_files(raw: dict, path: Path, resolve, need) -> TlsFiles:
         peer_cas,
         pins,
     )
+
+
+def _per_peer(peers: dict, key: str, path: Path) -> dict[str, float]:
+    """``[peers.NAME] KEY`` (seconds, > 0) of each peer that sets it."""
+    out = {}
+    for name, section in peers.items():
+        value = section.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise InputError(f"{path}: [peers.{name}] {key} must be a number of seconds > 0")
+        out[name] = float(value)
+    return out

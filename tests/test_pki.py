@@ -166,3 +166,35 @@ def test_a_peer_without_a_trusted_ca_is_a_config_error(tmp_path):
     config.write_text(config.read_text() + 'ca = "m.pem"\npin = "md5:00"\n')
     with pytest.raises(InputError, match="pin must be sha256"):
         load_node_config(config)
+
+
+def test_timeouts_and_keepalives_are_set_per_peer(tmp_path):
+    """``[peers.NAME] timeout_s`` / ``keepalive_s`` override the node's for that peer's sessions: a session
+    with a silent peer gives up after the peer's own timeout."""
+    from tandem.errors import InputError
+    from tandem.node_config import load_node_config
+    from tandem.transport.grpc_node import GrpcChannel
+
+    orgs = _orgs(tmp_path, "bank", "market")
+    base = (f'[node]\nname = "bank"\nlisten = "127.0.0.1:0"\nstore = "b.duckdb"\ntimeout_s = 60\n'
+            f'[tls]\ncert = "{orgs["bank"]}/bank.pem"\nkey = "{orgs["bank"]}/bank.key"\n'
+            f'[peers.market]\naddress = "127.0.0.1:1"\nca = "{pki.peer_ca(orgs["bank"], "market")}"\n')
+    config = tmp_path / "bank.toml"
+    config.write_text(base + "timeout_s = 2\nkeepalive_s = 0.5\n")
+    cfg = load_node_config(config)
+    assert (cfg.timeout_for("market"), cfg.keepalive_for("market"), cfg.timeout_for("telco")) == (2, 0.5, 60)
+    config.write_text(base + "timeout_s = 0\n")
+    with pytest.raises(InputError, match=r"\[peers.market\] timeout_s must be a number of seconds > 0"):
+        load_node_config(config)
+    # a live peer that says nothing in the session: the wait ends after the peer's timeout, not the node's
+    server = NodeServer("market", "127.0.0.1:0", _files(orgs["market"], "market", ["bank"]), {"bank"}, Inboxes(None))
+    server.start()
+    try:
+        client = PeerClient("market", f"127.0.0.1:{server.port}", _files(orgs["bank"], "bank", ["market"]))
+        channel = GrpcChannel(client, Inboxes(None), "s" * 32, cfg.timeout_for("market"), cfg.keepalive_for("market"))
+        began = time.monotonic()
+        with pytest.raises(TransportError, match="peer market sent nothing for 2 s"):
+            channel.recv(cfg.timeout_for("market"))
+        assert 1.9 < time.monotonic() - began < 5
+    finally:
+        server.stop(0)

@@ -316,9 +316,12 @@ class PeerClient:
 class GrpcChannel:
     """A ``Channel`` for one session with one peer: frames out by RPC, frames in from the inbox."""
 
-    def __init__(self, client: PeerClient, inboxes: Inboxes, session: str, timeout: float):
+    def __init__(
+        self, client: PeerClient, inboxes: Inboxes, session: str, timeout: float, keepalive: float = PING_EVERY_S
+    ):
         self.peer = client.name
         self._client, self._inboxes, self._session, self._timeout = client, inboxes, session, timeout
+        self._keepalive = keepalive
         self._queue = inboxes.open(session, client.name)
 
     def send(self, frame: bytes) -> None:
@@ -334,10 +337,10 @@ class GrpcChannel:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TransportError(f"peer {self.peer} sent nothing for {timeout:g} s")
-            frame = self._queue.get(min(PING_EVERY_S, left))
+            frame = self._queue.get(min(self._keepalive, left))
             if frame is not None:
                 return frame
-            self._client.ping(timeout=min(PING_EVERY_S * 2, self._timeout))
+            self._client.ping(timeout=min(self._keepalive * 2, self._timeout))
 
     def close(self) -> None:
         self._inboxes.close(self._session)
