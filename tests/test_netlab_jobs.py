@@ -1,4 +1,4 @@
-"""Training over the network lab: SecureBoost between node processes in a namespace of the test's own,
+"""Training and insight over the network lab: SecureBoost and an insight query between node processes in a
 over `wan` with 1% loss and through a 20-second partition (tandem/netlab.py; see tests/test_netlab.py
 for the lab's own checks and the link over the same profiles).
 
@@ -11,6 +11,7 @@ import time
 
 import pytest
 from helpers import one_error_line
+from test_insight import linked  # noqa: F401  (a fixture: the small world, linked)
 from test_train import _files, _model_trees, _node_run
 
 from tandem.devcluster import node_configs
@@ -95,4 +96,36 @@ def test_a_partition_mid_training_ends_cleanly_and_the_rerun_resumes(make_lab, t
     assert _model_trees(rerun) == _model_trees(whole)
     assert rerun["bank"]["metrics"]["auc"] == whole["bank"]["metrics"]["auc"]
     assert not list((state / "checkpoints").glob("*.json"))
+    assert not lab.close()
+
+
+def _insight(node, configs, qfile):
+    """One insight query between node processes (``node``: a NodeProcess maker); -> the bank's result event."""
+    market = node("market", ["--config", str(configs["market"]), "--once"])
+    assert market.ready.wait(60), market.error()
+    bank = node("bank", ["--config", str(configs["bank"]), "--insight", "market", "--query", str(qfile)])
+    assert bank.wait(timeout=120) == 0 and market.wait(timeout=60) == 0, (bank.error(), market.error())
+    result = bank.result()
+    return {k: v for k, v in result.items() if k not in ("session", "query_id", "seconds", "bytes_sent", "bytes_received")}
+
+
+def test_an_insight_query_over_wan_with_loss_gives_the_loopback_figures(make_lab, linked, tmp_path, monkeypatch):
+    import shutil
+
+    from tandem.devcluster import NodeProcess, write_configs
+    from tandem.insight.job import NOISE_OFF_ENV
+
+    monkeypatch.setenv(NOISE_OFF_ENV, "1")   # exact figures, so that the two runs can be compared
+    qfile = tmp_path / "q.toml"
+    qfile.write_text('[[query]]\nname = "avg check"\ngroup_by = "bank.income_band"\n'
+                     'measures = ["count", "mean(market.avg_check)"]\nnoise = false\n')
+    worlds = {where: tmp_path / where for where in ("loop", "lab")}
+    for folder in worlds.values():
+        shutil.copytree(linked, folder)
+    expected = _insight(lambda *a: NodeProcess(*a), write_configs(worlds["loop"], timeout_s=TIMEOUT_S), qfile)
+    lab = make_lab("wan", loss=0.01)
+    configs = write_configs(worlds["lab"], timeout_s=TIMEOUT_S)
+    lab.wire(configs)
+    got = _insight(lab.node, configs, qfile)
+    assert got == expected and len(got["figures"]) >= 2, got
     assert not lab.close()
