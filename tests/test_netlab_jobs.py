@@ -1,6 +1,6 @@
-"""Training and insight over the network lab: SecureBoost and an insight query between node processes in a
-namespace of the test's own, over `wan` with 1% loss, and training through a 20-second partition (tandem/netlab.py; see tests/test_netlab.py
-for the lab's own checks and the link over the same profiles).
+"""Training and insight over the network lab: SecureBoost and an insight query between node processes
+in a namespace of the test's own, over `wan` with 1% loss, and training through a 20-second partition
+(tandem/netlab.py; see tests/test_netlab.py for the lab's own checks and the link over the same profiles).
 
 The nodes' ``timeout_s`` is 10 s, as in test_netlab.py: shorter than the partition (a node waiting for
 its partitioned peer stops with one line; the label holder's checkpoint makes the rerun resume), far
