@@ -148,13 +148,24 @@ class NodeServer:
         pem = (context.auth_context().get("x509_pem_cert") or [b""])[0]
         refused = self.trust.refusal(peer, pem)
         if refused is not None:
-            if self.audit is not None:
-                self.audit.record(
-                    direction="in", peer=peer, protocol="transport", session="", message="Refused", nbytes=0, records=0
-                )
-            self._on_refuse(peer, "", 0, refused)
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
+            self._refuse(context, peer, "", 0, (grpc.StatusCode.PERMISSION_DENIED, refused))
         return peer
+
+    def _refuse(self, context, peer: str, session: str, nbytes: int, refusal: Refusal) -> None:
+        """Audit a refused call (message ``Refused``, protocol ``transport``), tell the node, answer the sender."""
+        status, reason = refusal
+        if self.audit is not None:
+            self.audit.record(
+                direction="in",
+                peer=peer,
+                protocol="transport",
+                session=session,
+                message="Refused",
+                nbytes=nbytes,
+                records=0,
+            )
+        self._on_refuse(peer, session, nbytes, reason)
+        context.abort(status, reason)
 
     def _deliver(self, frame: bytes, context) -> bytes:
         peer = self._peer(context)
@@ -169,20 +180,7 @@ class NodeServer:
             wait = self.wait_s if left is None else max(0.0, min(self.wait_s, left - 1.0))
             refused = self.inboxes.deliver(peer, frame, wait)
         if refused is not None:
-            status, reason = refused
-            session = peek(frame)[1] or ""
-            if self.audit is not None:
-                self.audit.record(
-                    direction="in",
-                    peer=peer,
-                    protocol="transport",
-                    session=session,
-                    message="Refused",
-                    nbytes=len(frame),
-                    records=0,
-                )
-            self._on_refuse(peer, session, len(frame), reason)
-            context.abort(status, reason)
+            self._refuse(context, peer, peek(frame)[1] or "", len(frame), refused)
         return b""
 
     def _ping(self, _request: bytes, context) -> bytes:
