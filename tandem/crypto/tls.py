@@ -144,12 +144,7 @@ class CertificateError(ValueError):
 
 def load_certificate(path: str | os.PathLike) -> x509.Certificate:
     """The first certificate in the PEM file ``path``; ``CertificateError`` if it cannot be read."""
-    try:
-        return x509.load_pem_x509_certificate(Path(path).read_bytes())
-    except OSError as exc:
-        raise CertificateError(f"{path}: cannot read the certificate ({exc.strerror})") from None
-    except ValueError:
-        raise CertificateError(f"{path}: not a PEM certificate") from None
+    return load_certificates(path)[0]
 
 
 def load_certificates(path: str | os.PathLike) -> list[x509.Certificate]:
