@@ -63,12 +63,16 @@ def make_stores(folder: Path, n: int) -> tuple[list[str], list[str]]:
     return bank_phones, market_phones
 
 
-def run_tandem(folder: Path, backend: str, kill_at: float | None = None) -> dict:
+def run_tandem(folder: Path, backend: str, kill_at: float | None = None, lab=None) -> dict:
     """Link the two stores with both nodes as processes; with ``kill_at`` (0..1) SIGKILL the market node once
-    its run is that far, then rerun and report the rerun (which resumes from the kept chunks) too."""
+    its run is that far, then rerun and report the rerun (which resumes from the kept chunks) too.
+    ``lab``: a ``tandem.netlab.Lab`` to run both nodes in, behind its delay proxies (None: plain loopback)."""
     configs = write_configs(folder, timeout_s=120)
     for party in ("bank", "market"):
         configs[party].write_text(configs[party].read_text() + f'\n[link]\ncustomers_keys = ["phone"]\nbackend = "{backend}"\n')
+    if lab is not None:
+        lab.wire(configs)
+    start = lab.node if lab is not None else NodeProcess
     out: dict = {}
     for attempt in ("killed", "run") if kill_at is not None else ("run",):
         killer = None
@@ -76,10 +80,10 @@ def run_tandem(folder: Path, backend: str, kill_at: float | None = None) -> dict
             def killer(name: str, event: dict) -> None:
                 if name == "market" and event.get("event") == "progress" and event.get("fraction", 0) >= kill_at:
                     market.proc.kill()
-        market = NodeProcess("market", ["--config", str(configs["market"]), "--once"], killer or (lambda n, e: None))
+        market = start("market", ["--config", str(configs["market"]), "--once"], killer or (lambda n, e: None))
         market.ready.wait(60)
         started = time.perf_counter()
-        bank = NodeProcess("bank", ["--config", str(configs["bank"]), "--link", "market", "--entities", "customers"],
+        bank = start("bank", ["--config", str(configs["bank"]), "--link", "market", "--entities", "customers"],
                            lambda n, e: None)
         codes = bank.wait(7200), market.wait(120)
         wall = time.perf_counter() - started
