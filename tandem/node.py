@@ -97,15 +97,8 @@ class Node:
             self._notice(line)
         self.server.start()
         self.engine.warm_up()
-        self.events(
-            {
-                "event": "ready",
-                "node": self.config.name,
-                "port": self.server.port,
-                "backend": self.backend,
-                "backend_note": backend_note(self.config.link_backend, self.backend),
-            }
-        )
+        ready = {"event": "ready", "node": self.config.name, "port": self.server.port, "backend": self.backend}
+        self.events({**ready, "backend_note": backend_note(self.config.link_backend, self.backend)})
 
     def close(self) -> None:
         self.server.stop(grace=0.2)
@@ -379,6 +372,7 @@ class Node:
                 if handler is None:
                     raise RemoteProtocolError(f"peer {peer} opened a session with {request.name}")
                 handler(session, request)
+                session.flush()  # our last messages have reached the peer
         except TandemError as exc:
             self.failure = str(exc)
             self.events({"event": "error", "node": self.config.name, "message": str(exc)})
@@ -397,7 +391,10 @@ class Node:
         why), and always close their channels."""
         try:
             with self._lock:
-                return work()
+                done = work()
+                for s in sessions:
+                    s.flush()  # our last messages have reached each peer
+                return done
         except TandemError as exc:
             for s in sessions:
                 s.abort(str(exc))

@@ -24,6 +24,7 @@ from tandem.protocols.message import peek
 from tandem.protocols.wire import OPENING
 from tandem.transport.base import TransportError
 from tandem.transport.inbox import Inbox
+from tandem.transport.sender import SEND_AHEAD, OrderedSender
 from tandem.transport.trust import PeerTrust, TlsFiles, diagnose_server
 
 DELIVER = "/tandem.v1.Node/Deliver"
@@ -312,7 +313,8 @@ class PeerClient:
 
 
 class GrpcChannel:
-    """A ``Channel`` for one session with one peer: frames out by RPC, frames in from the inbox."""
+    """A ``Channel`` for one session with one peer: frames out by RPC, in order, from a sender thread a
+    few frames ahead of the protocol (``sender.OrderedSender``); frames in from the inbox."""
 
     def __init__(
         self, client: PeerClient, inboxes: Inboxes, session: str, timeout: float, keepalive: float = PING_EVERY_S
@@ -321,9 +323,14 @@ class GrpcChannel:
         self._client, self._inboxes, self._session, self._timeout = client, inboxes, session, timeout
         self._keepalive = keepalive
         self._queue = inboxes.open(session, client.name)
+        self._out = OrderedSender(lambda frame: client.deliver(frame, timeout), f"send-{client.name}")
 
     def send(self, frame: bytes) -> None:
-        self._client.deliver(frame, self._timeout)
+        self._out.put(frame)
+
+    def flush(self) -> None:
+        """Wait until every frame sent so far is delivered; ``TransportError`` if one could not be."""
+        self._out.flush(self._timeout * (SEND_AHEAD + 1))
 
     def poll(self) -> bytes | None:
         return self._queue.get(0)
@@ -332,6 +339,7 @@ class GrpcChannel:
         """Wait for a frame; ping the peer while waiting so a dead peer is noticed in seconds."""
         deadline = time.monotonic() + timeout
         while True:
+            self._out.check()
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TransportError(f"peer {self.peer} sent nothing for {timeout:g} s")
@@ -341,6 +349,12 @@ class GrpcChannel:
             self._client.ping(timeout=min(self._keepalive * 2, self._timeout))
 
     def close(self) -> None:
+        """Deliver what is still queued (best effort: the session is over), then release the inbox."""
+        try:
+            self._out.flush(self._timeout)
+        except TransportError:
+            pass
+        self._out.stop()
         self._inboxes.close(self._session)
 
 

@@ -47,7 +47,22 @@ class Session:
             self.send(m)
 
     def recv(self) -> Message:
-        return self._decode(self.channel.recv(self.timeout))
+        try:
+            return self._decode(self.channel.recv(self.timeout))
+        except TransportError:  # a frame of ours was refused meanwhile: say why the peer stopped, if it did
+            self._raise_waiting_abort()
+            raise
+
+    def flush(self) -> None:
+        """Wait until every message sent so far has reached the peer (channels that send in the
+        background); ``TransportError`` if one could not be delivered."""
+        flush = getattr(self.channel, "flush", None)
+        if flush is not None:
+            try:
+                flush()
+            except TransportError:
+                self._raise_waiting_abort()
+                raise
 
     def poll(self) -> Message | None:
         frame = self.channel.poll()
