@@ -182,11 +182,8 @@ class KeyRun(Role):
 
     def poll(self) -> list[Message]:
         """Emit the next chunk: one kept chunk the peer lost (on resume), else blind the next of our own
-        set (an empty set sends one empty chunk); once everything is out and back, match.
-
-        Matching waits for a ``poll`` rather than running inside the ``receive`` that completed the
-        exchange, so that the driver sends the peer its last re-blinded chunk first: both sides then
-        match at the same time instead of one after the other."""
+        set (an empty set sends one empty chunk); once everything is out and back, match (here, not in the
+        ``receive`` that completed the exchange: its re-blinded chunk goes out first, so both sides match at once)."""
         if not self.has_work():
             return []
         if self._resend_back:
@@ -196,11 +193,9 @@ class KeyRun(Role):
             points = self._stored("sent", start, stop)
             return [Blinded(self.session, self.entity, self.key, seq, last, points)]
         if self._sent_last:
-            self.result = self._match()
-            self.state = State.MATCHED
-            done = KeyDone(self.session, self.entity, self.key, self.result.intersection)
+            self.result, self.state = self._match(), State.MATCHED
             self._agree()
-            return [done]
+            return [KeyDone(self.session, self.entity, self.key, self.result.intersection)]
         start, stop = self._sent, min(self._sent + self._chunk, len(self._send))
         seq = self._sent_chunks
         part = self._all[self._send[start:stop]].tolist()
@@ -410,13 +405,8 @@ class KeyRun(Role):
 
     def _ready_to_match(self) -> bool:
         """Everything we send is out, the peer's whole set is in and ours has come back re-blinded."""
-        return (
-            self.state is State.EXCHANGING
-            and self._sent_last
-            and self._peer_last
-            and self._own_back_last
-            and not (self._resend or self._resend_back)
-        )
+        done = self._sent_last and self._peer_last and self._own_back_last
+        return self.state is State.EXCHANGING and done and not (self._resend or self._resend_back)
 
     def _agree(self) -> None:
         """Once both sides have matched, check that they found the same size."""
