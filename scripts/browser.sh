@@ -3,6 +3,8 @@
 #
 #   scripts/browser.sh install     make sure Chromium is installed (apt-get as root); prints its path
 set -euo pipefail
+# shellcheck source=scripts/apt.sh
+. "$(dirname "$0")/apt.sh"
 
 find_browser() {
     local b
@@ -14,13 +16,7 @@ find_browser() {
 
 install() {
     find_browser && return 0
-    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-        echo "browser.sh: Chromium is not installed and cannot be installed here (need root and apt-get)" >&2
-        return 1
-    fi
-    echo "browser.sh: installing Chromium with apt-get" >&2
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+    apt_install browser.sh Chromium chromium
     find_browser
 }
 

@@ -4,6 +4,8 @@
 #
 #   scripts/netlab.sh install     make sure iptables is installed (apt-get as root)
 set -euo pipefail
+# shellcheck source=scripts/apt.sh
+. "$(dirname "$0")/apt.sh"
 
 have() {
     command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 \
@@ -12,13 +14,7 @@ have() {
 
 install() {
     have && return 0
-    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-        echo "netlab.sh: iptables/iproute2 are not installed and cannot be installed here (need root and apt-get)" >&2
-        return 1
-    fi
-    echo "netlab.sh: installing iptables and iproute2 with apt-get" >&2
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables iproute2 >&2
+    apt_install netlab.sh iptables/iproute2 iptables iproute2
     have
 }
 

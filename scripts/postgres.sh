@@ -5,6 +5,8 @@
 #   scripts/postgres.sh start [PORT]     init a fresh cluster in a temp folder, start it; prints "URL DATADIR"
 #   scripts/postgres.sh stop DATADIR     stop that cluster and delete its folder
 set -euo pipefail
+# shellcheck source=scripts/apt.sh
+. "$(dirname "$0")/apt.sh"
 
 find_bin() {
     local d
@@ -17,13 +19,7 @@ find_bin() {
 
 install() {
     find_bin >/dev/null && return 0
-    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-        echo "postgres.sh: PostgreSQL is not installed and cannot be installed here (need root and apt-get)" >&2
-        return 1
-    fi
-    echo "postgres.sh: installing PostgreSQL with apt-get" >&2
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+    apt_install postgres.sh PostgreSQL postgresql
     find_bin >/dev/null
 }
 

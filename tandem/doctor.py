@@ -118,22 +118,17 @@ def _peer_checks(config: NodeConfig, peer: str, audit: AuditLog, timeout_s: floa
         samples = []
         for _ in range(PINGS):
             sent = time.time()
-            info, _, seconds = _probe(client, audit, peer, 0, 0, timeout_s)
+            info, seconds = _probe(client, audit, peer, 0, 0, timeout_s)
             samples.append((seconds, info.get("time", 0.0) - (sent + seconds / 2)))
         rtt, skew = min(samples)  # the fastest round trip bounds the clock offset best
         out = [Check(f"{peer}: reach", "ok", f"{where} accepts this node's certificate")]
         out.append(Check(f"{peer}: round trip", "ok", f"{statistics.median(s for s, _ in samples) * 1000:.1f} ms"))
-        out.append(
-            Check(
-                f"{peer}: clock",
-                "ok" if abs(skew) <= MAX_SKEW_S else "warn",
-                f"{skew:+.2f} s against ours",
-                "" if abs(skew) <= MAX_SKEW_S else "run NTP on both hosts",
-            )
-        )
+        drift = abs(skew) > MAX_SKEW_S
+        clock = f"{skew:+.2f} s against ours"
+        out.append(Check(f"{peer}: clock", "warn" if drift else "ok", clock, "run NTP on both hosts" if drift else ""))
         out.append(_versions(peer, info.get("protocols")))
-        _, _, up = _probe(client, audit, peer, TRANSFER_BYTES, 0, timeout_s)
-        _, _, down = _probe(client, audit, peer, 0, TRANSFER_BYTES, timeout_s)
+        _, up = _probe(client, audit, peer, TRANSFER_BYTES, 0, timeout_s)
+        _, down = _probe(client, audit, peer, 0, TRANSFER_BYTES, timeout_s)
         rates = [TRANSFER_BYTES * 8 / max(s - rtt, 1e-6) / 1e6 for s in (up, down)]
         out.append(Check(f"{peer}: bandwidth", "ok", f"{rates[0]:,.0f} Mbit/s up, {rates[1]:,.0f} Mbit/s down"))
         return out
@@ -145,17 +140,17 @@ def _peer_checks(config: NodeConfig, peer: str, audit: AuditLog, timeout_s: floa
 
 def _probe(client: PeerClient, audit: AuditLog, peer: str, up: int, down: int, timeout_s: float):
     audit.record(direction="out", peer=peer, protocol="doctor", session="", message="Probe", nbytes=up + 8, records=0)
-    info, sent_received, seconds = client.probe(up, down, timeout_s)
+    info, answered, seconds = client.probe(up, down, timeout_s)
     audit.record(
         direction="in",
         peer=peer,
         protocol="doctor",
         session="",
         message="Probe answer",
-        nbytes=len(sent_received) - up - 8,
+        nbytes=answered,
         records=0,
     )
-    return info, sent_received, seconds
+    return info, seconds
 
 
 def _versions(peer: str, theirs: object) -> Check:

@@ -17,7 +17,7 @@ from tandem.limits import Limits
 from tandem.link.accept import AcceptPolicy
 from tandem.parties import ENTITIES, PRESETS, EntitySource
 from tandem.protocols.psi import DEFAULT_CHUNK
-from tandem.transport.grpc_node import PING_EVERY_S as KEEPALIVE_S
+from tandem.transport.base import KEEPALIVE_S
 from tandem.transport.trust import TlsFiles
 
 

@@ -7,6 +7,8 @@ from typing import Protocol
 
 from tandem.errors import TandemError
 
+KEEPALIVE_S = 2.0  # how often a session waiting for its peer checks that the peer is alive ([peers.NAME] keepalive_s)
+
 
 class TransportError(TandemError):
     """The peer cannot be reached, refused us, or went silent."""

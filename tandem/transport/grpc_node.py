@@ -22,7 +22,7 @@ from tandem.audit import AuditLog
 from tandem.protocol_versions import protocol_versions
 from tandem.protocols.message import peek
 from tandem.protocols.wire import OPENING
-from tandem.transport.base import TransportError
+from tandem.transport.base import KEEPALIVE_S, TransportError
 from tandem.transport.inbox import Inbox
 from tandem.transport.sender import SEND_AHEAD, OrderedSender
 from tandem.transport.trust import PeerTrust, TlsFiles, diagnose_server
@@ -35,7 +35,6 @@ MAX_FRAME = 64 * 1024 * 1024  # the transport's ceiling on a frame; ``[limits] m
 WORKERS = 8  # server threads
 MAX_CALLS = 32  # calls in progress at once (each holds at most one frame); gRPC refuses more
 _OPTIONS = [("grpc.max_receive_message_length", MAX_FRAME), ("grpc.max_send_message_length", MAX_FRAME)]
-PING_EVERY_S = 2.0
 
 
 Refusal = tuple[grpc.StatusCode, str]  # how a frame was refused: the status for the sender, one line
@@ -263,19 +262,19 @@ class PeerClient:
             if "did not answer within" not in str(exc):
                 raise
 
-    def probe(self, upload: int, download: int, timeout: float) -> tuple[dict, bytes, float]:
-        """Send ``upload`` filler bytes and ask ``download`` back; -> (the peer's JSON line, the bytes sent
-        and received, seconds from send to answer). For ``tandem doctor``."""
+    def probe(self, upload: int, download: int, timeout: float) -> tuple[dict, int, float]:
+        """Send ``upload`` filler bytes and ask ``download`` back; -> (the peer's JSON line, the bytes of
+        its answer, seconds from send to answer). For ``tandem doctor``."""
         payload = download.to_bytes(8, "big") + bytes(upload)
         began = time.perf_counter()
         reply = self._call("probe", payload, timeout)
         seconds = time.perf_counter() - began
-        head, _, rest = reply.partition(b"\n")
+        head = reply.partition(b"\n")[0]
         try:
             info = json.loads(head)
         except ValueError:
             raise TransportError(f"peer {self.name} answered the probe with something that is not JSON") from None
-        return (info if isinstance(info, dict) else {}), payload + rest, seconds
+        return (info if isinstance(info, dict) else {}), len(reply), seconds
 
     def _call(self, which: str, payload: bytes, timeout: float) -> bytes:
         self._refresh()
@@ -317,7 +316,7 @@ class GrpcChannel:
     few frames ahead of the protocol (``sender.OrderedSender``); frames in from the inbox."""
 
     def __init__(
-        self, client: PeerClient, inboxes: Inboxes, session: str, timeout: float, keepalive: float = PING_EVERY_S
+        self, client: PeerClient, inboxes: Inboxes, session: str, timeout: float, keepalive: float = KEEPALIVE_S
     ):
         self.peer = client.name
         self._client, self._inboxes, self._session, self._timeout = client, inboxes, session, timeout
