@@ -156,7 +156,8 @@ class NodeProcess:
         for e in self.events:
             if e.get("event") == "error":
                 return str(e["message"])
-        lines = [line.strip() for line in self._stderr if line.strip()]
+        # multiprocessing's resource tracker warns at the exit of a node that died: the line before is the cause
+        lines = [line.strip() for line in self._stderr if line.strip() and "resource_tracker" not in line]
         return lines[-1].removeprefix("error: ") if lines else f"exited with status {self.proc.returncode}"
 
     def result(self) -> dict:
