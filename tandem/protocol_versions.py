@@ -4,7 +4,8 @@ module takes its ``PROTOCOL`` from here): what a node tells a peer's ``tandem do
 from __future__ import annotations
 
 LINK = "psi/2"  # psi/2: KeyStart carries a resume token
-TRAIN = "boost/4"  # 3: bucket structure with the histogram sums (min_bin_rows); 4: categorical features
+# boost/3: bucket structure with the histogram sums (min_bin_rows); 4: categorical features; 5: gradients in parts
+TRAIN = "boost/5"
 SCORECARD = "scorecard/1"
 INSIGHT = "insight/1"
 DECIDE = "decide/1"

@@ -20,7 +20,7 @@ FIELDS = dict(DEFAULTS.request_fields(), n_trees=2, max_depth=2, bins=8)
 
 
 def _train_request(model_id, session="a" * 32):
-    return TrainRequest(session, "boost/4", model_id, **FIELDS)
+    return TrainRequest(session, "boost/5", model_id, **FIELDS)
 
 
 @pytest.mark.parametrize("model_id", ["../../evil", "/tmp/evil", "a/b", "..", "", "x" * 65, "id\x00"])
@@ -78,7 +78,7 @@ def test_a_peer_cannot_make_a_passive_node_write_outside_its_state_folder(tmp_pa
                                                                                  "default"))
         bank.start()
         try:
-            session = bank._session("market", secrets.token_hex(16), "boost/4")
+            session = bank._session("market", secrets.token_hex(16), "boost/5")
             request = _train_request(model_id, session.id)
             session.send(request)
             try:

@@ -175,6 +175,48 @@ def test_gradients_for_a_repeated_or_extra_tree_are_refused(he):
     _refused(role, _gradients(he, N, tree=2), "below 2")
 
 
+def _parts(he, n, tree, sizes, parts=None, mask_in=(0,)):
+    """The attacker's gradients of ``n`` rows cut into parts of ``sizes`` rows (``parts`` claimed)."""
+    m = sum(sizes)                                                      # ciphertexts sent, n rows in the bitmap
+    g, h = quantise(np.arange(1, m + 1) / 1024), quantise(np.ones(m))
+    cts, starts = [], np.cumsum([0, *sizes])
+    for i, (a, b) in enumerate(zip(starts[:-1], starts[1:])):
+        blob = he.dump(he.encrypt_gh(g[a:b], h[a:b])) if b > a else b""
+        mask = pack_mask(np.ones(n, bool)) if i in mask_in else b""
+        cts.append(EncryptedGradients("s", tree, frame_blobs([mask, blob]), i, parts or len(sizes)))
+    return cts
+
+
+@pytest.mark.parametrize("sizes, parts, mask_in, match", [
+    ([30, 40], None, (0,), "gradients do not match the rows"),                     # more rows than the sample
+    ([30, 20], None, (0,), "gradients do not match the rows"),                     # fewer
+    ([30, 30], 3, (0,), "gradients do not match the rows"),                        # the sample ends before the parts
+    ([20, 20, 20], None, (0, 1), "expected part 1 of tree 0"),                     # a second bitmap
+    ([N] * 1, N + 1, (0,), "gradients do not match the rows"),                     # more parts than rows
+])
+def test_forged_gradient_parts_are_refused(he, sizes, parts, mask_in, match):
+    role = PassiveBoost("s", _binned(), min_bin_rows=5)
+    role.start()
+    role.receive(BoostStart("s", N, 2, 3, BINS, 0, frame_blobs([pack_mask(np.ones(N, bool)), b""])))
+    role.receive(PublicKeyMsg("s", 0, he.public_bytes()))
+    msgs = _parts(he, N, 0, sizes, parts, mask_in)
+    with pytest.raises(RemoteProtocolError, match=match):
+        for msg in msgs:
+            role.receive(msg)
+
+
+def test_gradient_parts_out_of_order_or_of_another_tree_are_refused(he):
+    for order, tree_of_second in (([0, 2, 1], 0), ([0, 1, 2], 1)):
+        role = PassiveBoost("s", _binned(), min_bin_rows=5)
+        role.start()
+        role.receive(BoostStart("s", N, 2, 3, BINS, 0, frame_blobs([pack_mask(np.ones(N, bool)), b""])))
+        role.receive(PublicKeyMsg("s", 0, he.public_bytes()))
+        msgs = _parts(he, N, 0, [20, 20, 20])
+        msgs[1] = EncryptedGradients("s", tree_of_second, msgs[1].payload, 1, 3)
+        assert role.receive(msgs[order[0]]) == []
+        _refused(role, msgs[order[1]], "expected part 1 of tree 0")
+
+
 def test_min_bin_rows_is_the_passive_nodes_own_setting(tmp_path):
     from tandem.devcluster import node_configs
     from tandem.errors import InputError

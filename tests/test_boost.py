@@ -146,6 +146,22 @@ def test_goss_sends_ciphertexts_of_the_sample_only():
             assert mask.sum() == 120 + 60                   # 20% by |gradient| + 10% of the rest
 
 
+@pytest.mark.parametrize("bins", [16, 200])
+def test_gradients_in_parts_give_the_same_trees_and_each_part_is_summed_on_arrival(bins, monkeypatch):
+    from tandem.learn.secureboost import active
+
+    monkeypatch.setattr(active, "GRADIENT_PART_ROWS", 97)  # 700 rows: 8 parts, the last one short
+    X, y = _data(n=700, seed=3, f=6)
+    kw = dict(n_trees=3, max_depth=3, learning_rate=0.3, bins=bins)
+    model, passives, channels = _fit(X, y, cuts=(2, 4), **kw)
+    _same_trees(model.trees_, HistBoostingClassifier(**kw, **MERGED).fit(X, y).trees_)
+    for ca, _cb in channels:
+        parts = [decode(f) for f in ca.sent if decode(f).name == "EncryptedGradients"]
+        assert [(m.tree, m.part, m.parts) for m in parts] == [(t, i, 8) for t in range(3) for i in range(8)]
+        assert all(unframe_blobs(m.payload, 2)[0] == b"" for m in parts if m.part > 0)  # the bitmap once per tree
+    assert len(passives[0]._parts) == 8 and passives[0]._starts[-1] == 700
+
+
 def test_the_active_party_sends_no_labels_or_plain_gradients(trained):
     sent = b"".join(trained["sent_active"])
     y = trained["y"]

@@ -111,8 +111,8 @@ def test_the_deployment_guide_runs_as_written(small_world, tmp_path, make_lab):
         finally:
             con.close()
     audit = next(out for _, body, out in outputs if "tandem audit" in body)
-    assert "entries" in audit and "boost/4" in audit, audit                    # the newest lines: the training
+    assert "entries" in audit and "boost/5" in audit, audit                    # the newest lines: the training
     from tandem.audit import read_audit
 
     entries, torn = read_audit(folder["market"] / "state" / "audit.jsonl")
-    assert torn == 0 and {"doctor", "psi/2", "boost/4"} <= {e["protocol"] for e in entries}
+    assert torn == 0 and {"doctor", "psi/2", "boost/5"} <= {e["protocol"] for e in entries}

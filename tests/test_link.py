@@ -172,8 +172,8 @@ def test_a_wrong_protocol_version_and_malformed_frames_are_refused(world):
             session.recv()
         # every message type that may open a session has the node's handler, and only those
         assert {m.CODE for m in bank._openers} == set(OPENING)
-        train = bank._session("market", "e" * 32, "boost/4")
-        train.send(TrainRequest("e" * 32, "boost/4", "m" * 16, 1, 300_000, 2, 2, 8, 0.3, 1.0, 1.0, False, 0, 0, 0,
+        train = bank._session("market", "e" * 32, "boost/5")
+        train.send(TrainRequest("e" * 32, "boost/5", "m" * 16, 1, 300_000, 2, 2, 8, 0.3, 1.0, 1.0, False, 0, 0, 0,
                                 100_000))
         with pytest.raises(RemoteProtocolError, match="node market was started without training data"):
             train.recv()                # the opener table sent it to training, which refuses (no TrainAccept)

@@ -124,25 +124,29 @@ class PublicHe:
         being the missing-value bin. The library sums into at most 127 buckets, so more bins
         take two passes over clamped bins plus one over the rows with a missing value.
         """
-        if len(picks) == 0:
-            raise ValueError("no rows to sum")
+        sums = BucketSums(self, n_bins)
+        sums.add(ciphertexts, picks, binned)
+        return sums.passes()
+
+    def _pass_arrays(self, ciphertexts, picks: np.ndarray, binned: np.ndarray, n_bins: int) -> dict:
+        """``bucket_sums`` before serialising: pass number -> encrypted sums (no entry for an empty pass)."""
         sub = ciphertexts[picks.tolist()]
         if n_bins <= 127:
-            return [self._bucket_pass(sub, binned, n_bins)]
+            return {0: self._bucket_pass(sub, binned, n_bins)}
         b = binned.astype(np.int16)
         missing = b == n_bins - 1
         low = np.where(missing, 127, np.minimum(b, 127))  # bins 0..126 exact, the rest in 127
         high = np.where(missing, 0, np.clip(b - 127, 0, 127))  # bins 128.. exact, 0..127 + missing in 0
-        passes = [self._bucket_pass(sub, low, 128), self._bucket_pass(sub, high, 128)]
+        passes = {0: self._bucket_pass(sub, low, 128), 1: self._bucket_pass(sub, high, 128)}
         with_missing = np.flatnonzero(missing.any(axis=1))
         if len(with_missing):
-            passes.append(self._bucket_pass(ciphertexts[picks[with_missing].tolist()], missing[with_missing], 2))
+            passes[2] = self._bucket_pass(ciphertexts[picks[with_missing].tolist()], missing[with_missing], 2)
         return passes
 
-    def _bucket_pass(self, sub, order: np.ndarray, n_buckets: int) -> bytes:
+    def _bucket_pass(self, sub, order: np.ndarray, n_buckets: int):
         select = np.ones((1, len(order)), dtype=np.int8)
         order = np.ascontiguousarray(order.astype(np.int8))
-        return self.dump(self._evaluator.feature_wise_bucket_sum(sub, select, order, n_buckets, False))
+        return self._evaluator.feature_wise_bucket_sum(sub, select, order, n_buckets, False)
 
     # --- Insight: sums by group of packed integer slots ---------------------------------------
 
@@ -207,6 +211,27 @@ class PublicHe:
         """``sums`` ``(g, c)`` plus a FRESH encryption of ``masks`` ``(g, s)`` (from ``random_masks``): the
         result is re-randomised, so the key holder cannot tie it to the ciphertexts it made."""
         return self._evaluator.add(sums, self.encrypt_slots(masks))
+
+
+class BucketSums:
+    """``PublicHe.bucket_sums`` taken over rows that arrive in parts (ciphertexts streamed in chunks):
+    ``add`` each part's rows, then ``passes()`` serialises the sums of all of them."""
+
+    def __init__(self, he: PublicHe, n_bins: int):
+        self._he, self._n_bins = he, n_bins
+        self._sums: dict = {}
+
+    def add(self, ciphertexts, picks: np.ndarray, binned: np.ndarray) -> None:
+        """Add rows ``picks`` (k,) of ``ciphertexts`` ``(m, 1)`` with their bins ``binned`` (k, f) uint8."""
+        if len(picks) == 0:
+            return
+        for i, part in self._he._pass_arrays(ciphertexts, picks, binned, self._n_bins).items():
+            self._sums[i] = part if i not in self._sums else self._he.add(self._sums[i], part)
+
+    def passes(self) -> list[bytes]:
+        if not self._sums:
+            raise ValueError("no rows to sum")
+        return [self._he.dump(self._sums[i]) for i in sorted(self._sums)]
 
 
 class SecretHe(PublicHe):

@@ -164,13 +164,16 @@ class PublicKeyMsg(Message):
 
 @message(23)
 class EncryptedGradients(Message):
-    """Active -> passive, for tree ``tree``. Payload (framed): the packed bitmap of the rows the
-    tree is grown on (all training rows, or a GOSS sample), then one packed (gradient, hessian)
-    ciphertext per such row."""
+    """Active -> passive, for tree ``tree``, part ``part`` of ``parts`` (0-based, sent in order). Payload
+    (framed): the packed bitmap of the rows the tree is grown on (all training rows, or a GOSS sample;
+    in part 0 only, empty in the others), then one packed (gradient, hessian) ciphertext per row of
+    this part (the parts hold the sample's rows in order, each at least one)."""
 
     session: str
     tree: int
     payload: bytes = field(default=b"", repr=False)
+    part: int = 0
+    parts: int = 1
 
 
 @message(24)
@@ -265,7 +268,7 @@ class TrainRequest(Message):
     IDS: ClassVar = {"model_id": TOKEN}  # the passive party saves its model under this id
 
     session: str
-    protocol: str  # "boost/4"
+    protocol: str  # "boost/5"
     model_id: str
     seed: int
     test_fraction_ppm: int

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -12,7 +14,7 @@ from tandem.learn.grower import grow_tree
 from tandem.learn.histogram import build_histogram, histogram_from_sums
 from tandem.learn.rounds import BoostParams, gradients, root_value, round_rows, trees_to_keep, validation_score
 from tandem.learn.secureboost.predict import predict_federated
-from tandem.learn.secureboost.shared import Asked, Decision, Leaf, Resume, Route, State, sent_child
+from tandem.learn.secureboost.shared import GRADIENT_PART_ROWS, Asked, Decision, Leaf, Resume, Route, State, sent_child
 from tandem.learn.splitting import best_split
 from tandem.learn.tree import Tree, goes_left, predict_binned
 from tandem.protocols.errors import LocalProtocolError, RemoteProtocolError
@@ -31,7 +33,9 @@ from tandem.protocols.wire import (
     SplitRequest,
 )
 
-Outbox = list[tuple[int, Message]]
+# (party, message) pairs; lazy where encrypting is the work (a tree's gradients are encrypted part by part as
+# the caller sends them, so the wire carries one part while the next is encrypted): iterate it once, in order
+Outbox = Iterable[tuple[int, Message]]
 
 
 @dataclass
@@ -91,7 +95,7 @@ class ActiveBoost(Role):
         self.state = State.WAIT_READY
         self._waiting = set(range(self.n_parties))
         p, resume = self.params, self.resume
-        out: Outbox = []
+        out: list[tuple[int, Message]] = []
         for k in range(self.n_parties):
             ids = [sid for t in (resume.split_ids if resume else []) for party, sid in t.values() if party == k]
             payload = frame_blobs([pack_mask(self.train_mask), "\n".join(ids).encode()])
@@ -141,9 +145,8 @@ class ActiveBoost(Role):
         if self.resume and all(r.resumable for r in self._ready.values()):
             self._replay(self.resume)
         first = len(self.trees_)
-        return [
-            (k, PublicKeyMsg(self.sessions[k], first, self.he.public_bytes())) for k in range(self.n_parties)
-        ] + self._next_tree()
+        keys = [(k, PublicKeyMsg(self.sessions[k], first, self.he.public_bytes())) for k in range(self.n_parties)]
+        return chain(keys, self._next_tree())
 
     def _replay(self, resume: Resume) -> None:
         """Take the checkpoint's trees; score every row with them from the parties' bitmaps."""
@@ -194,10 +197,24 @@ class ActiveBoost(Role):
         self._parent_hists: dict[tuple[int, int], np.ndarray] = {}
         self._buckets: dict[tuple[int, int], np.ndarray] = {}  # (party, node) -> (f_k, bins) bool
         self._parent_buckets: dict[tuple[int, int], np.ndarray] = {}
-        cts = self.he.encrypt_gh(self._g_q[self._sample], self._h_q[self._sample])
-        payload = frame_blobs([pack_mask(self._in_sample), self.he.dump(cts)])
         self._expect_histograms()
-        return [(k, EncryptedGradients(self.sessions[k], t, payload)) for k in range(self.n_parties)]
+        return self._gradient_parts(t)
+
+    def _gradient_parts(self, t: int) -> Iterator[tuple[int, Message]]:
+        """Tree ``t``'s encrypted gradients in parts of ``GRADIENT_PART_ROWS`` sample rows, each part
+        encrypted when the caller asks for it (the passive party sums each part's rows on arrival)."""
+        g, h, mask = self._g_q[self._sample], self._h_q[self._sample], pack_mask(self._in_sample)
+        parts = max(1, -(-len(g) // GRADIENT_PART_ROWS))
+
+        def encrypted() -> Iterator[tuple[int, Message]]:
+            for i in range(parts):
+                rows = slice(i * GRADIENT_PART_ROWS, (i + 1) * GRADIENT_PART_ROWS)
+                cts = self.he.dump(self.he.encrypt_gh(g[rows], h[rows]))
+                payload = frame_blobs([mask if i == 0 else b"", cts])
+                for k in range(self.n_parties):
+                    yield k, EncryptedGradients(self.sessions[k], t, payload, i, parts)
+
+        return encrypted()
 
     def _local_tree(self) -> Outbox:
         """Grow a tree on this party's features alone; nothing is sent for it."""
@@ -348,7 +365,7 @@ class ActiveBoost(Role):
                     ),
                 )
             )
-        return out + self._next_level()
+        return chain(out, self._next_level())
 
     def _add_children(self, node: _Node, left: np.ndarray, li: int, ri: int) -> None:
         grown_left = self._in_sample[node.rows[left]]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tandem.crypto.he import HeError, PublicHe
+from tandem.crypto.he import BucketSums, HeError, PublicHe
 from tandem.learn.buckets import MIN_BIN_ROWS, bin_counts, is_cut, merge_bins, to_buckets
 from tandem.learn.secureboost.shared import State, sent_child
 from tandem.learn.tree import goes_left
@@ -75,6 +75,7 @@ class PassiveBoost(Role):
         self.splits_: dict[str, tuple[int, int, bool, int, tuple[int, ...]]] = {}
         self.he: PublicHe | None = None
         self._pending: dict[int, tuple[str, np.ndarray]] = {}
+        self._parts: list = []  # the current tree's gradient ciphertexts, one array per part
         self._asked = False  # a split request came for the current level
         self._last_tree = -1
 
@@ -140,45 +141,87 @@ class PassiveBoost(Role):
         return self.he
 
     def _on_gradients(self, msg: EncryptedGradients) -> list[Message]:
+        """One part of a tree's encrypted gradients. The root's bucket sums grow part by part, so they
+        are taken while the later parts are on the wire; its histograms go out with the last part."""
         mask_blob, cts_blob = unframe_blobs(msg.payload, 2)
-        in_sample = unpack_mask(mask_blob, len(self.binned))
-        if not self._last_tree < msg.tree < self.n_trees:
-            self._fail(f"gradients for tree {msg.tree}: expected a tree after {self._last_tree}, below {self.n_trees}")
-        self._last_tree = msg.tree
-        if (in_sample & ~self.train_mask).any():
-            self._fail("gradients of rows outside the training rows")
+        if self.state is State.WAIT_GRADIENTS:
+            self._start_tree(msg, mask_blob)
+        elif (msg.tree, msg.part, msg.parts) != (self.tree, len(self._parts), self._n_parts) or mask_blob:
+            self._fail(
+                f"gradients part {msg.part} of tree {msg.tree}: expected part {len(self._parts)} of tree {self.tree}"
+            )
         try:
-            self.tree, self.cts = msg.tree, self._key.load(cts_blob)
+            cts = self._key.load(cts_blob)
         except HeError as exc:
             self._fail(str(exc))
-        if self.cts.rows != int(in_sample.sum()):
+        first, last = self._starts[-1], self._starts[-1] + cts.rows
+        if (
+            cts.rows < 1
+            or last > len(self._sample_rows)
+            or (len(self._parts) + 1 == msg.parts) != (last == len(self._sample_rows))
+        ):
             self._fail("gradients do not match the rows they are for")
-        self._pos = np.cumsum(in_sample) - 1  # row -> its ciphertext
-        self._in_sample = in_sample
-        self._frontier = [_Node(0, np.arange(len(self.binned)), 0)]
+        self._parts.append(cts)
+        self._starts.append(last)
+        buckets = self._root_buckets
+        self._root_sums.add(cts, np.arange(cts.rows), to_buckets(self.binned[self._sample_rows[first:last]], buckets))
+        if last < len(self._sample_rows):
+            return []
+        self.state = State.WAIT_DECISIONS
+        payload = histogram_payload(buckets, self._root_sums.passes(), self.bins)
+        return [EncryptedHistograms(self.session, self.tree, 0, payload)]
+
+    def _start_tree(self, msg: EncryptedGradients, mask_blob: bytes) -> None:
+        """Part 0: the tree's sample and the root's bucket structure."""
+        in_sample = unpack_mask(mask_blob, len(self.binned))
+        if not self._last_tree < msg.tree < self.n_trees or msg.part != 0:
+            self._fail(f"gradients for tree {msg.tree}: expected a tree after {self._last_tree}, below {self.n_trees}")
+        self._last_tree = self.tree = msg.tree
+        if (in_sample & ~self.train_mask).any():
+            self._fail("gradients of rows outside the training rows")
+        self._in_sample, self._sample_rows = in_sample, np.flatnonzero(in_sample)
+        if not 1 <= msg.parts <= len(self._sample_rows):
+            self._fail("gradients do not match the rows they are for")
+        self._pos = np.cumsum(in_sample) - 1  # row -> its ciphertext's position in the sample
+        self._n_parts, self._parts = msg.parts, []
+        self._starts = [0]  # part k holds the ciphertexts of sample positions [starts[k], starts[k + 1])
+        counts = bin_counts(self.binned[self._sample_rows], self.bins)
+        self._root_buckets = merge_bins([counts], self.min_bin_rows, None, self.categorical)
+        root = _Node(0, np.arange(len(self.binned)), 0, buckets=self._root_buckets)
+        self._root_sums = BucketSums(self._key, self.bins)
+        self._frontier = [root]
         self._next_id, self._pending, self._asked = 1, {}, False
-        return self._histograms()
+        self.state = State.WAIT_GRADIENT_PARTS
+
+    def _sums(self, rows: np.ndarray, binned: np.ndarray) -> list[bytes]:
+        """Bucket sums of sample ``rows`` (sorted) with bucket indices ``binned`` (k, fp), over the parts
+        their ciphertexts came in."""
+        pos = self._pos[rows]
+        cut = np.searchsorted(pos, self._starts)
+        sums = BucketSums(self._key, self.bins)
+        for k, cts in enumerate(self._parts):
+            sums.add(cts, pos[cut[k] : cut[k + 1]] - self._starts[k], binned[cut[k] : cut[k + 1]])
+        return sums.passes()
 
     def _histograms(self) -> list[Message]:
-        """Encrypted histograms of the frontier: the root, and of each pair of siblings only the one
+        """Encrypted histograms of the frontier below the root: of each pair of siblings only the one
         ``sent_child`` names (the active party derives the other). Sums are per bucket: bins merged
         until every bucket holds ``min_bin_rows`` rows of the sample in the node and its sibling."""
         out: list[Message] = []
         grown = {n.id: n.rows[self._in_sample[n.rows]] for n in self._frontier}
         for n in self._frontier:
-            if n.sibling >= 0 and sent_child(n.id, len(grown[n.id]), n.sibling, len(grown[n.sibling])) != n.id:
+            if sent_child(n.id, len(grown[n.id]), n.sibling, len(grown[n.sibling])) != n.id:
                 continue
             rows = grown[n.id]
-            pair = [n.id] if n.sibling < 0 else [n.id, n.sibling]
-            counts = [bin_counts(self.binned[grown[i]], self.bins) for i in pair]
+            counts = [bin_counts(self.binned[grown[i]], self.bins) for i in (n.id, n.sibling)]
             n.buckets = merge_bins(counts, self.min_bin_rows, n.buckets, self.categorical)  # n.buckets: the parent's
             for m in self._frontier:
                 if m.id == n.sibling:
                     m.buckets = n.buckets
-            binned = to_buckets(self.binned[rows], n.buckets)
-            passes = self._key.bucket_sums(self.cts, self._pos[rows], binned, self.bins)
-            payload = histogram_payload(n.buckets, passes, self.bins)
-            out.append(EncryptedHistograms(self.session, self.tree, n.id, payload))
+            passes = self._sums(rows, to_buckets(self.binned[rows], n.buckets))
+            out.append(
+                EncryptedHistograms(self.session, self.tree, n.id, histogram_payload(n.buckets, passes, self.bins))
+            )
         self.state = State.WAIT_DECISIONS if self._frontier else State.WAIT_GRADIENTS
         return out
 
@@ -266,6 +309,7 @@ class PassiveBoost(Role):
         (State.WAIT_READY, BoostStart): _on_start,
         (State.WAIT_KEY, PublicKeyMsg): _on_key,
         (State.WAIT_GRADIENTS, EncryptedGradients): _on_gradients,
+        (State.WAIT_GRADIENT_PARTS, EncryptedGradients): _on_gradients,
         (State.WAIT_DECISIONS, SplitRequest): _on_request,
         (State.WAIT_DECISIONS, SplitDecisions): _on_decisions,
         (State.WAIT_GRADIENTS, BoostDone): _on_done,

@@ -12,6 +12,9 @@ from tandem import protocol_versions as versions
 from tandem.learn.tree import Tree
 
 PROTOCOL = versions.TRAIN
+# Rows per part of a tree's encrypted gradients (~4 MB at OU 2048): the passive party starts the root's bucket
+# sums on the first part while the others are still on the wire.
+GRADIENT_PART_ROWS = 16_384
 
 
 class State(enum.Enum):
@@ -21,6 +24,7 @@ class State(enum.Enum):
     WAIT_HISTOGRAMS = "wait_histograms"
     WAIT_PARTITIONS = "wait_partitions"
     WAIT_GRADIENTS = "wait_gradients"
+    WAIT_GRADIENT_PARTS = "wait_gradient_parts"
     WAIT_DECISIONS = "wait_decisions"
     DONE = "done"
     ERROR = "error"
