@@ -62,7 +62,7 @@ def _gradients(he, n, tree):
 def _counts(he, msg: EncryptedHistograms, n_features=2):
     """What the attacker decrypts: rows per returned bucket (f, bins) and the bucket structure."""
     buckets, passes = histogram_parts(msg.payload, n_features, BINS)
-    _g, h = he.decrypt_bucket_sums(passes, n_features, BINS)
+    _g, h = he.decrypt_bucket_sums(passes, n_features, BINS, packed=True)
     return h >> 32, buckets  # h_q of 1.0 is 2**32
 
 
@@ -77,7 +77,7 @@ def test_without_the_rule_a_one_row_bin_gives_that_row_away(he):
     counts, _ = _counts(he, hist)
     assert counts[0, 6] == 1 and counts[1, 0] == 1  # the attack works when nothing is merged
     buckets, passes = histogram_parts(hist.payload, 2, BINS)
-    g, _ = he.decrypt_bucket_sums(passes, 2, BINS)
+    g, _ = he.decrypt_bucket_sums(passes, 2, BINS, packed=True)
     assert round(g[0, 6] / 2**32 * 1024) - 1 == 7  # the gradient names row 7: its feature-0 bin is 6
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tandem.crypto.he import HeError, PublicHe, SecretHe, dequantise, pack, quantise, unpack
+from tandem.crypto.he import BucketSums, HeError, PublicHe, SecretHe, dequantise, pack, quantise, unpack
 from tandem.learn.histogram import build_histogram, histogram_from_sums
 
 
@@ -40,6 +40,36 @@ def test_encrypted_histogram_equals_the_plaintext_one_bit_for_bit(keys, n_bins):
     assert np.array_equal(encrypted, build_histogram(binned, g_q, h_q, rows, n_bins))
     with pytest.raises(HeError, match="wrong size|malformed"):
         keys.decrypt_bucket_sums(passes, f + 1, n_bins)
+
+
+@pytest.mark.parametrize("scheme, n_bins", [("ou", 16), ("ou", 200), ("paillier", 32)])
+def test_packed_sums_taken_over_parts_equal_the_plaintext_histogram(keys, scheme, n_bins):
+    """Several sums per ciphertext (cipher compression), accumulated over parts of the rows as they
+    arrive; extreme sums (GOSS-amplified gradients, both signs) keep every bit."""
+    he = keys if scheme == "ou" else SecretHe.generate("paillier", 2048)
+    rng = np.random.default_rng(5)
+    n, f = 900, 3
+    binned = rng.integers(0, n_bins, (n, f)).astype(np.uint8)
+    g_q, h_q = quantise(rng.uniform(-8, 8, n)), quantise(rng.uniform(0, 2, n))
+    g_q[binned[:, 0] == 1] = quantise(-8.0)                             # a bin of large negative sums
+    cts = [he.encrypt_gh(g_q[a:b], h_q[a:b]) for a, b in ((0, 250), (250, 600), (600, n))]
+    sums, rows = BucketSums(PublicHe.from_bytes(he.public_bytes()), n_bins), np.arange(n)
+    for part, (a, b) in zip(cts, ((0, 250), (250, 600), (600, n))):
+        picks = rows[a:b][rows[a:b] % 4 != 0] - a                       # some rows of each part
+        sums.add(part, picks, binned[a + picks])
+    picked = rows[rows % 4 != 0]
+    packed, plain = sums.passes(packed=True), sums.passes()
+    per = he.sums_per_ciphertext
+    assert per == (5 if scheme == "ou" else 15)
+    assert [he.load(b).rows for b in packed] == [-(-he.load(b).rows // per) for b in plain]
+    assert sum(map(len, packed)) < 1.25 * sum(map(len, plain)) / per     # about per times fewer bytes
+    expected = build_histogram(binned, g_q, h_q, picked, n_bins)
+    assert np.array_equal(histogram_from_sums(*he.decrypt_bucket_sums(packed, f, n_bins, packed=True)), expected)
+    assert np.array_equal(histogram_from_sums(*he.decrypt_bucket_sums(plain, f, n_bins)), expected)
+    with pytest.raises(HeError, match="wrong size"):
+        he.decrypt_bucket_sums(plain, f, n_bins, packed=True)            # unpacked sums read as packed
+    with pytest.raises(HeError, match="wrong size"):
+        he.decrypt_bucket_sums(packed, f + 1, n_bins, packed=True)
 
 
 def test_bucket_sums_of_a_sample_pick_their_ciphertexts(keys):

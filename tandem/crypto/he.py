@@ -30,6 +30,9 @@ from tandem.crypto.key_size import MAX_KEY_BITS, min_key_bits
 
 SCALE_BITS = 32
 FIELD_BITS = 64
+# A bucket sum g * 2**64 + h stays below 2**127 in magnitude (|g|, h < 2**62 up to 2**27 rows of gradients
+# in [-8, 8] after GOSS's amplification), so packed sums take 128 bits each, several to one ciphertext.
+PACKED_SUM_BITS = 2 * FIELD_BITS
 SCHEMES = {"ou": phe.SchemaType.OU, "paillier": phe.SchemaType.ZPaillier}
 DEFAULT_SCHEME, DEFAULT_KEY_BITS = "ou", 2048
 _FORMAT = hnp.MatrixSerializeFormat.Best
@@ -148,6 +151,25 @@ class PublicHe:
         order = np.ascontiguousarray(order.astype(np.int8))
         return self._evaluator.feature_wise_bucket_sum(sub, select, order, n_buckets, False)
 
+    @property
+    def sums_per_ciphertext(self) -> int:
+        """How many ``PACKED_SUM_BITS`` bucket sums ``pack_sums`` puts in one ciphertext (5 for OU 2048)."""
+        bound = int(str(self._kit.public_key().plaintext_bound()))
+        return max(1, (bound.bit_length() - 1) // PACKED_SUM_BITS)
+
+    def pack_sums(self, sums):
+        """``(m, 1)`` encrypted sums -> ``(ceil(m / per), 1)``: ciphertext ``i`` holds sums ``i * per + j`` at
+        bits ``128 j`` (signed, Horner's rule with ciphertext x plaintext products); the last ciphertext's
+        unused slots repeat sum ``m - 1`` (a value the key holder reads anyway), as arrays cannot be padded."""
+        per, m = self.sums_per_ciphertext, sums.rows
+        groups = -(-m // per)
+        shift = self._kit.array(np.full((groups, 1), 1 << PACKED_SUM_BITS, dtype=object), phe.BigintEncoderParams())
+        acc = None
+        for j in reversed(range(per)):
+            slot = sums[[min(g * per + j, m - 1) for g in range(groups)]]
+            acc = slot if acc is None else self._evaluator.add(self._evaluator.mul(acc, shift), slot)
+        return acc
+
     # --- Insight: sums by group of packed integer slots ---------------------------------------
 
     @property
@@ -228,10 +250,13 @@ class BucketSums:
         for i, part in self._he._pass_arrays(ciphertexts, picks, binned, self._n_bins).items():
             self._sums[i] = part if i not in self._sums else self._he.add(self._sums[i], part)
 
-    def passes(self) -> list[bytes]:
+    def passes(self, packed: bool = False) -> list[bytes]:
+        """The serialised passes; ``packed``: ``sums_per_ciphertext`` sums to each ciphertext (FATE's cipher
+        compression: fewer bytes to send and fewer decryptions; ``decrypt_bucket_sums(..., packed=True)``)."""
         if not self._sums:
             raise ValueError("no rows to sum")
-        return [self._he.dump(self._sums[i]) for i in sorted(self._sums)]
+        he = self._he
+        return [he.dump(he.pack_sums(self._sums[i]) if packed else self._sums[i]) for i in sorted(self._sums)]
 
 
 class SecretHe(PublicHe):
@@ -269,24 +294,39 @@ class SecretHe(PublicHe):
         """Ciphertexts -> their plaintexts as Python ints, same shape (for values that are not slots)."""
         return np.asarray(self._kit.decryptor().decrypt(ciphertexts).to_numpy(), dtype=object)
 
-    def decrypt_bucket_sums(self, passes: list[bytes], n_features: int, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
-        """``bucket_sums`` passes -> ``(g_sum, h_sum)`` fixed-point int64, each ``(n_features, n_bins)``."""
+    def _decrypt_pass(self, blob: bytes, m: int, packed: bool) -> tuple[np.ndarray, np.ndarray]:
+        """One pass of ``m`` sums -> ``(g_sum, h_sum)`` (m,) each (``HeError`` if it holds another number)."""
+        cts = self.load(blob)
+        if not packed:
+            if cts.rows != m:
+                raise HeError("bucket sums have the wrong size")
+            return self.decrypt_sums(cts)
+        per = self.sums_per_ciphertext
+        if cts.cols != 1 or cts.rows != -(-m // per):
+            raise HeError("bucket sums have the wrong size")
+        half, low = 1 << (PACKED_SUM_BITS - 1), (1 << PACKED_SUM_BITS) - 1
+        values = []
+        for packed_sum in self.decrypt_ints(cts)[:, 0].tolist():
+            for _ in range(per):
+                v = ((packed_sum + half) & low) - half  # the lowest slot, signed
+                values.append(v)
+                packed_sum = (packed_sum - v) >> PACKED_SUM_BITS
+        return unpack(values[:m])
+
+    def decrypt_bucket_sums(
+        self, passes: list[bytes], n_features: int, n_bins: int, packed: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``bucket_sums`` passes (``BucketSums.passes(packed)``) -> ``(g_sum, h_sum)`` fixed-point int64, each
+        ``(n_features, n_bins)``."""
         if n_bins <= 127:
             if len(passes) != 1:
                 raise HeError("malformed bucket sums")
-            g, h = self.decrypt_sums(self.load(passes[0]))
-            if g.size != n_features * n_bins:
-                raise HeError("bucket sums have the wrong size")
+            g, h = self._decrypt_pass(passes[0], n_features * n_bins, packed)
             return g.reshape(n_features, n_bins), h.reshape(n_features, n_bins)
-        parts = []
-        if not passes:
+        if not 2 <= len(passes) <= 3:
             raise HeError("malformed bucket sums")
-        for blob_part in passes:
-            g, h = self.decrypt_sums(self.load(blob_part))
-            parts.append(np.stack([g, h]))
-        sizes = [p.shape[1] for p in parts]
-        if sizes[:2] != [n_features * 128] * 2 or len(parts) > 3 or sizes[2:] not in ([], [n_features * 2]):
-            raise HeError("bucket sums have the wrong size")
+        sizes = [n_features * 128, n_features * 128, n_features * 2]
+        parts = [np.stack(self._decrypt_pass(blob, m, packed)) for blob, m in zip(passes, sizes, strict=False)]
         low, high = (p.reshape(2, n_features, 128) for p in parts[:2])
         missing = (
             parts[2].reshape(2, n_features, 2)[:, :, 1] if len(parts) == 3 else np.zeros((2, n_features), np.int64)

@@ -265,7 +265,7 @@ class ActiveBoost(Role):
             buckets, passes = histogram_parts(msg.payload, n_features, self.params.bins)
             if not buckets[:, self.missing_bin - 1].all() or (buckets & ~parent).any():
                 raise RemoteProtocolError(f"malformed buckets for node {node.id}")
-            g, h = self.he.decrypt_bucket_sums(passes, n_features, self.params.bins)
+            g, h = self.he.decrypt_bucket_sums(passes, n_features, self.params.bins, packed=True)
         except (HeError, RemoteProtocolError) as exc:
             self._fail(f"passive party {party}: {exc}")
         self._hists[(party, node.id)] = histogram_from_sums(g, h)

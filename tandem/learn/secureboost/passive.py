@@ -168,7 +168,7 @@ class PassiveBoost(Role):
         if last < len(self._sample_rows):
             return []
         self.state = State.WAIT_DECISIONS
-        payload = histogram_payload(buckets, self._root_sums.passes(), self.bins)
+        payload = histogram_payload(buckets, self._root_sums.passes(packed=True), self.bins)
         return [EncryptedHistograms(self.session, self.tree, 0, payload)]
 
     def _start_tree(self, msg: EncryptedGradients, mask_blob: bytes) -> None:
@@ -201,7 +201,7 @@ class PassiveBoost(Role):
         sums = BucketSums(self._key, self.bins)
         for k, cts in enumerate(self._parts):
             sums.add(cts, pos[cut[k] : cut[k + 1]] - self._starts[k], binned[cut[k] : cut[k + 1]])
-        return sums.passes()
+        return sums.passes(packed=True)
 
     def _histograms(self) -> list[Message]:
         """Encrypted histograms of the frontier below the root: of each pair of siblings only the one
