@@ -95,29 +95,30 @@ def _shape_burst_limit(mbit: float) -> tuple[int, int]:
     return max(2 * 65536, int(rate * 0.001)), max(1 << 20, int(rate * 0.25))
 
 
-def listen_port(config: Path) -> int:
-    """The port of a node config's ``[node] listen`` (``127.0.0.1:PORT``)."""
+def listen_port(config: Path, section: str = "node") -> int:
+    """The port of a node config's ``[SECTION] listen`` (``127.0.0.1:PORT``)."""
     try:
-        listen = tomllib.loads(config.read_text())["node"]["listen"]
+        listen = tomllib.loads(config.read_text())[section]["listen"]
         host, port = listen.rsplit(":", 1)
         if host != "127.0.0.1":
             raise ValueError(host)
         return int(port)
     except (OSError, KeyError, ValueError, tomllib.TOMLDecodeError):
-        raise InputError(f"{config}: [node] listen is not 127.0.0.1:PORT (the lab runs on loopback only)") from None
+        where = f"{config}: [{section}] listen"
+        raise InputError(f"{where} is not 127.0.0.1:PORT (the lab runs on loopback only)") from None
 
 
-def point_peers(config: Path, addresses: dict[str, str]) -> None:
-    """Rewrite the ``address = ...`` line of each ``[peers.NAME]`` of ``config`` named in ``addresses``;
-    every other line is kept as it is."""
+def point_peers(config: Path, addresses: dict[str, str], key: str = "address") -> None:
+    """Rewrite the ``KEY = ...`` line (``address``: the node's; ``decide``: its decision service's) of each
+    ``[peers.NAME]`` of ``config`` named in ``addresses``; every other line is kept as it is."""
     section, out = "", []
     for line in config.read_text().splitlines():
         head = re.fullmatch(r"\s*\[([^\]]+)\]\s*", line)
         if head:
             section = head.group(1).strip()
         peer = section.removeprefix("peers.") if section.startswith("peers.") else None
-        if peer in addresses and re.match(r"\s*address\s*=", line):
-            line = f'address = "{addresses[peer]}"'
+        if peer in addresses and re.match(rf"\s*{key}\s*=", line):
+            line = f'{key} = "{addresses[peer]}"'
         out.append(line)
     config.write_text("\n".join(out) + "\n")
 
@@ -282,14 +283,16 @@ class Lab:
         self._tc("filter", "add", "dev", "lo", "parent", "1:", "protocol", "ip", "prio", "1", "u32",
                  "match", "ip", match, str(port), "0xffff", "flowid", f"1:{minor}")  # fmt: skip
 
-    def wire(self, configs: dict[str, Path]) -> dict[str, int]:
+    def wire(self, configs: dict[str, Path], section: str = "node") -> dict[str, int]:
         """Put a delay proxy in front of each node of ``configs`` (node -> config path) and point every
-        other node's ``[peers.NODE] address`` at it; return node -> its proxy's port."""
-        listens = {name: listen_port(path) for name, path in configs.items()}
+        other node's ``[peers.NODE] address`` at it; return node -> its proxy's port. ``section="decide"``:
+        the decision services' peer listeners instead (``[decide] listen``, ``[peers.NODE] decide``)."""
+        key = "address" if section == "node" else section
+        listens = {name: listen_port(path, section) for name, path in configs.items()}
         self._reserved |= set(listens.values())
         fronts = {name: self.proxy(port) for name, port in listens.items()}
         for name, path in configs.items():
-            point_peers(path, {other: f"127.0.0.1:{port}" for other, port in fronts.items() if other != name})
+            point_peers(path, {other: f"127.0.0.1:{port}" for other, port in fronts.items() if other != name}, key)
         return fronts
 
     # --- partitions --------------------------------------------------------------------------------

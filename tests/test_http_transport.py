@@ -16,13 +16,13 @@ import pytest
 
 from tandem.audit import AuditLog, read_audit
 from tandem.crypto.tls import make_ca, make_node_cert
-from tandem.transport.trust import TlsFiles
 from tandem.decide.api import MESSAGES, PROTOCOL, bank_app, market_app
 from tandem.offers.quota import ContentQuota
 from tandem.offers.service import OFFER_MESSAGES, market_router
 from tandem.transport.http_client import BlockingPeerHttpClient, PeerUnavailable
 from tandem.transport.http_server import HttpServers
 from tandem.transport.ports import free_port
+from tandem.transport.trust import TlsFiles
 
 LINK = "ab" * 16
 VERSION = "cd" * 8
@@ -207,3 +207,149 @@ def test_a_renewed_listener_certificate_is_served_to_new_connections_without_a_r
         make_node_cert(certs, "bank", certs / "ca.pem", certs / "ca.key")   # the bank renews its certificate
         assert served_serial() != before                         # new connections get the new one
         assert kept.post(url, json={}).status_code == first.status_code    # the open one carries on
+
+
+def _org_pair(root):
+    """The bank's and the market's organisations (tandem.crypto.pki), each with its own CA, each trusting
+    the other's."""
+    from tandem.crypto import pki
+
+    folders = {n: root / n for n in ("bank", "market")}
+    for n, folder in folders.items():
+        pki.init(folder, n.capitalize(), n)
+    pki.trust(folders["bank"], "market", folders["market"] / "ca.pem")
+    pki.trust(folders["market"], "bank", folders["bank"] / "ca.pem")
+    return folders
+
+
+def _org_files(folder, node, peer):
+    from tandem.crypto import pki
+
+    return TlsFiles(None, folder / f"{node}.pem", folder / f"{node}.key", {peer: pki.peer_ca(folder, peer)})
+
+
+async def _serial_server(orgs, connections: list, ended: list):
+    """A mutual-TLS HTTP/1.1 server with the bank's certificate that answers each POST, after the
+    ``wait`` seconds its body asks for, with the serial number of the caller's certificate; the serial
+    of each connection goes into ``connections`` when it opens and into ``ended`` when the client closes it."""
+    import json
+
+    from cryptography import x509
+
+    from tandem.crypto import pki
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(orgs["bank"] / "bank.pem"), str(orgs["bank"] / "bank.key"))
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(str(pki.peer_ca(orgs["bank"], "market")))
+
+    async def handle(reader, writer):
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        serial = x509.load_der_x509_certificate(der).serial_number
+        connections.append(serial)
+        while await reader.readline():
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await asyncio.sleep(json.loads(await reader.readexactly(length))["wait"])
+            answer = json.dumps({"serial": str(serial)}).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
+            await writer.drain()
+        ended.append(serial)
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+
+
+def test_the_peer_client_uses_a_renewed_certificate_for_the_next_request_and_finishes_those_under_way(tmp_path):
+    import json
+
+    from tandem.crypto import pki
+    from tandem.transport.http_client import PeerHttpClient
+
+    orgs = _org_pair(tmp_path)
+
+    async def scenario():
+        connections: list = []
+        ended: list = []
+        server = await _serial_server(orgs, connections, ended)
+        port = server.sockets[0].getsockname()[1]
+        client = PeerHttpClient(f"127.0.0.1:{port}", "bank", _org_files(orgs["market"], "market", "bank"),
+                                AuditLog(tmp_path / "audit.jsonl", "market"), {}, "test", size=4)
+
+        async def serial(wait=0.0):
+            status, answer = await asyncio.wait_for(client.post("/serial", {"wait": wait}), 10)
+            assert status == 200
+            return json.loads(answer)["serial"]
+
+        try:
+            old = await serial()
+            under_way = asyncio.create_task(serial(wait=1.5))       # on the connection opened with the old files
+            await asyncio.sleep(0.2)
+            pki.issue_node(orgs["market"], "market")                # the market renews its node certificate
+            await asyncio.sleep(PeerHttpClient.RECHECK_S + 0.1)
+            new = await serial()
+            assert new != old                                       # the next request: a new connection, new cert
+            assert await under_way == old                           # the one under way finished on the old one
+            assert [await serial(), await serial(), await serial()] == [new] * 3  # the old one is not reused
+            await asyncio.sleep(0.2)
+            assert len(connections) == 2 and ended == [int(old)]    # the old connection, closed once idle
+        finally:
+            await client.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_a_ca_taken_out_of_the_listeners_trust_is_refused_without_a_restart(tmp_path):
+    """The market rolls its CA over; once the bank stops trusting the old one, a caller with a certificate
+    from it (the old CA's key may have leaked: that is why it was retired) is refused: a new connection at
+    the handshake (or with the 403 below), and a connection kept open from before on its next request, with
+    a 403 and one line naming the peer and the CA."""
+    from tandem.crypto import pki
+
+    orgs = _org_pair(tmp_path)
+    new = tmp_path / "market-new"
+    pki.init(new, "Market", "market")
+    pki.trust(new, "bank", orgs["bank"] / "ca.pem")
+    pki.trust(orgs["bank"], "market", new / "ca.pem", add=True)      # the roll-over: both CAs trusted
+    address = f"127.0.0.1:{free_port()}"
+    servers = HttpServers([(address, bank_app(_State(), _Ledger(), {}, "mtls"), True)],
+                          _org_files(orgs["bank"], "bank", "market"), peer="market",
+                          audit=AuditLog(tmp_path / "bank-audit.jsonl", "bank"), messages=MESSAGES,
+                          protocol=PROTOCOL, where="bank.toml")
+    ready = threading.Event()
+    thread = threading.Thread(target=asyncio.run, args=(servers.serve(ready.set),), daemon=True)
+    thread.start()
+
+    def client(folder):
+        context = ssl.create_default_context(cafile=str(pki.peer_ca(folder, "bank")))
+        context.check_hostname = False
+        context.load_cert_chain(str(folder / "market.pem"), str(folder / "market.key"))
+        return httpx.Client(verify=context, timeout=10)
+
+    url = f"https://{address}/v1/health"
+    try:
+        assert ready.wait(30), "the listener did not start within 30 s"
+        with client(orgs["market"]) as kept, client(new) as current:
+            assert kept.get(url).status_code == 200 and current.get(url).status_code == 200
+            pki.trust(orgs["bank"], "market", new / "ca.pem")        # the roll-over is done: the old CA goes
+            refused = kept.get(url)
+            assert refused.status_code == 403
+            detail = refused.json()["detail"]
+            assert "peer market" in detail and "not by the CA this node trusts for market" in detail, detail
+            assert "\n" not in detail
+            with client(orgs["market"]) as fresh:
+                try:
+                    again = fresh.get(url)
+                except httpx.HTTPError:             # the handshake refused the certificate
+                    pass
+                else:
+                    assert again.status_code == 403 and again.json()["detail"] == detail
+            assert current.get(url).status_code == 200               # the new CA's node carries on
+    finally:
+        servers.stop()
+        thread.join(timeout=10)
+    assert not thread.is_alive()

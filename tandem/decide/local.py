@@ -9,6 +9,7 @@ import secrets
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -80,15 +81,16 @@ def write_decide_configs(
 
 
 class Service:
-    """A ``tandem serve`` child process; ``api`` is its API-key listener's base URL."""
+    """A ``tandem serve`` child process; ``api`` is its API-key listener's base URL; ``prefix``: a command
+    it runs under (the network lab's ``ip netns exec NS``)."""
 
-    def __init__(self, config: Path):
+    def __init__(self, config: Path, prefix: Sequence[str] = ()):
         import tomllib
 
         self.config = config
         self.api = "https://" + tomllib.loads(config.read_text())["decide"]["api_listen"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tandem.cli", "serve", "--config", str(config)],
+            [*prefix, sys.executable, "-m", "tandem.cli", "serve", "--config", str(config)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -5,6 +5,10 @@ of persistent connections to one peer does not need; at hundreds of decisions pe
 two cores that decides the latency. Each connection checks, once and before any request is
 written, that the server's certificate (signed by our CA) names the expected peer. Every
 request sent and every answer received is one audit line.
+
+When the certificate files change (a renewed node certificate, a new CA for the peer), the next request
+makes a new context from them and opens its connection with it; connections opened before are closed
+when they are next idle, so requests under way on them finish (as the gRPC side's ``PeerClient`` does).
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import time
 
 from tandem.audit import AuditLog
 from tandem.errors import TandemError
+from tandem.transport.base import TransportError
 from tandem.transport.http import Messages, cert_names, describe, is_peer, record
 
 
@@ -40,6 +46,8 @@ class PeerHttpClient:
     audited in ``audit`` as ``protocol`` messages named by ``messages``. Raises ``PeerUnavailable``.
     """
 
+    RECHECK_S = 1.0  # how often the certificate files' modification times are looked at
+
     def __init__(
         self,
         address: str,
@@ -54,10 +62,27 @@ class PeerHttpClient:
         self.host, _, port = address.rpartition(":")
         self.port, self.peer, self.size, self.timeout = int(port), peer, size, timeout_s
         self.context, self.audit, self.messages, self.protocol = peer_context(tls, peer), audit, messages, protocol
+        self.tls, self._stamp, self._checked = tls, tls.stamp(), time.monotonic()
+        self.generation = 0  # of the context; each connection is (reader, writer, generation)
         self._idle: asyncio.Queue | None = None
         self._open = 0
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    def _refresh(self) -> None:
+        """A new context if a certificate or CA file changed since the last one was made."""
+        if time.monotonic() - self._checked < self.RECHECK_S:
+            return
+        self._checked = time.monotonic()
+        stamp = self.tls.stamp()
+        if stamp == self._stamp:
+            return
+        try:
+            context = peer_context(self.tls, self.peer)
+        except (OSError, ssl.SSLError, TransportError):  # files half-way through being replaced: keep ours
+            return
+        self._stamp, self.context, self.generation = stamp, context, self.generation + 1
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int]:
+        generation = self.generation
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port, ssl=self.context), self.timeout
@@ -74,19 +99,25 @@ class PeerHttpClient:
                 f"the service at {self.host}:{self.port} is not {self.peer} (certificate of "
                 f"{names[0] if names else 'nobody'})"
             )
-        return reader, writer
+        return reader, writer, generation
 
     async def _take(self):
         if self._idle is None:
             self._idle = asyncio.Queue()
-        if self._idle.empty() and self._open < self.size:
-            self._open += 1
-            try:
-                return await self._connect()
-            except BaseException:
-                self._open -= 1
-                raise
-        return await self._idle.get()
+        self._refresh()
+        while True:
+            if self._idle.empty() and self._open < self.size:
+                self._open += 1
+                try:
+                    return await self._connect()
+                except BaseException:
+                    self._open -= 1
+                    raise
+            conn = await self._idle.get()
+            if conn[2] == self.generation:
+                return conn
+            conn[1].close()  # opened with the files as they were: make room for a fresh one
+            self._open -= 1
 
     async def post(self, path: str, body: dict) -> tuple[int, bytes]:
         data = json.dumps(body).encode()
@@ -122,7 +153,7 @@ class PeerHttpClient:
             return status, answer
 
     async def _exchange(self, conn, path: str, body: bytes) -> tuple[int, bytes]:
-        reader, writer = conn
+        reader, writer, _generation = conn
         writer.write(
             f"POST {path} HTTP/1.1\r\nHost: {self.peer}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n".encode()

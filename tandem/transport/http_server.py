@@ -2,9 +2,10 @@
 of every mutual-TLS peer listener.
 
 ``PeerGuard`` (ASGI middleware) answers a peer listener's caller only if its certificate names
-the configured peer (else 403), and writes one audit line per request received and per answer
+the configured peer and comes from the CA trusted for that peer as the files are now (``trust.PeerTrust``,
+as on the gRPC side; else 403), and writes one audit line per request received and per answer
 sent, with the caller's certificate name. uvicorn does not hand the client certificate to the
-app, so the listener's protocol class puts its names into ``scope["extensions"]["tls"]``.
+app, so the listener's protocol class puts it (PEM) and its names into ``scope["extensions"]["tls"]``.
 """
 
 from __future__ import annotations
@@ -21,21 +22,24 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from tandem.audit import AuditLog
 from tandem.errors import InputError
 from tandem.transport.http import Messages, cert_names, describe, is_peer, parse, record
+from tandem.transport.trust import PeerTrust
 
 Listener = tuple[str, Any, bool]  # ("host:port", ASGI app, mutual TLS: the peer listener)
 
 
 class _PeerNamesProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol that also tells the app the names of the client's certificate."""
+    """uvicorn's HTTP/1.1 protocol that also tells the app the client's certificate (PEM) and its names."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         tls = transport.get_extra_info("ssl_object")
         self._names = cert_names(tls.getpeercert() if tls is not None else None)
+        der = tls.getpeercert(binary_form=True) if tls is not None else None
+        self._pem = ssl.DER_cert_to_PEM_cert(der).encode() if der else b""
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.scope["extensions"] = {"tls": {"client_cert_names": self._names}}
+        self.scope["extensions"] = {"tls": {"client_cert_names": self._names, "client_cert": self._pem}}
 
 
 async def _body(receive) -> bytes:
@@ -53,19 +57,25 @@ async def _body(receive) -> bytes:
 class PeerGuard:
     """ASGI middleware of a mutual-TLS listener that answers only the node ``peer``.
 
-    The TLS layer already required a certificate from our CA; this checks its name (CN or DNS SAN)
-    and audits, in ``audit`` as ``protocol`` messages named by ``messages``, each request received
-    and each answer sent (refusals included), with the caller's certificate name as the peer.
+    The TLS layer already required a certificate from a CA trusted at the handshake; this checks its
+    name (CN or DNS SAN) and, with ``trust``, that the CA trusted for ``peer`` now issued it (a caller
+    whose CA was taken out of the files is refused from its next request on, on connections opened
+    before too), and audits, in ``audit`` as ``protocol`` messages named by ``messages``, each request
+    received and each answer sent (refusals included), with the caller's certificate name as the peer.
     """
 
-    def __init__(self, app, peer: str | None, audit: AuditLog, messages: Messages, protocol: str):
+    def __init__(
+        self, app, peer: str | None, audit: AuditLog, messages: Messages, protocol: str, trust: PeerTrust | None = None
+    ):
         self.app, self.peer, self.audit, self.messages, self.protocol = app, peer, audit, messages, protocol
+        self.trust = trust
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        names = tuple(scope.get("extensions", {}).get("tls", {}).get("client_cert_names", ()))
+        tls = scope.get("extensions", {}).get("tls", {})
+        names = tuple(tls.get("client_cert_names", ()))
         caller = names[0] if names else "unknown"
         data = await _body(receive)
         body = parse(data)
@@ -75,8 +85,11 @@ class PeerGuard:
         except OSError as exc:  # fail closed: nothing is done or answered unaudited
             await _refuse(send, 503, f"the audit log cannot be written ({exc})")
             return
-        if not is_peer(names, self.peer):
-            refusal = json.dumps({"detail": f"this listener answers only the node {self.peer}"}).encode()
+        why = None if is_peer(names, self.peer) else f"this listener answers only the node {self.peer}"
+        if why is None and self.trust is not None and self.peer is not None:
+            why = self.trust.refusal(self.peer, tls.get("client_cert", b""))
+        if why is not None:
+            refusal = json.dumps({"detail": why}).encode()
             try:
                 await self.audit.durable(record(self.audit, "out", caller, self.protocol, what, False, len(refusal), 0))
             except OSError as exc:
@@ -147,7 +160,8 @@ class _Reloading:
     listener's SNI callback hands each new connection a context made from the files as they are now
     (connections already open carry on). A CA file that changes is also added to the listener's own
     context, as OpenSSL keeps the first context's trusted CAs for the client's certificate; a CA taken
-    out of the file stays trusted by this listener until the service restarts."""
+    out of the file may still pass a handshake (and connections already open stay up): ``PeerGuard``'s
+    ``PeerTrust`` refuses its callers' requests."""
 
     def __init__(self, tls, ca: Path | None, mutual: bool):
         self.tls, self.ca, self.mutual = tls, ca, mutual
@@ -196,7 +210,7 @@ class HttpServers:
         for listen, app, mutual in listeners:
             host, port = _host_port(listen, f"{where}: [decide] listen")
             if mutual:
-                app = PeerGuard(app, peer, audit, messages, protocol)
+                app = PeerGuard(app, peer, audit, messages, protocol, PeerTrust(tls) if peer else None)
             ca = tls.ca_for(peer) if mutual and peer else None
             config = uvicorn.Config(
                 app,
