@@ -146,14 +146,17 @@ def test_goss_sends_ciphertexts_of_the_sample_only():
             assert mask.sum() == 120 + 60                   # 20% by |gradient| + 10% of the rest
 
 
-@pytest.mark.parametrize("bins", [16, 200])
-def test_gradients_in_parts_give_the_same_trees_and_each_part_is_summed_on_arrival(bins, monkeypatch):
+@pytest.mark.parametrize("bins, workers", [(16, None), (200, None), (16, 1)])
+def test_gradients_in_parts_give_the_same_trees_and_each_part_is_summed_on_arrival(bins, workers, monkeypatch):
+    """Parts encrypted in this process, or by an engine's worker process (as a node does)."""
+    from tandem.engine import LocalEngine
     from tandem.learn.secureboost import active
 
     monkeypatch.setattr(active, "GRADIENT_PART_ROWS", 97)  # 700 rows: 8 parts, the last one short
     X, y = _data(n=700, seed=3, f=6)
     kw = dict(n_trees=3, max_depth=3, learning_rate=0.3, bins=bins)
-    model, passives, channels = _fit(X, y, cuts=(2, 4), **kw)
+    with LocalEngine(workers or 0) as engine:
+        model, passives, channels = _fit(X, y, cuts=(2, 4), engine=engine if workers else None, **kw)
     _same_trees(model.trees_, HistBoostingClassifier(**kw, **MERGED).fit(X, y).trees_)
     for ca, _cb in channels:
         parts = [decode(f) for f in ca.sent if decode(f).name == "EncryptedGradients"]

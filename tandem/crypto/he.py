@@ -170,6 +170,12 @@ class PublicHe:
             acc = slot if acc is None else self._evaluator.add(self._evaluator.mul(acc, shift), slot)
         return acc
 
+    def encrypt_gh(self, g_q: np.ndarray, h_q: np.ndarray):
+        """Encrypt packed fixed-point gradients and hessians: ``(n,)`` + ``(n,)`` -> ``(n, 1)`` ciphertexts
+        (a public-key operation: ``encrypted_gh`` runs it in a worker process)."""
+        plain = self._kit.array(pack(g_q, h_q), phe.BigintEncoderParams())
+        return self._kit.encryptor().encrypt(plain)
+
     # --- Insight: sums by group of packed integer slots ---------------------------------------
 
     @property
@@ -273,11 +279,6 @@ class SecretHe(PublicHe):
     def public_bytes(self) -> bytes:
         return self._kit.public_key().__getstate__()
 
-    def encrypt_gh(self, g_q: np.ndarray, h_q: np.ndarray):
-        """Encrypt packed fixed-point gradients and hessians: ``(n,)`` + ``(n,)`` -> ``(n, 1)`` ciphertexts."""
-        plain = self._kit.array(pack(g_q, h_q), phe.BigintEncoderParams())
-        return self._kit.encryptor().encrypt(plain)
-
     def decrypt_sums(self, ciphertexts) -> tuple[np.ndarray, np.ndarray]:
         """Decrypt packed sums -> ``(g_sum, h_sum)`` fixed-point int64, shape ``(rows,)``."""
         values = self._kit.decryptor().decrypt(ciphertexts).to_numpy()
@@ -337,6 +338,14 @@ class SecretHe(PublicHe):
         out[:, :, 127] = high[:, :, 0] - missing - low[:, :, :127].sum(axis=2)
         out[:, :, n_bins - 1] = missing
         return out[0], out[1]
+
+
+def encrypted_gh(public_key: bytes, g_q: np.ndarray, h_q: np.ndarray) -> bytes:
+    """``encrypt_gh`` serialised, from the public key alone: an engine worker's task. The library holds
+    Python's lock while it encrypts, so in the node's own process the thread that sends the previous
+    part would stand still meanwhile."""
+    he = PublicHe.from_bytes(public_key)
+    return he.dump(he.encrypt_gh(g_q, h_q))
 
 
 @lru_cache(maxsize=8)

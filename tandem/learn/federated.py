@@ -176,6 +176,7 @@ def active_job(
         key_bits=key_bits,
         first_tree_active_only=request.first_tree_active_only,
         categorical=categorical,
+        engine=blinder.engine,
     )
 
     def on_tree(done: Resume) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from tandem.crypto.he import SecretHe
+from tandem.engine import LocalEngine
 from tandem.learn.binning import Binner
 from tandem.learn.boosting import PARAMS, binary_label, sigmoid
 from tandem.learn.options import DEFAULTS as D
@@ -61,8 +62,10 @@ class VerticalBoostingClassifier:
         scheme: str = D.he,
         key_bits: int = D.key_bits,
         categorical: tuple[int, ...] | list[int] = (),
+        engine: LocalEngine | None = None,
     ):
         self.passive = list(passive)
+        self.engine = engine  # where the gradients are encrypted (a node's workers); not a parameter
         self.n_trees, self.max_depth, self.learning_rate, self.bins = n_trees, max_depth, learning_rate, bins
         self.l2, self.min_child_weight, self.min_gain, self.goss = l2, min_child_weight, min_gain, goss
         self.early_stopping_rounds, self.validation_fraction = early_stopping_rounds, validation_fraction
@@ -108,7 +111,7 @@ class VerticalBoostingClassifier:
             )
         he = SecretHe.generate(self.scheme, self.key_bits)
         role = ActiveBoost(
-            [s.id for s in self.passive], binned, y, params, he, ~valid, resume, self.binner_.categorical_
+            [s.id for s in self.passive], binned, y, params, he, ~valid, resume, self.binner_.categorical_, self.engine
         )
         self._send(role.start())
         done = 0

@@ -8,7 +8,8 @@ from itertools import chain
 
 import numpy as np
 
-from tandem.crypto.he import HeError, SecretHe, dequantise
+from tandem.crypto.he import HeError, SecretHe, dequantise, encrypted_gh
+from tandem.engine import LocalEngine
 from tandem.learn.buckets import all_cuts, coarsen
 from tandem.learn.grower import grow_tree
 from tandem.learn.histogram import build_histogram, histogram_from_sums
@@ -69,7 +70,9 @@ class ActiveBoost(Role):
         train: np.ndarray | None = None,
         resume: Resume | None = None,
         categorical: np.ndarray | None = None,
+        engine: LocalEngine | None = None,
     ):
+        self.engine = engine  # encrypts the gradients' parts in its workers (None: in this process)
         self.categorical = np.zeros(binned.shape[1], dtype=bool) if categorical is None else np.asarray(categorical)
         self.sessions, self.binned, self.y, self.params, self.he = sessions, binned, y, params, he
         train = np.ones(len(y), dtype=bool) if train is None else train
@@ -201,15 +204,22 @@ class ActiveBoost(Role):
         return self._gradient_parts(t)
 
     def _gradient_parts(self, t: int) -> Iterator[tuple[int, Message]]:
-        """Tree ``t``'s encrypted gradients in parts of ``GRADIENT_PART_ROWS`` sample rows, each part
-        encrypted when the caller asks for it (the passive party sums each part's rows on arrival)."""
+        """Tree ``t``'s encrypted gradients in parts of ``GRADIENT_PART_ROWS`` sample rows (the passive party
+        sums each part's rows on arrival): encrypted by the engine's workers, all parts submitted at once, or
+        without one each part when the caller asks for it."""
         g, h, mask = self._g_q[self._sample], self._h_q[self._sample], pack_mask(self._in_sample)
         parts = max(1, -(-len(g) // GRADIENT_PART_ROWS))
 
+        cuts = [slice(i * GRADIENT_PART_ROWS, (i + 1) * GRADIENT_PART_ROWS) for i in range(parts)]
+        if self.engine is not None and self.engine.workers > 0:
+            key = self.he.public_bytes()
+            encrypting = [self.engine.submit(encrypted_gh, key, g[c], h[c]) for c in cuts]
+            blobs = (f.result() for f in encrypting)
+        else:
+            blobs = (self.he.dump(self.he.encrypt_gh(g[c], h[c])) for c in cuts)
+
         def encrypted() -> Iterator[tuple[int, Message]]:
-            for i in range(parts):
-                rows = slice(i * GRADIENT_PART_ROWS, (i + 1) * GRADIENT_PART_ROWS)
-                cts = self.he.dump(self.he.encrypt_gh(g[rows], h[rows]))
+            for i, cts in enumerate(blobs):
                 payload = frame_blobs([mask if i == 0 else b"", cts])
                 for k in range(self.n_parties):
                     yield k, EncryptedGradients(self.sessions[k], t, payload, i, parts)
