@@ -10,7 +10,7 @@ from tandem.crypto.he import SecretHe, quantise
 from tandem.learn.buckets import bucket_bins, merge_bins
 from tandem.learn.secureboost.passive import PassiveBoost
 from tandem.protocols.errors import RemoteProtocolError
-from tandem.protocols.framing import frame_blobs, histogram_parts, pack_mask
+from tandem.protocols.framing import frame_blobs, histogram_parts, pack_mask, unframe_blobs
 from tandem.protocols.wire import (
     BoostStart,
     EncryptedGradients,
@@ -61,7 +61,7 @@ def _gradients(he, n, tree):
 
 def _counts(he, msg: EncryptedHistograms, n_features=2):
     """What the attacker decrypts: rows per returned bucket (f, bins) and the bucket structure."""
-    buckets, passes = histogram_parts(msg.payload, n_features, BINS)
+    buckets, passes = histogram_parts(unframe_blobs(msg.payload, 1)[0], n_features, BINS)
     _g, h = he.decrypt_bucket_sums(passes, n_features, BINS, packed=True)
     return h >> 32, buckets  # h_q of 1.0 is 2**32
 
@@ -76,7 +76,7 @@ def test_without_the_rule_a_one_row_bin_gives_that_row_away(he):
     _role, hist = _passive(he, binned, k=1)
     counts, _ = _counts(he, hist)
     assert counts[0, 6] == 1 and counts[1, 0] == 1  # the attack works when nothing is merged
-    buckets, passes = histogram_parts(hist.payload, 2, BINS)
+    buckets, passes = histogram_parts(unframe_blobs(hist.payload, 1)[0], 2, BINS)
     g, _ = he.decrypt_bucket_sums(passes, 2, BINS, packed=True)
     assert round(g[0, 6] / 2**32 * 1024) - 1 == 7  # the gradient names row 7: its feature-0 bin is 6
 

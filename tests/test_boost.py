@@ -19,7 +19,7 @@ from tandem.learn.secureboost.predict import passive_bitmaps, predict_federated
 from tandem.learn.secureboost.shared import PROTOCOL
 from tandem.learn.vertical import VerticalBoostingClassifier, serve_passive
 from tandem.protocols.errors import RemoteProtocolError
-from tandem.protocols.framing import histogram_payload, unframe_blobs, unpack_mask
+from tandem.protocols.framing import frame_blobs, histogram_payload, unframe_blobs, unpack_mask
 from tandem.protocols.message import decode
 from tandem.protocols.wire import BoostStart, EncryptedGradients, PredictRequest
 from tandem.transport.base import TransportError, memory_pair
@@ -309,20 +309,26 @@ def test_the_active_party_refuses_garbage_histograms_and_out_of_turn_messages():
     active = ActiveBoost(["s"], binned, y, BoostParams(n_trees=2, max_depth=2, bins=16), SecretHe.generate("ou", 1024))
     active.start()
     with pytest.raises(RemoteProtocolError, match="unexpected EncryptedHistograms from passive party 0"):
-        active.receive(0, EncryptedHistograms("s", 0, 0, b""))
+        active.receive(0, EncryptedHistograms("s", 0, [0], b""))
     he = SecretHe.generate("ou", 1024)
     active = ActiveBoost(["s"], binned, y, BoostParams(n_trees=2, max_depth=2, bins=16), he)
     active.start()
     sent = active.receive(0, BoostReady("s", 3, False, b""))
     assert [m.name for _, m in sent] == ["PublicKeyMsg", "EncryptedGradients"]
     with pytest.raises(RemoteProtocolError, match="passive party 0: received malformed ciphertexts"):
-        active.receive(0, EncryptedHistograms("s", 0, 0, histogram_payload(np.ones((3, 16), bool), [b"\x00garbage"], 16)))
+        active.receive(0, EncryptedHistograms("s", 0, [0], frame_blobs([histogram_payload(np.ones((3, 16), bool), [b"\x00garbage"], 16)])))
     for buckets in (np.zeros((3, 16), bool), np.ones((2, 16), bool)):  # no last value bucket; wrong shape
         active = ActiveBoost(["s"], binned, y, BoostParams(n_trees=2, max_depth=2, bins=16), he)
         active.start()
         active.receive(0, BoostReady("s", 3, False, b""))
         with pytest.raises(RemoteProtocolError, match="passive party 0: malformed"):
-            active.receive(0, EncryptedHistograms("s", 0, 0, histogram_payload(buckets, [b"\x00garbage"], 16)))
+            active.receive(0, EncryptedHistograms("s", 0, [0], frame_blobs([histogram_payload(buckets, [b"\x00garbage"], 16)])))
+    for nodes, blobs in (([0, 1], 2), ([1], 1), ([0], 2)):     # a node not asked for; another; two blobs for one
+        active = ActiveBoost(["s"], binned, y, BoostParams(n_trees=2, max_depth=2, bins=16), he)
+        active.start()
+        list(active.receive(0, BoostReady("s", 3, False, b"")))
+        with pytest.raises(RemoteProtocolError, match="passive party 0(: malformed| sent histograms of tree 0 nodes .*, expected tree 0 nodes \\[0\\])"):
+            active.receive(0, EncryptedHistograms("s", 0, nodes, frame_blobs([b"x"] * blobs)))
 
 
 CITIES = np.array(["ankara", "berlin", "cairo", "delhi", "essen", "faro", "graz", "hue"], dtype=object)

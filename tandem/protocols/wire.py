@@ -178,12 +178,15 @@ class EncryptedGradients(Message):
 
 @message(24)
 class EncryptedHistograms(Message):
-    """Passive -> active: one node's bucket structure and encrypted bucket sums
-    (``tandem.protocols.framing.histogram_payload``)."""
+    """Passive -> active: the histograms of one level of tree ``tree``, one for each of ``nodes`` (the
+    root, or of each pair of new siblings the one ``sent_child`` names, in frontier order); payload: one
+    blob per node (``framing.frame_blobs``) holding its bucket structure and encrypted bucket sums
+    (``tandem.protocols.framing.histogram_payload``). One message per level, not per node: over a WAN
+    each message costs the sender a round trip."""
 
     session: str
     tree: int
-    node: int
+    nodes: list[int]
     payload: bytes = field(default=b"", repr=False)
 
 

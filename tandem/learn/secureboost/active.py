@@ -262,28 +262,19 @@ class ActiveBoost(Role):
         self._waiting = set(range(self.n_parties))
 
     def _on_histograms(self, msg: EncryptedHistograms, party: int) -> Outbox:
-        queue = self._expected[party]
-        if msg.tree != len(self.trees_) - 1 or not queue or msg.node != queue[0]:
+        expected = self._expected[party]
+        if msg.tree != len(self.trees_) - 1 or msg.nodes != expected:
             self._fail(
-                f"passive party {party} sent histograms of tree {msg.tree} node {msg.node}, "
-                f"expected tree {len(self.trees_) - 1} node {queue[0] if queue else '-'}"
+                f"passive party {party} sent histograms of tree {msg.tree} nodes {msg.nodes[:8]}, "
+                f"expected tree {len(self.trees_) - 1} nodes {expected}"
             )
         n_features = int(self.offsets[party + 1] - self.offsets[party])
-        node = self._by_id[queue.pop(0)]
-        parent = self._parent_buckets.get((party, node.parent), all_cuts(n_features, self.params.bins))
         try:
-            buckets, passes = histogram_parts(msg.payload, n_features, self.params.bins)
-            if not buckets[:, self.missing_bin - 1].all() or (buckets & ~parent).any():
-                raise RemoteProtocolError(f"malformed buckets for node {node.id}")
-            g, h = self.he.decrypt_bucket_sums(passes, n_features, self.params.bins, packed=True)
+            for node_id, blob in zip(expected, unframe_blobs(msg.payload, len(expected)), strict=True):
+                self._take_histogram(party, self._by_id[node_id], blob, n_features)
         except (HeError, RemoteProtocolError) as exc:
             self._fail(f"passive party {party}: {exc}")
-        self._hists[(party, node.id)] = histogram_from_sums(g, h)
-        self._buckets[(party, node.id)] = buckets
-        if node.sibling >= 0:
-            self._buckets[(party, node.sibling)] = buckets
-        if not queue:
-            self._waiting.discard(party)
+        self._waiting.discard(party)
         if self._waiting:
             return []
         for n in self._frontier:  # the other sibling: parent minus the sent one, over the same buckets
@@ -292,6 +283,18 @@ class ActiveBoost(Role):
                     parent_hist = coarsen(self._parent_hists[(k, n.parent)], self._buckets[(k, n.id)])
                     self._hists[(k, n.id)] = parent_hist - self._hists[(k, n.sibling)]
         return self._decide()
+
+    def _take_histogram(self, party: int, node: _Node, blob: bytes, n_features: int) -> None:
+        """One node's bucket structure and sums from ``party``, checked against its parent's buckets."""
+        parent = self._parent_buckets.get((party, node.parent), all_cuts(n_features, self.params.bins))
+        buckets, passes = histogram_parts(blob, n_features, self.params.bins)
+        if not buckets[:, self.missing_bin - 1].all() or (buckets & ~parent).any():
+            raise RemoteProtocolError(f"malformed buckets for node {node.id}")
+        g, h = self.he.decrypt_bucket_sums(passes, n_features, self.params.bins, packed=True)
+        self._hists[(party, node.id)] = histogram_from_sums(g, h)
+        self._buckets[(party, node.id)] = buckets
+        if node.sibling >= 0:
+            self._buckets[(party, node.sibling)] = buckets
 
     def _decide(self) -> Outbox:
         tree, p = self.trees_[-1], self.params

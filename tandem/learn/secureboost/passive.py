@@ -169,7 +169,7 @@ class PassiveBoost(Role):
             return []
         self.state = State.WAIT_DECISIONS
         payload = histogram_payload(buckets, self._root_sums.passes(packed=True), self.bins)
-        return [EncryptedHistograms(self.session, self.tree, 0, payload)]
+        return [EncryptedHistograms(self.session, self.tree, [0], frame_blobs([payload]))]
 
     def _start_tree(self, msg: EncryptedGradients, mask_blob: bytes) -> None:
         """Part 0: the tree's sample and the root's bucket structure."""
@@ -204,10 +204,13 @@ class PassiveBoost(Role):
         return sums.passes(packed=True)
 
     def _histograms(self) -> list[Message]:
-        """Encrypted histograms of the frontier below the root: of each pair of siblings only the one
-        ``sent_child`` names (the active party derives the other). Sums are per bucket: bins merged
-        until every bucket holds ``min_bin_rows`` rows of the sample in the node and its sibling."""
-        out: list[Message] = []
+        """Encrypted histograms of the frontier below the root, in one message: of each pair of siblings
+        only the one ``sent_child`` names (the active party derives the other). Sums are per bucket: bins
+        merged until every bucket holds ``min_bin_rows`` rows of the sample in the node and its sibling."""
+        if not self._frontier:
+            self.state = State.WAIT_GRADIENTS
+            return []
+        nodes, payloads = [], []
         grown = {n.id: n.rows[self._in_sample[n.rows]] for n in self._frontier}
         for n in self._frontier:
             if sent_child(n.id, len(grown[n.id]), n.sibling, len(grown[n.sibling])) != n.id:
@@ -219,11 +222,10 @@ class PassiveBoost(Role):
                 if m.id == n.sibling:
                     m.buckets = n.buckets
             passes = self._sums(rows, to_buckets(self.binned[rows], n.buckets))
-            out.append(
-                EncryptedHistograms(self.session, self.tree, n.id, histogram_payload(n.buckets, passes, self.bins))
-            )
-        self.state = State.WAIT_DECISIONS if self._frontier else State.WAIT_GRADIENTS
-        return out
+            nodes.append(n.id)
+            payloads.append(histogram_payload(n.buckets, passes, self.bins))
+        self.state = State.WAIT_DECISIONS
+        return [EncryptedHistograms(self.session, self.tree, nodes, frame_blobs(payloads))]
 
     def _on_request(self, msg: SplitRequest) -> list[Message]:
         if self._asked:
