@@ -29,7 +29,8 @@ class TrainingResult:
     resumed_trees: int = 0
     goss_seed: int | None = None  # the label holder's private GOSS seed (its own record)
     train_seconds: float = 0.0
-    seconds_per_tree: float = 0.0
+    setup_seconds: float = 0.0  # of train_seconds: binning and key generation, before the first tree
+    seconds_per_tree: float = 0.0  # the rest over the trees grown
     seconds: float = 0.0
     test_ids: list[str] = field(default_factory=list)
     test_scores: list[float] = field(default_factory=list)
@@ -51,6 +52,7 @@ class TrainingResult:
                 "resumed_trees",
                 "goss_seed",
                 "train_seconds",
+                "setup_seconds",
                 "seconds_per_tree",
                 "seconds",
                 "test_ids",
