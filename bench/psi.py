@@ -168,11 +168,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--kill-at", type=float, default=None, help="SIGKILL the market node at this fraction, then rerun")
     parser.add_argument("--skip-openmined", action="store_true")
+    parser.add_argument("--backends", default="openssl,mb", help="Tandem backends to run, comma-separated")
     parser.add_argument("--results", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     args = parser.parse_args()
     n = args.n
     mb_missing = x25519_mb.unavailable_reason()
-    backends = ["openssl"] + ([] if mb_missing else ["mb"])
+    backends = [b for b in args.backends.split(",") if b == "openssl" or (b == "mb" and not mb_missing)]
+    only = "" if args.backends == "openssl,mb" else f", backend {args.backends}"
     rates: dict[str, float] = {}
     hash_rate = _hash_for(2.0)
     ours: dict[str, dict] = {}
@@ -195,7 +197,7 @@ def main() -> None:
         raise SystemExit(f"wrong intersection size from {', '.join(wrong)} (expected {n // 2})")
     floor = 4 * n / FLOOR_MULTS_PER_S
     command = f"python bench/psi.py --n {n}" + (f" --kill-at {args.kill_at}" if args.kill_at else "") + (
-        " --skip-openmined" if args.skip_openmined else "")
+        " --skip-openmined" if args.skip_openmined else "") + (f" --backends {args.backends}" if only else "")
     rows = []
     for b, r in ours.items():
         killed = "killed_after" in r
@@ -218,7 +220,8 @@ def main() -> None:
     resumed = [f"- backend {b}: market node SIGKILLed at {args.kill_at:.0%} of its run ({r['killed_after']} s in); the rerun "
                f"{'resumed' if r['resumed'] else 'did NOT resume'} and took {r['wall']:.1f} s with {r['multiplied']:,} "
                f"multiplications over both sides (a full run makes {4 * n:,})." for b, r in ours.items() if "killed_after" in r]
-    header = "## PSI (link)" if n < 5_000_000 else f"## PSI at scale (link, N = {n:,})"  # both kept in RESULTS.md
+    # one section per size class and choice of backends, each kept in RESULTS.md
+    header = f"## PSI (link{only})" if n < 5_000_000 else f"## PSI at scale (link, N = {n:,}{only})"
     section = "\n".join([
         header,
         "",
