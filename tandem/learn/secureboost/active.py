@@ -34,8 +34,8 @@ from tandem.protocols.wire import (
     SplitRequest,
 )
 
-# (party, message) pairs; lazy where encrypting is the work (a tree's gradients are encrypted part by part as
-# the caller sends them, so the wire carries one part while the next is encrypted): iterate it once, in order
+# (party, message) pairs, lazy where encrypting is the work (a tree's gradients come out part by part as they
+# are encrypted, so the wire carries one part while the next is encrypted): iterate it once, in order
 Outbox = Iterable[tuple[int, Message]]
 
 
@@ -209,7 +209,6 @@ class ActiveBoost(Role):
         without one each part when the caller asks for it."""
         g, h, mask = self._g_q[self._sample], self._h_q[self._sample], pack_mask(self._in_sample)
         parts = max(1, -(-len(g) // GRADIENT_PART_ROWS))
-
         cuts = [slice(i * GRADIENT_PART_ROWS, (i + 1) * GRADIENT_PART_ROWS) for i in range(parts)]
         if self.engine is not None and self.engine.workers > 0:
             key = self.he.public_bytes()
