@@ -186,3 +186,6 @@ class ApiClient:
             return reply.status_code, reply.json()
         except ValueError:
             return reply.status_code, None
+
+    def close(self) -> None:
+        self._client.close()
