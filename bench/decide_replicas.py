@@ -125,15 +125,13 @@ def postgres() -> tuple[str, str]:
         text=True,
         check=True,
         timeout=300,
+        env={**os.environ, "TANDEM_PG_FSYNC": "on"},
     )
     url, datadir = out.stdout.strip().splitlines()[-1].split()
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    engine = sa.create_engine(url)
     with engine.connect() as conn:
-        conn.execute(sa.text("ALTER SYSTEM SET fsync = on"))
-        conn.execute(sa.text("SELECT pg_reload_conf()"))
-        time.sleep(0.5)
         if conn.execute(sa.text("SHOW fsync")).scalar() != "on":
-            raise SystemExit("PostgreSQL did not turn fsync on")
+            raise SystemExit("PostgreSQL did not start with fsync on")
     engine.dispose()
     return url, datadir
 
