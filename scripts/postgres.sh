@@ -3,6 +3,7 @@
 #
 #   scripts/postgres.sh install          make sure the server binaries are installed (apt-get as root)
 #   scripts/postgres.sh start [PORT]     init a fresh cluster in a temp folder, start it; prints "URL DATADIR"
+#                                        (fsync off unless TANDEM_PG_FSYNC=on: the benchmarks turn it on)
 #   scripts/postgres.sh stop DATADIR     stop that cluster and delete its folder
 set -euo pipefail
 # shellcheck source=scripts/apt.sh
@@ -45,7 +46,7 @@ start() {
     as_owner "$bin/initdb" -D "$dir/data" -U tandem --auth=trust -E UTF8 --no-locale >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; exit 1; }
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c fsync=off" start >&2 \
+        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c fsync=${TANDEM_PG_FSYNC:-off}" start >&2 \
         || { cat "$dir/server.log" >&2; exit 1; }
     "$bin/createdb" -h 127.0.0.1 -p "$port" -U tandem tandem
     echo "postgresql+psycopg://tandem@127.0.0.1:$port/tandem $dir"

@@ -84,7 +84,7 @@ def _ask(client, rid: str, lid: str, version: str, bits: str, amount: float = 10
 
 def _recorded(bank, rids: list[str]) -> dict[str, tuple[float, float]]:
     """What the old answer carried, as the bank's ledger keeps it: request id -> (PD, exact limit)."""
-    bank["ledger"].copy()
+    bank["ledger"].backend.copy()  # the journal into the table
     names = ", ".join(f"'{r}'" for r in rids)
     found = bank["store"].query(f"SELECT request_id, pd, limit_amount FROM decisions WHERE request_id IN ({names})")
     return {r: (p, limit) for r, p, limit in zip(*(found.column(c).to_pylist() for c in found.column_names))}
@@ -162,7 +162,7 @@ def test_the_window_answers_a_new_amount_from_the_recorded_band_and_grid_limit_o
     assert over["limit"] is None and at["limit"] == shown                 # the limit only on approve
     assert guards.window.hits == 2 and len(guards.window) == 1
     # A restarted service reloads the window from the ledger: still no second evaluation.
-    bank["ledger"].copy()
+    bank["ledger"].backend.copy()  # the journal into the table
     reloaded = Window(86400)
     for kind, link, outcome, pd, band, v, at_s in bank["ledger"].evaluations_since(86400):
         reloaded.put((kind, link), outcome, pd, band, v, at_s)

@@ -1,18 +1,21 @@
 """Every decision, durable before it is answered and kept in the bank's store, once per request id.
 
-The decision path does not wait for the store. Decisions made in one turn of the service's
-event loop are appended together to a journal in the node's state folder and fsynced
-(about 0.1 ms, where a DuckDB commit costs about a millisecond and, when DuckDB folds its
-own log into the file, hundreds), then answered. A writer thread moves them from the
-journal into the store's ``decisions`` table (DuckDB or PostgreSQL) in one transaction
-every ``COPY_S`` seconds and deletes the journal segments they came from once that
-transaction is committed. Starting the ledger first copies whatever an earlier process
-left in the journal (a crash, a kill) into the table, and closing it copies the rest, so
-after a restart or a clean stop the table holds every decision ever answered.
+A request id seen before returns the recorded answer (``replayed``) and books nothing; reused with a
+different request, it is refused (``ReusedRequestId``). Where that is known depends on the store:
 
-A request id seen before returns the recorded answer (``replayed``) and books nothing;
-reused with a different request, it is refused. The ledger is the table's only writer and
-knows every request id in it, so each is stored once.
+- **PostgreSQL** (``tandem.decide.ledger_sql``): the ``decisions`` table is the truth, with a unique
+  index on ``request_id``. A decision is booked by ``INSERT ... ON CONFLICT (request_id) DO NOTHING``
+  and the row that holds is read back in the same transaction; it is answered only once that
+  transaction is committed. So any number of service processes (replicas behind one address) share
+  one ledger: two racing on one request id book one row and both answer it.
+- **DuckDB** (one process's file; ``tandem.decide.journal``): decisions are fsynced to a journal in
+  the node's state folder before they are answered and copied into the table by a writer thread;
+  the process is the table's only writer and keeps the 8-byte hash of each request id in it.
+
+Either way the process holds a bounded cache of recent answers (``CACHE_SIZE``, about 1 KB each)
+in front of a keyed lookup by request id: start-up loads no recorded answer. New request ids of one
+turn of the event loop (and of the turns while the previous batch ran) are looked up and booked
+together, in one worker thread, off the event loop.
 """
 
 from __future__ import annotations
@@ -21,15 +24,16 @@ import asyncio
 import hashlib
 import json
 import os
-import sys
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import Any, Protocol
 
-import pyarrow as pa
-
-from tandem.atomic import fsync_dir, write_all
+from tandem.errors import StoreError
 from tandem.store import open_store
+from tandem.store.duck import DuckStore
 from tandem.store.schema import Column, TableSpec
 
 TABLE = TableSpec(
@@ -50,85 +54,121 @@ TABLE = TableSpec(
     doc="every online decision of the bank's service",
 )
 SCHEMA = TABLE.arrow_schema()
-COPY_S = 0.5
+CACHE_SIZE = 20_000  # recent answers kept in memory (about 1 KB each): replays are mostly retries of recent ones
+
+Recorded = tuple[str, str]  # (request hash, the recorded response as JSON text)
 
 
 class ReusedRequestId(ValueError):
     """A request id already used for a different request."""
 
 
+class LedgerUnavailable(OSError):
+    """The ledger's database did not take a batch: nothing of it was booked (the service answers 503)."""
+
+
 def request_hash(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
+def replay(found: Recorded, body_hash: str, request_id: str) -> dict:
+    """The recorded answer for a request id seen before, or ``ReusedRequestId`` if the request differs."""
+    if found[0] != body_hash:
+        raise ReusedRequestId(f"request_id {request_id} was already used for a different request")
+    return json.loads(found[1])
+
+
+class Backend(Protocol):
+    """Where the ledger's truth is kept. ``lookup`` and ``book`` run in the ledger's one worker thread."""
+
+    def maybe_known(self, request_id: str) -> bool:
+        """False only if ``request_id`` is surely not recorded (asked on the event loop, no I/O)."""
+
+    def lookup(self, request_ids: list[str]) -> dict[str, Recorded]:
+        """The recorded ``(hash, response text)`` of those of ``request_ids`` that are recorded."""
+
+    def book(self, rows: list[tuple]) -> list[Recorded]:
+        """Record ``rows`` (the table's columns, in order) durably; for each, what is recorded under its
+        request id once this returns: its own hash and text, or an earlier booking's."""
+
+    def close(self) -> None: ...
+
+
 class Ledger:
-    """The decision log: a journal in ``journal_dir`` and the ``decisions`` table of the store at
-    ``store`` (the bank's: a DuckDB file or a SQLAlchemy URL; the ledger opens its own handle).
-    Used from one event loop: ``await record(...)`` -> ``(response, replayed)`` once the decision is
-    durable."""
+    """The decision log of the bank's store at ``store`` (a DuckDB file or a SQLAlchemy URL; the ledger
+    opens its own handle); ``journal_dir`` holds the DuckDB journal. Used from one event loop:
+    ``await record(...)`` -> ``(response, replayed)`` once the decision is durable."""
 
-    def __init__(self, store: str | os.PathLike, journal_dir: str | os.PathLike):
+    def __init__(self, store: str | os.PathLike, journal_dir: str | os.PathLike, cache_size: int = CACHE_SIZE):
         self._db = open_store(store)
-        self._db_lock = threading.Lock()  # one call at a time on the store's connection (writer thread + readers)
+        self._db_lock = threading.Lock()  # one call at a time on the store's connection (worker, readers)
         if self._db.columns(TABLE.name) is None:
-            self._db.create_table(TABLE)
-        # request id -> (request hash, recorded response as JSON text | future of the journal write).
-        # Text, not dicts: the garbage collector does not track strings, and full passes over tens of
-        # thousands of recorded dicts would stall the service for hundreds of milliseconds.
-        known = self._db.read_table(TABLE.name, ["request_id", "request_hash", "response"])
-        self._known: dict[str, tuple[str, str | asyncio.Future]] = dict(
-            zip(
-                known.column("request_id").to_pylist(),
-                zip(known.column("request_hash").to_pylist(), known.column("response").to_pylist()),
-            )
-        )
-        self._dir = Path(journal_dir)
-        self._dir.mkdir(parents=True, exist_ok=True)
-        left = _segments(self._dir)
-        read = [_read_segment(path) for path in left]
-        # journal lines that are not a decision: a torn last line after a crash (never answered), or damage
-        self.skipped = {str(path): bad for path, (_rows, bad) in zip(left, read) if bad}
-        if self.skipped:
-            print(json.dumps({"event": "ledger_skipped_lines", "lines": self.skipped}), file=sys.stderr, flush=True)
-        rows = [row for rows_, _bad in read for row in rows_ if row[0] not in self._known]
-        self._store(rows, left)  # what an earlier process journaled and never stored
-        self._known.update((row[0], (row[7], row[8])) for row in rows)
-        self._pending: list[tuple[str, str, dict, asyncio.Future]] = []
-        self._lock = threading.Lock()  # guards the open segment and what waits for the store
-        self._unstored: list[tuple] = []
-        self._segment = int(left[-1].stem) + 1 if left else 0
-        self._fd = self._open_segment()
-        self._closing = threading.Event()
-        self._writer = threading.Thread(target=self._copy_loop, daemon=True, name="ledger-store")
-        self._writer.start()
+            try:
+                self._db.create_table(TABLE)
+            except StoreError:
+                if self._db.columns(TABLE.name) is None:  # not a replica starting at the same moment
+                    raise
+        self.backend: Backend
+        if isinstance(self._db, DuckStore):
+            from tandem.decide.journal import Journal
 
-    def __len__(self) -> int:
-        return len(self._known)
+            self.backend = Journal(self._db, self._db_lock, journal_dir)
+        else:
+            from tandem.decide.ledger_sql import SqlBackend
 
-    async def record(self, request_id: str, body_hash: str, decide) -> tuple[dict, bool]:
+            self.backend = SqlBackend(self._db)
+        self.skipped: dict[str, list[int]] = getattr(self.backend, "skipped", {})
+        self._cache: OrderedDict[str, Recorded] = OrderedDict()
+        self._cache_size = cache_size
+        # request id -> (hash, future of what gets recorded) while its lookup and booking run
+        self._inflight: dict[str, tuple[str, asyncio.Future]] = {}
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="ledger")
+        self._lookups = _Batches(self.backend.lookup, self._worker)
+        self._books = _Batches(self.backend.book, self._worker)
+
+    async def record(self, request_id: str, body_hash: str, decide: Callable[[], dict]) -> tuple[dict, bool]:
         """``decide()`` -> response dict (with ``kind``, ``link_id``, ``decision``, ``pd``, ``limit``,
-        ``model_version``) is called only for a new request id."""
-        seen = self._known.get(request_id)
-        if seen is not None:
-            if seen[0] != body_hash:
+        ``model_version``) is called only for a request id not recorded yet."""
+        found = self._cache.get(request_id)
+        if found is not None:
+            self._cache.move_to_end(request_id)
+            return replay(found, body_hash, request_id), True
+        waiting = self._inflight.get(request_id)
+        if waiting is not None:  # the same id again while its first request is being booked
+            if waiting[0] != body_hash:
                 raise ReusedRequestId(f"request_id {request_id} was already used for a different request")
-            recorded = seen[1]
-            return (
-                await asyncio.shield(recorded) if isinstance(recorded, asyncio.Future) else json.loads(recorded)
-            ), True
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        self._known[request_id] = (body_hash, done)
+            return replay(await asyncio.shield(waiting[1]), body_hash, request_id), True
+        done = asyncio.get_running_loop().create_future()
+        self._inflight[request_id] = (body_hash, done)
         try:
-            response = decide()
-        except BaseException:
-            del self._known[request_id]  # nothing recorded: a retry may decide afresh
+            response, recorded, replayed = await self._decide_once(request_id, body_hash, decide)
+        except BaseException as exc:
+            done.set_exception(exc)
+            done.exception()  # retrieved: waiters, if any, hear it; nobody else has to
             raise
+        finally:
+            del self._inflight[request_id]
+        self._remember(request_id, recorded)
+        done.set_result(recorded)
+        if replayed or response is None:
+            return replay(recorded, body_hash, request_id), True
+        return response, False
+
+    async def _decide_once(self, request_id: str, body_hash: str, decide) -> tuple[dict | None, Recorded, bool]:
+        if self.backend.maybe_known(request_id):
+            found = (await self._lookups.submit([request_id]))[0].get(request_id)
+            if found is not None:
+                return None, found, True
+        response = decide()
         response["decided_at"] = datetime.now(UTC).isoformat()
-        if not self._pending:
-            loop.call_soon(self._flush)
-        self._pending.append((request_id, body_hash, response, done))
-        return await asyncio.shield(done), False
+        text = json.dumps(response)
+        recorded = (await self._books.submit([table_row(request_id, body_hash, response, text)]))[0]
+        return response, recorded, recorded != (body_hash, text)  # another process booked it first
+
+    def _remember(self, request_id: str, recorded: Recorded) -> None:
+        self._cache[request_id] = recorded
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
 
     def evaluations_since(self, seconds: float) -> list[tuple]:
         """The fresh evaluations recorded in the last ``seconds``, oldest first, as
@@ -152,90 +192,58 @@ class Ledger:
             out.append((r["kind"], r["link_id"], outcome, r["pd"], r["pd_band"], r["model_version"], at))
         return out
 
-    def _flush(self) -> None:
-        """Journal what this turn of the loop decided (one write, one fsync), then answer it."""
-        batch, self._pending = self._pending, []
-        texts = [json.dumps(r) for _rid, _h, r, _done in batch]
-        data = "".join(
-            json.dumps({"request_id": rid, "request_hash": h, "response": text}, separators=(",", ":")) + "\n"
-            for (rid, h, _r, _done), text in zip(batch, texts)
-        ).encode()
-        rows = [_row(rid, h, r, text) for (rid, h, r, _done), text in zip(batch, texts)]
-        try:
-            with self._lock:
-                _append_durably(self._fd, data)
-                self._unstored += rows
-        except OSError as exc:  # every waiting request hears of the failure; nothing was answered
-            for rid, _h, _r, done in batch:
-                self._known.pop(rid, None)
-                done.set_exception(exc)
-            return
-        for (rid, h, response, done), text in zip(batch, texts):
-            self._known[rid] = (h, text)
-            done.set_result(response)
-
-    def _open_segment(self) -> int:
-        fd = os.open(self._dir / f"{self._segment}.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        fsync_dir(self._dir)  # the new segment's name survives a power loss, not only its data
-        return fd
-
-    def _copy_loop(self) -> None:
-        while not self._closing.wait(COPY_S):
-            self.copy()
-
-    def copy(self) -> None:
-        """Move what the journal holds into the store: start a new segment, then commit the old ones'
-        decisions in one transaction and delete those segments. On failure they stay for the next try."""
-        with self._lock:
-            rows, self._unstored = self._unstored, []
-            if not rows:
-                return
-            os.close(self._fd)
-            self._segment += 1
-            self._fd = self._open_segment()
-            done = [p for p in _segments(self._dir) if int(p.stem) < self._segment]
-        try:
-            self._store(rows, done)
-        except Exception:  # noqa: BLE001 - the journal still holds them; the next round retries
-            with self._lock:
-                self._unstored = rows + self._unstored
-
-    def _store(self, rows: list[tuple], segments: list[Path]) -> None:
-        """Commit ``rows`` (the table's columns, in order) and delete the journal ``segments`` they came from."""
-        if rows:
-            columns = [pa.array(col, f.type) for col, f in zip(zip(*rows), SCHEMA)]
-            with self._db_lock:
-                self._db.append(TABLE.name, pa.Table.from_arrays(columns, schema=SCHEMA))
-        for path in segments:
-            path.unlink()
-
     def close(self) -> None:
-        """Stop the writer and move the rest of the journal into the store."""
-        self._closing.set()
-        self._writer.join()
-        self.copy()
-        os.close(self._fd)
+        """Finish what the worker holds, close the backend (the journal's rest into the store) and the store."""
+        self._worker.shutdown(wait=True)
+        self.backend.close()
         self._db.close()
 
 
-def _append_durably(fd: int, data: bytes) -> None:
-    """Append ``data`` and fsync it; on failure cut the file back, so a decision that was not answered
-    is not in the journal either (a restart would otherwise store it)."""
-    start = os.lseek(fd, 0, os.SEEK_END)
-    try:
-        write_all(fd, data)
-        os.fdatasync(fd)
-    except OSError:
-        os.ftruncate(fd, start)
-        raise
+class _Batches:
+    """Calls ``fn(items)`` in ``worker`` for the items submitted in one turn of the event loop and in the
+    turns while the previous call ran (one call at a time); each submitter gets its items' results."""
+
+    def __init__(self, fn: Callable[[list], list | dict], worker: ThreadPoolExecutor):
+        self._fn, self._worker = fn, worker
+        self._waiting: list[tuple[list, asyncio.Future]] = []
+        self._busy = False
+
+    def submit(self, items: list) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._waiting.append((items, future))
+        if not self._busy:
+            self._busy = True
+            loop.call_soon(self._start, loop)
+        return future
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._waiting = self._waiting, []
+        items = [item for part, _f in batch for item in part]
+        job = loop.run_in_executor(self._worker, self._fn, items)
+        job.add_done_callback(lambda j: self._finish(loop, j, batch))
+
+    def _finish(self, loop: asyncio.AbstractEventLoop, job: asyncio.Future, batch: list) -> None:
+        exc = None if job.cancelled() else job.exception()
+        result: Any = None if exc is not None or job.cancelled() else job.result()
+        start = 0
+        for part, future in batch:
+            start += len(part)
+            if future.done():
+                continue
+            if exc is not None or result is None:
+                future.set_exception(exc or asyncio.CancelledError())
+            elif isinstance(result, dict):
+                future.set_result([result])  # a lookup: one dict for the whole batch
+            else:
+                future.set_result(result[start - len(part) : start])
+        if self._waiting:
+            loop.call_soon(self._start, loop)
+        else:
+            self._busy = False
 
 
-def _segments(folder: Path) -> list[Path]:
-    """The journal's segments, oldest first (``0.jsonl``, ``1.jsonl``, ...)."""
-    return sorted((p for p in folder.glob("*.jsonl") if p.stem.isdigit()), key=lambda p: int(p.stem))
-
-
-def _row(request_id: str, body_hash: str, response: dict, text: str) -> tuple:
+def table_row(request_id: str, body_hash: str, response: dict, text: str) -> tuple:
     """A decision as a row of the ``decisions`` table."""
     return (
         request_id,
@@ -249,18 +257,3 @@ def _row(request_id: str, body_hash: str, response: dict, text: str) -> tuple:
         text,
         datetime.fromisoformat(response["decided_at"]).astimezone(UTC).replace(tzinfo=None),
     )
-
-
-def _read_segment(path: Path) -> tuple[list[tuple], list[int]]:
-    """A journal segment's decisions as table rows, and the (1-based) numbers of the lines that are not
-    one: a torn last line (a crash mid-write: never answered) or damage, counted and reported."""
-    out, bad = [], []
-    for n, line in enumerate(path.read_bytes().splitlines(), start=1):
-        try:
-            entry = json.loads(line)
-            out.append(
-                _row(entry["request_id"], entry["request_hash"], json.loads(entry["response"]), entry["response"])
-            )
-        except (ValueError, KeyError, TypeError):
-            bad.append(n)
-    return out, bad

@@ -80,6 +80,58 @@ def write_decide_configs(
     return paths, key
 
 
+def copy_store(source: str | Path, target: str) -> None:
+    """Every table of the store ``source`` written into the store ``target`` (a party moving its DuckDB
+    file into PostgreSQL, so that replicas of its service share it)."""
+    from tandem.store import open_store
+
+    src, dst = open_store(source, read_only=True), open_store(target, create=True)
+    try:
+        for name in src.table_names():
+            dst.write_table(name, src.iter_batches(name))
+    finally:
+        src.close()
+        dst.close()
+
+
+def replica_configs(config: Path, count: int, store: str | None = None, peers: list[str] | None = None) -> list[Path]:
+    """``count`` replicas of the ``[decide]`` config ``config`` beside it (``decide-bank-r0.toml``, ...): each
+    its own listeners and state folder; ``store``: one store for all of them (a shared PostgreSQL ledger);
+    ``peers``: replica i's peer decide address (a gateway replica i in front of bank replica i)."""
+    import tomllib
+
+    raw = tomllib.loads(config.read_text())
+    peer = raw["decide"].get("peer")
+    out = []
+    for i in range(count):
+        name = f"{config.stem}-r{i}"
+        keys = {
+            ("node", "state_dir"): f"state-{name}",
+            ("decide", "listen"): f"127.0.0.1:{free_port()}",
+            ("decide", "api_listen"): f"127.0.0.1:{free_port()}",
+        }
+        if store is not None:
+            keys["node", "store"] = store
+        if peers is not None and peer:
+            keys[f"peers.{peer}", "decide"] = peers[i]
+        path = config.with_name(name + ".toml")
+        path.write_text(_with_keys(config.read_text(), keys))
+        out.append(path)
+    return out
+
+
+def _with_keys(text: str, keys: dict[tuple[str, str], str]) -> str:
+    """TOML ``text`` with the string values of ``(section, key)`` replaced (each key present already)."""
+    section, lines = "", []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            section = stripped.strip("[]")
+        key = stripped.split("=", 1)[0].strip() if "=" in stripped else ""
+        lines.append(f"{key} = {json.dumps(keys[section, key])}" if (section, key) in keys else line)
+    return "\n".join(lines) + "\n"
+
+
 class Service:
     """A ``tandem serve`` child process; ``api`` is its API-key listener's base URL; ``prefix``: a command
     it runs under (the network lab's ``ip netns exec NS``)."""

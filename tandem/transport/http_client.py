@@ -217,3 +217,6 @@ class ApiClient:
             return reply.status_code, reply.json()
         except ValueError:
             return reply.status_code, None
+
+    def close(self) -> None:
+        self._client.close()
