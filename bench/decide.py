@@ -229,6 +229,23 @@ def _body(request_id: str, user: int, rng) -> dict:
             "order": {"amount": float(round(rng.uniform(1000, 60000), 2)), "currency": "RUB"}}
 
 
+def decide_world(folder: Path, persons: int):
+    """A linked world of ``persons`` in ``folder / "world"`` with its customer model trained and both decide
+    configs written: ``(world, models, config paths, the shop's API key)``."""
+    from tandem.decide.local import train_models, write_decide_configs
+    from tandem.link.local import link_world
+    from tandem.world.generate import generate_world
+
+    world = folder / "world"
+    generate_world(persons, 7, world, evaluate=False)
+    link_world(world, entities=["customers"], count_only=False)
+    models = train_models(world, ["customers"])
+    # every request a fresh evaluation (the runs reuse users: a window would answer most from the
+    # recorded one, cheaper) and the peer's quota on but above the load: the same work as a real checkout
+    paths, key = write_decide_configs(world, models, extra={"window_s": 0, "peer_rate": 20000})
+    return world, models, paths, key
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--persons", type=int, default=30_000)
@@ -243,21 +260,13 @@ def main() -> None:
     if args.part == "new-buyers":
         return
     from baseline import bank_only_setup
-    from tandem.decide.local import Service, train_models, write_decide_configs
-    from tandem.link.local import link_world
-    from tandem.world.generate import generate_world
+    from tandem.decide.local import Service
 
     import duckdb
 
     n = int(args.rate * args.seconds)
     with tempfile.TemporaryDirectory() as tmp:
-        world = Path(tmp) / "world"
-        generate_world(args.persons, 7, world, evaluate=False)
-        link_world(world, entities=["customers"], count_only=False)
-        models = train_models(world, ["customers"])
-        # every request a fresh evaluation (the runs reuse users: a window would answer most from the
-        # recorded one, cheaper) and the peer's quota on but above the load: the same work as a real checkout
-        paths, key = write_decide_configs(world, models, extra={"window_s": 0, "peer_rate": 20000})
+        world, models, paths, key = decide_world(Path(tmp), args.persons)
         con = duckdb.connect(str(world / "market.duckdb"), read_only=True)
         users = [r[0] for r in con.execute("SELECT local_id FROM link_customers").fetchall()]
         con.close()

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from decide import _one, checkout_bodies  # noqa: E402
+from decide import _one, checkout_bodies, decide_world  # noqa: E402
 from world import cpu_model, write_section  # noqa: E402
 
 HEADING = "## Decide on two replicas (one PostgreSQL ledger)"
@@ -148,19 +148,13 @@ def main() -> None:
     import sqlalchemy as sa
     from baseline import bank_only_setup
 
-    from tandem.decide.local import Service, copy_store, replica_configs, train_models, write_decide_configs
-    from tandem.link.local import link_world
-    from tandem.world.generate import generate_world
+    from tandem.decide.local import Service, copy_store, replica_configs
 
     url, datadir = postgres()
     services: list = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            world = Path(tmp) / "world"
-            generate_world(args.persons, 7, world, evaluate=False)
-            link_world(world, entities=["customers"], count_only=False)
-            models = train_models(world, ["customers"])
-            paths, key = write_decide_configs(world, models, extra={"window_s": 0, "peer_rate": 20000})
+            world, models, paths, key = decide_world(Path(tmp), args.persons)
             copy_store(world / "bank.duckdb", url)
             n = int(args.rate * args.seconds)
             if args.path == "bank":

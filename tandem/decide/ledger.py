@@ -79,7 +79,10 @@ def replay(found: Recorded, body_hash: str, request_id: str) -> dict:
 
 
 class Backend(Protocol):
-    """Where the ledger's truth is kept. ``lookup`` and ``book`` run in the ledger's one worker thread."""
+    """Where the ledger's truth is kept. ``lookup`` and ``book`` run in the ledger's one worker thread.
+    ``skipped``: records found damaged at start-up (journal lines by segment), reported by the service."""
+
+    skipped: dict[str, list[int]]
 
     def maybe_known(self, request_id: str) -> bool:
         """False only if ``request_id`` is surely not recorded (asked on the event loop, no I/O)."""
@@ -117,7 +120,7 @@ class Ledger:
             from tandem.decide.ledger_sql import SqlBackend
 
             self.backend = SqlBackend(self._db)
-        self.skipped: dict[str, list[int]] = getattr(self.backend, "skipped", {})
+        self.skipped = self.backend.skipped
         self._cache: OrderedDict[str, Recorded] = OrderedDict()
         self._cache_size = cache_size
         # request id -> (hash, future of what gets recorded) while its lookup and booking run
@@ -156,7 +159,7 @@ class Ledger:
 
     async def _decide_once(self, request_id: str, body_hash: str, decide) -> tuple[dict | None, Recorded, bool]:
         if self.backend.maybe_known(request_id):
-            found = (await self._lookups.submit([request_id]))[0].get(request_id)
+            found = (await self._lookups.submit([request_id])).get(request_id)
             if found is not None:
                 return None, found, True
         response = decide()
@@ -201,7 +204,8 @@ class Ledger:
 
 class _Batches:
     """Calls ``fn(items)`` in ``worker`` for the items submitted in one turn of the event loop and in the
-    turns while the previous call ran (one call at a time); each submitter gets its items' results."""
+    turns while the previous call ran (one call at a time); each submitter gets its items' slice of a list
+    result (bookings), or the whole of a dict result (lookups, by request id)."""
 
     def __init__(self, fn: Callable[[list], list | dict], worker: ThreadPoolExecutor):
         self._fn, self._worker = fn, worker
@@ -234,7 +238,7 @@ class _Batches:
             if exc is not None or result is None:
                 future.set_exception(exc or asyncio.CancelledError())
             elif isinstance(result, dict):
-                future.set_result([result])  # a lookup: one dict for the whole batch
+                future.set_result(result)  # a lookup: one dict, by request id, for the whole batch
             else:
                 future.set_result(result[start - len(part) : start])
         if self._waiting:

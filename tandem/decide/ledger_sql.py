@@ -24,6 +24,7 @@ class SqlBackend:
     used by the ledger's one worker thread; after a failure the next batch takes a fresh one."""
 
     def __init__(self, store):
+        self.skipped: dict[str, list[int]] = {}  # nothing is journaled, so nothing can be found damaged
         self._store, self._engine = store, store.engine
         q = store.engine.dialect.identifier_preparer.quote
         self._table = q(TABLE.name)

@@ -210,7 +210,7 @@ class ActiveBoost(Role):
         g, h, mask = self._g_q[self._sample], self._h_q[self._sample], pack_mask(self._in_sample)
         parts = max(1, -(-len(g) // GRADIENT_PART_ROWS))
         cuts = [slice(i * GRADIENT_PART_ROWS, (i + 1) * GRADIENT_PART_ROWS) for i in range(parts)]
-        if self.engine is not None and self.engine.workers > 0:
+        if self.engine is not None:  # (an inline engine, workers=0, encrypts them all here and now)
             key = self.he.public_bytes()
             encrypting = [self.engine.submit(encrypted_gh, key, g[c], h[c]) for c in cuts]
             blobs = (f.result() for f in encrypting)
